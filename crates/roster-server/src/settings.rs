@@ -1,0 +1,315 @@
+//! One typed `Settings`: defaults in code < `roster.toml` < `ROSTER_*` environment < CLI flags
+//! (design.md, Configuration). Dotted setting names map to TOML tables and to environment
+//! variables with `__` between segments (`mobile.max_body_bytes` =
+//! `ROSTER_MOBILE__MAX_BODY_BYTES`).
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of the server.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded SQLite store lives when no `database_url` is given.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; empty: SQLite under `data_dir`.
+    pub database_url: String,
+    pub http: HttpSettings,
+    pub mobile: MobileSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Public base path every route is served under (e.g. `/roster`); empty for `/`.
+    pub base_path: String,
+}
+
+/// `[mobile]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MobileSettings {
+    /// Request body limit in bytes (mobile-api.md §1.5).
+    pub max_body_bytes: usize,
+    /// `libraryVersion` of `/mobile/3/version`.
+    pub latest_sdk_version: String,
+    /// `updateUrl` of `/mobile/3/version`.
+    pub sdk_update_url: String,
+    pub rate: MobileRateSettings,
+}
+
+/// `[mobile.rate]` (mobile-api.md §1.7); 0 disables a limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MobileRateSettings {
+    pub per_installation_rps: f64,
+    pub per_installation_burst: f64,
+    pub create_per_ip_rps: f64,
+    pub create_per_ip_burst: f64,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Attribute definitions per account and scope (people.md §8.2).
+    pub attribute_definitions: u64,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info,roster_server=debug`.
+    pub filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./roster-data"),
+            database_url: String::new(),
+            http: HttpSettings::default(),
+            mobile: MobileSettings::default(),
+            limits: LimitSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:8080".into(),
+            base_path: String::new(),
+        }
+    }
+}
+
+impl Default for MobileSettings {
+    fn default() -> Self {
+        MobileSettings {
+            max_body_bytes: 2_097_152,
+            latest_sdk_version: "0.0.0".into(),
+            sdk_update_url: String::new(),
+            rate: MobileRateSettings::default(),
+        }
+    }
+}
+
+impl Default for MobileRateSettings {
+    fn default() -> Self {
+        MobileRateSettings {
+            per_installation_rps: 5.0,
+            per_installation_burst: 30.0,
+            create_per_ip_rps: 10.0,
+            create_per_ip_burst: 100.0,
+        }
+    }
+}
+
+impl MobileRateSettings {
+    /// Every limit off (tests, benchmarks).
+    pub fn disabled() -> Self {
+        MobileRateSettings {
+            per_installation_rps: 0.0,
+            per_installation_burst: 0.0,
+            create_per_ip_rps: 0.0,
+            create_per_ip_burst: 0.0,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            attribute_definitions: 500,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    // The database URL may carry a password: redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("http", &self.http)
+            .field("mobile", &self.mobile)
+            .field("limits", &self.limits)
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Environment variables starting with `ROSTER_` that no setting reads (lldap-style warning):
+/// a typo otherwise silently does nothing.
+pub fn unknown_env_vars() -> Vec<String> {
+    let known = Figment::from(Serialized::defaults(Settings::default()));
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("ROSTER_"))
+        .filter(|k| !IGNORED_ENV.contains(&k.as_str()))
+        .filter(|k| {
+            let path = k["ROSTER_".len()..].to_ascii_lowercase().replace("__", ".");
+            known.find_value(&path).is_err()
+        })
+        .collect()
+}
+
+/// `ROSTER_*` variables that are not settings (the CLI's own, the test suite's).
+const IGNORED_ENV: &[&str] = &["ROSTER_CONFIG", "ROSTER_TEST_POSTGRES_URL", "ROSTER_LOG"];
+
+impl Settings {
+    /// Loads defaults < the TOML file (if it exists) < `ROSTER_*` environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, figment::Error> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            fig = fig.merge(Toml::file_exact(path));
+        } else if Path::new("roster.toml").exists() {
+            fig = fig.merge(Toml::file_exact("roster.toml"));
+        }
+        fig = fig.merge(
+            Env::prefixed("ROSTER_")
+                .filter(|k| {
+                    !IGNORED_ENV
+                        .iter()
+                        .any(|i| i["ROSTER_".len()..].eq_ignore_ascii_case(k.as_str()))
+                })
+                .split("__"),
+        );
+        fig.extract()
+    }
+
+    /// The store URL: `database_url`, or the SQLite file under `data_dir`.
+    pub fn store_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("roster.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// The normalised base path: empty, or `/segment...` without a trailing slash.
+    pub fn base_path(&self) -> String {
+        let trimmed = self.http.base_path.trim_matches('/');
+        if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("/{trimmed}")
+        }
+    }
+}
+
+/// The commented example file printed by `roster config example`.
+pub const EXAMPLE: &str = r#"# roster.toml — every setting with its default. Each can also be set in the environment:
+# ROSTER_<TABLE>__<KEY>, e.g. ROSTER_MOBILE__MAX_BODY_BYTES=1048576, and most by a CLI flag.
+
+# Where the embedded SQLite store lives (roster.db inside it).
+data_dir = "./roster-data"
+# Use another store instead: "sqlite:///var/lib/roster/roster.db" or "postgres://user@host/db".
+database_url = ""
+
+[http]
+# Address and port to listen on.
+listen = "127.0.0.1:8080"
+# Serve every route under this path (clients then use https://host/roster as base URL).
+base_path = ""
+
+[mobile]
+# Largest accepted request body, in bytes (larger: 413 REQUEST_TOO_LARGE).
+max_body_bytes = 2097152
+# What GET /mobile/3/version answers as libraryVersion and updateUrl.
+latest_sdk_version = "0.0.0"
+sdk_update_url = ""
+
+[mobile.rate]
+# Token buckets (requests/second sustained, burst); 0 disables the limit.
+per_installation_rps = 5.0
+per_installation_burst = 30.0
+create_per_ip_rps = 10.0
+create_per_ip_burst = 100.0
+
+[limits]
+# Custom attribute definitions per account and scope.
+attribute_definitions = 500
+
+[log]
+# "text" or "json".
+format = "text"
+# A tracing filter; RUST_LOG overrides it.
+filter = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_to_the_defaults() {
+        let parsed: Settings = Figment::from(Toml::string(EXAMPLE)).extract().unwrap();
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn file_then_env_precedence() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "r.toml",
+                "[http]\nlisten = \"0.0.0.0:1\"\n[mobile]\nmax_body_bytes = 10\n",
+            )?;
+            jail.set_env("ROSTER_MOBILE__MAX_BODY_BYTES", "20");
+            let s = Settings::load(Some(Path::new("r.toml")))?;
+            assert_eq!(s.http.listen, "0.0.0.0:1");
+            assert_eq!(s.mobile.max_body_bytes, 20);
+            jail.set_env("ROSTER_MOBILE__NOPE", "1");
+            assert_eq!(unknown_env_vars(), vec!["ROSTER_MOBILE__NOPE".to_string()]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_password_is_redacted() {
+        let s = Settings {
+            database_url: "postgres://u:secret@h/db".into(),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("secret") && shown.contains("u:***@h/db"), "{shown}");
+    }
+}

@@ -1,0 +1,283 @@
+//! The integration-test harness: the real server on an ephemeral port over a real SQLite file
+//! in a temp dir, HTTP clients (reqwest, and a raw HTTP/1.1 client for byte-exact wire tests),
+//! and the invariant checker of people.md §11, run by `finish()` at the end of every test.
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::{Method, StatusCode};
+use roster_core::Core;
+use roster_model::Application;
+use roster_server::{RunningServer, Settings, settings::MobileRateSettings, store::open_store};
+use roster_store::{Snapshot, Store};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// A running server with one application, and the store under it.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub store: Arc<dyn Store>,
+    pub app: Application,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The `messageId` of the error envelope.
+    pub fn code(&self) -> String {
+        self.json()["requestError"]["serviceException"]["messageId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no envelope: {}", self.text()))
+            .to_string()
+    }
+    /// Asserts a status and envelope code, and the envelope's shape and headers.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "status; body {}", self.text());
+        assert_eq!(self.code(), code, "code; body {}", self.text());
+        let se = &self.json()["requestError"]["serviceException"];
+        assert!(se["text"].is_string(), "text must be a string");
+        assert_eq!(self.headers["content-type"], "application/json");
+        assert_eq!(
+            self.headers["content-length"].to_str().unwrap(),
+            self.body.len().to_string()
+        );
+    }
+    /// Asserts a 200.
+    pub fn ok(self) -> Resp {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "expected 200, got {}: {}",
+            self.status,
+            self.text()
+        );
+        self
+    }
+}
+
+impl TestServer {
+    /// A server with default settings (rate limits off).
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server with adjusted settings (rate limits off unless the closure turns them on).
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
+        settings.http.listen = "127.0.0.1:0".into();
+        settings.mobile.rate = MobileRateSettings::disabled();
+        adjust(&mut settings);
+        let store = open_store(&settings.store_url()).await.unwrap();
+        let server = RunningServer::start(&settings, store.clone()).await.unwrap();
+        let core = server.state.core.clone();
+        let account = core.account_or_default(None).await.unwrap();
+        let app = core.create_application(account.id, "Test App").await.unwrap();
+        TestServer {
+            server,
+            store,
+            app,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// The core over the same store.
+    pub fn core(&self) -> &Core {
+        &self.server.state.core
+    }
+
+    /// `http://127.0.0.1:PORT` + base path + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.base_url(), path)
+    }
+
+    /// `Authorization: App <code>` of the test application.
+    pub fn app_auth(&self) -> String {
+        format!("App {}", self.app.application_code)
+    }
+
+    /// Sends a request with App auth, an optional `pushregistrationid` and an optional JSON body.
+    pub async fn call(&self, method: &str, path: &str, caller: Option<&str>, body: Option<&Value>) -> Resp {
+        self.call_with(
+            method,
+            path,
+            &[("authorization", &self.app_auth())],
+            caller,
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// Sends a request with explicit headers and raw body bytes.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        caller: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut rb = self
+            .http
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), self.url(path));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(c) = caller {
+            rb = rb.header("pushregistrationid", c);
+        }
+        if let Some(b) = body {
+            rb = rb.header("content-type", "application/json").body(b);
+        }
+        let r = rb.send().await.expect("request failed");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.unwrap().to_vec();
+        Resp { status, headers, body }
+    }
+
+    /// Registers an installation (Android-style body) and returns its pushRegId.
+    pub async fn register(&self, body: Value) -> String {
+        let r = self.call("POST", "/mobile/1/appinstance", None, Some(&body)).await.ok();
+        r.json()["pushRegId"].as_str().unwrap().to_string()
+    }
+
+    /// Registers a plain Firebase installation with a unique token.
+    pub async fn register_android(&self) -> String {
+        let token = format!("fcm-{}", uuid::Uuid::new_v4());
+        self.register(serde_json::json!({
+            "pushServiceType": "Firebase", "pushServiceToken": token, "os": "Android",
+            "sdkVersion": "15.0.0", "regEnabled": true, "notificationsEnabled": true
+        }))
+        .await
+    }
+
+    /// Personalizes `id` as `external_user_id` with flags given as a query string.
+    pub async fn personalize(&self, id: &str, body: Value, query: &str) -> Resp {
+        self.call(
+            "POST",
+            &format!("/mobile/1/appinstance/{id}/personalize?{query}"),
+            Some(id),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Sends raw bytes over a fresh TCP connection and reads the whole response
+    /// (the request should carry `Connection: close`).
+    pub async fn raw(&self, request: &[u8]) -> RawResponse {
+        let mut s = TcpStream::connect(self.server.addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .expect("raw response timed out")
+            .unwrap();
+        RawResponse::parse(&buf)
+    }
+
+    /// Everything in the store.
+    pub async fn snapshot(&self) -> Snapshot {
+        let mut tx = self.store.begin_read().await.unwrap();
+        let s = tx.snapshot().await.unwrap();
+        tx.rollback().await.unwrap();
+        s
+    }
+
+    /// Asserts the invariants of people.md §11 on the store.
+    pub async fn check_invariants(&self) {
+        let violations = roster_core::invariants::check(&self.snapshot().await);
+        assert!(violations.is_empty(), "invariants violated:\n{}", violations.join("\n"));
+    }
+
+    /// Ends a test: checks the invariants and stops the server.
+    pub async fn finish(self) {
+        self.check_invariants().await;
+        self.server.stop().await.unwrap();
+    }
+}
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn parse(buf: &[u8]) -> RawResponse {
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+        let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+        let body = buf[split + 4..].to_vec();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        RawResponse { status, headers, body }
+    }
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Builds an SDK JWT signed with `secret` (mobile-api.md §2.2), overriding claims with `extra`.
+pub fn make_jwt(kid: &str, secret: &[u8], app_code: &str, sub: &str, extra: Value) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut claims = serde_json::json!({
+        "typ": "Bearer", "sub": sub, "infobip-api-key": app_code,
+        "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string()
+    });
+    if let Value::Object(extra) = extra {
+        for (k, v) in extra {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(&k);
+            } else {
+                claims[k] = v;
+            }
+        }
+    }
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    header.typ = Some("JWT".into());
+    encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+}

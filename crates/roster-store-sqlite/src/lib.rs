@@ -1,0 +1,403 @@
+//! Roster's embedded storage backend: one SQLite file in WAL mode, one writer connection, a
+//! small pool of read-only connections (design.md "Storage").
+//!
+//! Concurrency comes from SQLite itself: a read-write transaction is `BEGIN IMMEDIATE` on the one
+//! writer connection, so it holds the database's write lock from its first statement and never
+//! fails half-way on a lock upgrade; another process writing the same file (`roster app create`
+//! while the server runs) waits up to `busy_timeout` and then gets `StoreError::Unavailable`.
+//! Every uniqueness rule is a constraint in `migrations/`, mapped to a typed
+//! `StoreError::Conflict` by `error.rs`.
+
+mod error;
+mod rows;
+mod sql;
+mod tx;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use roster_store::{Store, StoreError, StoreResult, Tx};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{join_err, map_err};
+use crate::tx::{Handle, SqliteTx};
+
+/// The schema migrations, in order: `(version, SQL)`. Applied at open; a landed file is never
+/// edited, a change is a new file with the next version.
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+/// How many read-only connections `begin_read` can use at once.
+const READERS: usize = 4;
+
+/// How long a connection waits for a lock held by another connection or process before the
+/// operation fails with `StoreError::Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Prepared statements kept per connection: more than the store has distinct statements.
+const STATEMENT_CACHE: usize = 128;
+
+/// The SQLite store, shared by the whole process as `Arc<dyn Store>`.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// The only connection that writes: SQLite allows one writer at a time anyway, and a mutex
+    /// queues writers in the process instead of letting them spin on `SQLITE_BUSY`.
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) the database file at `path` and
+    /// applies the pending migrations.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let path = path.to_path_buf();
+        let opened = path.clone();
+        let writer = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            if let Some(parent) = opened.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            open_writer(&opened)
+        })
+        .await
+        .map_err(join_err)??;
+        let store = SqliteStore {
+            readers: Arc::new(ReaderPool::new(path.clone())),
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+        };
+        store.migrate().await?;
+        // Open the readers now, after the schema exists, so that a file that cannot be read
+        // fails at start-up rather than on the first request.
+        let pool = store.readers.clone();
+        tokio::task::spawn_blocking(move || pool.fill())
+            .await
+            .map_err(join_err)??;
+        Ok(store)
+    }
+
+    /// Opens the store named by a database URL: `sqlite://<path>` or `sqlite:<path>`
+    /// (`sqlite:///abs/path` is absolute, `sqlite://rel/path` relative to the working directory).
+    pub async fn open_url(url: &str) -> StoreResult<SqliteStore> {
+        let path = path_of_url(url)?;
+        SqliteStore::open(Path::new(path)).await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies every migration of [`MIGRATIONS`] that the database has not recorded yet, each in
+    /// its own transaction; safe to run again and from two processes at once.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let writer = self.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || apply_migrations(&writer))
+            .await
+            .map_err(join_err)?
+    }
+}
+
+/// The file path inside a `sqlite:` URL.
+fn path_of_url(url: &str) -> StoreResult<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Other(format!("not a sqlite: URL: {url:?}")))?;
+    if rest.is_empty() {
+        return Err(StoreError::Other("the sqlite: URL names no file".into()));
+    }
+    // Every connection of the store must see the same database: a private in-memory one cannot.
+    if rest == ":memory:" || rest.contains("mode=memory") {
+        return Err(StoreError::Other(
+            "in-memory SQLite is not supported: name a file".into(),
+        ));
+    }
+    // Options after `?` (sqlx's `?mode=rwc`, ...) would be silently ignored: refuse them.
+    if rest.contains('?') {
+        return Err(StoreError::Other(format!(
+            "sqlite: URL options are not supported: {url:?}"
+        )));
+    }
+    Ok(rest)
+}
+
+/// Settings every connection gets.
+fn configure(conn: &Connection) -> StoreResult<()> {
+    // A second process (`roster app create`, `roster backup`) may write while the server runs:
+    // wait for its lock instead of failing at once; past the timeout the caller gets
+    // `StoreError::Unavailable`.
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    // An acknowledged write must survive a power cut: the API answers 2xx only after the commit
+    // is fsynced. With WAL, FULL costs one fsync of the log per commit; NORMAL could lose the
+    // last commits on power loss.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(map_err)?;
+    // The schema's references (installation -> person and application, keys -> person, ...)
+    // are part of the invariants; SQLite ignores them unless this is on, per connection.
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Opens the writer connection and puts the database in WAL mode.
+fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(map_err)?;
+    configure(&conn)?;
+    // WAL: readers never block the writer nor the writer the readers, and a commit is one
+    // sequential append (plus fsync) instead of a rollback journal round trip. The mode is
+    // stored in the file, so the readers and other processes get it too.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(map_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Other(format!(
+            "{} cannot use WAL mode (got {mode:?}); is it on a network file system?",
+            path.display()
+        )));
+    }
+    Ok(conn)
+}
+
+/// Opens a read-only connection of the pool.
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(map_err)?;
+    configure(&conn)?;
+    // `begin_read` promises that writes fail: make SQLite refuse them on this connection.
+    conn.pragma_update(None, "query_only", 1).map_err(map_err)?;
+    Ok(conn)
+}
+
+/// Applies the pending migrations on the writer connection (blocking).
+fn apply_migrations(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER NOT NULL PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         ) STRICT",
+    )
+    .map_err(map_err)?;
+    let newest_known = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    let newest_applied: Option<i64> = conn
+        .prepare_cached("SELECT max(version) FROM schema_migrations")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(map_err)?;
+    if let Some(applied) = newest_applied.filter(|v| *v > newest_known) {
+        return Err(StoreError::Other(format!(
+            "the database has schema version {applied}, newer than this build knows \
+             ({newest_known}): upgrade roster"
+        )));
+    }
+    for (version, script) in MIGRATIONS {
+        // IMMEDIATE: two processes starting together serialise here, and the second one sees
+        // the version recorded by the first.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+        let applied = (|| -> StoreResult<()> {
+            let done: Option<i64> = conn
+                .prepare_cached("SELECT version FROM schema_migrations WHERE version = ?1")
+                .and_then(|mut s| s.query_row([version], |r| r.get(0)).optional())
+                .map_err(map_err)?;
+            if done.is_none() {
+                conn.execute_batch(script).map_err(map_err)?;
+                conn.prepare_cached(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                )
+                .and_then(|mut s| s.execute((version, roster_model::now_millis())))
+                .map_err(map_err)?;
+                tracing::info!(version, "applied SQLite migration");
+            }
+            Ok(())
+        })();
+        match applied {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(map_err)?,
+            Err(e) => {
+                tx::rollback_quietly(conn);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The read-only connections. A semaphore bounds how many are in use; the idle ones wait in a
+/// list.
+struct ReaderPool {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl ReaderPool {
+    fn new(path: PathBuf) -> ReaderPool {
+        ReaderPool {
+            path,
+            idle: std::sync::Mutex::new(Vec::with_capacity(READERS)),
+            permits: Arc::new(Semaphore::new(READERS)),
+        }
+    }
+
+    /// Opens every connection of the pool (blocking).
+    fn fill(&self) -> StoreResult<()> {
+        let mut opened = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            opened.push(open_reader(&self.path)?);
+        }
+        self.lock_idle().extend(opened);
+        Ok(())
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        // A panic while holding this lock cannot leave the list inconsistent (push/pop only).
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a free connection.
+    async fn acquire(self: &Arc<Self>) -> StoreResult<PooledReader> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("reader pool closed".into()))?;
+        let idle = self.lock_idle().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            // One was discarded after a failure: replace it.
+            None => open_reader(&self.path)?,
+        };
+        Ok(PooledReader {
+            conn: Some(conn),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+/// A reader connection on loan; it goes back to the pool when dropped (before the permit is
+/// released), unless it was left inside a transaction.
+pub(crate) struct PooledReader {
+    conn: Option<Connection>,
+    pool: Arc<ReaderPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for PooledReader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Only `Drop` takes the connection out.
+        self.conn
+            .as_ref()
+            .expect("a pooled reader holds its connection until dropped")
+    }
+}
+
+impl Drop for PooledReader {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if conn.is_autocommit() {
+                self.pool.lock_idle().push(conn);
+            } else {
+                tracing::warn!("discarding a reader connection left inside a transaction");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let writer = self.writer.clone().lock_owned().await;
+        // BEGIN IMMEDIATE takes the database write lock and may wait up to busy_timeout for
+        // another process: not on a runtime thread.
+        let writer = tokio::task::spawn_blocking(move || {
+            // A transaction left open (a `begin` whose caller went away mid-way) is discarded.
+            if !writer.is_autocommit() {
+                tx::rollback_quietly(&writer);
+            }
+            tx::run(&writer, "BEGIN IMMEDIATE").map(|()| writer)
+        })
+        .await
+        .map_err(join_err)??;
+        Ok(Box::new(SqliteTx::new(Handle::Writer(writer))))
+    }
+
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
+        let reader = self.readers.acquire().await?;
+        tx::run(&reader, "BEGIN")?;
+        // A deferred transaction takes its snapshot at its first read: read now, so the snapshot
+        // is the database as of `begin_read`.
+        let started = reader
+            .prepare_cached("SELECT count(*) FROM schema_migrations")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+            .map_err(map_err);
+        if let Err(e) = started {
+            tx::rollback_quietly(&reader);
+            return Err(e);
+        }
+        Ok(Box::new(SqliteTx::new(Handle::Reader(reader))))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let reader = self.readers.acquire().await?;
+        reader
+            .prepare_cached("SELECT 1")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+            .map_err(map_err)
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_forms() {
+        assert_eq!(
+            path_of_url("sqlite:///var/lib/r.db").unwrap(),
+            "/var/lib/r.db"
+        );
+        assert_eq!(path_of_url("sqlite://data/r.db").unwrap(), "data/r.db");
+        assert_eq!(path_of_url("sqlite:r.db").unwrap(), "r.db");
+        assert!(path_of_url("sqlite::memory:").is_err());
+        assert!(path_of_url("sqlite://r.db?mode=rwc").is_err());
+        assert!(path_of_url("postgres://x").is_err());
+        assert!(path_of_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn migration_versions_increase() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        let mut sorted = versions.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(versions, sorted);
+        assert_eq!(versions.first(), Some(&1));
+    }
+}

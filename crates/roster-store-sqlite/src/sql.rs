@@ -1,0 +1,1101 @@
+//! The statements behind every `Tx` method, as plain functions over a connection that is inside
+//! a transaction. They run inline on the caller's task: each is an indexed single-row (or
+//! single-person) operation of a few microseconds. Every statement goes through
+//! `prepare_cached`, and every query on an entity that has an account filters by it.
+
+use std::collections::HashMap;
+
+use roster_model::validate::email_key;
+use roster_model::{
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey,
+    MergeLogEntry, Millis, Person, Provider, TokenClearedReason,
+};
+use roster_store::{Snapshot, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
+use uuid::Uuid;
+
+use crate::error::{json_err, map_err};
+use crate::rows;
+
+// Column lists, in the order the decoders of `rows` read them.
+macro_rules! account_columns {
+    () => {
+        "id, name, created_at"
+    };
+}
+macro_rules! application_columns {
+    () => {
+        "account_id, id, name, application_code, enabled, require_jwt_for_user_data, \
+         restrict_user_data_from_sdk, providers, created_at, updated_at"
+    };
+}
+macro_rules! jwt_key_columns {
+    () => {
+        "account_id, application_id, kid, secret, created_at"
+    };
+}
+macro_rules! api_key_columns {
+    () => {
+        "account_id, id, name, scopes, key_hash, key_prefix, created_at, expires_at, last_used_at"
+    };
+}
+macro_rules! person_columns {
+    () => {
+        "account_id, id, external_user_id, first_name, middle_name, last_name, gender, birthday, \
+         custom_attributes, type, version, created_at, updated_at"
+    };
+}
+macro_rules! installation_columns {
+    () => {
+        "account_id, application_id, push_reg_id, person_id, push_service_type, \
+         push_service_token, reg_enabled, is_primary, application_user_id, custom_attributes, \
+         notifications_enabled, sdk_version, app_version, os, os_version, device_manufacturer, \
+         device_model, device_name, device_secure, language, device_timezone_offset, inappchat, \
+         inbox, webrtcui, created_at, updated_at, last_seen_at, token_cleared_at, \
+         token_cleared_reason"
+    };
+}
+macro_rules! definition_columns {
+    () => {
+        "account_id, scope, name, type, object_schema, origin, created_at"
+    };
+}
+macro_rules! merge_columns {
+    () => {
+        "account_id, id, created_at, actor, push_reg_id, source_person_id, target_person_id, \
+         source_deleted, after_forced_depersonalize, dropped_attributes, \"before\", \
+         after_target_version, after_source_version, status, reversed_at, reversed_by, redacted"
+    };
+}
+
+/// The stored form of an id: lowercase hyphenated.
+fn id(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+/// A JSON column value.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(json_err)
+}
+
+/// A nullable JSON column value.
+fn opt_json<T: serde::Serialize>(value: Option<&T>) -> StoreResult<Option<String>> {
+    value.map(json).transpose()
+}
+
+/// Runs a query expected to return at most one row.
+fn query_opt<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    decode: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    stmt.query_row(params, decode).optional().map_err(map_err)
+}
+
+/// Runs a query and decodes every row.
+fn query_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    decode: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let rows = stmt.query_map(params, decode).map_err(map_err)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(map_err)
+}
+
+/// Runs a statement; how many rows it changed.
+fn execute<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<usize> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    stmt.execute(params).map_err(map_err)
+}
+
+/// A count.
+fn count<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<u64> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let n: i64 = stmt.query_row(params, |r| r.get(0)).map_err(map_err)?;
+    u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
+}
+
+/// An UPDATE of one row by key: `NotFound` if there is no such row.
+fn expect_one(changed: usize) -> StoreResult<()> {
+    match changed {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+// --- accounts -----------------------------------------------------------------------------------
+
+pub(crate) fn default_account(conn: &Connection) -> StoreResult<Option<Account>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts ORDER BY created_at, id LIMIT 1"
+        ),
+        [],
+        rows::account,
+    )
+}
+
+pub(crate) fn account(conn: &Connection, account_id: Uuid) -> StoreResult<Option<Account>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE id = ?1"
+        ),
+        [id(account_id)],
+        rows::account,
+    )
+}
+
+pub(crate) fn insert_account(conn: &Connection, account: &Account) -> StoreResult<()> {
+    execute(
+        conn,
+        "INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)",
+        params![id(account.id), account.name, account.created_at],
+    )
+    .map(drop)
+}
+
+// --- applications and JWT keys --------------------------------------------------------------------
+
+pub(crate) fn application_by_code(
+    conn: &Connection,
+    code: &str,
+) -> StoreResult<Option<Application>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE application_code = ?1"
+        ),
+        [code],
+        rows::application,
+    )
+}
+
+pub(crate) fn application(
+    conn: &Connection,
+    account_id: Uuid,
+    app_id: Uuid,
+) -> StoreResult<Option<Application>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE account_id = ?1 AND id = ?2"
+        ),
+        [id(account_id), id(app_id)],
+        rows::application,
+    )
+}
+
+pub(crate) fn applications(conn: &Connection, account_id: Uuid) -> StoreResult<Vec<Application>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE account_id = ?1 ORDER BY created_at, id"
+        ),
+        [id(account_id)],
+        rows::application,
+    )
+}
+
+pub(crate) fn insert_application(conn: &Connection, app: &Application) -> StoreResult<()> {
+    execute(
+        conn,
+        concat!(
+            "INSERT INTO applications (",
+            application_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ),
+        params![
+            id(app.account_id),
+            id(app.id),
+            app.name,
+            app.application_code,
+            app.enabled,
+            app.require_jwt_for_user_data,
+            app.restrict_user_data_from_sdk,
+            json(&app.providers)?,
+            app.created_at,
+            app.updated_at,
+        ],
+    )
+    .map(drop)
+}
+
+pub(crate) fn update_application(conn: &Connection, app: &Application) -> StoreResult<()> {
+    let changed = execute(
+        conn,
+        "UPDATE applications SET name = ?3, application_code = ?4, enabled = ?5, \
+         require_jwt_for_user_data = ?6, restrict_user_data_from_sdk = ?7, providers = ?8, \
+         created_at = ?9, updated_at = ?10 \
+         WHERE account_id = ?1 AND id = ?2",
+        params![
+            id(app.account_id),
+            id(app.id),
+            app.name,
+            app.application_code,
+            app.enabled,
+            app.require_jwt_for_user_data,
+            app.restrict_user_data_from_sdk,
+            json(&app.providers)?,
+            app.created_at,
+            app.updated_at,
+        ],
+    )?;
+    expect_one(changed)
+}
+
+pub(crate) fn jwt_key(
+    conn: &Connection,
+    application_id: Uuid,
+    kid: &str,
+) -> StoreResult<Option<JwtKey>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys WHERE application_id = ?1 AND kid = ?2"
+        ),
+        params![id(application_id), kid],
+        rows::jwt_key,
+    )
+}
+
+pub(crate) fn jwt_keys(conn: &Connection, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys WHERE application_id = ?1 ORDER BY created_at, kid"
+        ),
+        [id(application_id)],
+        rows::jwt_key,
+    )
+}
+
+pub(crate) fn insert_jwt_key(conn: &Connection, key: &JwtKey) -> StoreResult<()> {
+    execute(
+        conn,
+        concat!(
+            "INSERT INTO jwt_keys (",
+            jwt_key_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        ),
+        params![
+            id(key.account_id),
+            id(key.application_id),
+            key.kid,
+            key.secret,
+            key.created_at,
+        ],
+    )
+    .map(drop)
+}
+
+pub(crate) fn delete_jwt_key(
+    conn: &Connection,
+    application_id: Uuid,
+    kid: &str,
+) -> StoreResult<bool> {
+    execute(
+        conn,
+        "DELETE FROM jwt_keys WHERE application_id = ?1 AND kid = ?2",
+        params![id(application_id), kid],
+    )
+    .map(|n| n > 0)
+}
+
+// --- API keys -----------------------------------------------------------------------------------
+
+pub(crate) fn insert_api_key(conn: &Connection, key: &ApiKey) -> StoreResult<()> {
+    execute(
+        conn,
+        concat!(
+            "INSERT INTO api_keys (",
+            api_key_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            id(key.account_id),
+            id(key.id),
+            key.name,
+            json(&key.scopes)?,
+            key.key_hash,
+            key.key_prefix,
+            key.created_at,
+            key.expires_at,
+            key.last_used_at,
+        ],
+    )
+    .map(drop)
+}
+
+pub(crate) fn api_key_by_hash(conn: &Connection, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE key_hash = ?1"
+        ),
+        [key_hash],
+        rows::api_key,
+    )
+}
+
+pub(crate) fn api_keys(conn: &Connection, account_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE account_id = ?1 ORDER BY created_at, id"
+        ),
+        [id(account_id)],
+        rows::api_key,
+    )
+}
+
+// --- installations ------------------------------------------------------------------------------
+
+pub(crate) fn installation(
+    conn: &Connection,
+    push_reg_id: &str,
+) -> StoreResult<Option<Installation>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE push_reg_id = ?1"
+        ),
+        [push_reg_id],
+        rows::installation,
+    )
+}
+
+pub(crate) fn installations_of_person(
+    conn: &Connection,
+    account_id: Uuid,
+    person_id: Uuid,
+    application_id: Option<Uuid>,
+) -> StoreResult<Vec<Installation>> {
+    match application_id {
+        Some(app) => query_all(
+            conn,
+            concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE account_id = ?1 AND person_id = ?2 \
+                 AND application_id = ?3 ORDER BY created_at, push_reg_id"
+            ),
+            [id(account_id), id(person_id), id(app)],
+            rows::installation,
+        ),
+        None => query_all(
+            conn,
+            concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE account_id = ?1 AND person_id = ?2 \
+                 ORDER BY created_at, push_reg_id"
+            ),
+            [id(account_id), id(person_id)],
+            rows::installation,
+        ),
+    }
+}
+
+/// Writes every column of an installation with `sql`, whose parameters are the column names
+/// (`:account_id`, ...), so that INSERT and UPDATE cannot disagree on the order.
+fn write_installation(conn: &Connection, sql: &str, inst: &Installation) -> StoreResult<usize> {
+    let s = &inst.system;
+    execute(
+        conn,
+        sql,
+        named_params! {
+            ":account_id": id(inst.account_id),
+            ":application_id": id(inst.application_id),
+            ":push_reg_id": inst.push_reg_id,
+            ":person_id": id(inst.person_id),
+            ":push_service_type": inst.push_service_type.map(|t| t.as_str()),
+            ":provider": inst.provider().map(Provider::as_str),
+            ":push_service_token": inst.push_service_token,
+            ":reg_enabled": inst.reg_enabled,
+            ":is_primary": inst.is_primary,
+            ":application_user_id": inst.application_user_id,
+            ":custom_attributes": json(&inst.custom_attributes)?,
+            ":notifications_enabled": s.notifications_enabled,
+            ":sdk_version": s.sdk_version,
+            ":app_version": s.app_version,
+            ":os": s.os,
+            ":os_version": s.os_version,
+            ":device_manufacturer": s.device_manufacturer,
+            ":device_model": s.device_model,
+            ":device_name": s.device_name,
+            ":device_secure": s.device_secure,
+            ":language": s.language,
+            ":device_timezone_offset": s.device_timezone_offset,
+            ":inappchat": s.inappchat,
+            ":inbox": s.inbox,
+            ":webrtcui": s.webrtcui,
+            ":created_at": inst.created_at,
+            ":updated_at": inst.updated_at,
+            ":last_seen_at": inst.last_seen_at,
+            ":token_cleared_at": inst.token_cleared_at,
+            ":token_cleared_reason": inst.token_cleared_reason.map(TokenClearedReason::as_str),
+        },
+    )
+}
+
+pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
+    write_installation(
+        conn,
+        "INSERT INTO installations (account_id, application_id, push_reg_id, person_id, \
+         push_service_type, provider, push_service_token, reg_enabled, is_primary, \
+         application_user_id, custom_attributes, notifications_enabled, sdk_version, app_version, \
+         os, os_version, device_manufacturer, device_model, device_name, device_secure, language, \
+         device_timezone_offset, inappchat, inbox, webrtcui, created_at, updated_at, last_seen_at, \
+         token_cleared_at, token_cleared_reason) \
+         VALUES (:account_id, :application_id, :push_reg_id, :person_id, :push_service_type, \
+         :provider, :push_service_token, :reg_enabled, :is_primary, :application_user_id, \
+         :custom_attributes, :notifications_enabled, :sdk_version, :app_version, :os, \
+         :os_version, :device_manufacturer, :device_model, :device_name, :device_secure, \
+         :language, :device_timezone_offset, :inappchat, :inbox, :webrtcui, :created_at, \
+         :updated_at, :last_seen_at, :token_cleared_at, :token_cleared_reason)",
+        inst,
+    )
+    .map(drop)
+}
+
+pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
+    let changed = write_installation(
+        conn,
+        "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
+         push_service_type = :push_service_type, provider = :provider, \
+         push_service_token = :push_service_token, reg_enabled = :reg_enabled, \
+         is_primary = :is_primary, application_user_id = :application_user_id, \
+         custom_attributes = :custom_attributes, notifications_enabled = :notifications_enabled, \
+         sdk_version = :sdk_version, app_version = :app_version, os = :os, \
+         os_version = :os_version, device_manufacturer = :device_manufacturer, \
+         device_model = :device_model, device_name = :device_name, \
+         device_secure = :device_secure, language = :language, \
+         device_timezone_offset = :device_timezone_offset, inappchat = :inappchat, \
+         inbox = :inbox, webrtcui = :webrtcui, created_at = :created_at, \
+         updated_at = :updated_at, last_seen_at = :last_seen_at, \
+         token_cleared_at = :token_cleared_at, token_cleared_reason = :token_cleared_reason \
+         WHERE account_id = :account_id AND push_reg_id = :push_reg_id",
+        inst,
+    )?;
+    expect_one(changed)
+}
+
+pub(crate) fn delete_installation(
+    conn: &Connection,
+    account_id: Uuid,
+    push_reg_id: &str,
+) -> StoreResult<bool> {
+    execute(
+        conn,
+        "DELETE FROM installations WHERE account_id = ?1 AND push_reg_id = ?2",
+        params![id(account_id), push_reg_id],
+    )
+    .map(|n| n > 0)
+}
+
+/// people.md §2.3. `updated_at` moves too: the installation's data changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn clear_token_holders(
+    conn: &Connection,
+    account_id: Uuid,
+    application_id: Uuid,
+    provider: Provider,
+    token: &str,
+    except: &str,
+    reason: TokenClearedReason,
+    now: Millis,
+) -> StoreResult<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE installations SET push_service_token = NULL, token_cleared_at = ?6, \
+             token_cleared_reason = ?7, updated_at = ?6 \
+             WHERE account_id = ?1 AND application_id = ?2 AND provider = ?3 \
+             AND push_service_token = ?4 AND push_reg_id <> ?5 \
+             RETURNING push_reg_id",
+        )
+        .map_err(map_err)?;
+    let cleared = stmt
+        .query_map(
+            params![
+                id(account_id),
+                id(application_id),
+                provider.as_str(),
+                token,
+                except,
+                now,
+                reason.as_str(),
+            ],
+            |r| r.get::<_, String>(0),
+        )
+        .map_err(map_err)?;
+    let mut cleared = cleared
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(map_err)?;
+    // RETURNING order is unspecified.
+    cleared.sort();
+    Ok(cleared)
+}
+
+/// people.md §4: the other installations of the person in the application lose the flag.
+pub(crate) fn demote_primaries(
+    conn: &Connection,
+    account_id: Uuid,
+    person_id: Uuid,
+    application_id: Uuid,
+    except: &str,
+    now: Millis,
+) -> StoreResult<u64> {
+    let n = execute(
+        conn,
+        "UPDATE installations SET is_primary = 0, updated_at = ?5 \
+         WHERE account_id = ?1 AND person_id = ?2 AND application_id = ?3 \
+         AND is_primary = 1 AND push_reg_id <> ?4",
+        params![
+            id(account_id),
+            id(person_id),
+            id(application_id),
+            except,
+            now
+        ],
+    )?;
+    Ok(n as u64)
+}
+
+pub(crate) fn count_installations_of_person(
+    conn: &Connection,
+    account_id: Uuid,
+    person_id: Uuid,
+) -> StoreResult<u64> {
+    count(
+        conn,
+        "SELECT count(*) FROM installations WHERE account_id = ?1 AND person_id = ?2",
+        [id(account_id), id(person_id)],
+    )
+}
+
+// --- persons ------------------------------------------------------------------------------------
+
+/// Reads a person's phones, emails and tags into it.
+fn load_person_keys(conn: &Connection, person: &mut Person) -> StoreResult<()> {
+    let (account_id, person_id) = (id(person.account_id), id(person.id));
+    let key = (&account_id, &person_id);
+    person.phones = query_all(
+        conn,
+        "SELECT number FROM person_phones WHERE account_id = ?1 AND person_id = ?2 \
+         ORDER BY position",
+        key,
+        |r| r.get(0),
+    )?;
+    person.emails = query_all(
+        conn,
+        "SELECT address FROM person_emails WHERE account_id = ?1 AND person_id = ?2 \
+         ORDER BY position",
+        key,
+        |r| r.get(0),
+    )?;
+    person.tags = query_all(
+        conn,
+        "SELECT tag FROM person_tags WHERE account_id = ?1 AND person_id = ?2 ORDER BY tag",
+        key,
+        |r| r.get(0),
+    )?
+    .into_iter()
+    .collect();
+    Ok(())
+}
+
+/// Inserts a person's phones, emails and tags (the person has none stored).
+fn insert_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
+    let account_id = id(person.account_id);
+    let person_id = id(person.id);
+    for (position, number) in person.phones.iter().enumerate() {
+        execute(
+            conn,
+            "INSERT INTO person_phones (account_id, person_id, position, number) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![account_id, person_id, position as i64, number],
+        )?;
+    }
+    for (position, address) in person.emails.iter().enumerate() {
+        execute(
+            conn,
+            "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                account_id,
+                person_id,
+                position as i64,
+                address,
+                email_key(address)
+            ],
+        )?;
+    }
+    for tag in &person.tags {
+        execute(
+            conn,
+            "INSERT INTO person_tags (account_id, person_id, tag) VALUES (?1, ?2, ?3)",
+            params![account_id, person_id, tag],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes a person's phones, emails and tags.
+fn delete_person_keys(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<()> {
+    let (account_id, person_id) = (id(account_id), id(person_id));
+    let key = (&account_id, &person_id);
+    execute(
+        conn,
+        "DELETE FROM person_phones WHERE account_id = ?1 AND person_id = ?2",
+        key,
+    )?;
+    execute(
+        conn,
+        "DELETE FROM person_emails WHERE account_id = ?1 AND person_id = ?2",
+        key,
+    )?;
+    execute(
+        conn,
+        "DELETE FROM person_tags WHERE account_id = ?1 AND person_id = ?2",
+        key,
+    )?;
+    Ok(())
+}
+
+pub(crate) fn person(
+    conn: &Connection,
+    account_id: Uuid,
+    person_id: Uuid,
+) -> StoreResult<Option<Person>> {
+    let found = query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            person_columns!(),
+            " FROM persons WHERE account_id = ?1 AND id = ?2"
+        ),
+        [id(account_id), id(person_id)],
+        rows::person,
+    )?;
+    match found {
+        Some(mut person) => {
+            load_person_keys(conn, &mut person)?;
+            Ok(Some(person))
+        }
+        None => Ok(None),
+    }
+}
+
+/// people.md §5.1 step 2: the distinct owners of any of the keys, by id. The key lists travel as
+/// one JSON array parameter each (`json_each`), so one cached statement serves every list length.
+pub(crate) fn persons_owning(
+    conn: &Connection,
+    account_id: Uuid,
+    external_user_id: Option<&str>,
+    phones: &[String],
+    email_keys: &[String],
+) -> StoreResult<Vec<Uuid>> {
+    let owners = query_all(
+        conn,
+        "SELECT id FROM persons WHERE account_id = ?1 AND external_user_id = ?2 \
+         UNION \
+         SELECT person_id FROM person_phones WHERE account_id = ?1 \
+         AND number IN (SELECT value FROM json_each(?3)) \
+         UNION \
+         SELECT person_id FROM person_emails WHERE account_id = ?1 \
+         AND email_key IN (SELECT value FROM json_each(?4)) \
+         ORDER BY 1",
+        params![
+            id(account_id),
+            external_user_id,
+            json(phones)?,
+            json(email_keys)?
+        ],
+        |r| rows::uuid_at(r, 0),
+    )?;
+    Ok(owners)
+}
+
+pub(crate) fn insert_person(conn: &Connection, person: &Person) -> StoreResult<()> {
+    execute(
+        conn,
+        concat!(
+            "INSERT INTO persons (",
+            person_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
+        params![
+            id(person.account_id),
+            id(person.id),
+            person.external_user_id,
+            person.first_name,
+            person.middle_name,
+            person.last_name,
+            person.gender.map(|g| g.as_str()),
+            person.birthday,
+            json(&person.custom_attributes)?,
+            person.person_type.as_str(),
+            person.version,
+            person.created_at,
+            person.updated_at,
+        ],
+    )?;
+    insert_person_keys(conn, person)
+}
+
+/// Replaces every field and key of a person. The old keys are deleted before the new ones are
+/// inserted, so a key released by this person can be taken by another one later in the same
+/// transaction, and a key this person already had is simply written again.
+pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<()> {
+    let changed = execute(
+        conn,
+        "UPDATE persons SET external_user_id = ?3, first_name = ?4, middle_name = ?5, \
+         last_name = ?6, gender = ?7, birthday = ?8, custom_attributes = ?9, type = ?10, \
+         version = ?11, created_at = ?12, updated_at = ?13 \
+         WHERE account_id = ?1 AND id = ?2",
+        params![
+            id(person.account_id),
+            id(person.id),
+            person.external_user_id,
+            person.first_name,
+            person.middle_name,
+            person.last_name,
+            person.gender.map(|g| g.as_str()),
+            person.birthday,
+            json(&person.custom_attributes)?,
+            person.person_type.as_str(),
+            person.version,
+            person.created_at,
+            person.updated_at,
+        ],
+    )?;
+    expect_one(changed)?;
+    delete_person_keys(conn, person.account_id, person.id)?;
+    insert_person_keys(conn, person)
+}
+
+/// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still
+/// referencing it makes this fail (foreign key): the core must move or delete those first.
+pub(crate) fn delete_person(
+    conn: &Connection,
+    account_id: Uuid,
+    person_id: Uuid,
+) -> StoreResult<bool> {
+    execute(
+        conn,
+        "DELETE FROM persons WHERE account_id = ?1 AND id = ?2",
+        [id(account_id), id(person_id)],
+    )
+    .map(|n| n > 0)
+}
+
+// --- attribute definitions ----------------------------------------------------------------------
+
+pub(crate) fn attribute_definition(
+    conn: &Connection,
+    account_id: Uuid,
+    scope: AttributeScope,
+    name: &str,
+) -> StoreResult<Option<AttributeDefinition>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = ?1 AND scope = ?2 AND name = ?3"
+        ),
+        params![id(account_id), scope.as_str(), name],
+        rows::attribute_definition,
+    )
+}
+
+/// By scope (PERSON before INSTALLATION, the order of `AttributeScope`), then name in code-point
+/// order (SQLite's BINARY collation compares UTF-8 bytes, which is code-point order).
+pub(crate) fn attribute_definitions(
+    conn: &Connection,
+    account_id: Uuid,
+    scope: Option<AttributeScope>,
+) -> StoreResult<Vec<AttributeDefinition>> {
+    match scope {
+        Some(scope) => query_all(
+            conn,
+            concat!(
+                "SELECT ",
+                definition_columns!(),
+                " FROM attribute_definitions WHERE account_id = ?1 AND scope = ?2 ORDER BY name"
+            ),
+            params![id(account_id), scope.as_str()],
+            rows::attribute_definition,
+        ),
+        None => query_all(
+            conn,
+            concat!(
+                "SELECT ",
+                definition_columns!(),
+                " FROM attribute_definitions WHERE account_id = ?1 \
+                 ORDER BY CASE scope WHEN 'PERSON' THEN 0 ELSE 1 END, name"
+            ),
+            [id(account_id)],
+            rows::attribute_definition,
+        ),
+    }
+}
+
+pub(crate) fn count_attribute_definitions(
+    conn: &Connection,
+    account_id: Uuid,
+    scope: AttributeScope,
+) -> StoreResult<u64> {
+    count(
+        conn,
+        "SELECT count(*) FROM attribute_definitions WHERE account_id = ?1 AND scope = ?2",
+        params![id(account_id), scope.as_str()],
+    )
+}
+
+/// people.md §8.2: the first definition of a name wins; a later one reads the winner back.
+pub(crate) fn define_attribute(
+    conn: &Connection,
+    def: &AttributeDefinition,
+) -> StoreResult<(AttributeDefinition, bool)> {
+    let inserted = execute(
+        conn,
+        concat!(
+            "INSERT INTO attribute_definitions (",
+            definition_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (account_id, scope, name) DO NOTHING"
+        ),
+        params![
+            id(def.account_id),
+            def.scope.as_str(),
+            def.name,
+            def.attr_type.as_str(),
+            opt_json(def.object_schema.as_ref())?,
+            def.origin.as_str(),
+            def.created_at,
+        ],
+    )? > 0;
+    match attribute_definition(conn, def.account_id, def.scope, &def.name)? {
+        Some(stored) => Ok((stored, inserted)),
+        None => Err(StoreError::Other(format!(
+            "attribute definition {:?} missing right after its insert",
+            def.name
+        ))),
+    }
+}
+
+// --- merge log ----------------------------------------------------------------------------------
+
+/// Writes every column of a merge-log entry with `sql` (positional, in `merge_columns!` order).
+fn write_merge_entry(conn: &Connection, sql: &str, e: &MergeLogEntry) -> StoreResult<usize> {
+    execute(
+        conn,
+        sql,
+        params![
+            id(e.account_id),
+            id(e.id),
+            e.created_at,
+            json(&e.actor)?,
+            e.push_reg_id,
+            e.source_person_id.map(id),
+            e.target_person_id.map(id),
+            e.source_deleted,
+            e.after_forced_depersonalize,
+            json(&e.dropped_attributes)?,
+            opt_json(e.before.as_ref())?,
+            e.after_target_version,
+            e.after_source_version,
+            e.status.as_str(),
+            e.reversed_at,
+            opt_json(e.reversed_by.as_ref())?,
+            e.redacted,
+        ],
+    )
+}
+
+pub(crate) fn insert_merge_entry(conn: &Connection, entry: &MergeLogEntry) -> StoreResult<()> {
+    write_merge_entry(
+        conn,
+        concat!(
+            "INSERT INTO merge_log (",
+            merge_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ),
+        entry,
+    )
+    .map(drop)
+}
+
+pub(crate) fn merge_entry(
+    conn: &Connection,
+    account_id: Uuid,
+    entry_id: Uuid,
+) -> StoreResult<Option<MergeLogEntry>> {
+    query_opt(
+        conn,
+        concat!(
+            "SELECT ",
+            merge_columns!(),
+            " FROM merge_log WHERE account_id = ?1 AND id = ?2"
+        ),
+        [id(account_id), id(entry_id)],
+        rows::merge_entry,
+    )
+}
+
+pub(crate) fn update_merge_entry(conn: &Connection, entry: &MergeLogEntry) -> StoreResult<()> {
+    let changed = write_merge_entry(
+        conn,
+        "UPDATE merge_log SET created_at = ?3, actor = ?4, push_reg_id = ?5, \
+         source_person_id = ?6, target_person_id = ?7, source_deleted = ?8, \
+         after_forced_depersonalize = ?9, dropped_attributes = ?10, \"before\" = ?11, \
+         after_target_version = ?12, after_source_version = ?13, status = ?14, \
+         reversed_at = ?15, reversed_by = ?16, redacted = ?17 \
+         WHERE account_id = ?1 AND id = ?2",
+        entry,
+    )?;
+    expect_one(changed)
+}
+
+// --- whole store --------------------------------------------------------------------------------
+
+/// Rows of a person-keyed child table, grouped by person, in the statement's order.
+fn grouped(conn: &Connection, sql: &str) -> StoreResult<HashMap<Uuid, Vec<String>>> {
+    let pairs = query_all(conn, sql, [], |r| Ok((rows::uuid_at(r, 0)?, r.get(1)?)))?;
+    let mut by_person: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (person_id, value) in pairs {
+        by_person.entry(person_id).or_default().push(value);
+    }
+    Ok(by_person)
+}
+
+/// Everything, ordered by primary key (ids compare as their lowercase text, which is also
+/// `Uuid`'s order); a person's phones and emails in position order.
+pub(crate) fn snapshot(conn: &Connection) -> StoreResult<Snapshot> {
+    let accounts = query_all(
+        conn,
+        concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id"),
+        [],
+        rows::account,
+    )?;
+    let applications = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications ORDER BY id"
+        ),
+        [],
+        rows::application,
+    )?;
+    let jwt_keys = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys ORDER BY application_id, kid"
+        ),
+        [],
+        rows::jwt_key,
+    )?;
+    let api_keys = query_all(
+        conn,
+        concat!("SELECT ", api_key_columns!(), " FROM api_keys ORDER BY id"),
+        [],
+        rows::api_key,
+    )?;
+    let mut persons = query_all(
+        conn,
+        concat!("SELECT ", person_columns!(), " FROM persons ORDER BY id"),
+        [],
+        rows::person,
+    )?;
+    let mut phones = grouped(
+        conn,
+        "SELECT person_id, number FROM person_phones ORDER BY person_id, position",
+    )?;
+    let mut emails = grouped(
+        conn,
+        "SELECT person_id, address FROM person_emails ORDER BY person_id, position",
+    )?;
+    let mut tags = grouped(
+        conn,
+        "SELECT person_id, tag FROM person_tags ORDER BY person_id, tag",
+    )?;
+    // A person without rows in a child table simply has none (the decoder starts empty).
+    for person in &mut persons {
+        if let Some(list) = phones.remove(&person.id) {
+            person.phones = list;
+        }
+        if let Some(list) = emails.remove(&person.id) {
+            person.emails = list;
+        }
+        if let Some(list) = tags.remove(&person.id) {
+            person.tags = list.into_iter().collect();
+        }
+    }
+    let installations = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations ORDER BY push_reg_id"
+        ),
+        [],
+        rows::installation,
+    )?;
+    let attribute_definitions = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions \
+             ORDER BY account_id, CASE scope WHEN 'PERSON' THEN 0 ELSE 1 END, name"
+        ),
+        [],
+        rows::attribute_definition,
+    )?;
+    let merge_log = query_all(
+        conn,
+        concat!("SELECT ", merge_columns!(), " FROM merge_log ORDER BY id"),
+        [],
+        rows::merge_entry,
+    )?;
+    Ok(Snapshot {
+        accounts,
+        applications,
+        jwt_keys,
+        api_keys,
+        persons,
+        installations,
+        attribute_definitions,
+        merge_log,
+    })
+}

@@ -1,0 +1,1378 @@
+//! The SQLite store against a real database file in a temporary directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use roster_model::{
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType,
+    DefinitionOrigin, Gender, Installation, InstallationBefore, JwtKey, MergeBefore, MergeLogEntry,
+    MergeStatus, Person, PersonSnapshot, PersonType, Provider, PushServiceType, SchemaField,
+    SystemData, TokenClearedReason,
+};
+use roster_store::{Constraint, Store, StoreError, Tx};
+use roster_store_sqlite::{MIGRATIONS, SqliteStore};
+use serde_json::json;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+// --- fixtures -------------------------------------------------------------------------------------
+
+async fn fresh() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("nested/dir/roster.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn account(created_at: i64) -> Account {
+    Account {
+        id: Uuid::new_v4(),
+        name: "acme".into(),
+        created_at,
+    }
+}
+
+fn application(account_id: Uuid) -> Application {
+    Application {
+        account_id,
+        id: Uuid::new_v4(),
+        name: "shop".into(),
+        application_code: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+        enabled: true,
+        require_jwt_for_user_data: false,
+        restrict_user_data_from_sdk: true,
+        providers: json!({"fcm": {"projectId": "p", "baseUrl": "http://127.0.0.1:1"}, "apns": null}),
+        created_at: 1_000,
+        updated_at: 1_000,
+    }
+}
+
+fn person(account_id: Uuid) -> Person {
+    Person::new_anonymous(account_id, 2_000)
+}
+
+fn full_person(account_id: Uuid) -> Person {
+    let mut p = person(account_id);
+    p.external_user_id = Some(format!("ext-{}", p.id));
+    p.first_name = Some("Ana".into());
+    p.middle_name = Some("M".into());
+    p.last_name = Some("Horvat".into());
+    p.gender = Some(Gender::Female);
+    p.birthday = Some("1990-02-03".into());
+    // Deliberately not sorted: the order is part of the data.
+    p.phones = vec!["385911234567".into(), "14155550100".into()];
+    p.emails = vec!["Ana.Horvat@Example.com".into(), "b@x.org".into()];
+    p.tags = BTreeSet::from(["vip".to_string(), "Beta".to_string(), "ž".to_string()]);
+    p.custom_attributes = BTreeMap::from([
+        ("score".to_string(), json!(1.5)),
+        ("count".to_string(), json!(3)),
+        ("vip".to_string(), json!(true)),
+        ("since".to_string(), json!("2024-01-02")),
+        (
+            "orders".to_string(),
+            json!([{"sku": "b", "qty": 2}, {"sku": "a", "qty": 1}]),
+        ),
+    ]);
+    p.person_type = PersonType::Customer;
+    p.version = 7;
+    p.updated_at = 2_500;
+    p
+}
+
+fn installation(app: &Application, person_id: Uuid, created_at: i64) -> Installation {
+    Installation {
+        account_id: app.account_id,
+        application_id: app.id,
+        push_reg_id: Uuid::new_v4().to_string(),
+        person_id,
+        push_service_type: None,
+        push_service_token: None,
+        reg_enabled: true,
+        is_primary: false,
+        application_user_id: None,
+        custom_attributes: BTreeMap::new(),
+        system: SystemData::default(),
+        created_at,
+        updated_at: created_at,
+        last_seen_at: created_at,
+        token_cleared_at: None,
+        token_cleared_reason: None,
+    }
+}
+
+fn with_token(mut inst: Installation, kind: PushServiceType, token: &str) -> Installation {
+    inst.push_service_type = Some(kind);
+    inst.push_service_token = Some(token.into());
+    inst
+}
+
+/// An account with one application, committed.
+async fn seeded(store: &SqliteStore) -> (Account, Application) {
+    let acc = account(10);
+    let app = application(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&acc).await.unwrap();
+    tx.insert_application(&app).await.unwrap();
+    tx.commit().await.unwrap();
+    (acc, app)
+}
+
+fn conflict_on(result: Result<(), StoreError>) -> Constraint {
+    match result {
+        Err(StoreError::Conflict { constraint }) => constraint,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+// --- round trips ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_entity_round_trips() {
+    let (_dir, store) = fresh().await;
+    assert_eq!(store.backend(), "sqlite");
+    store.ping().await.unwrap();
+
+    let acc = account(10);
+    let app = application(acc.id);
+    let key = JwtKey {
+        account_id: acc.id,
+        application_id: app.id,
+        kid: "k1".into(),
+        secret: (0u8..32).collect(),
+        created_at: 1_100,
+    };
+    let api = ApiKey {
+        account_id: acc.id,
+        id: Uuid::new_v4(),
+        name: "admin".into(),
+        scopes: vec!["people:read".into(), "push:send".into()],
+        key_hash: "ab".repeat(32),
+        key_prefix: "rst_abcd".into(),
+        created_at: 1_200,
+        expires_at: Some(9_999),
+        last_used_at: None,
+    };
+    let p = full_person(acc.id);
+    let mut inst = with_token(
+        installation(&app, p.id, 3_000),
+        PushServiceType::Apns,
+        "abcdef0123",
+    );
+    inst.is_primary = true;
+    inst.reg_enabled = false;
+    inst.application_user_id = Some("u-1".into());
+    inst.custom_attributes = BTreeMap::from([("plan".to_string(), json!("gold"))]);
+    inst.system = SystemData {
+        notifications_enabled: Some(true),
+        sdk_version: Some("13.1.0".into()),
+        app_version: Some("2.0".into()),
+        os: Some("iOS".into()),
+        os_version: Some("17.4".into()),
+        device_manufacturer: Some("Apple".into()),
+        device_model: Some("iPhone15,2".into()),
+        device_name: Some("Ana's phone".into()),
+        device_secure: Some(false),
+        language: Some("hr".into()),
+        device_timezone_offset: Some("GMT+01:00".into()),
+        inappchat: Some(false),
+        inbox: None,
+        webrtcui: Some(true),
+    };
+    inst.token_cleared_at = Some(2_900);
+    inst.token_cleared_reason = Some(TokenClearedReason::Device);
+    let def = AttributeDefinition {
+        account_id: acc.id,
+        scope: AttributeScope::Person,
+        name: "orders".into(),
+        attr_type: AttributeType::ListOfObjects,
+        object_schema: Some(vec![
+            SchemaField {
+                name: "sku".into(),
+                field_type: AttributeType::String,
+            },
+            SchemaField {
+                name: "qty".into(),
+                field_type: AttributeType::Decimal,
+            },
+        ]),
+        origin: DefinitionOrigin::Api,
+        created_at: 1_300,
+    };
+    let entry = MergeLogEntry {
+        account_id: acc.id,
+        id: Uuid::new_v4(),
+        created_at: 4_000,
+        actor: json!({"type": "INSTALLATION", "pushRegId": inst.push_reg_id, "applicationCode": app.application_code}),
+        push_reg_id: inst.push_reg_id.clone(),
+        source_person_id: Some(Uuid::new_v4()),
+        target_person_id: Some(p.id),
+        source_deleted: true,
+        after_forced_depersonalize: false,
+        dropped_attributes: vec!["z".into()],
+        before: Some(MergeBefore {
+            source: PersonSnapshot::of(&person(acc.id)),
+            target: PersonSnapshot::of(&p),
+            installation: InstallationBefore {
+                is_primary: false,
+                target_primary_push_reg_id: None,
+            },
+        }),
+        after_target_version: 8,
+        after_source_version: None,
+        status: MergeStatus::Applied,
+        reversed_at: None,
+        reversed_by: None,
+        redacted: false,
+    };
+
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&acc).await.unwrap();
+    tx.insert_application(&app).await.unwrap();
+    tx.insert_jwt_key(&key).await.unwrap();
+    tx.insert_api_key(&api).await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.insert_installation(&inst).await.unwrap();
+    assert_eq!(
+        tx.define_attribute(&def).await.unwrap(),
+        (def.clone(), true)
+    );
+    tx.insert_merge_entry(&entry).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.default_account().await.unwrap(), Some(acc.clone()));
+    assert_eq!(tx.account(acc.id).await.unwrap(), Some(acc.clone()));
+    assert_eq!(
+        tx.application_by_code(&app.application_code).await.unwrap(),
+        Some(app.clone())
+    );
+    assert_eq!(
+        tx.application(acc.id, app.id).await.unwrap(),
+        Some(app.clone())
+    );
+    assert_eq!(tx.application(Uuid::new_v4(), app.id).await.unwrap(), None);
+    assert_eq!(tx.applications(acc.id).await.unwrap(), vec![app.clone()]);
+    assert_eq!(tx.jwt_key(app.id, "k1").await.unwrap(), Some(key.clone()));
+    assert_eq!(tx.jwt_keys(app.id).await.unwrap(), vec![key.clone()]);
+    assert_eq!(
+        tx.api_key_by_hash(&api.key_hash).await.unwrap(),
+        Some(api.clone())
+    );
+    assert_eq!(tx.api_keys(acc.id).await.unwrap(), vec![api.clone()]);
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p.clone()));
+    assert_eq!(tx.person(Uuid::new_v4(), p.id).await.unwrap(), None);
+    assert_eq!(
+        tx.installation(&inst.push_reg_id).await.unwrap(),
+        Some(inst.clone())
+    );
+    assert_eq!(
+        tx.attribute_definition(acc.id, AttributeScope::Person, "orders")
+            .await
+            .unwrap(),
+        Some(def.clone())
+    );
+    assert_eq!(
+        tx.merge_entry(acc.id, entry.id).await.unwrap(),
+        Some(entry.clone())
+    );
+    assert_eq!(
+        tx.merge_entry(Uuid::new_v4(), entry.id).await.unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+
+    // Updates write every field.
+    let mut app2 = app.clone();
+    app2.name = "shop 2".into();
+    app2.enabled = false;
+    app2.require_jwt_for_user_data = true;
+    app2.providers = json!({});
+    app2.updated_at = 5_000;
+    let mut p2 = p.clone();
+    p2.external_user_id = None;
+    p2.first_name = None;
+    p2.gender = Some(Gender::Male);
+    p2.phones = vec!["14155550100".into()];
+    p2.emails = vec![];
+    p2.tags = BTreeSet::from(["new".to_string()]);
+    p2.custom_attributes.remove("score");
+    p2.version = 8;
+    let other = person(acc.id);
+    let mut inst2 = inst.clone();
+    inst2.person_id = other.id;
+    inst2.push_service_token = None;
+    inst2.is_primary = false;
+    inst2.system.os = None;
+    inst2.custom_attributes.clear();
+    inst2.updated_at = 5_000;
+    let mut entry2 = entry.clone();
+    entry2.status = MergeStatus::Reversed;
+    entry2.reversed_at = Some(6_000);
+    entry2.reversed_by = Some(json!({"type": "API_KEY", "apiKeyId": api.id}));
+    entry2.before = None;
+    entry2.redacted = true;
+    entry2.target_person_id = None;
+
+    let mut tx = store.begin().await.unwrap();
+    tx.update_application(&app2).await.unwrap();
+    tx.update_person(&p2).await.unwrap();
+    tx.insert_person(&other).await.unwrap();
+    tx.update_installation(&inst2).await.unwrap();
+    tx.update_merge_entry(&entry2).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.application(acc.id, app.id).await.unwrap(), Some(app2));
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p2.clone()));
+    assert_eq!(
+        tx.installation(&inst.push_reg_id).await.unwrap(),
+        Some(inst2.clone())
+    );
+    assert_eq!(
+        tx.merge_entry(acc.id, entry.id).await.unwrap(),
+        Some(entry2)
+    );
+    // The released keys are free: nobody owns them any more.
+    assert_eq!(
+        tx.persons_owning(
+            acc.id,
+            p.external_user_id.as_deref(),
+            &["385911234567".into()],
+            &["ana.horvat@example.com".into()]
+        )
+        .await
+        .unwrap(),
+        Vec::<Uuid>::new()
+    );
+    drop(tx);
+
+    // Updates and deletes of missing rows.
+    let mut tx = store.begin().await.unwrap();
+    let ghost = person(acc.id);
+    assert!(matches!(
+        tx.update_person(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        tx.update_installation(&installation(&app, ghost.id, 1))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        tx.update_application(&application(acc.id)).await,
+        Err(StoreError::NotFound)
+    ));
+    let mut ghost_entry = entry.clone();
+    ghost_entry.id = Uuid::new_v4();
+    assert!(matches!(
+        tx.update_merge_entry(&ghost_entry).await,
+        Err(StoreError::NotFound)
+    ));
+    // An update under another account does not reach the row.
+    let mut foreign = p2.clone();
+    foreign.account_id = Uuid::new_v4();
+    assert!(matches!(
+        tx.update_person(&foreign).await,
+        Err(StoreError::NotFound)
+    ));
+
+    assert!(tx.delete_jwt_key(app.id, "k1").await.unwrap());
+    assert!(!tx.delete_jwt_key(app.id, "k1").await.unwrap());
+    assert!(
+        !tx.delete_installation(Uuid::new_v4(), &inst.push_reg_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.delete_installation(acc.id, &inst.push_reg_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.delete_installation(acc.id, &inst.push_reg_id)
+            .await
+            .unwrap()
+    );
+    assert!(tx.delete_person(acc.id, p.id).await.unwrap());
+    assert!(!tx.delete_person(acc.id, p.id).await.unwrap());
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), None);
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    assert!(snap.jwt_keys.is_empty());
+    assert!(snap.installations.is_empty());
+    assert_eq!(snap.persons, vec![other]);
+}
+
+// --- uniqueness ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn identity_keys_are_unique_per_account() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+    let other_acc = account(20);
+    let owner = full_person(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&other_acc).await.unwrap();
+    tx.insert_person(&owner).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let cases: Vec<(Box<dyn Fn(&mut Person)>, Constraint)> = vec![
+        (
+            Box::new(|p: &mut Person| p.external_user_id = owner.external_user_id.clone()),
+            Constraint::ExternalUserId,
+        ),
+        (
+            Box::new(|p: &mut Person| p.phones = vec!["1999999999".into(), "14155550100".into()]),
+            Constraint::Phone,
+        ),
+        // Another spelling of an owned address: same comparison key.
+        (
+            Box::new(|p: &mut Person| p.emails = vec!["ANA.HORVAT@example.COM".into()]),
+            Constraint::Email,
+        ),
+    ];
+    for (apply, expected) in cases {
+        // On insert.
+        let mut p = person(acc.id);
+        apply(&mut p);
+        let mut tx = store.begin().await.unwrap();
+        let got = conflict_on(tx.insert_person(&p).await);
+        assert_eq!(got, expected);
+        assert!(got.is_identity());
+        drop(tx);
+
+        // On update.
+        let mut p = person(acc.id);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_person(&p).await.unwrap();
+        apply(&mut p);
+        assert_eq!(conflict_on(tx.update_person(&p).await), expected);
+        drop(tx);
+
+        // The same key in another account is another person's key.
+        let mut p = person(other_acc.id);
+        apply(&mut p);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_person(&p).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    // Nothing of the failed attempts was kept.
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    assert_eq!(
+        snap.persons
+            .iter()
+            .filter(|p| p.account_id == acc.id)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn installation_rules_are_constraints() {
+    let (_dir, store) = fresh().await;
+    let (acc, app) = seeded(&store).await;
+    let app_b = application(acc.id);
+    let p = person(acc.id);
+    let holder = with_token(
+        installation(&app, p.id, 1),
+        PushServiceType::Firebase,
+        "tok",
+    );
+    let mut primary = installation(&app, p.id, 2);
+    primary.is_primary = true;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_application(&app_b).await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.insert_installation(&holder).await.unwrap();
+    tx.insert_installation(&primary).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // pushRegId.
+    let mut tx = store.begin().await.unwrap();
+    let mut dup = installation(&app_b, p.id, 3);
+    dup.push_reg_id = holder.push_reg_id.clone();
+    assert_eq!(
+        conflict_on(tx.insert_installation(&dup).await),
+        Constraint::PushRegId
+    );
+    // Same token, same provider (GCM is FCM too), same application.
+    let taker = with_token(installation(&app, p.id, 3), PushServiceType::Gcm, "tok");
+    assert_eq!(
+        conflict_on(tx.insert_installation(&taker).await),
+        Constraint::PushToken
+    );
+    // Also when an update gives the token.
+    let mut later = installation(&app, p.id, 4);
+    tx.insert_installation(&later).await.unwrap();
+    later = with_token(later, PushServiceType::Firebase, "tok");
+    assert_eq!(
+        conflict_on(tx.update_installation(&later).await),
+        Constraint::PushToken
+    );
+    // A second primary for (person, application).
+    let mut second = installation(&app, p.id, 5);
+    second.is_primary = true;
+    assert_eq!(
+        conflict_on(tx.insert_installation(&second).await),
+        Constraint::PrimaryInstallation
+    );
+    drop(tx);
+
+    // What does not collide: another provider, another application, cleared tokens, a primary
+    // in another application, non-primary installations.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_installation(&with_token(
+        installation(&app, p.id, 6),
+        PushServiceType::Hms,
+        "tok",
+    ))
+    .await
+    .unwrap();
+    tx.insert_installation(&with_token(
+        installation(&app_b, p.id, 7),
+        PushServiceType::Firebase,
+        "tok",
+    ))
+    .await
+    .unwrap();
+    for t in 8..10 {
+        let mut no_token = installation(&app, p.id, t);
+        no_token.push_service_type = Some(PushServiceType::Firebase);
+        tx.insert_installation(&no_token).await.unwrap();
+    }
+    let mut primary_b = installation(&app_b, p.id, 10);
+    primary_b.is_primary = true;
+    tx.insert_installation(&primary_b).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // A pushRegId that is not lowercase is refused (invariant 4).
+    let mut tx = store.begin().await.unwrap();
+    let mut upper = installation(&app, p.id, 11);
+    upper.push_reg_id = upper.push_reg_id.to_uppercase();
+    assert!(matches!(
+        tx.insert_installation(&upper).await,
+        Err(StoreError::Other(_))
+    ));
+    // An installation of an unknown person is a bug, not a conflict.
+    assert!(matches!(
+        tx.insert_installation(&installation(&app, Uuid::new_v4(), 12))
+            .await,
+        Err(StoreError::Other(_))
+    ));
+    // As is deleting a person who still owns installations.
+    assert!(matches!(
+        tx.delete_person(acc.id, p.id).await,
+        Err(StoreError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn application_jwt_and_api_key_uniqueness() {
+    let (_dir, store) = fresh().await;
+    let (acc, app) = seeded(&store).await;
+
+    let mut tx = store.begin().await.unwrap();
+    let mut same_code = application(acc.id);
+    same_code.application_code = app.application_code.clone();
+    assert_eq!(
+        conflict_on(tx.insert_application(&same_code).await),
+        Constraint::ApplicationCode
+    );
+    let key = JwtKey {
+        account_id: acc.id,
+        application_id: app.id,
+        kid: "k".into(),
+        secret: vec![1; 32],
+        created_at: 1,
+    };
+    tx.insert_jwt_key(&key).await.unwrap();
+    assert_eq!(
+        conflict_on(tx.insert_jwt_key(&key).await),
+        Constraint::JwtKid
+    );
+    let api = ApiKey {
+        account_id: acc.id,
+        id: Uuid::new_v4(),
+        name: "a".into(),
+        scopes: vec![],
+        key_hash: "h".into(),
+        key_prefix: "p".into(),
+        created_at: 1,
+        expires_at: None,
+        last_used_at: None,
+    };
+    tx.insert_api_key(&api).await.unwrap();
+    let mut same_hash = api.clone();
+    same_hash.id = Uuid::new_v4();
+    assert_eq!(
+        conflict_on(tx.insert_api_key(&same_hash).await),
+        Constraint::ApiKey
+    );
+    // A duplicate primary key that is no rule of people.md is named by its constraint.
+    assert_eq!(
+        conflict_on(tx.insert_account(&acc).await),
+        Constraint::Other("accounts_pkey".into())
+    );
+}
+
+#[tokio::test]
+async fn define_attribute_keeps_the_first_definition() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+    let first = AttributeDefinition {
+        account_id: acc.id,
+        scope: AttributeScope::Person,
+        name: "age".into(),
+        attr_type: AttributeType::Decimal,
+        object_schema: None,
+        origin: DefinitionOrigin::Auto,
+        created_at: 5,
+    };
+    let mut loser = first.clone();
+    loser.attr_type = AttributeType::String;
+    loser.created_at = 6;
+    let mut other_scope = loser.clone();
+    other_scope.scope = AttributeScope::Installation;
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.define_attribute(&first).await.unwrap(),
+        (first.clone(), true)
+    );
+    assert_eq!(
+        tx.define_attribute(&loser).await.unwrap(),
+        (first.clone(), false)
+    );
+    assert_eq!(
+        tx.define_attribute(&other_scope).await.unwrap(),
+        (other_scope.clone(), true)
+    );
+    let mut b = first.clone();
+    b.name = "Birth".into();
+    tx.define_attribute(&b).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(
+        tx.count_attribute_definitions(acc.id, AttributeScope::Person)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        tx.count_attribute_definitions(Uuid::new_v4(), AttributeScope::Person)
+            .await
+            .unwrap(),
+        0
+    );
+    // By scope (PERSON first), then name in code-point order ("B" < "a").
+    let all = tx.attribute_definitions(acc.id, None).await.unwrap();
+    assert_eq!(all, vec![b.clone(), first.clone(), other_scope.clone()]);
+    assert_eq!(
+        tx.attribute_definitions(acc.id, Some(AttributeScope::Installation))
+            .await
+            .unwrap(),
+        vec![other_scope]
+    );
+    assert_eq!(
+        tx.attribute_definition(acc.id, AttributeScope::Installation, "nope")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+// --- transactions -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dropping_a_transaction_rolls_it_back() {
+    let (_dir, store) = fresh().await;
+    let (acc, app) = seeded(&store).await;
+    let p = full_person(acc.id);
+
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.insert_installation(&installation(&app, p.id, 1))
+        .await
+        .unwrap();
+    assert!(tx.person(acc.id, p.id).await.unwrap().is_some());
+    drop(tx);
+
+    // The writer is free and clean again, and nothing was kept.
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), None);
+    tx.insert_person(&p).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), None);
+    assert_eq!(
+        tx.persons_owning(
+            acc.id,
+            p.external_user_id.as_deref(),
+            &p.phones,
+            &p.email_keys()
+        )
+        .await
+        .unwrap(),
+        Vec::<Uuid>::new()
+    );
+    tx.commit().await.unwrap();
+
+    // A transaction dropped on another task (a request cancelled mid-way) as well.
+    let store = std::sync::Arc::new(store);
+    let s = store.clone();
+    let q = p.clone();
+    tokio::spawn(async move {
+        let mut tx = s.begin().await.unwrap();
+        tx.insert_person(&q).await.unwrap();
+        // dropped here
+    })
+    .await
+    .unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_conflict_does_not_poison_the_writer() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(
+        tx.insert_account(&acc).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    let p = person(acc.id);
+    tx.insert_person(&p).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p));
+}
+
+#[tokio::test]
+async fn read_transactions_refuse_writes_and_keep_their_snapshot() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+
+    let mut reader = store.begin_read().await.unwrap();
+    assert!(matches!(
+        reader.insert_person(&person(acc.id)).await,
+        Err(StoreError::Other(_))
+    ));
+
+    // A write committed after begin_read is not seen by that transaction.
+    let p = person(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(reader.person(acc.id, p.id).await.unwrap(), None);
+    reader.commit().await.unwrap();
+
+    let mut reader = store.begin_read().await.unwrap();
+    assert_eq!(reader.person(acc.id, p.id).await.unwrap(), Some(p));
+    reader.rollback().await.unwrap();
+
+    // More readers than the pool holds, at once: they queue, none fails.
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tx = s.begin_read().await.unwrap();
+            let n = tx.snapshot().await.unwrap().accounts.len();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.commit().await.unwrap();
+            n
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_in_one_process_serialise() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut p = person(acc.id);
+            p.external_user_id = Some(format!("user-{i}"));
+            let mut tx = s.begin().await.unwrap();
+            tx.insert_person(&p).await.unwrap();
+            tokio::task::yield_now().await;
+            tx.commit().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.snapshot().await.unwrap().persons.len(), 20);
+}
+
+// --- person keys ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_key_moves_between_persons_in_one_transaction() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+    let mut a = person(acc.id);
+    a.external_user_id = Some("alice".into());
+    a.phones = vec!["385911111111".into(), "385912222222".into()];
+    a.emails = vec!["Shared@X.org".into()];
+    let b = person(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&a).await.unwrap();
+    tx.insert_person(&b).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // A releases its external id, one phone and the email; B takes them.
+    let mut a2 = a.clone();
+    a2.external_user_id = None;
+    a2.phones = vec!["385912222222".into()];
+    a2.emails = vec![];
+    let mut b2 = b.clone();
+    b2.external_user_id = Some("alice".into());
+    b2.phones = vec!["385911111111".into()];
+    b2.emails = vec!["shared@x.org".into()];
+    let mut tx = store.begin().await.unwrap();
+    tx.update_person(&a2).await.unwrap();
+    tx.update_person(&b2).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.person(acc.id, a.id).await.unwrap(), Some(a2));
+    assert_eq!(tx.person(acc.id, b.id).await.unwrap(), Some(b2));
+    assert_eq!(
+        tx.persons_owning(acc.id, Some("alice"), &[], &[])
+            .await
+            .unwrap(),
+        vec![b.id]
+    );
+}
+
+#[tokio::test]
+async fn persons_owning_returns_distinct_owners() {
+    let (_dir, store) = fresh().await;
+    let (acc, _app) = seeded(&store).await;
+    let other_acc = account(20);
+    let mut a = person(acc.id);
+    a.external_user_id = Some("a".into());
+    a.phones = vec!["1111111111".into()];
+    a.emails = vec!["A@X.org".into()];
+    let mut b = person(acc.id);
+    b.phones = vec!["2222222222".into()];
+    let mut elsewhere = person(other_acc.id);
+    elsewhere.external_user_id = Some("a".into());
+    elsewhere.phones = vec!["2222222222".into()];
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&other_acc).await.unwrap();
+    for p in [&a, &b, &elsewhere] {
+        tx.insert_person(p).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    // Three keys of A: A once.
+    assert_eq!(
+        tx.persons_owning(
+            acc.id,
+            Some("a"),
+            &["1111111111".into()],
+            &["a@x.org".into()]
+        )
+        .await
+        .unwrap(),
+        vec![a.id]
+    );
+    let mut both = vec![a.id, b.id];
+    both.sort();
+    assert_eq!(
+        tx.persons_owning(
+            acc.id,
+            Some("a"),
+            &["2222222222".into(), "9999999999".into()],
+            &[]
+        )
+        .await
+        .unwrap(),
+        both
+    );
+    // The stored address is not the key: only its lowercase form matches.
+    assert_eq!(
+        tx.persons_owning(acc.id, None, &[], &["A@X.org".into()])
+            .await
+            .unwrap(),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        tx.persons_owning(acc.id, None, &[], &[]).await.unwrap(),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        tx.persons_owning(other_acc.id, Some("a"), &["2222222222".into()], &[])
+            .await
+            .unwrap(),
+        vec![elsewhere.id]
+    );
+}
+
+// --- installations ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn clear_token_holders_takes_the_token_from_the_others() {
+    let (_dir, store) = fresh().await;
+    let (acc, app) = seeded(&store).await;
+    let app_b = application(acc.id);
+    let p = person(acc.id);
+    let old = with_token(installation(&app, p.id, 1), PushServiceType::Apns, "abc");
+    let fresh_inst = installation(&app, p.id, 2);
+    let other_app = with_token(installation(&app_b, p.id, 3), PushServiceType::Apns, "abc");
+    let other_provider = with_token(
+        installation(&app, p.id, 4),
+        PushServiceType::Firebase,
+        "abc",
+    );
+    let other_case = with_token(installation(&app, p.id, 5), PushServiceType::Apns, "ABC");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_application(&app_b).await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    for i in [&old, &fresh_inst, &other_app, &other_provider, &other_case] {
+        tx.insert_installation(i).await.unwrap();
+    }
+
+    // The holder itself is never cleared.
+    assert!(
+        tx.clear_token_holders(
+            acc.id,
+            app.id,
+            Provider::Apns,
+            "abc",
+            &old.push_reg_id,
+            TokenClearedReason::TakenOver,
+            50
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    // Another account sees nothing.
+    assert!(
+        tx.clear_token_holders(
+            Uuid::new_v4(),
+            app.id,
+            Provider::Apns,
+            "abc",
+            &fresh_inst.push_reg_id,
+            TokenClearedReason::TakenOver,
+            50
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    let cleared = tx
+        .clear_token_holders(
+            acc.id,
+            app.id,
+            Provider::Apns,
+            "abc",
+            &fresh_inst.push_reg_id,
+            TokenClearedReason::TakenOver,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared, vec![old.push_reg_id.clone()]);
+    // Now the new installation can take the token.
+    let taker = with_token(fresh_inst.clone(), PushServiceType::Apns, "abc");
+    tx.update_installation(&taker).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let mut expected = old.clone();
+    expected.push_service_token = None;
+    expected.token_cleared_at = Some(100);
+    expected.token_cleared_reason = Some(TokenClearedReason::TakenOver);
+    expected.updated_at = 100;
+    assert_eq!(
+        tx.installation(&old.push_reg_id).await.unwrap(),
+        Some(expected)
+    );
+    // Untouched: another application, another provider, another token (exact comparison).
+    for untouched in [&other_app, &other_provider, &other_case] {
+        assert_eq!(
+            tx.installation(&untouched.push_reg_id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(untouched)
+        );
+    }
+    assert_eq!(
+        tx.installation(&taker.push_reg_id).await.unwrap(),
+        Some(taker)
+    );
+}
+
+#[tokio::test]
+async fn demote_primaries_clears_the_flag_of_the_others_only() {
+    let (_dir, store) = fresh().await;
+    let (acc, app) = seeded(&store).await;
+    let app_b = application(acc.id);
+    let p = person(acc.id);
+    let q = person(acc.id);
+    let mut was_primary = installation(&app, p.id, 1);
+    was_primary.is_primary = true;
+    let promoted = installation(&app, p.id, 2);
+    let plain = installation(&app, p.id, 3);
+    let mut primary_in_b = installation(&app_b, p.id, 4);
+    primary_in_b.is_primary = true;
+    let mut primary_of_q = installation(&app, q.id, 5);
+    primary_of_q.is_primary = true;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_application(&app_b).await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.insert_person(&q).await.unwrap();
+    for i in [
+        &was_primary,
+        &promoted,
+        &plain,
+        &primary_in_b,
+        &primary_of_q,
+    ] {
+        tx.insert_installation(i).await.unwrap();
+    }
+    assert_eq!(
+        tx.demote_primaries(acc.id, p.id, app.id, &promoted.push_reg_id, 70)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut now_primary = promoted.clone();
+    now_primary.is_primary = true;
+    tx.update_installation(&now_primary).await.unwrap();
+    // Demoting again finds nobody but the excepted one.
+    assert_eq!(
+        tx.demote_primaries(acc.id, p.id, app.id, &promoted.push_reg_id, 80)
+            .await
+            .unwrap(),
+        0
+    );
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let mut demoted = was_primary.clone();
+    demoted.is_primary = false;
+    demoted.updated_at = 70;
+    assert_eq!(
+        tx.installation(&was_primary.push_reg_id).await.unwrap(),
+        Some(demoted.clone())
+    );
+    assert_eq!(
+        tx.installation(&plain.push_reg_id).await.unwrap(),
+        Some(plain.clone())
+    );
+    assert_eq!(
+        tx.installation(&primary_in_b.push_reg_id).await.unwrap(),
+        Some(primary_in_b.clone())
+    );
+    assert_eq!(
+        tx.installation(&primary_of_q.push_reg_id).await.unwrap(),
+        Some(primary_of_q)
+    );
+
+    // A person's installations: oldest first, in one application or in all.
+    assert_eq!(
+        tx.installations_of_person(acc.id, p.id, Some(app.id))
+            .await
+            .unwrap(),
+        vec![demoted.clone(), now_primary.clone(), plain.clone()]
+    );
+    assert_eq!(
+        tx.installations_of_person(acc.id, p.id, None)
+            .await
+            .unwrap(),
+        vec![demoted, now_primary, plain, primary_in_b]
+    );
+    assert!(
+        tx.installations_of_person(Uuid::new_v4(), p.id, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        tx.count_installations_of_person(acc.id, p.id)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        tx.count_installations_of_person(acc.id, q.id)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tx.count_installations_of_person(Uuid::new_v4(), p.id)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn installations_with_equal_creation_times_order_by_push_reg_id() {
+    let (_dir, store) = fresh().await;
+    let (acc, app) = seeded(&store).await;
+    let p = person(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        let i = installation(&app, p.id, 42);
+        tx.insert_installation(&i).await.unwrap();
+        all.push(i);
+    }
+    all.sort_by(|a, b| a.push_reg_id.cmp(&b.push_reg_id));
+    assert_eq!(
+        tx.installations_of_person(acc.id, p.id, Some(app.id))
+            .await
+            .unwrap(),
+        all
+    );
+}
+
+// --- snapshot -----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn snapshot_is_ordered_by_keys() {
+    let (_dir, store) = fresh().await;
+    let mut tx = store.begin().await.unwrap();
+    let mut accounts: Vec<Account> = (0..3).map(|i| account(100 - i)).collect();
+    let mut apps = Vec::new();
+    let mut persons = Vec::new();
+    let mut insts = Vec::new();
+    let mut keys = Vec::new();
+    for acc in &accounts {
+        tx.insert_account(acc).await.unwrap();
+        for _ in 0..2 {
+            let app = application(acc.id);
+            tx.insert_application(&app).await.unwrap();
+            for kid in ["b", "a"] {
+                let key = JwtKey {
+                    account_id: acc.id,
+                    application_id: app.id,
+                    kid: kid.into(),
+                    secret: vec![7; 32],
+                    created_at: 1,
+                };
+                tx.insert_jwt_key(&key).await.unwrap();
+                keys.push(key);
+            }
+            apps.push(app);
+        }
+        for n in 0..3 {
+            let mut p = person(acc.id);
+            p.phones = vec![
+                format!("3859100000{n}{}", acc.created_at),
+                format!("1415555000{n}{}", acc.created_at),
+            ];
+            p.emails = vec![
+                format!("Z{n}@{}.org", acc.id),
+                format!("a{n}@{}.org", acc.id),
+            ];
+            p.tags = BTreeSet::from(["z".to_string(), "a".to_string()]);
+            tx.insert_person(&p).await.unwrap();
+            let i = installation(&apps[apps.len() - 1], p.id, 9 - n);
+            tx.insert_installation(&i).await.unwrap();
+            insts.push(i);
+            persons.push(p);
+        }
+    }
+    // The first account created is the default, whatever the ids.
+    let default = accounts
+        .iter()
+        .min_by_key(|a| a.created_at)
+        .unwrap()
+        .clone();
+    assert_eq!(tx.default_account().await.unwrap(), Some(default));
+    tx.commit().await.unwrap();
+
+    accounts.sort_by_key(|a| a.id);
+    apps.sort_by_key(|a| a.id);
+    keys.sort_by(|a, b| (a.application_id, &a.kid).cmp(&(b.application_id, &b.kid)));
+    persons.sort_by_key(|p| p.id);
+    insts.sort_by(|a, b| a.push_reg_id.cmp(&b.push_reg_id));
+
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    assert_eq!(snap.accounts, accounts);
+    assert_eq!(snap.applications, apps);
+    assert_eq!(snap.jwt_keys, keys);
+    // Phones and emails keep their positions ("3859..." before "1415...", "Z" before "a").
+    assert_eq!(snap.persons, persons);
+    assert_eq!(snap.installations, insts);
+    // Stable: the same snapshot twice.
+    assert_eq!(tx.snapshot().await.unwrap(), snap);
+}
+
+// --- files, processes, migrations -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_second_store_on_the_same_file_waits_for_the_lock_and_sees_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    // As another process would: its own connections, its own writer mutex.
+    let second = SqliteStore::open_url(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let (acc, app) = seeded(&first).await;
+
+    // The first store holds the write lock for a while; the second one's writer waits for it
+    // (busy_timeout) instead of failing.
+    let p1 = person(acc.id);
+    let mut tx1 = first.begin().await.unwrap();
+    tx1.insert_person(&p1).await.unwrap();
+    let p2 = person(acc.id);
+    let started = Instant::now();
+    let writer = tokio::spawn({
+        let p2 = p2.clone();
+        async move {
+            let mut tx2 = second.begin().await.unwrap();
+            tx2.insert_person(&p2).await.unwrap();
+            tx2.insert_installation(&installation(&app, p2.id, 1))
+                .await
+                .unwrap();
+            tx2.commit().await.unwrap();
+            (second, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!writer.is_finished());
+    tx1.commit().await.unwrap();
+    let (second, waited) = writer.await.unwrap();
+    assert!(waited >= Duration::from_millis(250), "waited {waited:?}");
+
+    // Each sees the other's commits.
+    let mut r1 = first.begin_read().await.unwrap();
+    let mut r2 = second.begin_read().await.unwrap();
+    for r in [&mut r1, &mut r2] {
+        assert_eq!(r.person(acc.id, p1.id).await.unwrap(), Some(p1.clone()));
+        assert_eq!(r.person(acc.id, p2.id).await.unwrap(), Some(p2.clone()));
+    }
+}
+
+#[tokio::test]
+async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    // Another process holding the write lock for longer than busy_timeout (5 s).
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let result = store.begin().await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        result.err()
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    // Reads go on meanwhile (WAL).
+    let mut r = store.begin_read().await.unwrap();
+    assert!(r.default_account().await.unwrap().is_none());
+    drop(r);
+    other.execute_batch("ROLLBACK").unwrap();
+    // And the writer recovers once the lock is released.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&account(1)).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrations_apply_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    let (acc, _app) = seeded(&first).await;
+    drop(first);
+    // Reopening, and two stores migrating at once, apply nothing again and lose nothing.
+    let (a, b) = tokio::join!(SqliteStore::open(&path), SqliteStore::open(&path));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.migrate().await.unwrap();
+    b.migrate().await.unwrap();
+    let mut tx = a.begin_read().await.unwrap();
+    assert_eq!(tx.account(acc.id).await.unwrap(), Some(acc));
+    drop(tx);
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let versions: Vec<i64> = raw
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        versions,
+        MIGRATIONS.iter().map(|(v, _)| *v).collect::<Vec<_>>()
+    );
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+
+    // A database migrated by a newer build is refused rather than misread.
+    raw.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)",
+        [],
+    )
+    .unwrap();
+    drop((a, b));
+    assert!(matches!(
+        SqliteStore::open(&path).await,
+        Err(StoreError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (acc, app) = seeded(&store).await;
+    let p = person(acc.id);
+    let inst = installation(&app, p.id, 1);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.insert_installation(&inst).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Another writer without foreign keys on (the default of a bare connection) stores an id
+    // that is no UUID: valid for the column, not for the domain type.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute("UPDATE installations SET person_id = 'not-a-uuid'", [])
+        .unwrap();
+    drop(raw);
+
+    let mut tx = store.begin_read().await.unwrap();
+    match tx.installation(&inst.push_reg_id).await {
+        Err(StoreError::Other(message)) => assert!(message.contains("corrupt row"), "{message}"),
+        other => panic!("expected a corrupt-row error, got {other:?}"),
+    }
+    assert!(matches!(tx.snapshot().await, Err(StoreError::Other(_))));
+}

@@ -1,0 +1,239 @@
+//! The storage trait. Backends store and index; the rules live in roster-core, once.
+//!
+//! Every uniqueness rule of people.md is also a database constraint in every backend, and a
+//! violation surfaces as [`StoreError::Conflict`] naming the [`Constraint`], so the core can map
+//! it to the spec's code or retry (people.md §5.1 step 8).
+
+use async_trait::async_trait;
+use roster_model::{
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
+    Person, Provider, TokenClearedReason,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A uniqueness rule enforced by the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constraint {
+    /// `externalUserId` unique per account.
+    ExternalUserId,
+    /// Normalised phone unique per account.
+    Phone,
+    /// Email comparison key unique per account.
+    Email,
+    /// One primary installation per (person, application).
+    PrimaryInstallation,
+    /// One holder per (application, provider, token).
+    PushToken,
+    /// pushRegId unique across the server.
+    PushRegId,
+    /// (account, scope, name) of an attribute definition.
+    AttributeDefinition,
+    /// Application code unique across the server.
+    ApplicationCode,
+    /// (application, kid) of a JWT key.
+    JwtKid,
+    /// API key hash.
+    ApiKey,
+    /// Any other constraint, by its database name.
+    Other(String),
+}
+
+impl Constraint {
+    /// Whether the constraint is an identity key (a concurrent personalize may retry on it).
+    pub fn is_identity(&self) -> bool {
+        matches!(self, Constraint::ExternalUserId | Constraint::Phone | Constraint::Email)
+    }
+}
+
+/// Errors of a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row that the operation needed does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint was violated; the transaction must be rolled back.
+    #[error("uniqueness conflict on {constraint:?}")]
+    Conflict { constraint: Constraint },
+    /// The database cannot be reached, is busy beyond its timeout, or the transaction must be
+    /// retried (serialization failure, deadlock): transient.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt row, bug).
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything in a store, for the invariant checker, export and import.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub accounts: Vec<Account>,
+    pub applications: Vec<Application>,
+    pub jwt_keys: Vec<JwtKey>,
+    pub api_keys: Vec<ApiKey>,
+    pub persons: Vec<Person>,
+    pub installations: Vec<Installation>,
+    pub attribute_definitions: Vec<AttributeDefinition>,
+    pub merge_log: Vec<MergeLogEntry>,
+}
+
+/// A store backend, chosen at start-up from the database URL and held as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+    /// Starts a read-write transaction. Dropping it without `commit` rolls back.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Starts a read-only transaction over a consistent snapshot; writes on it fail.
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Checks that the database answers (for `/healthz`).
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Domain-level primitives inside one transaction. Every method filters by account where the
+/// entity has one. Finders return `Ok(None)` for a missing row.
+#[async_trait]
+pub trait Tx: Send {
+    /// Makes every write of the transaction durable, or fails and keeps none of them.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+    /// Discards every write of the transaction.
+    async fn rollback(self: Box<Self>) -> StoreResult<()>;
+
+    // --- accounts -------------------------------------------------------------------------
+    /// The default account (the first one created), if the store has one.
+    async fn default_account(&mut self) -> StoreResult<Option<Account>>;
+    /// An account by id.
+    async fn account(&mut self, id: Uuid) -> StoreResult<Option<Account>>;
+    /// Inserts an account.
+    async fn insert_account(&mut self, account: &Account) -> StoreResult<()>;
+
+    // --- applications and their JWT keys ----------------------------------------------------
+    /// An application by its (lowercase) code, in any account.
+    async fn application_by_code(&mut self, code: &str) -> StoreResult<Option<Application>>;
+    /// An application of an account by id.
+    async fn application(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Application>>;
+    /// The applications of an account, by `createdAt` then `id`.
+    async fn applications(&mut self, account_id: Uuid) -> StoreResult<Vec<Application>>;
+    /// Inserts an application (`Conflict(ApplicationCode)` if the code exists).
+    async fn insert_application(&mut self, app: &Application) -> StoreResult<()>;
+    /// Writes every field of an existing application.
+    async fn update_application(&mut self, app: &Application) -> StoreResult<()>;
+    /// A JWT key of an application.
+    async fn jwt_key(&mut self, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>>;
+    /// The JWT keys of an application, by `createdAt`.
+    async fn jwt_keys(&mut self, application_id: Uuid) -> StoreResult<Vec<JwtKey>>;
+    /// Inserts a JWT key (`Conflict(JwtKid)` if the kid exists in the application).
+    async fn insert_jwt_key(&mut self, key: &JwtKey) -> StoreResult<()>;
+    /// Deletes a JWT key; whether it existed.
+    async fn delete_jwt_key(&mut self, application_id: Uuid, kid: &str) -> StoreResult<bool>;
+
+    // --- API keys ---------------------------------------------------------------------------
+    /// Inserts an API key.
+    async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+    /// An API key by the hash of its secret.
+    async fn api_key_by_hash(&mut self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// The API keys of an account, by `createdAt`.
+    async fn api_keys(&mut self, account_id: Uuid) -> StoreResult<Vec<ApiKey>>;
+
+    // --- installations ----------------------------------------------------------------------
+    /// An installation by its lowercase pushRegId, in any application.
+    async fn installation(&mut self, push_reg_id: &str) -> StoreResult<Option<Installation>>;
+    /// A person's installations, in one application or in all, oldest first (`createdAt`, then
+    /// pushRegId).
+    async fn installations_of_person(
+        &mut self,
+        account_id: Uuid,
+        person_id: Uuid,
+        application_id: Option<Uuid>,
+    ) -> StoreResult<Vec<Installation>>;
+    /// Inserts an installation (`Conflict(PushRegId | PushToken | PrimaryInstallation)`).
+    async fn insert_installation(&mut self, inst: &Installation) -> StoreResult<()>;
+    /// Writes every field of an existing installation (including its person).
+    async fn update_installation(&mut self, inst: &Installation) -> StoreResult<()>;
+    /// Deletes an installation; whether it existed.
+    async fn delete_installation(&mut self, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool>;
+    /// Token hygiene (people.md §2.3): clears `token` from every installation of the application
+    /// and provider other than `except`, setting the reason and time. Returns their pushRegIds.
+    /// The token is compared exactly (APNs tokens are stored lowercase).
+    #[allow(clippy::too_many_arguments)]
+    async fn clear_token_holders(
+        &mut self,
+        account_id: Uuid,
+        application_id: Uuid,
+        provider: Provider,
+        token: &str,
+        except: &str,
+        reason: TokenClearedReason,
+        now: Millis,
+    ) -> StoreResult<Vec<String>>;
+    /// Clears `isPrimary` on the person's installations in the application other than `except`
+    /// (people.md §4). Returns how many were demoted.
+    async fn demote_primaries(
+        &mut self,
+        account_id: Uuid,
+        person_id: Uuid,
+        application_id: Uuid,
+        except: &str,
+        now: Millis,
+    ) -> StoreResult<u64>;
+    /// How many installations (of any application) a person owns.
+    async fn count_installations_of_person(&mut self, account_id: Uuid, person_id: Uuid) -> StoreResult<u64>;
+
+    // --- persons ----------------------------------------------------------------------------
+    /// A person by id.
+    async fn person(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Person>>;
+    /// The distinct persons owning `external_user_id` or any of the phones or email keys.
+    async fn persons_owning(
+        &mut self,
+        account_id: Uuid,
+        external_user_id: Option<&str>,
+        phones: &[String],
+        email_keys: &[String],
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Inserts a person with its identity keys and tags.
+    async fn insert_person(&mut self, person: &Person) -> StoreResult<()>;
+    /// Writes every field of an existing person, replacing its identity keys and tags.
+    /// Identity keys released by this write are free for others after commit.
+    async fn update_person(&mut self, person: &Person) -> StoreResult<()>;
+    /// Deletes a person and its identity keys; whether it existed. Its installations must have
+    /// been moved or deleted first.
+    async fn delete_person(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
+
+    // --- attribute definitions ---------------------------------------------------------------
+    /// A definition by scope and name.
+    async fn attribute_definition(
+        &mut self,
+        account_id: Uuid,
+        scope: AttributeScope,
+        name: &str,
+    ) -> StoreResult<Option<AttributeDefinition>>;
+    /// The definitions of an account (optionally one scope), by scope then name.
+    async fn attribute_definitions(
+        &mut self,
+        account_id: Uuid,
+        scope: Option<AttributeScope>,
+    ) -> StoreResult<Vec<AttributeDefinition>>;
+    /// How many definitions an account has in a scope.
+    async fn count_attribute_definitions(&mut self, account_id: Uuid, scope: AttributeScope) -> StoreResult<u64>;
+    /// Inserts a definition unless one of that scope and name exists; returns the definition that
+    /// is stored afterwards (the new one, or the one that won a concurrent first write,
+    /// people.md §8.2) and whether it was inserted by this call.
+    async fn define_attribute(&mut self, def: &AttributeDefinition) -> StoreResult<(AttributeDefinition, bool)>;
+
+    // --- merge log --------------------------------------------------------------------------
+    /// Inserts a merge-log entry.
+    async fn insert_merge_entry(&mut self, entry: &MergeLogEntry) -> StoreResult<()>;
+    /// A merge-log entry by id.
+    async fn merge_entry(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<MergeLogEntry>>;
+    /// Writes every field of an existing entry.
+    async fn update_merge_entry(&mut self, entry: &MergeLogEntry) -> StoreResult<()>;
+
+    // --- whole store ------------------------------------------------------------------------
+    /// Everything in the store (all accounts), in a deterministic order: for the invariant
+    /// checker, export and tests. Not for request paths.
+    async fn snapshot(&mut self) -> StoreResult<Snapshot>;
+}
