@@ -23,11 +23,7 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, &str, Option<Constraint>)] = &[
         Some(Constraint::JwtKid),
     ),
     ("api_keys_pkey", "api_keys.id", None),
-    (
-        "api_keys_key_hash_key",
-        "api_keys.key_hash",
-        Some(Constraint::ApiKey),
-    ),
+    ("api_keys_key_hash_key", "api_keys.key_hash", Some(Constraint::ApiKey)),
     ("persons_pkey", "persons.id", None),
     (
         "persons_external_user_id_key",
@@ -54,11 +50,7 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, &str, Option<Constraint>)] = &[
         "person_emails.account_id, person_emails.email_key",
         Some(Constraint::Email),
     ),
-    (
-        "person_tags_pkey",
-        "person_tags.person_id, person_tags.tag",
-        None,
-    ),
+    ("person_tags_pkey", "person_tags.person_id, person_tags.tag", None),
     (
         "installations_pkey",
         "installations.push_reg_id",
@@ -84,10 +76,7 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, &str, Option<Constraint>)] = &[
 
 /// The constraint named by the text after "UNIQUE constraint failed: ".
 fn constraint_from_columns(columns: &str) -> Constraint {
-    match UNIQUE_CONSTRAINTS
-        .iter()
-        .find(|(_, cols, _)| *cols == columns)
-    {
+    match UNIQUE_CONSTRAINTS.iter().find(|(_, cols, _)| *cols == columns) {
         Some((_, _, Some(rule))) => rule.clone(),
         Some((name, _, None)) => Constraint::Other((*name).to_owned()),
         // An expression index would be reported as "index 'name'"; keep whatever SQLite said.
@@ -101,16 +90,12 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(failure, message) => match failure.code {
             // busy_timeout elapsed (another process holds the write lock) or a lock conflict
             // inside this process: transient, the caller may retry.
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                StoreError::Unavailable(e.to_string())
-            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(e.to_string()),
             ErrorCode::CannotOpen | ErrorCode::DiskFull => StoreError::Unavailable(e.to_string()),
             ErrorCode::ConstraintViolation => match failure.extended_code {
                 ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
                     let text = message.as_deref().unwrap_or("");
-                    let columns = text
-                        .strip_prefix("UNIQUE constraint failed: ")
-                        .unwrap_or(text);
+                    let columns = text.strip_prefix("UNIQUE constraint failed: ").unwrap_or(text);
                     StoreError::Conflict {
                         constraint: constraint_from_columns(columns),
                     }
@@ -120,16 +105,12 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
                 // application...), never a rule the client can trip over.
                 _ => StoreError::Other(format!("constraint violated: {e}")),
             },
-            ErrorCode::ReadOnly => {
-                StoreError::Other(format!("write in a read-only transaction: {e}"))
-            }
+            ErrorCode::ReadOnly => StoreError::Other(format!("write in a read-only transaction: {e}")),
             _ => StoreError::Other(e.to_string()),
         },
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => {
-            StoreError::Other(format!("corrupt row: {e}"))
-        }
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Other(format!("corrupt row: {e}")),
         _ => StoreError::Other(e.to_string()),
     }
 }

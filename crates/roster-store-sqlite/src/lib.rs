@@ -8,6 +8,8 @@
 //! Every uniqueness rule is a constraint in `migrations/`, mapped to a typed
 //! `StoreError::Conflict` by `error.rs`.
 
+#![warn(missing_docs)]
+
 mod error;
 mod rows;
 mod sql;
@@ -64,9 +66,8 @@ impl SqliteStore {
         let opened = path.clone();
         let writer = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
             if let Some(parent) = opened.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-                })?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
             }
             open_writer(&opened)
         })
@@ -142,12 +143,10 @@ fn configure(conn: &Connection) -> StoreResult<()> {
     // An acknowledged write must survive a power cut: the API answers 2xx only after the commit
     // is fsynced. With WAL, FULL costs one fsync of the log per commit; NORMAL could lose the
     // last commits on power loss.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(map_err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
     // The schema's references (installation -> person and application, keys -> person, ...)
     // are part of the invariants; SQLite ignores them unless this is on, per connection.
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(map_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
@@ -156,9 +155,7 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 fn open_writer(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(map_err)?;
     configure(&conn)?;
@@ -221,11 +218,9 @@ fn apply_migrations(conn: &Connection) -> StoreResult<()> {
                 .map_err(map_err)?;
             if done.is_none() {
                 conn.execute_batch(script).map_err(map_err)?;
-                conn.prepare_cached(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                )
-                .and_then(|mut s| s.execute((version, roster_model::now_millis())))
-                .map_err(map_err)?;
+                conn.prepare_cached("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute((version, roster_model::now_millis())))
+                    .map_err(map_err)?;
                 tracing::info!(version, "applied SQLite migration");
             }
             Ok(())
@@ -379,16 +374,84 @@ mod tests {
 
     #[test]
     fn url_forms() {
-        assert_eq!(
-            path_of_url("sqlite:///var/lib/r.db").unwrap(),
-            "/var/lib/r.db"
-        );
+        assert_eq!(path_of_url("sqlite:///var/lib/r.db").unwrap(), "/var/lib/r.db");
         assert_eq!(path_of_url("sqlite://data/r.db").unwrap(), "data/r.db");
         assert_eq!(path_of_url("sqlite:r.db").unwrap(), "r.db");
         assert!(path_of_url("sqlite::memory:").is_err());
         assert!(path_of_url("sqlite://r.db?mode=rwc").is_err());
         assert!(path_of_url("postgres://x").is_err());
         assert!(path_of_url("sqlite://").is_err());
+    }
+
+    /// Every unique index of the migrated schema is in `UNIQUE_CONSTRAINTS` (so its violation
+    /// maps to the right `Constraint`), and every entry there exists in the schema.
+    #[test]
+    fn constraint_table_matches_the_schema() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply_migrations(&conn).unwrap();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations' ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut in_schema = Vec::new();
+        for table in &tables {
+            let unique_indexes: Vec<String> = conn
+                .prepare(&format!("PRAGMA index_list({table})"))
+                .unwrap()
+                .query_map([], |r| Ok((r.get::<_, String>("name")?, r.get::<_, bool>("unique")?)))
+                .unwrap()
+                .filter(|row| !matches!(row, Ok((_, false))))
+                .map(|row| row.map(|(name, _)| name))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for index in unique_indexes {
+                let columns: Vec<String> = conn
+                    .prepare(&format!("PRAGMA index_info({index})"))
+                    .unwrap()
+                    .query_map([], |r| r.get::<_, String>("name"))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let listed: Vec<String> = columns.iter().map(|c| format!("{table}.{c}")).collect();
+                in_schema.push(listed.join(", "));
+            }
+        }
+        in_schema.sort();
+        let mut in_table: Vec<String> = error::UNIQUE_CONSTRAINTS
+            .iter()
+            .map(|(_, columns, _)| (*columns).to_owned())
+            .collect();
+        in_table.sort();
+        assert_eq!(in_schema, in_table);
+    }
+
+    /// The pragmas of design.md "Storage" are in force on every connection.
+    #[tokio::test]
+    async fn connections_have_their_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+        let pragma = |conn: &Connection, name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
+        };
+        let writer = store.writer.lock().await;
+        let mode: String = writer.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(pragma(&writer, "synchronous"), 2); // FULL
+        assert_eq!(pragma(&writer, "foreign_keys"), 1);
+        assert_eq!(pragma(&writer, "busy_timeout"), 5000);
+        assert_eq!(pragma(&writer, "query_only"), 0);
+        drop(writer);
+        let reader = store.readers.acquire().await.unwrap();
+        assert_eq!(pragma(&reader, "synchronous"), 2);
+        assert_eq!(pragma(&reader, "foreign_keys"), 1);
+        assert_eq!(pragma(&reader, "busy_timeout"), 5000);
+        assert_eq!(pragma(&reader, "query_only"), 1);
     }
 
     #[test]

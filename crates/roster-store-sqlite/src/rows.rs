@@ -4,9 +4,9 @@
 //! back to a default.
 
 use roster_model::{
-    Account, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType,
-    DefinitionOrigin, Gender, Installation, JwtKey, MergeLogEntry, MergeStatus, Person, PersonType,
-    PushServiceType, SystemData, TokenClearedReason,
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType, DefinitionOrigin, Gender,
+    Installation, JwtKey, MergeLogEntry, MergeStatus, Person, PersonType, PushServiceType, SystemData,
+    TokenClearedReason,
 };
 use rusqlite::Row;
 use rusqlite::types::{Type, ValueRef};
@@ -20,11 +20,7 @@ fn corrupt(idx: usize, message: String) -> rusqlite::Error {
 }
 
 /// Decodes a TEXT column with `decode`, without copying it.
-fn text_with<T>(
-    row: &Row<'_>,
-    idx: usize,
-    decode: impl FnOnce(&str) -> Result<T, String>,
-) -> rusqlite::Result<T> {
+fn text_with<T>(row: &Row<'_>, idx: usize, decode: impl FnOnce(&str) -> Result<T, String>) -> rusqlite::Result<T> {
     let value = row.get_ref(idx)?;
     let text = value
         .as_str()
@@ -77,10 +73,7 @@ pub(crate) fn json_at<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlit
 }
 
 /// A nullable JSON column.
-pub(crate) fn opt_json_at<T: DeserializeOwned>(
-    row: &Row<'_>,
-    idx: usize,
-) -> rusqlite::Result<Option<T>> {
+pub(crate) fn opt_json_at<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>> {
     if is_null(row, idx)? {
         return Ok(None);
     }
@@ -88,22 +81,12 @@ pub(crate) fn opt_json_at<T: DeserializeOwned>(
 }
 
 /// An enum column in its stored spelling.
-pub(crate) fn enum_at<T>(
-    row: &Row<'_>,
-    idx: usize,
-    parse: fn(&str) -> Option<T>,
-) -> rusqlite::Result<T> {
-    text_with(row, idx, |s| {
-        parse(s).ok_or_else(|| format!("unknown value {s:?}"))
-    })
+pub(crate) fn enum_at<T>(row: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    text_with(row, idx, |s| parse(s).ok_or_else(|| format!("unknown value {s:?}")))
 }
 
 /// A nullable enum column.
-pub(crate) fn opt_enum_at<T>(
-    row: &Row<'_>,
-    idx: usize,
-    parse: fn(&str) -> Option<T>,
-) -> rusqlite::Result<Option<T>> {
+pub(crate) fn opt_enum_at<T>(row: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<Option<T>> {
     if is_null(row, idx)? {
         return Ok(None);
     }

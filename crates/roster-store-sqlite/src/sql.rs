@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use roster_model::validate::email_key;
 use roster_model::{
-    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey,
-    MergeLogEntry, Millis, Person, Provider, TokenClearedReason,
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
+    Person, Provider, TokenClearedReason,
 };
 use roster_store::{Snapshot, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
@@ -145,11 +145,7 @@ pub(crate) fn default_account(conn: &Connection) -> StoreResult<Option<Account>>
 pub(crate) fn account(conn: &Connection, account_id: Uuid) -> StoreResult<Option<Account>> {
     query_opt(
         conn,
-        concat!(
-            "SELECT ",
-            account_columns!(),
-            " FROM accounts WHERE id = ?1"
-        ),
+        concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = ?1"),
         [id(account_id)],
         rows::account,
     )
@@ -166,10 +162,7 @@ pub(crate) fn insert_account(conn: &Connection, account: &Account) -> StoreResul
 
 // --- applications and JWT keys --------------------------------------------------------------------
 
-pub(crate) fn application_by_code(
-    conn: &Connection,
-    code: &str,
-) -> StoreResult<Option<Application>> {
+pub(crate) fn application_by_code(conn: &Connection, code: &str) -> StoreResult<Option<Application>> {
     query_opt(
         conn,
         concat!(
@@ -182,11 +175,7 @@ pub(crate) fn application_by_code(
     )
 }
 
-pub(crate) fn application(
-    conn: &Connection,
-    account_id: Uuid,
-    app_id: Uuid,
-) -> StoreResult<Option<Application>> {
+pub(crate) fn application(conn: &Connection, account_id: Uuid, app_id: Uuid) -> StoreResult<Option<Application>> {
     query_opt(
         conn,
         concat!(
@@ -259,11 +248,7 @@ pub(crate) fn update_application(conn: &Connection, app: &Application) -> StoreR
     expect_one(changed)
 }
 
-pub(crate) fn jwt_key(
-    conn: &Connection,
-    application_id: Uuid,
-    kid: &str,
-) -> StoreResult<Option<JwtKey>> {
+pub(crate) fn jwt_key(conn: &Connection, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>> {
     query_opt(
         conn,
         concat!(
@@ -308,11 +293,7 @@ pub(crate) fn insert_jwt_key(conn: &Connection, key: &JwtKey) -> StoreResult<()>
     .map(drop)
 }
 
-pub(crate) fn delete_jwt_key(
-    conn: &Connection,
-    application_id: Uuid,
-    kid: &str,
-) -> StoreResult<bool> {
+pub(crate) fn delete_jwt_key(conn: &Connection, application_id: Uuid, kid: &str) -> StoreResult<bool> {
     execute(
         conn,
         "DELETE FROM jwt_keys WHERE application_id = ?1 AND kid = ?2",
@@ -349,11 +330,7 @@ pub(crate) fn insert_api_key(conn: &Connection, key: &ApiKey) -> StoreResult<()>
 pub(crate) fn api_key_by_hash(conn: &Connection, key_hash: &str) -> StoreResult<Option<ApiKey>> {
     query_opt(
         conn,
-        concat!(
-            "SELECT ",
-            api_key_columns!(),
-            " FROM api_keys WHERE key_hash = ?1"
-        ),
+        concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE key_hash = ?1"),
         [key_hash],
         rows::api_key,
     )
@@ -374,10 +351,7 @@ pub(crate) fn api_keys(conn: &Connection, account_id: Uuid) -> StoreResult<Vec<A
 
 // --- installations ------------------------------------------------------------------------------
 
-pub(crate) fn installation(
-    conn: &Connection,
-    push_reg_id: &str,
-) -> StoreResult<Option<Installation>> {
+pub(crate) fn installation(conn: &Connection, push_reg_id: &str) -> StoreResult<Option<Installation>> {
     query_opt(
         conn,
         concat!(
@@ -506,11 +480,7 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
     expect_one(changed)
 }
 
-pub(crate) fn delete_installation(
-    conn: &Connection,
-    account_id: Uuid,
-    push_reg_id: &str,
-) -> StoreResult<bool> {
+pub(crate) fn delete_installation(conn: &Connection, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
     execute(
         conn,
         "DELETE FROM installations WHERE account_id = ?1 AND push_reg_id = ?2",
@@ -554,9 +524,7 @@ pub(crate) fn clear_token_holders(
             |r| r.get::<_, String>(0),
         )
         .map_err(map_err)?;
-    let mut cleared = cleared
-        .collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(map_err)?;
+    let mut cleared = cleared.collect::<rusqlite::Result<Vec<String>>>().map_err(map_err)?;
     // RETURNING order is unspecified.
     cleared.sort();
     Ok(cleared)
@@ -576,22 +544,12 @@ pub(crate) fn demote_primaries(
         "UPDATE installations SET is_primary = 0, updated_at = ?5 \
          WHERE account_id = ?1 AND person_id = ?2 AND application_id = ?3 \
          AND is_primary = 1 AND push_reg_id <> ?4",
-        params![
-            id(account_id),
-            id(person_id),
-            id(application_id),
-            except,
-            now
-        ],
+        params![id(account_id), id(person_id), id(application_id), except, now],
     )?;
     Ok(n as u64)
 }
 
-pub(crate) fn count_installations_of_person(
-    conn: &Connection,
-    account_id: Uuid,
-    person_id: Uuid,
-) -> StoreResult<u64> {
+pub(crate) fn count_installations_of_person(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<u64> {
     count(
         conn,
         "SELECT count(*) FROM installations WHERE account_id = ?1 AND person_id = ?2",
@@ -647,13 +605,7 @@ fn insert_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
             conn,
             "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                account_id,
-                person_id,
-                position as i64,
-                address,
-                email_key(address)
-            ],
+            params![account_id, person_id, position as i64, address, email_key(address)],
         )?;
     }
     for tag in &person.tags {
@@ -688,11 +640,7 @@ fn delete_person_keys(conn: &Connection, account_id: Uuid, person_id: Uuid) -> S
     Ok(())
 }
 
-pub(crate) fn person(
-    conn: &Connection,
-    account_id: Uuid,
-    person_id: Uuid,
-) -> StoreResult<Option<Person>> {
+pub(crate) fn person(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<Option<Person>> {
     let found = query_opt(
         conn,
         concat!(
@@ -731,12 +679,7 @@ pub(crate) fn persons_owning(
          SELECT person_id FROM person_emails WHERE account_id = ?1 \
          AND email_key IN (SELECT value FROM json_each(?4)) \
          ORDER BY 1",
-        params![
-            id(account_id),
-            external_user_id,
-            json(phones)?,
-            json(email_keys)?
-        ],
+        params![id(account_id), external_user_id, json(phones)?, json(email_keys)?],
         |r| rows::uuid_at(r, 0),
     )?;
     Ok(owners)
@@ -802,11 +745,7 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
 
 /// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still
 /// referencing it makes this fail (foreign key): the core must move or delete those first.
-pub(crate) fn delete_person(
-    conn: &Connection,
-    account_id: Uuid,
-    person_id: Uuid,
-) -> StoreResult<bool> {
+pub(crate) fn delete_person(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<bool> {
     execute(
         conn,
         "DELETE FROM persons WHERE account_id = ?1 AND id = ?2",
@@ -953,11 +892,7 @@ pub(crate) fn insert_merge_entry(conn: &Connection, entry: &MergeLogEntry) -> St
     .map(drop)
 }
 
-pub(crate) fn merge_entry(
-    conn: &Connection,
-    account_id: Uuid,
-    entry_id: Uuid,
-) -> StoreResult<Option<MergeLogEntry>> {
+pub(crate) fn merge_entry(conn: &Connection, account_id: Uuid, entry_id: Uuid) -> StoreResult<Option<MergeLogEntry>> {
     query_opt(
         conn,
         concat!(
@@ -1007,11 +942,7 @@ pub(crate) fn snapshot(conn: &Connection) -> StoreResult<Snapshot> {
     )?;
     let applications = query_all(
         conn,
-        concat!(
-            "SELECT ",
-            application_columns!(),
-            " FROM applications ORDER BY id"
-        ),
+        concat!("SELECT ", application_columns!(), " FROM applications ORDER BY id"),
         [],
         rows::application,
     )?;
@@ -1045,10 +976,7 @@ pub(crate) fn snapshot(conn: &Connection) -> StoreResult<Snapshot> {
         conn,
         "SELECT person_id, address FROM person_emails ORDER BY person_id, position",
     )?;
-    let mut tags = grouped(
-        conn,
-        "SELECT person_id, tag FROM person_tags ORDER BY person_id, tag",
-    )?;
+    let mut tags = grouped(conn, "SELECT person_id, tag FROM person_tags ORDER BY person_id, tag")?;
     // A person without rows in a child table simply has none (the decoder starts empty).
     for person in &mut persons {
         if let Some(list) = phones.remove(&person.id) {

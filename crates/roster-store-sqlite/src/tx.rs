@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use roster_model::{
-    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey,
-    MergeLogEntry, Millis, Person, Provider, TokenClearedReason,
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
+    Person, Provider, TokenClearedReason,
 };
 use roster_store::{Snapshot, StoreError, StoreResult, Tx};
 use rusqlite::Connection;
@@ -77,9 +77,7 @@ pub(crate) struct SqliteTx {
 impl SqliteTx {
     /// Wraps a connection on which `BEGIN` has just run.
     pub(crate) fn new(handle: Handle) -> SqliteTx {
-        SqliteTx {
-            handle: Some(handle),
-        }
+        SqliteTx { handle: Some(handle) }
     }
 
     /// The connection, as long as the transaction is still open.
@@ -91,9 +89,7 @@ impl SqliteTx {
         // After SQLite rolled back by itself, further statements would run in autocommit mode,
         // each durable on its own: refuse them, the transaction is lost.
         if handle.is_autocommit() {
-            return Err(StoreError::Other(
-                "the transaction was rolled back by SQLite".into(),
-            ));
+            return Err(StoreError::Other("the transaction was rolled back by SQLite".into()));
         }
         Ok(handle)
     }
@@ -157,11 +153,7 @@ impl Tx for SqliteTx {
         sql::application_by_code(self.conn()?, code)
     }
 
-    async fn application(
-        &mut self,
-        account_id: Uuid,
-        id: Uuid,
-    ) -> StoreResult<Option<Application>> {
+    async fn application(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Application>> {
         sql::application(self.conn()?, account_id, id)
     }
 
@@ -226,11 +218,7 @@ impl Tx for SqliteTx {
         sql::update_installation(self.conn()?, inst)
     }
 
-    async fn delete_installation(
-        &mut self,
-        account_id: Uuid,
-        push_reg_id: &str,
-    ) -> StoreResult<bool> {
+    async fn delete_installation(&mut self, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
         sql::delete_installation(self.conn()?, account_id, push_reg_id)
     }
 
@@ -264,21 +252,10 @@ impl Tx for SqliteTx {
         except: &str,
         now: Millis,
     ) -> StoreResult<u64> {
-        sql::demote_primaries(
-            self.conn()?,
-            account_id,
-            person_id,
-            application_id,
-            except,
-            now,
-        )
+        sql::demote_primaries(self.conn()?, account_id, person_id, application_id, except, now)
     }
 
-    async fn count_installations_of_person(
-        &mut self,
-        account_id: Uuid,
-        person_id: Uuid,
-    ) -> StoreResult<u64> {
+    async fn count_installations_of_person(&mut self, account_id: Uuid, person_id: Uuid) -> StoreResult<u64> {
         sql::count_installations_of_person(self.conn()?, account_id, person_id)
     }
 
@@ -293,13 +270,7 @@ impl Tx for SqliteTx {
         phones: &[String],
         email_keys: &[String],
     ) -> StoreResult<Vec<Uuid>> {
-        sql::persons_owning(
-            self.conn()?,
-            account_id,
-            external_user_id,
-            phones,
-            email_keys,
-        )
+        sql::persons_owning(self.conn()?, account_id, external_user_id, phones, email_keys)
     }
 
     async fn insert_person(&mut self, person: &Person) -> StoreResult<()> {
@@ -331,18 +302,11 @@ impl Tx for SqliteTx {
         sql::attribute_definitions(self.conn()?, account_id, scope)
     }
 
-    async fn count_attribute_definitions(
-        &mut self,
-        account_id: Uuid,
-        scope: AttributeScope,
-    ) -> StoreResult<u64> {
+    async fn count_attribute_definitions(&mut self, account_id: Uuid, scope: AttributeScope) -> StoreResult<u64> {
         sql::count_attribute_definitions(self.conn()?, account_id, scope)
     }
 
-    async fn define_attribute(
-        &mut self,
-        def: &AttributeDefinition,
-    ) -> StoreResult<(AttributeDefinition, bool)> {
+    async fn define_attribute(&mut self, def: &AttributeDefinition) -> StoreResult<(AttributeDefinition, bool)> {
         sql::define_attribute(self.conn()?, def)
     }
 
@@ -350,11 +314,7 @@ impl Tx for SqliteTx {
         sql::insert_merge_entry(self.conn()?, entry)
     }
 
-    async fn merge_entry(
-        &mut self,
-        account_id: Uuid,
-        id: Uuid,
-    ) -> StoreResult<Option<MergeLogEntry>> {
+    async fn merge_entry(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<MergeLogEntry>> {
         sql::merge_entry(self.conn()?, account_id, id)
     }
 

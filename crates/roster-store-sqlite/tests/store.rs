@@ -4,12 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use roster_model::{
-    Account, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType,
-    DefinitionOrigin, Gender, Installation, InstallationBefore, JwtKey, MergeBefore, MergeLogEntry,
-    MergeStatus, Person, PersonSnapshot, PersonType, Provider, PushServiceType, SchemaField,
-    SystemData, TokenClearedReason,
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType, DefinitionOrigin, Gender,
+    Installation, InstallationBefore, JwtKey, MergeBefore, MergeLogEntry, MergeStatus, Person, PersonSnapshot,
+    PersonType, Provider, PushServiceType, SchemaField, SystemData, TokenClearedReason,
 };
-use roster_store::{Constraint, Store, StoreError, Tx};
+use roster_store::{Constraint, Store, StoreError};
 use roster_store_sqlite::{MIGRATIONS, SqliteStore};
 use serde_json::json;
 use tempfile::TempDir;
@@ -154,11 +153,7 @@ async fn every_entity_round_trips() {
         last_used_at: None,
     };
     let p = full_person(acc.id);
-    let mut inst = with_token(
-        installation(&app, p.id, 3_000),
-        PushServiceType::Apns,
-        "abcdef0123",
-    );
+    let mut inst = with_token(installation(&app, p.id, 3_000), PushServiceType::Apns, "abcdef0123");
     inst.is_primary = true;
     inst.reg_enabled = false;
     inst.application_user_id = Some("u-1".into());
@@ -233,10 +228,7 @@ async fn every_entity_round_trips() {
     tx.insert_api_key(&api).await.unwrap();
     tx.insert_person(&p).await.unwrap();
     tx.insert_installation(&inst).await.unwrap();
-    assert_eq!(
-        tx.define_attribute(&def).await.unwrap(),
-        (def.clone(), true)
-    );
+    assert_eq!(tx.define_attribute(&def).await.unwrap(), (def.clone(), true));
     tx.insert_merge_entry(&entry).await.unwrap();
     tx.commit().await.unwrap();
 
@@ -247,39 +239,24 @@ async fn every_entity_round_trips() {
         tx.application_by_code(&app.application_code).await.unwrap(),
         Some(app.clone())
     );
-    assert_eq!(
-        tx.application(acc.id, app.id).await.unwrap(),
-        Some(app.clone())
-    );
+    assert_eq!(tx.application(acc.id, app.id).await.unwrap(), Some(app.clone()));
     assert_eq!(tx.application(Uuid::new_v4(), app.id).await.unwrap(), None);
     assert_eq!(tx.applications(acc.id).await.unwrap(), vec![app.clone()]);
     assert_eq!(tx.jwt_key(app.id, "k1").await.unwrap(), Some(key.clone()));
     assert_eq!(tx.jwt_keys(app.id).await.unwrap(), vec![key.clone()]);
-    assert_eq!(
-        tx.api_key_by_hash(&api.key_hash).await.unwrap(),
-        Some(api.clone())
-    );
+    assert_eq!(tx.api_key_by_hash(&api.key_hash).await.unwrap(), Some(api.clone()));
     assert_eq!(tx.api_keys(acc.id).await.unwrap(), vec![api.clone()]);
     assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p.clone()));
     assert_eq!(tx.person(Uuid::new_v4(), p.id).await.unwrap(), None);
-    assert_eq!(
-        tx.installation(&inst.push_reg_id).await.unwrap(),
-        Some(inst.clone())
-    );
+    assert_eq!(tx.installation(&inst.push_reg_id).await.unwrap(), Some(inst.clone()));
     assert_eq!(
         tx.attribute_definition(acc.id, AttributeScope::Person, "orders")
             .await
             .unwrap(),
         Some(def.clone())
     );
-    assert_eq!(
-        tx.merge_entry(acc.id, entry.id).await.unwrap(),
-        Some(entry.clone())
-    );
-    assert_eq!(
-        tx.merge_entry(Uuid::new_v4(), entry.id).await.unwrap(),
-        None
-    );
+    assert_eq!(tx.merge_entry(acc.id, entry.id).await.unwrap(), Some(entry.clone()));
+    assert_eq!(tx.merge_entry(Uuid::new_v4(), entry.id).await.unwrap(), None);
     tx.commit().await.unwrap();
 
     // Updates write every field.
@@ -325,14 +302,8 @@ async fn every_entity_round_trips() {
     let mut tx = store.begin_read().await.unwrap();
     assert_eq!(tx.application(acc.id, app.id).await.unwrap(), Some(app2));
     assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p2.clone()));
-    assert_eq!(
-        tx.installation(&inst.push_reg_id).await.unwrap(),
-        Some(inst2.clone())
-    );
-    assert_eq!(
-        tx.merge_entry(acc.id, entry.id).await.unwrap(),
-        Some(entry2)
-    );
+    assert_eq!(tx.installation(&inst.push_reg_id).await.unwrap(), Some(inst2.clone()));
+    assert_eq!(tx.merge_entry(acc.id, entry.id).await.unwrap(), Some(entry2));
     // The released keys are free: nobody owns them any more.
     assert_eq!(
         tx.persons_owning(
@@ -350,13 +321,9 @@ async fn every_entity_round_trips() {
     // Updates and deletes of missing rows.
     let mut tx = store.begin().await.unwrap();
     let ghost = person(acc.id);
+    assert!(matches!(tx.update_person(&ghost).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        tx.update_person(&ghost).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        tx.update_installation(&installation(&app, ghost.id, 1))
-            .await,
+        tx.update_installation(&installation(&app, ghost.id, 1)).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -372,28 +339,13 @@ async fn every_entity_round_trips() {
     // An update under another account does not reach the row.
     let mut foreign = p2.clone();
     foreign.account_id = Uuid::new_v4();
-    assert!(matches!(
-        tx.update_person(&foreign).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(tx.update_person(&foreign).await, Err(StoreError::NotFound)));
 
     assert!(tx.delete_jwt_key(app.id, "k1").await.unwrap());
     assert!(!tx.delete_jwt_key(app.id, "k1").await.unwrap());
-    assert!(
-        !tx.delete_installation(Uuid::new_v4(), &inst.push_reg_id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        tx.delete_installation(acc.id, &inst.push_reg_id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !tx.delete_installation(acc.id, &inst.push_reg_id)
-            .await
-            .unwrap()
-    );
+    assert!(!tx.delete_installation(Uuid::new_v4(), &inst.push_reg_id).await.unwrap());
+    assert!(tx.delete_installation(acc.id, &inst.push_reg_id).await.unwrap());
+    assert!(!tx.delete_installation(acc.id, &inst.push_reg_id).await.unwrap());
     assert!(tx.delete_person(acc.id, p.id).await.unwrap());
     assert!(!tx.delete_person(acc.id, p.id).await.unwrap());
     assert_eq!(tx.person(acc.id, p.id).await.unwrap(), None);
@@ -419,7 +371,9 @@ async fn identity_keys_are_unique_per_account() {
     tx.insert_person(&owner).await.unwrap();
     tx.commit().await.unwrap();
 
-    let cases: Vec<(Box<dyn Fn(&mut Person)>, Constraint)> = vec![
+    // How a person claims one of the owner's keys, and the rule that refuses it.
+    type Claim<'a> = Box<dyn Fn(&mut Person) + 'a>;
+    let cases: Vec<(Claim<'_>, Constraint)> = vec![
         (
             Box::new(|p: &mut Person| p.external_user_id = owner.external_user_id.clone()),
             Constraint::ExternalUserId,
@@ -463,13 +417,7 @@ async fn identity_keys_are_unique_per_account() {
     // Nothing of the failed attempts was kept.
     let mut tx = store.begin_read().await.unwrap();
     let snap = tx.snapshot().await.unwrap();
-    assert_eq!(
-        snap.persons
-            .iter()
-            .filter(|p| p.account_id == acc.id)
-            .count(),
-        1
-    );
+    assert_eq!(snap.persons.iter().filter(|p| p.account_id == acc.id).count(), 1);
 }
 
 #[tokio::test]
@@ -478,11 +426,7 @@ async fn installation_rules_are_constraints() {
     let (acc, app) = seeded(&store).await;
     let app_b = application(acc.id);
     let p = person(acc.id);
-    let holder = with_token(
-        installation(&app, p.id, 1),
-        PushServiceType::Firebase,
-        "tok",
-    );
+    let holder = with_token(installation(&app, p.id, 1), PushServiceType::Firebase, "tok");
     let mut primary = installation(&app, p.id, 2);
     primary.is_primary = true;
     let mut tx = store.begin().await.unwrap();
@@ -496,24 +440,15 @@ async fn installation_rules_are_constraints() {
     let mut tx = store.begin().await.unwrap();
     let mut dup = installation(&app_b, p.id, 3);
     dup.push_reg_id = holder.push_reg_id.clone();
-    assert_eq!(
-        conflict_on(tx.insert_installation(&dup).await),
-        Constraint::PushRegId
-    );
+    assert_eq!(conflict_on(tx.insert_installation(&dup).await), Constraint::PushRegId);
     // Same token, same provider (GCM is FCM too), same application.
     let taker = with_token(installation(&app, p.id, 3), PushServiceType::Gcm, "tok");
-    assert_eq!(
-        conflict_on(tx.insert_installation(&taker).await),
-        Constraint::PushToken
-    );
+    assert_eq!(conflict_on(tx.insert_installation(&taker).await), Constraint::PushToken);
     // Also when an update gives the token.
     let mut later = installation(&app, p.id, 4);
     tx.insert_installation(&later).await.unwrap();
     later = with_token(later, PushServiceType::Firebase, "tok");
-    assert_eq!(
-        conflict_on(tx.update_installation(&later).await),
-        Constraint::PushToken
-    );
+    assert_eq!(conflict_on(tx.update_installation(&later).await), Constraint::PushToken);
     // A second primary for (person, application).
     let mut second = installation(&app, p.id, 5);
     second.is_primary = true;
@@ -526,13 +461,9 @@ async fn installation_rules_are_constraints() {
     // What does not collide: another provider, another application, cleared tokens, a primary
     // in another application, non-primary installations.
     let mut tx = store.begin().await.unwrap();
-    tx.insert_installation(&with_token(
-        installation(&app, p.id, 6),
-        PushServiceType::Hms,
-        "tok",
-    ))
-    .await
-    .unwrap();
+    tx.insert_installation(&with_token(installation(&app, p.id, 6), PushServiceType::Hms, "tok"))
+        .await
+        .unwrap();
     tx.insert_installation(&with_token(
         installation(&app_b, p.id, 7),
         PushServiceType::Firebase,
@@ -560,8 +491,7 @@ async fn installation_rules_are_constraints() {
     ));
     // An installation of an unknown person is a bug, not a conflict.
     assert!(matches!(
-        tx.insert_installation(&installation(&app, Uuid::new_v4(), 12))
-            .await,
+        tx.insert_installation(&installation(&app, Uuid::new_v4(), 12)).await,
         Err(StoreError::Other(_))
     ));
     // As is deleting a person who still owns installations.
@@ -591,10 +521,7 @@ async fn application_jwt_and_api_key_uniqueness() {
         created_at: 1,
     };
     tx.insert_jwt_key(&key).await.unwrap();
-    assert_eq!(
-        conflict_on(tx.insert_jwt_key(&key).await),
-        Constraint::JwtKid
-    );
+    assert_eq!(conflict_on(tx.insert_jwt_key(&key).await), Constraint::JwtKid);
     let api = ApiKey {
         account_id: acc.id,
         id: Uuid::new_v4(),
@@ -609,10 +536,7 @@ async fn application_jwt_and_api_key_uniqueness() {
     tx.insert_api_key(&api).await.unwrap();
     let mut same_hash = api.clone();
     same_hash.id = Uuid::new_v4();
-    assert_eq!(
-        conflict_on(tx.insert_api_key(&same_hash).await),
-        Constraint::ApiKey
-    );
+    assert_eq!(conflict_on(tx.insert_api_key(&same_hash).await), Constraint::ApiKey);
     // A duplicate primary key that is no rule of people.md is named by its constraint.
     assert_eq!(
         conflict_on(tx.insert_account(&acc).await),
@@ -640,14 +564,8 @@ async fn define_attribute_keeps_the_first_definition() {
     other_scope.scope = AttributeScope::Installation;
 
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(
-        tx.define_attribute(&first).await.unwrap(),
-        (first.clone(), true)
-    );
-    assert_eq!(
-        tx.define_attribute(&loser).await.unwrap(),
-        (first.clone(), false)
-    );
+    assert_eq!(tx.define_attribute(&first).await.unwrap(), (first.clone(), true));
+    assert_eq!(tx.define_attribute(&loser).await.unwrap(), (first.clone(), false));
     assert_eq!(
         tx.define_attribute(&other_scope).await.unwrap(),
         (other_scope.clone(), true)
@@ -697,9 +615,7 @@ async fn dropping_a_transaction_rolls_it_back() {
 
     let mut tx = store.begin().await.unwrap();
     tx.insert_person(&p).await.unwrap();
-    tx.insert_installation(&installation(&app, p.id, 1))
-        .await
-        .unwrap();
+    tx.insert_installation(&installation(&app, p.id, 1)).await.unwrap();
     assert!(tx.person(acc.id, p.id).await.unwrap().is_some());
     drop(tx);
 
@@ -712,14 +628,9 @@ async fn dropping_a_transaction_rolls_it_back() {
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.person(acc.id, p.id).await.unwrap(), None);
     assert_eq!(
-        tx.persons_owning(
-            acc.id,
-            p.external_user_id.as_deref(),
-            &p.phones,
-            &p.email_keys()
-        )
-        .await
-        .unwrap(),
+        tx.persons_owning(acc.id, p.external_user_id.as_deref(), &p.phones, &p.email_keys())
+            .await
+            .unwrap(),
         Vec::<Uuid>::new()
     );
     tx.commit().await.unwrap();
@@ -856,9 +767,7 @@ async fn a_key_moves_between_persons_in_one_transaction() {
     assert_eq!(tx.person(acc.id, a.id).await.unwrap(), Some(a2));
     assert_eq!(tx.person(acc.id, b.id).await.unwrap(), Some(b2));
     assert_eq!(
-        tx.persons_owning(acc.id, Some("alice"), &[], &[])
-            .await
-            .unwrap(),
+        tx.persons_owning(acc.id, Some("alice"), &[], &[]).await.unwrap(),
         vec![b.id]
     );
 }
@@ -887,34 +796,22 @@ async fn persons_owning_returns_distinct_owners() {
     let mut tx = store.begin_read().await.unwrap();
     // Three keys of A: A once.
     assert_eq!(
-        tx.persons_owning(
-            acc.id,
-            Some("a"),
-            &["1111111111".into()],
-            &["a@x.org".into()]
-        )
-        .await
-        .unwrap(),
+        tx.persons_owning(acc.id, Some("a"), &["1111111111".into()], &["a@x.org".into()])
+            .await
+            .unwrap(),
         vec![a.id]
     );
     let mut both = vec![a.id, b.id];
     both.sort();
     assert_eq!(
-        tx.persons_owning(
-            acc.id,
-            Some("a"),
-            &["2222222222".into(), "9999999999".into()],
-            &[]
-        )
-        .await
-        .unwrap(),
+        tx.persons_owning(acc.id, Some("a"), &["2222222222".into(), "9999999999".into()], &[])
+            .await
+            .unwrap(),
         both
     );
     // The stored address is not the key: only its lowercase form matches.
     assert_eq!(
-        tx.persons_owning(acc.id, None, &[], &["A@X.org".into()])
-            .await
-            .unwrap(),
+        tx.persons_owning(acc.id, None, &[], &["A@X.org".into()]).await.unwrap(),
         Vec::<Uuid>::new()
     );
     assert_eq!(
@@ -940,11 +837,7 @@ async fn clear_token_holders_takes_the_token_from_the_others() {
     let old = with_token(installation(&app, p.id, 1), PushServiceType::Apns, "abc");
     let fresh_inst = installation(&app, p.id, 2);
     let other_app = with_token(installation(&app_b, p.id, 3), PushServiceType::Apns, "abc");
-    let other_provider = with_token(
-        installation(&app, p.id, 4),
-        PushServiceType::Firebase,
-        "abc",
-    );
+    let other_provider = with_token(installation(&app, p.id, 4), PushServiceType::Firebase, "abc");
     let other_case = with_token(installation(&app, p.id, 5), PushServiceType::Apns, "ABC");
     let mut tx = store.begin().await.unwrap();
     tx.insert_application(&app_b).await.unwrap();
@@ -1007,24 +900,15 @@ async fn clear_token_holders_takes_the_token_from_the_others() {
     expected.token_cleared_at = Some(100);
     expected.token_cleared_reason = Some(TokenClearedReason::TakenOver);
     expected.updated_at = 100;
-    assert_eq!(
-        tx.installation(&old.push_reg_id).await.unwrap(),
-        Some(expected)
-    );
+    assert_eq!(tx.installation(&old.push_reg_id).await.unwrap(), Some(expected));
     // Untouched: another application, another provider, another token (exact comparison).
     for untouched in [&other_app, &other_provider, &other_case] {
         assert_eq!(
-            tx.installation(&untouched.push_reg_id)
-                .await
-                .unwrap()
-                .as_ref(),
+            tx.installation(&untouched.push_reg_id).await.unwrap().as_ref(),
             Some(untouched)
         );
     }
-    assert_eq!(
-        tx.installation(&taker.push_reg_id).await.unwrap(),
-        Some(taker)
-    );
+    assert_eq!(tx.installation(&taker.push_reg_id).await.unwrap(), Some(taker));
 }
 
 #[tokio::test]
@@ -1046,13 +930,7 @@ async fn demote_primaries_clears_the_flag_of_the_others_only() {
     tx.insert_application(&app_b).await.unwrap();
     tx.insert_person(&p).await.unwrap();
     tx.insert_person(&q).await.unwrap();
-    for i in [
-        &was_primary,
-        &promoted,
-        &plain,
-        &primary_in_b,
-        &primary_of_q,
-    ] {
+    for i in [&was_primary, &promoted, &plain, &primary_in_b, &primary_of_q] {
         tx.insert_installation(i).await.unwrap();
     }
     assert_eq!(
@@ -1081,10 +959,7 @@ async fn demote_primaries_clears_the_flag_of_the_others_only() {
         tx.installation(&was_primary.push_reg_id).await.unwrap(),
         Some(demoted.clone())
     );
-    assert_eq!(
-        tx.installation(&plain.push_reg_id).await.unwrap(),
-        Some(plain.clone())
-    );
+    assert_eq!(tx.installation(&plain.push_reg_id).await.unwrap(), Some(plain.clone()));
     assert_eq!(
         tx.installation(&primary_in_b.push_reg_id).await.unwrap(),
         Some(primary_in_b.clone())
@@ -1096,15 +971,11 @@ async fn demote_primaries_clears_the_flag_of_the_others_only() {
 
     // A person's installations: oldest first, in one application or in all.
     assert_eq!(
-        tx.installations_of_person(acc.id, p.id, Some(app.id))
-            .await
-            .unwrap(),
+        tx.installations_of_person(acc.id, p.id, Some(app.id)).await.unwrap(),
         vec![demoted.clone(), now_primary.clone(), plain.clone()]
     );
     assert_eq!(
-        tx.installations_of_person(acc.id, p.id, None)
-            .await
-            .unwrap(),
+        tx.installations_of_person(acc.id, p.id, None).await.unwrap(),
         vec![demoted, now_primary, plain, primary_in_b]
     );
     assert!(
@@ -1113,24 +984,9 @@ async fn demote_primaries_clears_the_flag_of_the_others_only() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        tx.count_installations_of_person(acc.id, p.id)
-            .await
-            .unwrap(),
-        4
-    );
-    assert_eq!(
-        tx.count_installations_of_person(acc.id, q.id)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        tx.count_installations_of_person(Uuid::new_v4(), p.id)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(tx.count_installations_of_person(acc.id, p.id).await.unwrap(), 4);
+    assert_eq!(tx.count_installations_of_person(acc.id, q.id).await.unwrap(), 1);
+    assert_eq!(tx.count_installations_of_person(Uuid::new_v4(), p.id).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -1148,9 +1004,7 @@ async fn installations_with_equal_creation_times_order_by_push_reg_id() {
     }
     all.sort_by(|a, b| a.push_reg_id.cmp(&b.push_reg_id));
     assert_eq!(
-        tx.installations_of_person(acc.id, p.id, Some(app.id))
-            .await
-            .unwrap(),
+        tx.installations_of_person(acc.id, p.id, Some(app.id)).await.unwrap(),
         all
     );
 }
@@ -1190,10 +1044,7 @@ async fn snapshot_is_ordered_by_keys() {
                 format!("3859100000{n}{}", acc.created_at),
                 format!("1415555000{n}{}", acc.created_at),
             ];
-            p.emails = vec![
-                format!("Z{n}@{}.org", acc.id),
-                format!("a{n}@{}.org", acc.id),
-            ];
+            p.emails = vec![format!("Z{n}@{}.org", acc.id), format!("a{n}@{}.org", acc.id)];
             p.tags = BTreeSet::from(["z".to_string(), "a".to_string()]);
             tx.insert_person(&p).await.unwrap();
             let i = installation(&apps[apps.len() - 1], p.id, 9 - n);
@@ -1203,11 +1054,7 @@ async fn snapshot_is_ordered_by_keys() {
         }
     }
     // The first account created is the default, whatever the ids.
-    let default = accounts
-        .iter()
-        .min_by_key(|a| a.created_at)
-        .unwrap()
-        .clone();
+    let default = accounts.iter().min_by_key(|a| a.created_at).unwrap().clone();
     assert_eq!(tx.default_account().await.unwrap(), Some(default));
     tx.commit().await.unwrap();
 
@@ -1254,9 +1101,7 @@ async fn a_second_store_on_the_same_file_waits_for_the_lock_and_sees_commits() {
         async move {
             let mut tx2 = second.begin().await.unwrap();
             tx2.insert_person(&p2).await.unwrap();
-            tx2.insert_installation(&installation(&app, p2.id, 1))
-                .await
-                .unwrap();
+            tx2.insert_installation(&installation(&app, p2.id, 1)).await.unwrap();
             tx2.commit().await.unwrap();
             (second, started.elapsed())
         }
@@ -1286,11 +1131,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = Instant::now();
     let result = store.begin().await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{:?}",
-        result.err()
-    );
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{:?}", result.err());
     assert!(started.elapsed() >= Duration::from_secs(4));
     // Reads go on meanwhile (WAL).
     let mut r = store.begin_read().await.unwrap();
@@ -1327,13 +1168,8 @@ async fn migrations_apply_once() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(
-        versions,
-        MIGRATIONS.iter().map(|(v, _)| *v).collect::<Vec<_>>()
-    );
-    let mode: String = raw
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
+    assert_eq!(versions, MIGRATIONS.iter().map(|(v, _)| *v).collect::<Vec<_>>());
+    let mode: String = raw.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
 
     // A database migrated by a newer build is refused rather than misread.
@@ -1343,10 +1179,7 @@ async fn migrations_apply_once() {
     )
     .unwrap();
     drop((a, b));
-    assert!(matches!(
-        SqliteStore::open(&path).await,
-        Err(StoreError::Other(_))
-    ));
+    assert!(matches!(SqliteStore::open(&path).await, Err(StoreError::Other(_))));
 }
 
 #[tokio::test]
@@ -1362,9 +1195,10 @@ async fn a_corrupt_row_is_an_error_not_a_default() {
     tx.insert_installation(&inst).await.unwrap();
     tx.commit().await.unwrap();
 
-    // Another writer without foreign keys on (the default of a bare connection) stores an id
-    // that is no UUID: valid for the column, not for the domain type.
+    // Another writer with foreign keys off stores an id that is no UUID: valid for the column,
+    // not for the domain type.
     let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
     raw.execute("UPDATE installations SET person_id = 'not-a-uuid'", [])
         .unwrap();
     drop(raw);
