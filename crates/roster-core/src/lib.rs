@@ -81,7 +81,7 @@ impl CoreError {
     /// Whether the operation should be retried from the start (a uniqueness race with a
     /// concurrent transaction, people.md §5.1 step 8 and §4, or a transient store error).
     fn is_retryable(&self) -> bool {
-        matches!(self, CoreError::Store(StoreError::Conflict { .. }))
+        matches!(self, CoreError::Store(StoreError::Conflict { .. } | StoreError::Retry(_)))
     }
 }
 

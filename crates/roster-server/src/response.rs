@@ -49,7 +49,7 @@ pub fn error(e: &ApiError) -> Response<Body> {
 pub fn api_error(e: CoreError) -> ApiError {
     match e {
         CoreError::Api(api) => api,
-        CoreError::Store(StoreError::Unavailable(cause)) => {
+        CoreError::Store(StoreError::Unavailable(cause) | StoreError::Retry(cause)) => {
             tracing::warn!(%cause, "store unavailable");
             ApiError::new(ErrorCode::ServiceUnavailable, "service unavailable")
         }

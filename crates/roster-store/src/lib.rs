@@ -55,10 +55,13 @@ pub enum StoreError {
     /// A uniqueness constraint was violated; the transaction must be rolled back.
     #[error("uniqueness conflict on {constraint:?}")]
     Conflict { constraint: Constraint },
-    /// The database cannot be reached, is busy beyond its timeout, or the transaction must be
-    /// retried (serialization failure, deadlock): transient.
+    /// The database cannot be reached or is busy beyond its timeout: transient.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost against a concurrent one (serialization failure, deadlock, lock
+    /// timeout) and must be rolled back and run again from the start.
+    #[error("transaction must be retried: {0}")]
+    Retry(String),
     /// Anything else (corrupt row, bug).
     #[error("store error: {0}")]
     Other(String),
@@ -94,7 +97,14 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Domain-level primitives inside one transaction. Every method filters by account where the
+/// Domain-level primitives inside one transaction.
+///
+/// In a write transaction, `installation` and `person` lock the row they return until commit
+/// (`SELECT ... FOR UPDATE` where the backend has row locks; SQLite has one writer), so a
+/// read-modify-write of a row never loses a concurrent change. After any error the caller
+/// rolls the transaction back (PostgreSQL cannot continue an aborted transaction). A task that
+/// holds a write transaction must not begin another one (SQLite's single writer would wait
+/// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
 pub trait Tx: Send {
