@@ -180,16 +180,19 @@ pub fn redact_url(url: &str) -> String {
 /// Environment variables starting with `ROSTER_` that no setting reads (lldap-style warning):
 /// a typo otherwise silently does nothing.
 pub fn unknown_env_vars() -> Vec<String> {
-    let known = Figment::from(Serialized::defaults(Settings::default()));
     std::env::vars()
         .map(|(k, _)| k)
         .filter(|k| k.starts_with("ROSTER_"))
         .filter(|k| !IGNORED_ENV.contains(&k.as_str()))
-        .filter(|k| {
-            let path = k["ROSTER_".len()..].to_ascii_lowercase().replace("__", ".");
-            known.find_value(&path).is_err()
-        })
+        .filter(|k| !is_setting(&k["ROSTER_".len()..]))
         .collect()
+}
+
+/// Whether `KEY` (after `ROSTER_`, segments joined by `__`) names a setting.
+fn is_setting(key: &str) -> bool {
+    static KNOWN: std::sync::LazyLock<Figment> =
+        std::sync::LazyLock::new(|| Figment::from(Serialized::defaults(Settings::default())));
+    KNOWN.find_value(&key.to_ascii_lowercase().replace("__", ".")).is_ok()
 }
 
 /// `ROSTER_*` variables that are not settings (the CLI's own, the test suite's).
@@ -197,7 +200,9 @@ const IGNORED_ENV: &[&str] = &["ROSTER_CONFIG", "ROSTER_TEST_POSTGRES_URL", "ROS
 
 impl Settings {
     /// Loads defaults < the TOML file (if it exists) < `ROSTER_*` environment.
-    pub fn load(config_file: Option<&Path>) -> Result<Settings, figment::Error> {
+    /// Unknown `ROSTER_*` variables are skipped here (see [`unknown_env_vars`] to warn about
+    /// them); unknown keys in the file are an error.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = config_file {
             fig = fig.merge(Toml::file_exact(path));
@@ -206,14 +211,10 @@ impl Settings {
         }
         fig = fig.merge(
             Env::prefixed("ROSTER_")
-                .filter(|k| {
-                    !IGNORED_ENV
-                        .iter()
-                        .any(|i| i["ROSTER_".len()..].eq_ignore_ascii_case(k.as_str()))
-                })
+                .filter(|k| is_setting(k.as_str()))
                 .split("__"),
         );
-        fig.extract()
+        fig.extract().map_err(Box::new)
     }
 
     /// The store URL: `database_url`, or the SQLite file under `data_dir`.
@@ -294,11 +295,13 @@ mod tests {
                 "[http]\nlisten = \"0.0.0.0:1\"\n[mobile]\nmax_body_bytes = 10\n",
             )?;
             jail.set_env("ROSTER_MOBILE__MAX_BODY_BYTES", "20");
-            let s = Settings::load(Some(Path::new("r.toml")))?;
+            let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| *e)?;
             assert_eq!(s.http.listen, "0.0.0.0:1");
             assert_eq!(s.mobile.max_body_bytes, 20);
             jail.set_env("ROSTER_MOBILE__NOPE", "1");
             assert_eq!(unknown_env_vars(), vec!["ROSTER_MOBILE__NOPE".to_string()]);
+            let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| *e)?;
+            assert_eq!(s.mobile.max_body_bytes, 20, "an unknown variable is skipped, not an error");
             Ok(())
         });
     }
