@@ -71,6 +71,7 @@ pub(crate) fn core_error(e: CoreError) -> anyhow::Error {
     match e {
         CoreError::Api(api) => anyhow::anyhow!(api.text),
         CoreError::Store(store) => anyhow::Error::new(store).context("the store failed"),
+        rate @ CoreError::RateLimited(_) => anyhow::Error::new(rate),
     }
 }
 

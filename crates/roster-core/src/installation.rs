@@ -13,7 +13,7 @@ use roster_store::Tx;
 use uuid::Uuid;
 
 use crate::{
-    Core, CoreError, CoreResult,
+    Core, CoreError, CoreResult, CreateGate,
     attributes::apply_attribute_patch,
     resolve::{Addressing, forbidden, installation_in_app, no_registration, resolve},
     user::touch_caller,
@@ -238,11 +238,14 @@ impl Core {
         app: &Application,
         addressing: Addressing<'_>,
         patch: &InstallationPatch,
+        create_gate: CreateGate<'_>,
     ) -> CoreResult<InstallationJson> {
         let now = now_millis();
         in_write_tx!(self, |tx| async {
             if !addressing.is_remote() && installation_in_app(tx, app, addressing.path_id).await?.is_none() {
-                return self.recreate(tx, app, addressing.path_id, patch, now).await;
+                return self
+                    .recreate(tx, app, addressing.path_id, patch, now, create_gate)
+                    .await;
             }
             let r = resolve(tx, app, addressing, true).await?;
             match &r.remote_target {
@@ -294,6 +297,7 @@ impl Core {
         path_id: &str,
         patch: &InstallationPatch,
         now: Millis,
+        create_gate: CreateGate<'_>,
     ) -> CoreResult<InstallationJson> {
         let has_token = matches!(patch.push_service_token, Patch::Value(_)) && patch.push_service_type.is_some();
         let Some(id) = canonical_push_reg_id(path_id) else {
@@ -302,6 +306,9 @@ impl Core {
         if !has_token || tx.installation(&id).await?.is_some() {
             return Err(no_registration());
         }
+        // mobile-api.md §1.7: re-creation takes from the per-IP create bucket, checked here,
+        // when re-creation is decided.
+        create_gate().map_err(CoreError::RateLimited)?;
         let inst = create_in(tx, self, app, id, patch, now).await?;
         tracing::info!(push_reg_id = %inst.push_reg_id, "installation re-created under its known id");
         Ok(InstallationJson::of(&inst, true))

@@ -70,7 +70,15 @@ pub enum CoreError {
     /// The store failed; the caller answers 5xx and logs the cause.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A rate limit consulted inside the operation refused it (mobile-api.md §1.7:
+    /// re-creation takes from the per-IP create bucket); retry after this many seconds.
+    #[error("too many requests; retry after {0} s")]
+    RateLimited(u64),
 }
+
+/// A rate limit the core consults when it decides to create an installation:
+/// `Err(retry_after_seconds)` refuses.
+pub type CreateGate<'a> = &'a (dyn Fn() -> Result<(), u64> + Send + Sync);
 
 impl CoreError {
     /// Shorthand for a rejection.
@@ -81,7 +89,10 @@ impl CoreError {
     /// Whether the operation should be retried from the start (a uniqueness race with a
     /// concurrent transaction, people.md §5.1 step 8 and §4, or a transient store error).
     fn is_retryable(&self) -> bool {
-        matches!(self, CoreError::Store(StoreError::Conflict { .. } | StoreError::Retry(_)))
+        matches!(
+            self,
+            CoreError::Store(StoreError::Conflict { .. } | StoreError::Retry(_))
+        )
     }
 }
 

@@ -289,9 +289,13 @@ impl From<ApiError> for Rejection {
 
 impl From<roster_core::CoreError> for Rejection {
     fn from(e: roster_core::CoreError) -> Self {
+        let retry_after = match e {
+            roster_core::CoreError::RateLimited(secs) => Some(secs),
+            _ => None,
+        };
         Rejection {
             error: response::api_error(e),
-            retry_after: None,
+            retry_after,
         }
     }
 }
@@ -349,8 +353,8 @@ async fn handle(
                 retry_after: Some(secs),
             })?;
     }
+    let ip = client.map(|a| a.ip().to_string()).unwrap_or_default();
     if endpoint == Create {
-        let ip = client.map(|a| a.ip().to_string()).unwrap_or_default();
         state.create_per_ip.check(&ip).map_err(|secs| Rejection {
             error: ApiError::new(ErrorCode::TooManyRequests, "Too many registrations from this address"),
             retry_after: Some(secs),
@@ -421,7 +425,8 @@ async fn handle(
         GetInstallation => Ok(response::json(&core.get_installation(&app, at).await?)),
         PatchInstallation => {
             let patch = InstallationPatch::parse(&parse_body_object(&body)?)?;
-            Ok(response::json(&core.patch_installation(&app, at, &patch).await?))
+            let gate = || state.create_per_ip.check(&ip);
+            Ok(response::json(&core.patch_installation(&app, at, &patch, &gate).await?))
         }
         DeleteInstallation => {
             core.delete_expired_installation(&app, path_id, caller_header).await?;

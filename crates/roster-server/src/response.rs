@@ -49,6 +49,9 @@ pub fn error(e: &ApiError) -> Response<Body> {
 pub fn api_error(e: CoreError) -> ApiError {
     match e {
         CoreError::Api(api) => api,
+        CoreError::RateLimited(_) => {
+            ApiError::new(ErrorCode::TooManyRequests, "Too many registrations from this address")
+        }
         CoreError::Store(StoreError::Unavailable(cause) | StoreError::Retry(cause)) => {
             tracing::warn!(%cause, "store unavailable");
             ApiError::new(ErrorCode::ServiceUnavailable, "service unavailable")

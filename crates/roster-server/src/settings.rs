@@ -209,11 +209,7 @@ impl Settings {
         } else if Path::new("roster.toml").exists() {
             fig = fig.merge(Toml::file_exact("roster.toml"));
         }
-        fig = fig.merge(
-            Env::prefixed("ROSTER_")
-                .filter(|k| is_setting(k.as_str()))
-                .split("__"),
-        );
+        fig = fig.merge(Env::prefixed("ROSTER_").filter(|k| is_setting(k.as_str())).split("__"));
         fig.extract().map_err(Box::new)
     }
 
@@ -288,6 +284,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail closure must return figment's (large) error type.
+    #[allow(clippy::result_large_err)]
     fn file_then_env_precedence() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -301,7 +299,10 @@ mod tests {
             jail.set_env("ROSTER_MOBILE__NOPE", "1");
             assert_eq!(unknown_env_vars(), vec!["ROSTER_MOBILE__NOPE".to_string()]);
             let s = Settings::load(Some(Path::new("r.toml"))).map_err(|e| *e)?;
-            assert_eq!(s.mobile.max_body_bytes, 20, "an unknown variable is skipped, not an error");
+            assert_eq!(
+                s.mobile.max_body_bytes, 20,
+                "an unknown variable is skipped, not an error"
+            );
             Ok(())
         });
     }

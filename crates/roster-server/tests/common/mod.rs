@@ -281,3 +281,161 @@ pub fn make_jwt(kid: &str, secret: &[u8], app_code: &str, sub: &str, extra: Valu
     header.typ = Some("JWT".into());
     encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
 }
+
+/// Helpers for the people tests (personalize.rs, users.rs, depersonalize.rs, concurrency.rs):
+/// the user-data endpoints and look-ups in a store [`Snapshot`].
+pub mod people_helpers {
+    use roster_model::{Application, Installation, MergeLogEntry, Person};
+    use roster_store::Snapshot;
+    use serde_json::Value;
+    use uuid::Uuid;
+
+    use super::{Resp, TestServer};
+
+    /// Personalize query with all three flags `false`.
+    pub const NO_FLAGS: &str = "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false";
+
+    /// Personalize query with the given flags (Android spelling, all three always sent).
+    pub fn flags(force: bool, keep_as_lead: bool, set_primary: bool) -> String {
+        format!("forceDepersonalize={force}&keepAsLead={keep_as_lead}&setDeviceAsPrimary={set_primary}")
+    }
+
+    /// `GET /mobile/1/appinstance/{id}/user` as `id`.
+    pub async fn get_user(ts: &TestServer, id: &str) -> Resp {
+        ts.call("GET", &format!("/mobile/1/appinstance/{id}/user"), Some(id), None)
+            .await
+    }
+
+    /// Real `PATCH /mobile/1/appinstance/{id}/user` as `id`.
+    pub async fn patch_user(ts: &TestServer, id: &str, body: &Value) -> Resp {
+        ts.call(
+            "PATCH",
+            &format!("/mobile/1/appinstance/{id}/user"),
+            Some(id),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /mobile/1/appinstance/{id}/repersonalize?{query}` as `id`.
+    pub async fn repersonalize(ts: &TestServer, id: &str, body: &Value, query: &str) -> Resp {
+        ts.call(
+            "POST",
+            &format!("/mobile/1/appinstance/{id}/repersonalize?{query}"),
+            Some(id),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /mobile/1/appinstance/{target}/depersonalize` (no body) with `caller` in the
+    /// `pushregistrationid` header.
+    pub async fn depersonalize(ts: &TestServer, target: &str, caller: &str) -> Resp {
+        ts.call(
+            "POST",
+            &format!("/mobile/1/appinstance/{target}/depersonalize"),
+            Some(caller),
+            None,
+        )
+        .await
+    }
+
+    /// Real `PATCH /mobile/1/appinstance/{target}` with `caller` in the header.
+    pub async fn patch_installation(ts: &TestServer, target: &str, caller: &str, body: &Value) -> Resp {
+        ts.call(
+            "PATCH",
+            &format!("/mobile/1/appinstance/{target}"),
+            Some(caller),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Registers a Firebase installation with a unique token in another application.
+    pub async fn register_in(ts: &TestServer, app: &Application) -> String {
+        let body = serde_json::json!({
+            "pushServiceType": "Firebase", "pushServiceToken": format!("fcm-{}", Uuid::new_v4()), "os": "Android"
+        });
+        let r = ts
+            .call_with(
+                "POST",
+                "/mobile/1/appinstance",
+                &[("authorization", &format!("App {}", app.application_code))],
+                None,
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+            .ok();
+        r.json()["pushRegId"].as_str().unwrap().to_string()
+    }
+
+    /// An installation of the snapshot (panics if missing).
+    pub fn inst<'a>(s: &'a Snapshot, id: &str) -> &'a Installation {
+        s.installations
+            .iter()
+            .find(|i| i.push_reg_id == id)
+            .unwrap_or_else(|| panic!("installation {id} not in the store"))
+    }
+
+    /// A person of the snapshot, if it exists.
+    pub fn person(s: &Snapshot, id: Uuid) -> Option<&Person> {
+        s.persons.iter().find(|p| p.id == id)
+    }
+
+    /// The person owning installation `id` (panics if missing).
+    pub fn person_of<'a>(s: &'a Snapshot, id: &str) -> &'a Person {
+        let pid = inst(s, id).person_id;
+        person(s, pid).unwrap_or_else(|| panic!("person {pid} of {id} not in the store"))
+    }
+
+    /// The person owning `externalUserId` `ext`, if any.
+    pub fn person_by_ext<'a>(s: &'a Snapshot, ext: &str) -> Option<&'a Person> {
+        s.persons.iter().find(|p| p.external_user_id.as_deref() == Some(ext))
+    }
+
+    /// The installations of a person, in any application.
+    pub fn installations_of(s: &Snapshot, person_id: Uuid) -> Vec<&Installation> {
+        s.installations.iter().filter(|i| i.person_id == person_id).collect()
+    }
+
+    /// The merge-log entries naming installation `id`.
+    pub fn merges_of<'a>(s: &'a Snapshot, id: &str) -> Vec<&'a MergeLogEntry> {
+        s.merge_log.iter().filter(|e| e.push_reg_id == id).collect()
+    }
+
+    /// Asserts that two snapshots are equal, comparing persons, installations, merge log and
+    /// attribute definitions one by one first (for a readable failure).
+    pub fn assert_same_store(before: &Snapshot, after: &Snapshot, context: &str) {
+        assert_eq!(after.persons, before.persons, "{context}: persons changed");
+        assert_eq!(
+            after.installations, before.installations,
+            "{context}: installations changed"
+        );
+        assert_eq!(after.merge_log, before.merge_log, "{context}: merge log changed");
+        assert_eq!(
+            after.attribute_definitions, before.attribute_definitions,
+            "{context}: attribute definitions changed"
+        );
+        assert!(after == before, "{context}: stored data changed");
+    }
+
+    /// The `pushRegId`s of a user JSON's `instances`, in order.
+    pub fn instance_ids(user: &Value) -> Vec<String> {
+        user["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| i["pushRegId"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The element of `instances` with this `pushRegId`.
+    pub fn instance<'a>(user: &'a Value, id: &str) -> &'a Value {
+        user["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .find(|i| i["pushRegId"] == id)
+            .unwrap_or_else(|| panic!("{id} not in instances of {user}"))
+    }
+}
