@@ -1,9 +1,10 @@
 //! Opens the store named by a database URL (design.md, Storage): `sqlite://PATH` (or a bare
-//! path) for the embedded default; `postgres://` once that backend exists.
+//! path) for the embedded default, `postgres://` for PostgreSQL.
 
 use std::{path::Path, sync::Arc};
 
 use roster_store::Store;
+use roster_store_postgres::PgStore;
 use roster_store_sqlite::SqliteStore;
 
 /// Opens (and migrates) the store of `url`.
@@ -13,7 +14,11 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("the PostgreSQL store is not available in this build yet; use sqlite://PATH");
+        let store = PgStore::connect(url).await?;
+        return Ok(Arc::new(store));
     }
-    anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH")
+    anyhow::bail!(
+        "unsupported database URL {:?}: use sqlite://PATH or postgres://...",
+        crate::settings::redact_url(url)
+    )
 }

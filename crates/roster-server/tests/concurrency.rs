@@ -21,7 +21,6 @@ fn primaries(s: &roster_store::Snapshot, ids: &[String]) -> Vec<String> {
     ids.iter().filter(|i| inst(s, i).is_primary).cloned().collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn fifty_concurrent_personalizations_with_overlapping_identities() {
     let ts = TestServer::start().await;
     const N: usize = 60;
@@ -100,7 +99,6 @@ async fn fifty_concurrent_personalizations_with_overlapping_identities() {
     ts.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_personalizations_with_one_new_email_end_on_one_person() {
     let ts = TestServer::start().await;
     let ids = register_many(&ts, 25).await;
@@ -133,7 +131,6 @@ async fn concurrent_personalizations_with_one_new_email_end_on_one_person() {
     ts.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_primary_promotions_end_with_exactly_one_primary() {
     let ts = TestServer::start().await;
     let ids = register_many(&ts, 12).await;
@@ -191,7 +188,6 @@ async fn concurrent_primary_promotions_end_with_exactly_one_primary() {
     ts.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_registrations_with_the_same_token_end_with_one_holder() {
     let ts = TestServer::start().await;
     // Firebase and GCM are the same provider (FCM).
@@ -272,7 +268,6 @@ async fn concurrent_registrations_with_the_same_token_end_with_one_holder() {
     ts.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_patches_claiming_one_key_have_one_winner() {
     let ts = TestServer::start().await;
     let ids = register_many(&ts, 20).await;
@@ -306,7 +301,6 @@ async fn concurrent_patches_claiming_one_key_have_one_winner() {
     ts.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_logins_and_logouts_keep_invariants() {
     let ts = TestServer::start().await;
     let ids = register_many(&ts, 30).await;
@@ -362,3 +356,12 @@ async fn concurrent_logins_and_logouts_keep_invariants() {
     }
     ts.finish().await;
 }
+
+on_every_backend!(multi_thread:
+    fifty_concurrent_personalizations_with_overlapping_identities,
+    concurrent_personalizations_with_one_new_email_end_on_one_person,
+    concurrent_primary_promotions_end_with_exactly_one_primary,
+    concurrent_registrations_with_the_same_token_end_with_one_holder,
+    concurrent_patches_claiming_one_key_have_one_winner,
+    concurrent_logins_and_logouts_keep_invariants,
+);

@@ -69,7 +69,6 @@ async fn rich_login(ts: &TestServer, ext: &str) -> String {
     i
 }
 
-#[tokio::test]
 async fn own_depersonalize_moves_installation_to_fresh_anonymous_person() {
     let ts = TestServer::start().await;
     let i = rich_login(&ts, "u1").await;
@@ -135,7 +134,6 @@ async fn own_depersonalize_moves_installation_to_fresh_anonymous_person() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn depersonalize_may_leave_the_old_person_without_installations() {
     let ts = TestServer::start().await;
     let i = rich_login(&ts, "u1").await;
@@ -171,7 +169,6 @@ async fn depersonalize_may_leave_the_old_person_without_installations() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn depersonalize_of_anonymous_person_changes_nothing() {
     let ts = TestServer::start().await;
     let i = ts
@@ -201,7 +198,6 @@ async fn depersonalize_of_anonymous_person_changes_nothing() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn remote_logout_of_another_installation_of_the_same_person() {
     let ts = TestServer::start().await;
     let target = rich_login(&ts, "u1").await;
@@ -233,7 +229,6 @@ async fn remote_logout_of_another_installation_of_the_same_person() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn remote_logout_refusals() {
     let ts = TestServer::start().await;
     let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -283,7 +278,6 @@ async fn remote_logout_refusals() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn depersonalize_ignores_any_body() {
     let ts = TestServer::start().await;
     let auth = ts.app_auth();
@@ -327,7 +321,6 @@ async fn depersonalize_ignores_any_body() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn depersonalized_installation_can_personalize_as_someone_else_without_force() {
     let ts = TestServer::start().await;
     let i = rich_login(&ts, "u1").await;
@@ -351,7 +344,6 @@ async fn depersonalized_installation_can_personalize_as_someone_else_without_for
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn depersonalize_does_not_touch_primary_of_others() {
     let ts = TestServer::start().await;
     let a = rich_login(&ts, "u1").await;
@@ -383,7 +375,6 @@ async fn depersonalize_does_not_touch_primary_of_others() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn empty_caller_header_means_the_target_is_the_caller() {
     let ts = TestServer::start().await;
     let i = rich_login(&ts, "u1").await;
@@ -397,3 +388,15 @@ async fn empty_caller_header_means_the_target_is_the_caller() {
     assert_invariant_17(&ts.snapshot().await, &j);
     ts.finish().await;
 }
+
+on_every_backend!(
+    own_depersonalize_moves_installation_to_fresh_anonymous_person,
+    depersonalize_may_leave_the_old_person_without_installations,
+    depersonalize_of_anonymous_person_changes_nothing,
+    remote_logout_of_another_installation_of_the_same_person,
+    remote_logout_refusals,
+    depersonalize_ignores_any_body,
+    depersonalized_installation_can_personalize_as_someone_else_without_force,
+    depersonalize_does_not_touch_primary_of_others,
+    empty_caller_header_means_the_target_is_the_caller,
+);

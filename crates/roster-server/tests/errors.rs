@@ -125,7 +125,6 @@ fn raw_code(r: &RawResponse) -> String {
 
 // ----- 400 REQUEST_FORMAT_INVALID ----------------------------------------------------------------
 
-#[tokio::test]
 async fn malformed_and_non_object_bodies_are_request_format_invalid() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -158,7 +157,6 @@ async fn malformed_and_non_object_bodies_are_request_format_invalid() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn wrong_types_and_limits_name_the_json_path() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -270,7 +268,6 @@ async fn wrong_types_and_limits_name_the_json_path() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn list_of_objects_values_are_checked_against_their_schema_with_paths() {
     let ts = TestServer::start().await;
     define_orders(&ts, AttributeScope::Person).await;
@@ -358,7 +355,6 @@ async fn list_of_objects_values_are_checked_against_their_schema_with_paths() {
 
 // ----- 400 EMAIL_INVALID / PHONE_INVALID / USER_IDENTITY_INVALID -----------------------------------
 
-#[tokio::test]
 async fn email_and_phone_invalid_contain_the_value() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -413,7 +409,6 @@ async fn email_and_phone_invalid_contain_the_value() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn personalize_without_identity_is_user_identity_invalid() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -449,7 +444,6 @@ async fn personalize_without_identity_is_user_identity_invalid() {
 
 // ----- 401 APP_CODE_MISSING / INVALID_APPLICATION_CODE -------------------------------------------------
 
-#[tokio::test]
 async fn missing_or_unusable_authorization_is_app_code_missing() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -512,7 +506,6 @@ async fn missing_or_unusable_authorization_is_app_code_missing() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unknown_or_disabled_application_code_is_invalid_application_code() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -593,7 +586,6 @@ async fn unknown_or_disabled_application_code_is_invalid_application_code() {
 
 // ----- 403 FORBIDDEN_INSTALLATION / USER_DATA_RESTRICTED ----------------------------------------------
 
-#[tokio::test]
 async fn remote_operations_not_allowed_are_forbidden_installation() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -642,7 +634,6 @@ async fn remote_operations_not_allowed_are_forbidden_installation() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn restrict_user_data_from_sdk_is_user_data_restricted() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -718,7 +709,6 @@ async fn restrict_user_data_from_sdk_is_user_data_restricted() {
 
 // ----- 404 NO_REGISTRATION / RESOURCE_NOT_FOUND, 405 ----------------------------------------------------
 
-#[tokio::test]
 async fn unknown_caller_is_no_registration_on_every_installation_route() {
     let ts = TestServer::start().await;
     let known = ts.register_android().await;
@@ -764,7 +754,6 @@ async fn unknown_caller_is_no_registration_on_every_installation_route() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unknown_routes_are_resource_not_found() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -795,7 +784,6 @@ async fn unknown_routes_are_resource_not_found() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unsupported_methods_are_method_not_allowed_with_allow() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -822,7 +810,6 @@ async fn unsupported_methods_are_method_not_allowed_with_allow() {
 
 // ----- 409 --------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn identity_key_of_another_person_is_user_merge_interrupted() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -856,7 +843,6 @@ async fn identity_key_of_another_person_is_user_merge_interrupted() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn keys_of_two_persons_are_ambiguous_personalize_candidates() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -881,7 +867,6 @@ async fn keys_of_two_persons_are_ambiguous_personalize_candidates() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn personalized_as_somebody_else_is_personalization_impossible() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -912,7 +897,6 @@ fn padded(total: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
-#[tokio::test]
 async fn body_over_the_limit_is_request_too_large() {
     let ts = TestServer::start_with(|s| s.mobile.max_body_bytes = 1000).await;
     let id = ts.register_android().await;
@@ -973,7 +957,6 @@ fn assert_429(r: &Resp) {
     assert!(ra >= 1, "Retry-After {ra}");
 }
 
-#[tokio::test]
 async fn per_installation_rate_limit() {
     let ts = TestServer::start_with(|s| {
         s.mobile.rate.per_installation_rps = 1.0;
@@ -1011,7 +994,6 @@ async fn per_installation_rate_limit() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn create_per_ip_rate_limit() {
     let ts = TestServer::start_with(|s| {
         s.mobile.rate.create_per_ip_rps = 1.0;
@@ -1032,7 +1014,6 @@ async fn create_per_ip_rate_limit() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn re_creation_takes_from_the_create_per_ip_bucket() {
     let ts = TestServer::start_with(|s| {
         s.mobile.rate.create_per_ip_rps = 0.05;
@@ -1063,7 +1044,6 @@ async fn re_creation_takes_from_the_create_per_ip_bucket() {
 
 // ----- §3.3 processing order ----------------------------------------------------------------------------
 
-#[tokio::test]
 async fn processing_order_route_size_auth_body() {
     let ts = TestServer::start_with(|s| s.mobile.max_body_bytes = 100).await;
     let id = ts.register(json!({"os": "Android"})).await;
@@ -1110,7 +1090,6 @@ async fn processing_order_route_size_auth_body() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn processing_order_caller_before_fields_before_domain() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -1237,7 +1216,6 @@ async fn processing_order_caller_before_fields_before_domain() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn processing_order_auth_settings_and_restrictions() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -1283,7 +1261,6 @@ async fn processing_order_auth_settings_and_restrictions() {
 
 // ----- people.md invariant 16: rejected requests change nothing ---------------------------------------
 
-#[tokio::test]
 async fn rejected_requests_change_nothing() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -1396,3 +1373,29 @@ async fn rejected_requests_change_nothing() {
     assert_eq!(ts.snapshot().await, before, "no rejected request changed anything");
     ts.finish().await;
 }
+
+on_every_backend!(
+    malformed_and_non_object_bodies_are_request_format_invalid,
+    wrong_types_and_limits_name_the_json_path,
+    list_of_objects_values_are_checked_against_their_schema_with_paths,
+    email_and_phone_invalid_contain_the_value,
+    personalize_without_identity_is_user_identity_invalid,
+    missing_or_unusable_authorization_is_app_code_missing,
+    unknown_or_disabled_application_code_is_invalid_application_code,
+    remote_operations_not_allowed_are_forbidden_installation,
+    restrict_user_data_from_sdk_is_user_data_restricted,
+    unknown_caller_is_no_registration_on_every_installation_route,
+    unknown_routes_are_resource_not_found,
+    unsupported_methods_are_method_not_allowed_with_allow,
+    identity_key_of_another_person_is_user_merge_interrupted,
+    keys_of_two_persons_are_ambiguous_personalize_candidates,
+    personalized_as_somebody_else_is_personalization_impossible,
+    body_over_the_limit_is_request_too_large,
+    per_installation_rate_limit,
+    create_per_ip_rate_limit,
+    re_creation_takes_from_the_create_per_ip_bucket,
+    processing_order_route_size_auth_body,
+    processing_order_caller_before_fields_before_domain,
+    processing_order_auth_settings_and_restrictions,
+    rejected_requests_change_nothing,
+);

@@ -197,7 +197,6 @@ fn check(r: &RawResponse, head: &[&str], body: &str, subs: &[(&str, &str)]) {
 
 // ----- the story ----------------------------------------------------------------------------
 
-#[tokio::test]
 async fn example_exchanges_of_section_7() {
     let ts = TestServer::start().await;
     let code = ts.app.application_code.clone();
@@ -432,3 +431,5 @@ async fn example_exchanges_of_section_7() {
     check(&r, RESP_NO_REG_HEAD, RESP_NO_REG_BODY, &[]);
     ts.finish().await;
 }
+
+on_every_backend!(example_exchanges_of_section_7,);

@@ -80,7 +80,6 @@ fn now_ms() -> i64 {
 
 // ----- create -------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn create_android_style_body() {
     let ts = TestServer::start().await;
     let before = now_ms();
@@ -131,7 +130,6 @@ async fn create_android_style_body() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn create_ios_style_body_with_flags_and_attributes() {
     let ts = TestServer::start().await;
     let body = json!({
@@ -184,7 +182,6 @@ async fn create_ios_style_body_with_flags_and_attributes() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn create_with_empty_body_has_the_always_fields_only() {
     let ts = TestServer::start().await;
     let r = ts
@@ -218,7 +215,6 @@ async fn create_with_empty_body_has_the_always_fields_only() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn every_new_installation_gets_its_own_person() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -232,7 +228,6 @@ async fn every_new_installation_gets_its_own_person() {
 
 // ----- GET own / remote ---------------------------------------------------------------------
 
-#[tokio::test]
 async fn get_own_and_remote_installation() {
     let ts = TestServer::start().await;
     let (a, b) = two_of_one_person(&ts, "u-get").await;
@@ -283,7 +278,6 @@ async fn get_own_and_remote_installation() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn installations_of_another_application_are_unknown() {
     let ts = TestServer::start().await;
     let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -309,7 +303,6 @@ async fn installations_of_another_application_are_unknown() {
 
 // ----- PATCH own ----------------------------------------------------------------------------
 
-#[tokio::test]
 async fn patch_own_tri_state() {
     let ts = TestServer::start().await;
     let id = ts
@@ -418,7 +411,6 @@ async fn patch_own_tri_state() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_own_is_primary_demotes_the_persons_others() {
     let ts = TestServer::start().await;
     let (a, b) = two_of_one_person(&ts, "u-prim").await;
@@ -436,7 +428,6 @@ async fn patch_own_is_primary_demotes_the_persons_others() {
 
 // ----- custom attributes ----------------------------------------------------------------------
 
-#[tokio::test]
 async fn custom_attribute_typing_and_auto_definition() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -553,7 +544,6 @@ async fn custom_attribute_typing_and_auto_definition() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn custom_attribute_limit_is_250_after_the_change() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -598,7 +588,6 @@ async fn custom_attribute_limit_is_250_after_the_change() {
 
 // ----- token hygiene --------------------------------------------------------------------------
 
-#[tokio::test]
 async fn same_token_same_provider_moves_to_the_new_holder() {
     let ts = TestServer::start().await;
     let t = token("move");
@@ -637,7 +626,6 @@ async fn same_token_same_provider_moves_to_the_new_holder() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn apns_tokens_are_lowercased_and_compared_case_insensitively() {
     let ts = TestServer::start().await;
     let a = register_with(&ts, "APNS", "ABCDEF0123456789ABCDEF").await;
@@ -664,7 +652,6 @@ async fn apns_tokens_are_lowercased_and_compared_case_insensitively() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn tokens_of_other_providers_or_apps_or_case_do_not_collide() {
     let ts = TestServer::start().await;
     let t = token("nocollide");
@@ -698,7 +685,6 @@ async fn tokens_of_other_providers_or_apps_or_case_do_not_collide() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn token_needs_a_type_and_null_clears_with_reason_device() {
     let ts = TestServer::start().await;
     // Create with a token but without a type: 400, nothing created.
@@ -765,7 +751,6 @@ async fn token_needs_a_type_and_null_clears_with_reason_device() {
 
 // ----- remote PATCH (§5.4) ---------------------------------------------------------------------
 
-#[tokio::test]
 async fn remote_patch_is_primary_demotes_others_and_only_is_primary_is_allowed() {
     let ts = TestServer::start().await;
     let (a, b) = two_of_one_person(&ts, "u-remote").await;
@@ -834,7 +819,6 @@ async fn remote_patch_is_primary_demotes_others_and_only_is_primary_is_allowed()
 
 // ----- re-creation (§5.3, people.md §2.4) ------------------------------------------------------
 
-#[tokio::test]
 async fn re_creation_of_an_unknown_own_id_with_type_and_token() {
     let ts = TestServer::start().await;
     let t = token("recreate");
@@ -897,7 +881,6 @@ async fn re_creation_of_an_unknown_own_id_with_type_and_token() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unknown_own_id_without_type_and_token_or_invalid_is_no_registration() {
     let ts = TestServer::start().await;
     let id = uuid::Uuid::new_v4().to_string();
@@ -967,7 +950,6 @@ async fn unknown_own_id_without_type_and_token_or_invalid_is_no_registration() {
 
 // ----- DELETE expired (§5.5) --------------------------------------------------------------------
 
-#[tokio::test]
 async fn delete_expired_installation_rules() {
     let ts = TestServer::start().await;
     let old = ts.register_android().await;
@@ -1012,7 +994,6 @@ async fn delete_expired_installation_rules() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn delete_expired_keeps_a_personalized_person() {
     let ts = TestServer::start().await;
     let old = ts.register_android().await;
@@ -1049,7 +1030,6 @@ async fn delete_expired_keeps_a_personalized_person() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn delete_expired_of_another_application_is_unknown() {
     let ts = TestServer::start().await;
     let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -1086,7 +1066,6 @@ async fn age_last_seen(ts: &TestServer, id: &str, minutes: i64) -> i64 {
     i.last_seen_at
 }
 
-#[tokio::test]
 async fn last_seen_at_is_refreshed_only_when_stale_and_only_on_success() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -1123,7 +1102,6 @@ async fn last_seen_at_is_refreshed_only_when_stale_and_only_on_success() {
 
 // ----- applications and the primary flag across persons -------------------------------------------
 
-#[tokio::test]
 async fn user_instances_only_show_installations_of_the_calling_application() {
     let ts = TestServer::start().await;
     let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -1189,7 +1167,6 @@ async fn user_instances_only_show_installations_of_the_calling_application() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn a_primary_installation_moving_to_a_person_with_a_primary_loses_its_flag() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -1231,3 +1208,29 @@ async fn a_primary_installation_moving_to_a_person_with_a_primary_loses_its_flag
     assert!(!inst(&s, &b).is_primary);
     ts.finish().await;
 }
+
+on_every_backend!(
+    create_android_style_body,
+    create_ios_style_body_with_flags_and_attributes,
+    create_with_empty_body_has_the_always_fields_only,
+    every_new_installation_gets_its_own_person,
+    get_own_and_remote_installation,
+    installations_of_another_application_are_unknown,
+    patch_own_tri_state,
+    patch_own_is_primary_demotes_the_persons_others,
+    custom_attribute_typing_and_auto_definition,
+    custom_attribute_limit_is_250_after_the_change,
+    same_token_same_provider_moves_to_the_new_holder,
+    apns_tokens_are_lowercased_and_compared_case_insensitively,
+    tokens_of_other_providers_or_apps_or_case_do_not_collide,
+    token_needs_a_type_and_null_clears_with_reason_device,
+    remote_patch_is_primary_demotes_others_and_only_is_primary_is_allowed,
+    re_creation_of_an_unknown_own_id_with_type_and_token,
+    unknown_own_id_without_type_and_token_or_invalid_is_no_registration,
+    delete_expired_installation_rules,
+    delete_expired_keeps_a_personalized_person,
+    delete_expired_of_another_application_is_unknown,
+    last_seen_at_is_refreshed_only_when_stale_and_only_on_success,
+    user_instances_only_show_installations_of_the_calling_application,
+    a_primary_installation_moving_to_a_person_with_a_primary_loses_its_flag,
+);

@@ -85,7 +85,6 @@ async fn setup() -> (TestServer, Vec<u8>, String) {
 
 // ----- acceptance ---------------------------------------------------------------------------
 
-#[tokio::test]
 async fn bearer_is_accepted_on_the_user_data_endpoints() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
@@ -183,7 +182,6 @@ async fn bearer_is_accepted_on_the_user_data_endpoints() {
 
 // ----- verification failures --------------------------------------------------------------------
 
-#[tokio::test]
 async fn malformed_or_badly_signed_tokens_are_jwt_invalid() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
@@ -273,7 +271,6 @@ async fn malformed_or_badly_signed_tokens_are_jwt_invalid() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn claims_are_checked_with_60_seconds_leeway() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
@@ -311,7 +308,6 @@ async fn claims_are_checked_with_60_seconds_leeway() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn token_of_a_disabled_application_is_jwt_invalid() {
     let (ts, secret, id) = setup().await;
     let token = make_jwt("k1", &secret, &ts.app.application_code, SUB, json!({}));
@@ -326,7 +322,6 @@ async fn token_of_a_disabled_application_is_jwt_invalid() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn token_of_another_application_does_not_see_this_applications_installations() {
     let (ts, _secret, id) = setup().await;
     let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -341,7 +336,6 @@ async fn token_of_another_application_does_not_see_this_applications_installatio
 
 // ----- subject rules ------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn subject_must_be_the_persons_external_user_id() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
@@ -441,7 +435,6 @@ async fn subject_must_be_the_persons_external_user_id() {
 
 // ----- requireJwtForUserData -------------------------------------------------------------------------
 
-#[tokio::test]
 async fn require_jwt_for_user_data() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
@@ -519,3 +512,13 @@ async fn require_jwt_for_user_data() {
     assert_eq!(r["tags"], json!(["jwt"]));
     ts.finish().await;
 }
+
+on_every_backend!(
+    bearer_is_accepted_on_the_user_data_endpoints,
+    malformed_or_badly_signed_tokens_are_jwt_invalid,
+    claims_are_checked_with_60_seconds_leeway,
+    token_of_a_disabled_application_is_jwt_invalid,
+    token_of_another_application_does_not_see_this_applications_installations,
+    subject_must_be_the_persons_external_user_id,
+    require_jwt_for_user_data,
+);

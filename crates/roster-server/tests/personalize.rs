@@ -59,7 +59,6 @@ fn empty_snapshot() -> PersonSnapshot {
 // Decision table people.md §5.2
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row01_anonymous_new_identity_receives_k_and_a() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -104,7 +103,6 @@ async fn row01_anonymous_new_identity_receives_k_and_a() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row02_anonymous_meets_existing_person_is_merged() {
     // The story of mobile-api.md §7.3.
     let ts = TestServer::start().await;
@@ -210,7 +208,6 @@ async fn row02_anonymous_meets_existing_person_is_merged() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row02_match_by_email_target_without_external_user_id_receives_it() {
     let ts = TestServer::start().await;
     let j = login(&ts, json!({"emails": [{"address": "a@x.com"}]}), Value::Null, NO_FLAGS).await;
@@ -243,7 +240,6 @@ async fn row02_match_by_email_target_without_external_user_id_receives_it() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row02_match_by_phone_without_external_user_id_in_k() {
     let ts = TestServer::start().await;
     let j = login(
@@ -272,7 +268,6 @@ async fn row02_match_by_phone_without_external_user_id_in_k() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row03_anonymous_external_user_id_contradicts_owner() {
     let ts = TestServer::start().await;
     login(
@@ -298,7 +293,6 @@ async fn row03_anonymous_external_user_id_contradicts_owner() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row04_same_person_logs_in_again_with_new_key() {
     let ts = TestServer::start().await;
     let i = login(
@@ -344,7 +338,6 @@ async fn row04_same_person_logs_in_again_with_new_key() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row05_other_external_user_id_matched_by_email_without_force() {
     let ts = TestServer::start().await;
     let i = login(
@@ -366,7 +359,6 @@ async fn row05_other_external_user_id_matched_by_email_without_force() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row06_other_external_user_id_matched_by_email_with_force_rolls_back() {
     let ts = TestServer::start().await;
     let i = login(
@@ -398,7 +390,6 @@ async fn row06_other_external_user_id_matched_by_email_with_force_rolls_back() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row07_personalized_all_keys_new_without_force() {
     let ts = TestServer::start().await;
     let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -425,7 +416,6 @@ async fn row07_personalized_all_keys_new_without_force() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row08_personalized_all_keys_new_with_force() {
     let ts = TestServer::start().await;
     let other = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -493,7 +483,6 @@ async fn row08_personalized_all_keys_new_with_force() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row08_force_leaves_old_person_without_installation() {
     let ts = TestServer::start().await;
     let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -516,7 +505,6 @@ async fn row08_force_leaves_old_person_without_installation() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row09_personalized_other_person_without_force() {
     let ts = TestServer::start().await;
     login(&ts, json!({"externalUserId": "u2"}), Value::Null, NO_FLAGS).await;
@@ -533,7 +521,6 @@ async fn row09_personalized_other_person_without_force() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row10_personalized_other_person_with_force_merges_fresh_person() {
     let ts = TestServer::start().await;
     let j = login(
@@ -614,7 +601,6 @@ async fn row10_personalized_other_person_with_force_merges_fresh_person() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row10_with_force_but_contradicting_external_user_id_rolls_back() {
     let ts = TestServer::start().await;
     login(
@@ -643,7 +629,6 @@ async fn row10_with_force_but_contradicting_external_user_id_rolls_back() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row11_two_candidates_are_ambiguous() {
     let ts = TestServer::start().await;
     login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -678,7 +663,6 @@ async fn row11_two_candidates_are_ambiguous() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row12_empty_identity_is_invalid() {
     let ts = TestServer::start().await;
     let anon = ts.register_android().await;
@@ -707,7 +691,6 @@ async fn row12_empty_identity_is_invalid() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row13_keep_as_lead_keeps_lead_and_never_demotes_customer() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -755,7 +738,6 @@ async fn row13_keep_as_lead_keeps_lead_and_never_demotes_customer() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row13_keep_as_lead_in_merges() {
     let ts = TestServer::start().await;
     // LEAD target, LEAD source, keepAsLead: stays LEAD.
@@ -802,7 +784,6 @@ async fn row13_keep_as_lead_in_merges() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row13_customer_source_makes_target_customer_and_surviving_source_is_logged() {
     // An anonymous CUSTOMER with two installations: personalized, then every key removed.
     let ts = TestServer::start().await;
@@ -863,7 +844,6 @@ async fn row13_customer_source_makes_target_customer_and_surviving_source_is_log
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row14_set_device_as_primary_demotes_others_in_the_application() {
     let ts = TestServer::start().await;
     let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -937,7 +917,6 @@ async fn row14_set_device_as_primary_demotes_others_in_the_application() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row15_without_set_primary_the_flag_is_kept_when_not_moving() {
     let ts = TestServer::start().await;
     let i = ts
@@ -966,7 +945,6 @@ async fn row15_without_set_primary_the_flag_is_kept_when_not_moving() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row15_primary_moving_to_target_with_primary_loses_flag() {
     let ts = TestServer::start().await;
     let j = login(
@@ -999,7 +977,6 @@ async fn row15_primary_moving_to_target_with_primary_loses_flag() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn primary_moving_to_target_without_primary_keeps_flag() {
     let ts = TestServer::start().await;
     let j = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -1025,7 +1002,6 @@ async fn primary_moving_to_target_without_primary_keeps_flag() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn primary_moving_to_target_with_primary_and_set_primary_takes_over() {
     let ts = TestServer::start().await;
     let j = login(
@@ -1055,7 +1031,6 @@ async fn primary_moving_to_target_with_primary_and_set_primary_takes_over() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row15_forced_depersonalization_clears_flag_even_with_set_primary_false() {
     let ts = TestServer::start().await;
     login(&ts, json!({"externalUserId": "u2"}), Value::Null, NO_FLAGS).await;
@@ -1091,7 +1066,6 @@ async fn row15_forced_depersonalization_clears_flag_even_with_set_primary_false(
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn row16_email_only_person_receives_external_user_id() {
     let ts = TestServer::start().await;
     let i = login(&ts, json!({"emails": [{"address": "a@x.com"}]}), Value::Null, NO_FLAGS).await;
@@ -1120,7 +1094,6 @@ async fn row16_email_only_person_receives_external_user_id() {
 // Merge details (people.md §5.2 "what wins", §9.1)
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn merge_what_wins_then_attributes_override() {
     let ts = TestServer::start().await;
     let j = login(
@@ -1176,7 +1149,6 @@ async fn merge_what_wins_then_attributes_override() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn merge_without_attributes_unites_tags() {
     let ts = TestServer::start().await;
     login(
@@ -1197,7 +1169,6 @@ async fn merge_without_attributes_unites_tags() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn merge_custom_attribute_limit_drops_in_ascending_key_order() {
     let ts = TestServer::start().await;
     let mut attrs = serde_json::Map::new();
@@ -1239,7 +1210,6 @@ async fn merge_custom_attribute_limit_drops_in_ascending_key_order() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn merge_attributes_beyond_limit_after_fill_are_rejected() {
     let ts = TestServer::start().await;
     let mut attrs = serde_json::Map::new();
@@ -1270,7 +1240,6 @@ async fn merge_attributes_beyond_limit_after_fill_are_rejected() {
 // Repersonalize (people.md §5.3, mobile-api.md §5.9)
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn repersonalize_ignores_query_flags() {
     let ts = TestServer::start().await;
     let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -1309,7 +1278,6 @@ async fn repersonalize_ignores_query_flags() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn repersonalize_merges_like_personalize() {
     // Android recovery: a re-created installation re-sends its stored user.
     let ts = TestServer::start().await;
@@ -1342,7 +1310,6 @@ async fn repersonalize_merges_like_personalize() {
 // Identity (people.md §3.2–3.4, mobile-api.md §4.3)
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn phone_numbers_are_normalised_and_matched() {
     let ts = TestServer::start().await;
     let j = login(
@@ -1381,7 +1348,6 @@ async fn phone_numbers_are_normalised_and_matched() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn emails_match_case_insensitively_and_are_stored_as_given() {
     let ts = TestServer::start().await;
     let j = login(
@@ -1422,7 +1388,6 @@ async fn emails_match_case_insensitively_and_are_stored_as_given() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn external_user_id_is_compared_exactly() {
     let ts = TestServer::start().await;
     let a = login(&ts, json!({"externalUserId": "User"}), Value::Null, NO_FLAGS).await;
@@ -1435,7 +1400,6 @@ async fn external_user_id_is_compared_exactly() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn identity_members_of_user_attributes_are_ignored() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -1480,7 +1444,6 @@ async fn identity_members_of_user_attributes_are_ignored() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn validation_order_of_personalize() {
     let ts = TestServer::start().await;
     login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -1541,7 +1504,6 @@ async fn validation_order_of_personalize() {
 // The response and the caller
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn user_json_lists_only_installations_of_the_calling_application() {
     let ts = TestServer::start().await;
     let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -1602,7 +1564,6 @@ async fn user_json_lists_only_installations_of_the_calling_application() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn personalize_of_a_remote_target_is_forbidden() {
     let ts = TestServer::start().await;
     let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -1639,7 +1600,6 @@ async fn personalize_of_a_remote_target_is_forbidden() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn version_increments_only_on_change() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -1692,7 +1652,6 @@ async fn version_increments_only_on_change() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn query_booleans_of_personalize() {
     let ts = TestServer::start().await;
     let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -1728,7 +1687,6 @@ async fn query_booleans_of_personalize() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn malformed_personalize_bodies_are_rejected_before_anything_else() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -1776,7 +1734,6 @@ async fn malformed_personalize_bodies_are_rejected_before_anything_else() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn rejected_personalize_leaves_no_auto_defined_attributes() {
     let ts = TestServer::start().await;
     login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
@@ -1829,7 +1786,6 @@ async fn rejected_personalize_leaves_no_auto_defined_attributes() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn identity_limits_hold_after_adding_k() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -1866,7 +1822,6 @@ async fn identity_limits_hold_after_adding_k() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unicode_email_keys_use_unicode_lowercase() {
     let ts = TestServer::start().await;
     let j = login(
@@ -1892,7 +1847,6 @@ async fn unicode_email_keys_use_unicode_lowercase() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn merge_attributes_null_clear_after_fill() {
     let ts = TestServer::start().await;
     login(
@@ -1926,7 +1880,6 @@ async fn merge_attributes_null_clear_after_fill() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn primary_in_another_application_does_not_count_for_the_move() {
     let ts = TestServer::start().await;
     let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -1971,7 +1924,6 @@ async fn primary_in_another_application_does_not_count_for_the_move() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn forced_switch_with_set_primary_takes_over_target_primary() {
     let ts = TestServer::start().await;
     let j = login(
@@ -2007,3 +1959,54 @@ async fn forced_switch_with_set_primary_takes_over_target_primary() {
     assert!(e[0].after_forced_depersonalize);
     ts.finish().await;
 }
+
+on_every_backend!(
+    row01_anonymous_new_identity_receives_k_and_a,
+    row02_anonymous_meets_existing_person_is_merged,
+    row02_match_by_email_target_without_external_user_id_receives_it,
+    row02_match_by_phone_without_external_user_id_in_k,
+    row03_anonymous_external_user_id_contradicts_owner,
+    row04_same_person_logs_in_again_with_new_key,
+    row05_other_external_user_id_matched_by_email_without_force,
+    row06_other_external_user_id_matched_by_email_with_force_rolls_back,
+    row07_personalized_all_keys_new_without_force,
+    row08_personalized_all_keys_new_with_force,
+    row08_force_leaves_old_person_without_installation,
+    row09_personalized_other_person_without_force,
+    row10_personalized_other_person_with_force_merges_fresh_person,
+    row10_with_force_but_contradicting_external_user_id_rolls_back,
+    row11_two_candidates_are_ambiguous,
+    row12_empty_identity_is_invalid,
+    row13_keep_as_lead_keeps_lead_and_never_demotes_customer,
+    row13_keep_as_lead_in_merges,
+    row13_customer_source_makes_target_customer_and_surviving_source_is_logged,
+    row14_set_device_as_primary_demotes_others_in_the_application,
+    row15_without_set_primary_the_flag_is_kept_when_not_moving,
+    row15_primary_moving_to_target_with_primary_loses_flag,
+    primary_moving_to_target_without_primary_keeps_flag,
+    primary_moving_to_target_with_primary_and_set_primary_takes_over,
+    row15_forced_depersonalization_clears_flag_even_with_set_primary_false,
+    row16_email_only_person_receives_external_user_id,
+    merge_what_wins_then_attributes_override,
+    merge_without_attributes_unites_tags,
+    merge_custom_attribute_limit_drops_in_ascending_key_order,
+    merge_attributes_beyond_limit_after_fill_are_rejected,
+    repersonalize_ignores_query_flags,
+    repersonalize_merges_like_personalize,
+    phone_numbers_are_normalised_and_matched,
+    emails_match_case_insensitively_and_are_stored_as_given,
+    external_user_id_is_compared_exactly,
+    identity_members_of_user_attributes_are_ignored,
+    validation_order_of_personalize,
+    user_json_lists_only_installations_of_the_calling_application,
+    personalize_of_a_remote_target_is_forbidden,
+    version_increments_only_on_change,
+    query_booleans_of_personalize,
+    malformed_personalize_bodies_are_rejected_before_anything_else,
+    rejected_personalize_leaves_no_auto_defined_attributes,
+    identity_limits_hold_after_adding_k,
+    unicode_email_keys_use_unicode_lowercase,
+    merge_attributes_null_clear_after_fill,
+    primary_in_another_application_does_not_count_for_the_move,
+    forced_switch_with_set_primary_takes_over_target_primary,
+);

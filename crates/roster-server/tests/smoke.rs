@@ -4,7 +4,6 @@ mod common;
 use common::TestServer;
 use serde_json::json;
 
-#[tokio::test]
 async fn register_personalize_depersonalize() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -36,3 +35,5 @@ async fn register_personalize_depersonalize() {
     assert_eq!(r.body.len(), 0);
     ts.finish().await;
 }
+
+on_every_backend!(register_personalize_depersonalize,);

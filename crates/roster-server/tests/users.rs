@@ -35,7 +35,6 @@ fn without_instances(u: &Value) -> Value {
     u
 }
 
-#[tokio::test]
 async fn get_user_of_anonymous_person() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -73,7 +72,6 @@ async fn get_user_of_anonymous_person() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_absent_fields_are_kept() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -99,7 +97,6 @@ async fn patch_absent_fields_are_kept() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_null_and_empty_string_clear_scalars() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -132,7 +129,6 @@ async fn patch_null_and_empty_string_clear_scalars() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_external_user_id_null_strings_clear() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -158,7 +154,6 @@ async fn patch_external_user_id_null_strings_clear() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_lists_replace_and_clear() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -213,7 +208,6 @@ async fn patch_lists_replace_and_clear() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_duplicates_collapse_to_first_occurrence() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -245,7 +239,6 @@ async fn patch_duplicates_collapse_to_first_occurrence() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_custom_attributes_semantics() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -287,7 +280,6 @@ async fn patch_custom_attributes_semantics() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_type_and_instances_are_ignored() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -310,7 +302,6 @@ async fn patch_type_and_instances_are_ignored() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn android_method_override_patch_example() {
     // mobile-api.md §7.2.
     let ts = TestServer::start().await;
@@ -351,7 +342,6 @@ async fn android_method_override_patch_example() {
 // Identity rules (people.md §6.1)
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn patch_new_key_owned_by_another_person_is_refused() {
     let ts = TestServer::start().await;
     let owner = ts.register_android().await;
@@ -387,7 +377,6 @@ async fn patch_new_key_owned_by_another_person_is_refused() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_adds_identity_to_anonymous_person_which_stays_lead() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -419,7 +408,6 @@ async fn patch_adds_identity_to_anonymous_person_which_stays_lead() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_removing_all_keys_makes_person_anonymous_again() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -458,7 +446,6 @@ async fn patch_removing_all_keys_makes_person_anonymous_again() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_renames_external_user_id() {
     let ts = TestServer::start().await;
     let i = personalized(&ts, "u1").await;
@@ -479,7 +466,6 @@ async fn patch_renames_external_user_id() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn released_keys_can_be_claimed_by_others() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -519,7 +505,6 @@ async fn released_keys_can_be_claimed_by_others() {
 // Validation (people.md §3.7, §6.1 validation order)
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn validation_order_reports_the_first_failing_field() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -589,7 +574,6 @@ async fn validation_order_reports_the_first_failing_field() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn limits_of_standard_fields() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -632,7 +616,6 @@ async fn limits_of_standard_fields() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn limits_of_lists_and_attributes() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -705,7 +688,6 @@ async fn limits_of_lists_and_attributes() {
 // Caller and target (mobile-api.md §2.4)
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn get_and_patch_user_of_a_remote_target_are_forbidden() {
     let ts = TestServer::start().await;
     let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -746,7 +728,6 @@ async fn get_and_patch_user_of_a_remote_target_are_forbidden() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn patch_user_response_lists_instances_of_the_calling_application() {
     let ts = TestServer::start().await;
     let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
@@ -789,7 +770,6 @@ fn assert_no_null(v: &Value, path: &str) {
     }
 }
 
-#[tokio::test]
 async fn user_json_has_no_nulls_and_canonical_attribute_values() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
@@ -812,7 +792,6 @@ async fn user_json_has_no_nulls_and_canonical_attribute_values() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn refused_patch_leaves_no_auto_defined_attributes() {
     let ts = TestServer::start().await;
     personalized(&ts, "owner").await;
@@ -836,3 +815,27 @@ async fn refused_patch_leaves_no_auto_defined_attributes() {
     );
     ts.finish().await;
 }
+
+on_every_backend!(
+    get_user_of_anonymous_person,
+    patch_absent_fields_are_kept,
+    patch_null_and_empty_string_clear_scalars,
+    patch_external_user_id_null_strings_clear,
+    patch_lists_replace_and_clear,
+    patch_duplicates_collapse_to_first_occurrence,
+    patch_custom_attributes_semantics,
+    patch_type_and_instances_are_ignored,
+    android_method_override_patch_example,
+    patch_new_key_owned_by_another_person_is_refused,
+    patch_adds_identity_to_anonymous_person_which_stays_lead,
+    patch_removing_all_keys_makes_person_anonymous_again,
+    patch_renames_external_user_id,
+    released_keys_can_be_claimed_by_others,
+    validation_order_reports_the_first_failing_field,
+    limits_of_standard_fields,
+    limits_of_lists_and_attributes,
+    get_and_patch_user_of_a_remote_target_are_forbidden,
+    patch_user_response_lists_instances_of_the_calling_application,
+    user_json_has_no_nulls_and_canonical_attribute_values,
+    refused_patch_leaves_no_auto_defined_attributes,
+);

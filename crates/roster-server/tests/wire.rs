@@ -101,7 +101,6 @@ async fn personalize_as(ts: &TestServer, id: &str, ext: &str) {
 
 // ----- §6.1 method override --------------------------------------------------------------------
 
-#[tokio::test]
 async fn post_with_method_override_patch_is_a_patch() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -149,7 +148,6 @@ async fn post_with_method_override_patch_is_a_patch() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn bad_method_override_is_405_and_changes_nothing() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -226,7 +224,6 @@ async fn bad_method_override_is_405_and_changes_nothing() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn plain_post_to_a_patch_path_is_405() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -269,7 +266,6 @@ async fn plain_post_to_a_patch_path_is_405() {
 
 // ----- §6.2/§6.3 query parameters ---------------------------------------------------------------
 
-#[tokio::test]
 async fn query_booleans_accept_true_false_1_0_any_case_any_order() {
     let ts = TestServer::start().await;
     let cases = [
@@ -313,7 +309,6 @@ async fn query_booleans_accept_true_false_1_0_any_case_any_order() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn repeated_query_parameter_last_wins() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -343,7 +338,6 @@ async fn repeated_query_parameter_last_wins() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn bad_query_boolean_is_400_naming_the_parameter() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -369,7 +363,6 @@ async fn bad_query_boolean_is_400_naming_the_parameter() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unknown_and_ignored_query_parameters_are_ignored() {
     let ts = TestServer::start().await;
     let r = ts
@@ -416,7 +409,6 @@ async fn unknown_and_ignored_query_parameters_are_ignored() {
 
 // ----- §6.4/§6.5 body-less POSTs and Content-Type ---------------------------------------------------
 
-#[tokio::test]
 async fn depersonalize_without_content_length_or_content_type_android() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -441,7 +433,6 @@ async fn depersonalize_without_content_length_or_content_type_android() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn depersonalize_with_json_content_type_and_empty_body_ios() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -479,7 +470,6 @@ async fn depersonalize_with_json_content_type_and_empty_body_ios() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn json_bodies_are_parsed_whatever_the_content_type() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -513,7 +503,6 @@ async fn json_bodies_are_parsed_whatever_the_content_type() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn chunked_request_bodies_are_accepted() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -529,7 +518,6 @@ async fn chunked_request_bodies_are_accepted() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn get_and_delete_ignore_any_body() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -568,7 +556,6 @@ async fn get_and_delete_ignore_any_body() {
 
 // ----- §6.12 paths ------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn trailing_and_repeated_slashes_are_tolerated() {
     let ts = TestServer::start().await;
     let auth = ts.app_auth();
@@ -603,7 +590,6 @@ async fn trailing_and_repeated_slashes_are_tolerated() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn push_reg_id_matches_case_insensitively_in_path_and_header() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -656,7 +642,6 @@ async fn push_reg_id_matches_case_insensitively_in_path_and_header() {
 
 // ----- §6.10 / §1.6 responses ---------------------------------------------------------------------
 
-#[tokio::test]
 async fn responses_have_explicit_length_and_are_never_chunked_or_compressed() {
     let ts = TestServer::start().await;
     let id = ts
@@ -703,7 +688,6 @@ async fn responses_have_explicit_length_and_are_never_chunked_or_compressed() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn empty_200_bodies_have_zero_length_and_no_content_type() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -739,7 +723,6 @@ async fn empty_200_bodies_have_zero_length_and_no_content_type() {
 
 // ----- §6.13/§6.14 base URL and version ---------------------------------------------------------------
 
-#[tokio::test]
 async fn baseurl_is_always_null() {
     let ts = TestServer::start().await;
     let auth = ts.app_auth();
@@ -759,7 +742,6 @@ async fn baseurl_is_always_null() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn version_answers_three_strings() {
     let ts = TestServer::start().await;
     let r = raw(&ts, "GET", "/mobile/3/version?platformType=GCM", &[], None).await;
@@ -802,7 +784,6 @@ async fn version_answers_three_strings() {
 
 // ----- §6.15 message and event stubs -----------------------------------------------------------------
 
-#[tokio::test]
 async fn message_sync_answers_empty_payloads_whatever_the_caller() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -849,7 +830,6 @@ async fn message_sync_answers_empty_payloads_whatever_the_caller() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn seen_deliveryreport_and_mo_stubs() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -908,7 +888,6 @@ async fn seen_deliveryreport_and_mo_stubs() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn session_and_custom_events_follow_the_caller_rules() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -959,7 +938,6 @@ async fn session_and_custom_events_follow_the_caller_rules() {
 
 // ----- §1.5 bodies: duplicate keys, unknown fields --------------------------------------------------------
 
-#[tokio::test]
 async fn duplicate_json_keys_last_one_wins() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -990,7 +968,6 @@ async fn duplicate_json_keys_last_one_wins() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn unknown_fields_are_ignored_at_every_level() {
     let ts = TestServer::start().await;
     let r = ts
@@ -1059,7 +1036,6 @@ async fn unknown_fields_are_ignored_at_every_level() {
 
 // ----- §6.7–§6.9, §6.16, §6.18–§6.20 -----------------------------------------------------------------
 
-#[tokio::test]
 async fn dates_in_responses_have_the_exact_shapes() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -1087,7 +1063,6 @@ async fn dates_in_responses_have_the_exact_shapes() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn user_responses_always_contain_instances_and_the_always_fields() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
@@ -1127,7 +1102,6 @@ async fn user_responses_always_contain_instances_and_the_always_fields() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn no_registration_is_never_about_a_remote_target() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
@@ -1169,7 +1143,6 @@ async fn no_registration_is_never_about_a_remote_target() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn sdk_headers_are_tolerated_and_ignored() {
     let ts = TestServer::start().await;
     let auth = ts.app_auth();
@@ -1210,7 +1183,6 @@ async fn sdk_headers_are_tolerated_and_ignored() {
 
 // ----- §1.1 base path ---------------------------------------------------------------------------
 
-#[tokio::test]
 async fn base_path_serves_every_route_under_the_prefix() {
     let ts = TestServer::start_with(|s| s.http.base_path = "/roster".into()).await;
     assert!(ts.url("/x").ends_with("/roster/x"));
@@ -1249,7 +1221,6 @@ async fn base_path_serves_every_route_under_the_prefix() {
     ts.finish().await;
 }
 
-#[tokio::test]
 async fn empty_caller_header_means_the_target_and_create_ignores_it() {
     let ts = TestServer::start().await;
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -1279,3 +1250,35 @@ async fn empty_caller_header_means_the_target_and_create_ignores_it() {
     assert_eq!(raw_json(&r)["pushServiceToken"], "hdr");
     ts.finish().await;
 }
+
+on_every_backend!(
+    post_with_method_override_patch_is_a_patch,
+    bad_method_override_is_405_and_changes_nothing,
+    plain_post_to_a_patch_path_is_405,
+    query_booleans_accept_true_false_1_0_any_case_any_order,
+    repeated_query_parameter_last_wins,
+    bad_query_boolean_is_400_naming_the_parameter,
+    unknown_and_ignored_query_parameters_are_ignored,
+    depersonalize_without_content_length_or_content_type_android,
+    depersonalize_with_json_content_type_and_empty_body_ios,
+    json_bodies_are_parsed_whatever_the_content_type,
+    chunked_request_bodies_are_accepted,
+    get_and_delete_ignore_any_body,
+    trailing_and_repeated_slashes_are_tolerated,
+    push_reg_id_matches_case_insensitively_in_path_and_header,
+    responses_have_explicit_length_and_are_never_chunked_or_compressed,
+    empty_200_bodies_have_zero_length_and_no_content_type,
+    baseurl_is_always_null,
+    version_answers_three_strings,
+    message_sync_answers_empty_payloads_whatever_the_caller,
+    seen_deliveryreport_and_mo_stubs,
+    session_and_custom_events_follow_the_caller_rules,
+    duplicate_json_keys_last_one_wins,
+    unknown_fields_are_ignored_at_every_level,
+    dates_in_responses_have_the_exact_shapes,
+    user_responses_always_contain_instances_and_the_always_fields,
+    no_registration_is_never_about_a_remote_target,
+    sdk_headers_are_tolerated_and_ignored,
+    base_path_serves_every_route_under_the_prefix,
+    empty_caller_header_means_the_target_and_create_ignores_it,
+);

@@ -23,6 +23,70 @@ pub struct TestServer {
     pub app: Application,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
+    /// Drops the test's PostgreSQL database (declared last: dropped after the store).
+    _pg: Option<roster_store_postgres::testing::TestDbGuard>,
+}
+
+/// A store backend the behaviour suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The backend of the test running in this task (set by [`run_on`]).
+    static BACKEND: Backend;
+}
+
+/// The backend `TestServer::start` uses in this task: SQLite unless [`run_on`] says otherwise.
+pub fn current_backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+}
+
+/// Runs one test scenario on a backend. PostgreSQL runs when `ROSTER_TEST_POSTGRES_URL` is set
+/// and is reported as skipped otherwise, so the output says which backends ran.
+pub async fn run_on<F: std::future::Future<Output = ()>>(backend: Backend, scenario: F) {
+    if backend == Backend::Postgres && roster_store_postgres::testing::test_base_url().is_none() {
+        return;
+    }
+    println!("backend: {backend:?}");
+    BACKEND.scope(backend, scenario).await
+}
+
+/// Turns each listed `async fn name()` scenario into two tests, `name::sqlite` and
+/// `name::postgres` (people.md behaviour suite on every backend). `multi_thread` as first
+/// token runs them on an 8-worker runtime.
+#[macro_export]
+macro_rules! on_every_backend {
+    (multi_thread: $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+                async fn sqlite() {
+                    $crate::common::run_on($crate::common::Backend::Sqlite, super::$name()).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+                async fn postgres() {
+                    $crate::common::run_on($crate::common::Backend::Postgres, super::$name()).await
+                }
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    $crate::common::run_on($crate::common::Backend::Sqlite, super::$name()).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    $crate::common::run_on($crate::common::Backend::Postgres, super::$name()).await
+                }
+            }
+        )*
+    };
 }
 
 /// A response, fully read.
@@ -90,6 +154,15 @@ impl TestServer {
         settings.http.listen = "127.0.0.1:0".into();
         settings.mobile.rate = MobileRateSettings::disabled();
         adjust(&mut settings);
+        let mut pg_guard = None;
+        if current_backend() == Backend::Postgres {
+            let base = roster_store_postgres::testing::test_base_url().expect("run_on skips postgres without a URL");
+            let (url, guard) = roster_store_postgres::testing::fresh_test_database(&base)
+                .await
+                .unwrap();
+            settings.database_url = url;
+            pg_guard = Some(guard);
+        }
         let store = open_store(&settings.store_url()).await.unwrap();
         let server = RunningServer::start(&settings, store.clone()).await.unwrap();
         let core = server.state.core.clone();
@@ -104,6 +177,7 @@ impl TestServer {
                 .build()
                 .unwrap(),
             _dir: dir,
+            _pg: pg_guard,
         }
     }
 

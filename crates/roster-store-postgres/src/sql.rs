@@ -1,0 +1,1115 @@
+//! The statements behind every `Tx` method, as plain functions over a [`Conn`] (a connection
+//! inside a transaction). Statements are the SQLite backend's (`roster-store-sqlite/src/sql.rs`)
+//! in PostgreSQL's dialect, with the same filters and the same orders, so both backends answer
+//! alike; where PostgreSQL allows fewer round trips for the same effect (key lists as arrays,
+//! one statement for several child tables) it takes them, since every statement here is a
+//! network round trip rather than a function call. Every statement is a `&'static str` with
+//! binds (sqlx prepares and caches it per connection), and every query on an entity that has
+//! an account filters by it.
+
+use std::collections::HashMap;
+
+use roster_model::validate::email_key;
+use roster_model::{
+    Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
+    Person, Provider, TokenClearedReason,
+};
+use roster_store::{Snapshot, StoreError, StoreResult};
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgRow};
+
+use crate::error::{aborts_transaction, json_err, map_err, replay};
+use crate::rows;
+use uuid::Uuid;
+
+/// A statement with its binds, ready to run.
+type PgQuery = sqlx::query::Query<'static, Postgres, PgArguments>;
+
+/// A transaction's connection, and whether PostgreSQL has aborted the transaction.
+pub(crate) struct Conn {
+    tx: sqlx::Transaction<'static, Postgres>,
+    /// Read-write (`begin`) rather than read-only (`begin_read`): only a write transaction locks
+    /// the rows it reads for update.
+    write: bool,
+    /// After a database error PostgreSQL refuses every statement but ROLLBACK, and answers a
+    /// COMMIT with a silent rollback. Kept (as the error to repeat) so that a later statement
+    /// fails without a round trip and, above all, a COMMIT is reported as failed instead of
+    /// looking successful.
+    failed: Option<StoreError>,
+}
+
+impl Conn {
+    /// Wraps a transaction that has just begun.
+    pub(crate) fn new(tx: sqlx::Transaction<'static, Postgres>, write: bool) -> Conn {
+        Conn {
+            tx,
+            write,
+            failed: None,
+        }
+    }
+
+    /// Ends the transaction with COMMIT.
+    pub(crate) async fn commit(self) -> StoreResult<()> {
+        if let Some(first) = self.failed {
+            // COMMIT would roll back and report success: roll back and say why. A failed
+            // ROLLBACK only means the connection is gone, which ends the transaction too.
+            if let Err(e) = self.tx.rollback().await {
+                tracing::warn!(error = %e, "ROLLBACK of an aborted transaction failed");
+            }
+            return Err(replay(&first));
+        }
+        self.tx.commit().await.map_err(map_err)
+    }
+
+    /// Ends the transaction with ROLLBACK.
+    pub(crate) async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await.map_err(map_err)
+    }
+
+    /// Maps an error of a statement, remembering whether it aborted the transaction.
+    fn note(&mut self, e: sqlx::Error) -> StoreError {
+        let aborted = aborts_transaction(&e);
+        let mapped = map_err(e);
+        if aborted && self.failed.is_none() {
+            self.failed = Some(replay(&mapped));
+        }
+        mapped
+    }
+
+    /// Refuses a statement on an aborted transaction.
+    fn check(&self) -> StoreResult<()> {
+        match &self.failed {
+            Some(first) => Err(replay(first)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a statement; how many rows it changed.
+    async fn execute(&mut self, query: PgQuery) -> StoreResult<u64> {
+        self.check()?;
+        match query.execute(&mut *self.tx).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) => Err(self.note(e)),
+        }
+    }
+
+    /// Runs a query expected to return at most one row.
+    async fn fetch_optional(&mut self, query: PgQuery) -> StoreResult<Option<PgRow>> {
+        self.check()?;
+        query.fetch_optional(&mut *self.tx).await.map_err(|e| self.note(e))
+    }
+
+    /// Runs a query and returns every row.
+    async fn fetch_all(&mut self, query: PgQuery) -> StoreResult<Vec<PgRow>> {
+        self.check()?;
+        query.fetch_all(&mut *self.tx).await.map_err(|e| self.note(e))
+    }
+
+    /// Runs a query expected to return at most one row, and decodes it.
+    async fn query_opt<T>(&mut self, query: PgQuery, decode: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Option<T>> {
+        self.fetch_optional(query).await?.as_ref().map(decode).transpose()
+    }
+
+    /// Runs a query and decodes every row.
+    async fn query_all<T>(&mut self, query: PgQuery, decode: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+        self.fetch_all(query).await?.iter().map(decode).collect()
+    }
+
+    /// A `count(*)`.
+    async fn count(&mut self, query: PgQuery) -> StoreResult<u64> {
+        let row = self.fetch_optional(query).await?;
+        let n: i64 = match row {
+            Some(row) => rows::get(&row, 0)?,
+            None => return Err(StoreError::Other("count(*) returned no row".into())),
+        };
+        u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
+    }
+}
+
+// Column lists, in the order the decoders of `rows` read them (the SQLite backend's lists).
+macro_rules! account_columns {
+    () => {
+        "id, name, created_at"
+    };
+}
+macro_rules! application_columns {
+    () => {
+        "account_id, id, name, application_code, enabled, require_jwt_for_user_data, \
+         restrict_user_data_from_sdk, providers, created_at, updated_at"
+    };
+}
+macro_rules! jwt_key_columns {
+    () => {
+        "account_id, application_id, kid, secret, created_at"
+    };
+}
+macro_rules! api_key_columns {
+    () => {
+        "account_id, id, name, scopes, key_hash, key_prefix, created_at, expires_at, last_used_at"
+    };
+}
+macro_rules! person_columns {
+    () => {
+        "account_id, id, external_user_id, first_name, middle_name, last_name, gender, birthday, \
+         custom_attributes, type, version, created_at, updated_at"
+    };
+}
+macro_rules! installation_columns {
+    () => {
+        "account_id, application_id, push_reg_id, person_id, push_service_type, \
+         push_service_token, reg_enabled, is_primary, application_user_id, custom_attributes, \
+         notifications_enabled, sdk_version, app_version, os, os_version, device_manufacturer, \
+         device_model, device_name, device_secure, language, device_timezone_offset, inappchat, \
+         inbox, webrtcui, created_at, updated_at, last_seen_at, token_cleared_at, \
+         token_cleared_reason"
+    };
+}
+macro_rules! definition_columns {
+    () => {
+        "account_id, scope, name, type, object_schema, origin, created_at"
+    };
+}
+macro_rules! merge_columns {
+    () => {
+        "account_id, id, created_at, actor, push_reg_id, source_person_id, target_person_id, \
+         source_deleted, after_forced_depersonalize, dropped_attributes, \"before\", \
+         after_target_version, after_source_version, status, reversed_at, reversed_by, redacted"
+    };
+}
+
+/// The stored form of an id: lowercase hyphenated.
+fn id(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+/// A JSON column value.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(json_err)
+}
+
+/// A nullable JSON column value.
+fn opt_json<T: serde::Serialize>(value: Option<&T>) -> StoreResult<Option<String>> {
+    value.map(json).transpose()
+}
+
+/// An UPDATE of one row by key: `NotFound` if there is no such row.
+fn expect_one(changed: u64) -> StoreResult<()> {
+    match changed {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+// --- accounts -----------------------------------------------------------------------------------
+
+pub(crate) async fn default_account(c: &mut Conn) -> StoreResult<Option<Account>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts ORDER BY created_at, id LIMIT 1"
+        )),
+        rows::account,
+    )
+    .await
+}
+
+pub(crate) async fn account(c: &mut Conn, account_id: Uuid) -> StoreResult<Option<Account>> {
+    c.query_opt(
+        sqlx::query(concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1")).bind(id(account_id)),
+        rows::account,
+    )
+    .await
+}
+
+pub(crate) async fn insert_account(c: &mut Conn, account: &Account) -> StoreResult<()> {
+    c.execute(
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id(account.id))
+            .bind(account.name.clone())
+            .bind(account.created_at),
+    )
+    .await
+    .map(drop)
+}
+
+// --- applications and JWT keys --------------------------------------------------------------------
+
+pub(crate) async fn application_by_code(c: &mut Conn, code: &str) -> StoreResult<Option<Application>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE application_code = $1"
+        ))
+        .bind(code.to_owned()),
+        rows::application,
+    )
+    .await
+}
+
+pub(crate) async fn application(c: &mut Conn, account_id: Uuid, app_id: Uuid) -> StoreResult<Option<Application>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(id(account_id))
+        .bind(id(app_id)),
+        rows::application,
+    )
+    .await
+}
+
+pub(crate) async fn applications(c: &mut Conn, account_id: Uuid) -> StoreResult<Vec<Application>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(id(account_id)),
+        rows::application,
+    )
+    .await
+}
+
+/// Binds every column of an application, in `application_columns!` order.
+fn bind_application(query: PgQuery, app: &Application) -> StoreResult<PgQuery> {
+    Ok(query
+        .bind(id(app.account_id))
+        .bind(id(app.id))
+        .bind(app.name.clone())
+        .bind(app.application_code.clone())
+        .bind(app.enabled)
+        .bind(app.require_jwt_for_user_data)
+        .bind(app.restrict_user_data_from_sdk)
+        .bind(json(&app.providers)?)
+        .bind(app.created_at)
+        .bind(app.updated_at))
+}
+
+pub(crate) async fn insert_application(c: &mut Conn, app: &Application) -> StoreResult<()> {
+    let query = sqlx::query(concat!(
+        "INSERT INTO applications (",
+        application_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ));
+    c.execute(bind_application(query, app)?).await.map(drop)
+}
+
+pub(crate) async fn update_application(c: &mut Conn, app: &Application) -> StoreResult<()> {
+    let query = sqlx::query(
+        "UPDATE applications SET name = $3, application_code = $4, enabled = $5, \
+         require_jwt_for_user_data = $6, restrict_user_data_from_sdk = $7, providers = $8, \
+         created_at = $9, updated_at = $10 \
+         WHERE account_id = $1 AND id = $2",
+    );
+    let changed = c.execute(bind_application(query, app)?).await?;
+    expect_one(changed)
+}
+
+pub(crate) async fn jwt_key(c: &mut Conn, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys WHERE application_id = $1 AND kid = $2"
+        ))
+        .bind(id(application_id))
+        .bind(kid.to_owned()),
+        rows::jwt_key,
+    )
+    .await
+}
+
+pub(crate) async fn jwt_keys(c: &mut Conn, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys WHERE application_id = $1 ORDER BY created_at, kid"
+        ))
+        .bind(id(application_id)),
+        rows::jwt_key,
+    )
+    .await
+}
+
+pub(crate) async fn insert_jwt_key(c: &mut Conn, key: &JwtKey) -> StoreResult<()> {
+    c.execute(
+        sqlx::query(concat!(
+            "INSERT INTO jwt_keys (",
+            jwt_key_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(id(key.account_id))
+        .bind(id(key.application_id))
+        .bind(key.kid.clone())
+        .bind(key.secret.clone())
+        .bind(key.created_at),
+    )
+    .await
+    .map(drop)
+}
+
+pub(crate) async fn delete_jwt_key(c: &mut Conn, application_id: Uuid, kid: &str) -> StoreResult<bool> {
+    c.execute(
+        sqlx::query("DELETE FROM jwt_keys WHERE application_id = $1 AND kid = $2")
+            .bind(id(application_id))
+            .bind(kid.to_owned()),
+    )
+    .await
+    .map(|n| n > 0)
+}
+
+// --- API keys -----------------------------------------------------------------------------------
+
+pub(crate) async fn insert_api_key(c: &mut Conn, key: &ApiKey) -> StoreResult<()> {
+    c.execute(
+        sqlx::query(concat!(
+            "INSERT INTO api_keys (",
+            api_key_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(id(key.account_id))
+        .bind(id(key.id))
+        .bind(key.name.clone())
+        .bind(json(&key.scopes)?)
+        .bind(key.key_hash.clone())
+        .bind(key.key_prefix.clone())
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .bind(key.last_used_at),
+    )
+    .await
+    .map(drop)
+}
+
+pub(crate) async fn api_key_by_hash(c: &mut Conn, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE key_hash = $1"
+        ))
+        .bind(key_hash.to_owned()),
+        rows::api_key,
+    )
+    .await
+}
+
+pub(crate) async fn api_keys(c: &mut Conn, account_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(id(account_id)),
+        rows::api_key,
+    )
+    .await
+}
+
+// --- installations ------------------------------------------------------------------------------
+
+/// In a write transaction the row stays locked until commit (`FOR UPDATE`), so that the
+/// caller's read-modify-write of it cannot lose a concurrent one (roster-store `Tx` docs); a
+/// read-only transaction cannot lock and does not need to.
+pub(crate) async fn installation(c: &mut Conn, push_reg_id: &str) -> StoreResult<Option<Installation>> {
+    let sql = if c.write {
+        concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE push_reg_id = $1 FOR UPDATE"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE push_reg_id = $1"
+        )
+    };
+    c.query_opt(sqlx::query(sql).bind(push_reg_id.to_owned()), rows::installation)
+        .await
+}
+
+pub(crate) async fn installations_of_person(
+    c: &mut Conn,
+    account_id: Uuid,
+    person_id: Uuid,
+    application_id: Option<Uuid>,
+) -> StoreResult<Vec<Installation>> {
+    let query = match application_id {
+        Some(app) => sqlx::query(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE account_id = $1 AND person_id = $2 \
+             AND application_id = $3 ORDER BY created_at, push_reg_id"
+        ))
+        .bind(id(account_id))
+        .bind(id(person_id))
+        .bind(id(app)),
+        None => sqlx::query(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE account_id = $1 AND person_id = $2 \
+             ORDER BY created_at, push_reg_id"
+        ))
+        .bind(id(account_id))
+        .bind(id(person_id)),
+    };
+    c.query_all(query, rows::installation).await
+}
+
+/// Binds every column of an installation as `$1`..`$30`, in the order of the INSERT's column
+/// list, so that INSERT and UPDATE cannot disagree on the numbering.
+fn bind_installation(query: PgQuery, inst: &Installation) -> StoreResult<PgQuery> {
+    let s = &inst.system;
+    Ok(query
+        .bind(id(inst.account_id)) // $1
+        .bind(id(inst.application_id)) // $2
+        .bind(inst.push_reg_id.clone()) // $3
+        .bind(id(inst.person_id)) // $4
+        .bind(inst.push_service_type.map(|t| t.as_str())) // $5
+        .bind(inst.provider().map(Provider::as_str)) // $6
+        .bind(inst.push_service_token.clone()) // $7
+        .bind(inst.reg_enabled) // $8
+        .bind(inst.is_primary) // $9
+        .bind(inst.application_user_id.clone()) // $10
+        .bind(json(&inst.custom_attributes)?) // $11
+        .bind(s.notifications_enabled) // $12
+        .bind(s.sdk_version.clone()) // $13
+        .bind(s.app_version.clone()) // $14
+        .bind(s.os.clone()) // $15
+        .bind(s.os_version.clone()) // $16
+        .bind(s.device_manufacturer.clone()) // $17
+        .bind(s.device_model.clone()) // $18
+        .bind(s.device_name.clone()) // $19
+        .bind(s.device_secure) // $20
+        .bind(s.language.clone()) // $21
+        .bind(s.device_timezone_offset.clone()) // $22
+        .bind(s.inappchat) // $23
+        .bind(s.inbox) // $24
+        .bind(s.webrtcui) // $25
+        .bind(inst.created_at) // $26
+        .bind(inst.updated_at) // $27
+        .bind(inst.last_seen_at) // $28
+        .bind(inst.token_cleared_at) // $29
+        .bind(inst.token_cleared_reason.map(TokenClearedReason::as_str))) // $30
+}
+
+pub(crate) async fn insert_installation(c: &mut Conn, inst: &Installation) -> StoreResult<()> {
+    let query = sqlx::query(
+        "INSERT INTO installations (account_id, application_id, push_reg_id, person_id, \
+         push_service_type, provider, push_service_token, reg_enabled, is_primary, \
+         application_user_id, custom_attributes, notifications_enabled, sdk_version, app_version, \
+         os, os_version, device_manufacturer, device_model, device_name, device_secure, language, \
+         device_timezone_offset, inappchat, inbox, webrtcui, created_at, updated_at, last_seen_at, \
+         token_cleared_at, token_cleared_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
+    );
+    c.execute(bind_installation(query, inst)?).await.map(drop)
+}
+
+pub(crate) async fn update_installation(c: &mut Conn, inst: &Installation) -> StoreResult<()> {
+    let query = sqlx::query(
+        "UPDATE installations SET application_id = $2, person_id = $4, \
+         push_service_type = $5, provider = $6, push_service_token = $7, reg_enabled = $8, \
+         is_primary = $9, application_user_id = $10, custom_attributes = $11, \
+         notifications_enabled = $12, sdk_version = $13, app_version = $14, os = $15, \
+         os_version = $16, device_manufacturer = $17, device_model = $18, device_name = $19, \
+         device_secure = $20, language = $21, device_timezone_offset = $22, inappchat = $23, \
+         inbox = $24, webrtcui = $25, created_at = $26, updated_at = $27, last_seen_at = $28, \
+         token_cleared_at = $29, token_cleared_reason = $30 \
+         WHERE account_id = $1 AND push_reg_id = $3",
+    );
+    let changed = c.execute(bind_installation(query, inst)?).await?;
+    expect_one(changed)
+}
+
+pub(crate) async fn delete_installation(c: &mut Conn, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
+    c.execute(
+        sqlx::query("DELETE FROM installations WHERE account_id = $1 AND push_reg_id = $2")
+            .bind(id(account_id))
+            .bind(push_reg_id.to_owned()),
+    )
+    .await
+    .map(|n| n > 0)
+}
+
+/// people.md §2.3. `updated_at` moves too: the installation's data changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn clear_token_holders(
+    c: &mut Conn,
+    account_id: Uuid,
+    application_id: Uuid,
+    provider: Provider,
+    token: &str,
+    except: &str,
+    reason: TokenClearedReason,
+    now: Millis,
+) -> StoreResult<Vec<String>> {
+    let rows = c
+        .fetch_all(
+            sqlx::query(
+                "UPDATE installations SET push_service_token = NULL, token_cleared_at = $6, \
+                 token_cleared_reason = $7, updated_at = $6 \
+                 WHERE account_id = $1 AND application_id = $2 AND provider = $3 \
+                 AND push_service_token = $4 AND push_reg_id <> $5 \
+                 RETURNING push_reg_id",
+            )
+            .bind(id(account_id))
+            .bind(id(application_id))
+            .bind(provider.as_str())
+            .bind(token.to_owned())
+            .bind(except.to_owned())
+            .bind(now)
+            .bind(reason.as_str()),
+        )
+        .await?;
+    let mut cleared = rows
+        .iter()
+        .map(|r| rows::get::<String>(r, 0))
+        .collect::<StoreResult<Vec<String>>>()?;
+    // RETURNING order is unspecified.
+    cleared.sort();
+    Ok(cleared)
+}
+
+/// people.md §4: the other installations of the person in the application lose the flag.
+pub(crate) async fn demote_primaries(
+    c: &mut Conn,
+    account_id: Uuid,
+    person_id: Uuid,
+    application_id: Uuid,
+    except: &str,
+    now: Millis,
+) -> StoreResult<u64> {
+    c.execute(
+        sqlx::query(
+            "UPDATE installations SET is_primary = FALSE, updated_at = $5 \
+             WHERE account_id = $1 AND person_id = $2 AND application_id = $3 \
+             AND is_primary AND push_reg_id <> $4",
+        )
+        .bind(id(account_id))
+        .bind(id(person_id))
+        .bind(id(application_id))
+        .bind(except.to_owned())
+        .bind(now),
+    )
+    .await
+}
+
+pub(crate) async fn count_installations_of_person(c: &mut Conn, account_id: Uuid, person_id: Uuid) -> StoreResult<u64> {
+    c.count(
+        sqlx::query("SELECT count(*) FROM installations WHERE account_id = $1 AND person_id = $2")
+            .bind(id(account_id))
+            .bind(id(person_id)),
+    )
+    .await
+}
+
+// --- persons ------------------------------------------------------------------------------------
+
+/// Which child table a row of `load_person_keys` comes from.
+const PHONE: i32 = 0;
+const EMAIL: i32 = 1;
+const TAG: i32 = 2;
+
+/// Reads a person's phones, emails and tags into it, in one round trip.
+async fn load_person_keys(c: &mut Conn, person: &mut Person) -> StoreResult<()> {
+    let rows = c
+        .fetch_all(
+            sqlx::query(
+                "SELECT 0, position, number FROM person_phones WHERE account_id = $1 AND person_id = $2 \
+                 UNION ALL \
+                 SELECT 1, position, address FROM person_emails WHERE account_id = $1 AND person_id = $2 \
+                 UNION ALL \
+                 SELECT 2, 0, tag FROM person_tags WHERE account_id = $1 AND person_id = $2 \
+                 ORDER BY 1, 2",
+            )
+            .bind(id(person.account_id))
+            .bind(id(person.id)),
+        )
+        .await?;
+    person.phones.clear();
+    person.emails.clear();
+    person.tags.clear();
+    for row in &rows {
+        let kind: i32 = rows::get(row, 0)?;
+        let value: String = rows::get(row, 2)?;
+        match kind {
+            PHONE => person.phones.push(value),
+            EMAIL => person.emails.push(value),
+            TAG => {
+                person.tags.insert(value);
+            }
+            other => return Err(StoreError::Other(format!("unknown person key kind {other}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Inserts a person's phones, emails and tags (the person has none stored): one statement per
+/// non-empty list, the list travelling as an array. Positions are 0-based, as in SQLite.
+async fn insert_person_keys(c: &mut Conn, person: &Person) -> StoreResult<()> {
+    let (account_id, person_id) = (id(person.account_id), id(person.id));
+    if !person.phones.is_empty() {
+        c.execute(
+            sqlx::query(
+                "INSERT INTO person_phones (account_id, person_id, position, number) \
+                 SELECT $1, $2, k.ord - 1, k.number \
+                 FROM UNNEST($3::text[]) WITH ORDINALITY AS k (number, ord) ORDER BY k.ord",
+            )
+            .bind(account_id.clone())
+            .bind(person_id.clone())
+            .bind(person.phones.clone()),
+        )
+        .await?;
+    }
+    if !person.emails.is_empty() {
+        c.execute(
+            sqlx::query(
+                "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
+                 SELECT $1, $2, k.ord - 1, k.address, k.email_key \
+                 FROM UNNEST($3::text[], $4::text[]) WITH ORDINALITY AS k (address, email_key, ord) \
+                 ORDER BY k.ord",
+            )
+            .bind(account_id.clone())
+            .bind(person_id.clone())
+            .bind(person.emails.clone())
+            .bind(person.emails.iter().map(|e| email_key(e)).collect::<Vec<String>>()),
+        )
+        .await?;
+    }
+    if !person.tags.is_empty() {
+        c.execute(
+            sqlx::query(
+                "INSERT INTO person_tags (account_id, person_id, tag) \
+                 SELECT $1, $2, k.tag FROM UNNEST($3::text[]) AS k (tag)",
+            )
+            .bind(account_id)
+            .bind(person_id)
+            .bind(person.tags.iter().cloned().collect::<Vec<String>>()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes a person's phones, emails and tags, in one statement (data-modifying CTEs always run
+/// to completion).
+async fn delete_person_keys(c: &mut Conn, account_id: Uuid, person_id: Uuid) -> StoreResult<()> {
+    c.execute(
+        sqlx::query(
+            "WITH phones AS (DELETE FROM person_phones WHERE account_id = $1 AND person_id = $2), \
+             emails AS (DELETE FROM person_emails WHERE account_id = $1 AND person_id = $2) \
+             DELETE FROM person_tags WHERE account_id = $1 AND person_id = $2",
+        )
+        .bind(id(account_id))
+        .bind(id(person_id)),
+    )
+    .await
+    .map(drop)
+}
+
+/// In a write transaction the person's row stays locked until commit (`FOR UPDATE`): every
+/// write of a person's data and keys goes through its row, so a concurrent read-modify-write of
+/// the same person waits here and then reads the committed result.
+pub(crate) async fn person(c: &mut Conn, account_id: Uuid, person_id: Uuid) -> StoreResult<Option<Person>> {
+    let sql = if c.write {
+        concat!(
+            "SELECT ",
+            person_columns!(),
+            " FROM persons WHERE account_id = $1 AND id = $2 FOR UPDATE"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            person_columns!(),
+            " FROM persons WHERE account_id = $1 AND id = $2"
+        )
+    };
+    let found = c
+        .query_opt(sqlx::query(sql).bind(id(account_id)).bind(id(person_id)), rows::person)
+        .await?;
+    match found {
+        Some(mut person) => {
+            load_person_keys(c, &mut person).await?;
+            Ok(Some(person))
+        }
+        None => Ok(None),
+    }
+}
+
+/// people.md §5.1 step 2: the distinct owners of any of the keys, by id. The key lists travel as
+/// one array parameter each, so one prepared statement serves every list length.
+pub(crate) async fn persons_owning(
+    c: &mut Conn,
+    account_id: Uuid,
+    external_user_id: Option<&str>,
+    phones: &[String],
+    email_keys: &[String],
+) -> StoreResult<Vec<Uuid>> {
+    c.query_all(
+        sqlx::query(
+            "SELECT id FROM persons WHERE account_id = $1 AND external_user_id = $2 \
+             UNION \
+             SELECT person_id FROM person_phones WHERE account_id = $1 AND number = ANY ($3) \
+             UNION \
+             SELECT person_id FROM person_emails WHERE account_id = $1 AND email_key = ANY ($4) \
+             ORDER BY 1",
+        )
+        .bind(id(account_id))
+        .bind(external_user_id.map(str::to_owned))
+        .bind(phones.to_vec())
+        .bind(email_keys.to_vec()),
+        |r| rows::uuid_at(r, 0),
+    )
+    .await
+}
+
+/// Binds every column of a person row, in `person_columns!` order.
+fn bind_person(query: PgQuery, person: &Person) -> StoreResult<PgQuery> {
+    Ok(query
+        .bind(id(person.account_id))
+        .bind(id(person.id))
+        .bind(person.external_user_id.clone())
+        .bind(person.first_name.clone())
+        .bind(person.middle_name.clone())
+        .bind(person.last_name.clone())
+        .bind(person.gender.map(|g| g.as_str()))
+        .bind(person.birthday.clone())
+        .bind(json(&person.custom_attributes)?)
+        .bind(person.person_type.as_str())
+        .bind(person.version)
+        .bind(person.created_at)
+        .bind(person.updated_at))
+}
+
+pub(crate) async fn insert_person(c: &mut Conn, person: &Person) -> StoreResult<()> {
+    let query = sqlx::query(concat!(
+        "INSERT INTO persons (",
+        person_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ));
+    c.execute(bind_person(query, person)?).await?;
+    insert_person_keys(c, person).await
+}
+
+/// Replaces every field and key of a person. The old keys are deleted before the new ones are
+/// inserted, so a key released by this person can be taken by another one later in the same
+/// transaction, and a key this person already had is simply written again.
+pub(crate) async fn update_person(c: &mut Conn, person: &Person) -> StoreResult<()> {
+    let query = sqlx::query(
+        "UPDATE persons SET external_user_id = $3, first_name = $4, middle_name = $5, \
+         last_name = $6, gender = $7, birthday = $8, custom_attributes = $9, type = $10, \
+         version = $11, created_at = $12, updated_at = $13 \
+         WHERE account_id = $1 AND id = $2",
+    );
+    let changed = c.execute(bind_person(query, person)?).await?;
+    expect_one(changed)?;
+    delete_person_keys(c, person.account_id, person.id).await?;
+    insert_person_keys(c, person).await
+}
+
+/// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still
+/// referencing it makes this fail (foreign key): the core must move or delete those first.
+pub(crate) async fn delete_person(c: &mut Conn, account_id: Uuid, person_id: Uuid) -> StoreResult<bool> {
+    c.execute(
+        sqlx::query("DELETE FROM persons WHERE account_id = $1 AND id = $2")
+            .bind(id(account_id))
+            .bind(id(person_id)),
+    )
+    .await
+    .map(|n| n > 0)
+}
+
+// --- attribute definitions ----------------------------------------------------------------------
+
+pub(crate) async fn attribute_definition(
+    c: &mut Conn,
+    account_id: Uuid,
+    scope: AttributeScope,
+    name: &str,
+) -> StoreResult<Option<AttributeDefinition>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = $1 AND scope = $2 AND name = $3"
+        ))
+        .bind(id(account_id))
+        .bind(scope.as_str())
+        .bind(name.to_owned()),
+        rows::attribute_definition,
+    )
+    .await
+}
+
+/// By scope (PERSON before INSTALLATION, the order of `AttributeScope`), then name in code-point
+/// order (the column is COLLATE "C": byte order, which for UTF-8 is code-point order).
+pub(crate) async fn attribute_definitions(
+    c: &mut Conn,
+    account_id: Uuid,
+    scope: Option<AttributeScope>,
+) -> StoreResult<Vec<AttributeDefinition>> {
+    let query = match scope {
+        Some(scope) => sqlx::query(concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = $1 AND scope = $2 ORDER BY name"
+        ))
+        .bind(id(account_id))
+        .bind(scope.as_str()),
+        None => sqlx::query(concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = $1 \
+             ORDER BY CASE scope WHEN 'PERSON' THEN 0 ELSE 1 END, name"
+        ))
+        .bind(id(account_id)),
+    };
+    c.query_all(query, rows::attribute_definition).await
+}
+
+pub(crate) async fn count_attribute_definitions(
+    c: &mut Conn,
+    account_id: Uuid,
+    scope: AttributeScope,
+) -> StoreResult<u64> {
+    c.count(
+        sqlx::query("SELECT count(*) FROM attribute_definitions WHERE account_id = $1 AND scope = $2")
+            .bind(id(account_id))
+            .bind(scope.as_str()),
+    )
+    .await
+}
+
+/// people.md §8.2: the first definition of a name wins; a later one reads the winner back. Under
+/// READ COMMITTED an insert that meets a concurrent, uncommitted definition of the same name
+/// waits for it; if it commits, DO NOTHING applies and the SELECT (a new statement, a new
+/// snapshot) reads the winner.
+pub(crate) async fn define_attribute(
+    c: &mut Conn,
+    def: &AttributeDefinition,
+) -> StoreResult<(AttributeDefinition, bool)> {
+    let inserted = c
+        .execute(
+            sqlx::query(concat!(
+                "INSERT INTO attribute_definitions (",
+                definition_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (account_id, scope, name) DO NOTHING"
+            ))
+            .bind(id(def.account_id))
+            .bind(def.scope.as_str())
+            .bind(def.name.clone())
+            .bind(def.attr_type.as_str())
+            .bind(opt_json(def.object_schema.as_ref())?)
+            .bind(def.origin.as_str())
+            .bind(def.created_at),
+        )
+        .await?
+        > 0;
+    match attribute_definition(c, def.account_id, def.scope, &def.name).await? {
+        Some(stored) => Ok((stored, inserted)),
+        None => Err(StoreError::Other(format!(
+            "attribute definition {:?} missing right after its insert",
+            def.name
+        ))),
+    }
+}
+
+// --- merge log ----------------------------------------------------------------------------------
+
+/// Binds every column of a merge-log entry, in `merge_columns!` order.
+fn bind_merge_entry(query: PgQuery, e: &MergeLogEntry) -> StoreResult<PgQuery> {
+    Ok(query
+        .bind(id(e.account_id))
+        .bind(id(e.id))
+        .bind(e.created_at)
+        .bind(json(&e.actor)?)
+        .bind(e.push_reg_id.clone())
+        .bind(e.source_person_id.map(id))
+        .bind(e.target_person_id.map(id))
+        .bind(e.source_deleted)
+        .bind(e.after_forced_depersonalize)
+        .bind(json(&e.dropped_attributes)?)
+        .bind(opt_json(e.before.as_ref())?)
+        .bind(e.after_target_version)
+        .bind(e.after_source_version)
+        .bind(e.status.as_str())
+        .bind(e.reversed_at)
+        .bind(opt_json(e.reversed_by.as_ref())?)
+        .bind(e.redacted))
+}
+
+pub(crate) async fn insert_merge_entry(c: &mut Conn, entry: &MergeLogEntry) -> StoreResult<()> {
+    let query = sqlx::query(concat!(
+        "INSERT INTO merge_log (",
+        merge_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    ));
+    c.execute(bind_merge_entry(query, entry)?).await.map(drop)
+}
+
+pub(crate) async fn merge_entry(c: &mut Conn, account_id: Uuid, entry_id: Uuid) -> StoreResult<Option<MergeLogEntry>> {
+    c.query_opt(
+        sqlx::query(concat!(
+            "SELECT ",
+            merge_columns!(),
+            " FROM merge_log WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(id(account_id))
+        .bind(id(entry_id)),
+        rows::merge_entry,
+    )
+    .await
+}
+
+pub(crate) async fn update_merge_entry(c: &mut Conn, entry: &MergeLogEntry) -> StoreResult<()> {
+    let query = sqlx::query(
+        "UPDATE merge_log SET created_at = $3, actor = $4, push_reg_id = $5, \
+         source_person_id = $6, target_person_id = $7, source_deleted = $8, \
+         after_forced_depersonalize = $9, dropped_attributes = $10, \"before\" = $11, \
+         after_target_version = $12, after_source_version = $13, status = $14, \
+         reversed_at = $15, reversed_by = $16, redacted = $17 \
+         WHERE account_id = $1 AND id = $2",
+    );
+    let changed = c.execute(bind_merge_entry(query, entry)?).await?;
+    expect_one(changed)
+}
+
+// --- whole store --------------------------------------------------------------------------------
+
+/// Rows of a person-keyed child table, grouped by person, in the statement's order.
+async fn grouped(c: &mut Conn, sql: &'static str) -> StoreResult<HashMap<Uuid, Vec<String>>> {
+    let rows = c.fetch_all(sqlx::query(sql)).await?;
+    let mut by_person: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for row in &rows {
+        let person_id = rows::uuid_at(row, 0)?;
+        by_person.entry(person_id).or_default().push(rows::get(row, 1)?);
+    }
+    Ok(by_person)
+}
+
+/// Everything, ordered by primary key (ids compare as their lowercase text, which is also
+/// `Uuid`'s order); a person's phones and emails in position order: the SQLite backend's order.
+///
+/// The statements of a READ COMMITTED transaction each see the latest commits, so in a write
+/// transaction every table is first locked in SHARE mode: concurrent writers wait until this
+/// transaction ends, and all the reads see one state, as on SQLite's single writer. A
+/// `begin_read` transaction reads one snapshot (REPEATABLE READ) and locks nothing.
+pub(crate) async fn snapshot(c: &mut Conn) -> StoreResult<Snapshot> {
+    if c.write {
+        c.execute(sqlx::query(
+            "LOCK TABLE accounts, applications, jwt_keys, api_keys, persons, person_phones, \
+             person_emails, person_tags, installations, attribute_definitions, merge_log \
+             IN SHARE MODE",
+        ))
+        .await?;
+    }
+    let accounts = c
+        .query_all(
+            sqlx::query(concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY id")),
+            rows::account,
+        )
+        .await?;
+    let applications = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                application_columns!(),
+                " FROM applications ORDER BY id"
+            )),
+            rows::application,
+        )
+        .await?;
+    let jwt_keys = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                jwt_key_columns!(),
+                " FROM jwt_keys ORDER BY application_id, kid"
+            )),
+            rows::jwt_key,
+        )
+        .await?;
+    let api_keys = c
+        .query_all(
+            sqlx::query(concat!("SELECT ", api_key_columns!(), " FROM api_keys ORDER BY id")),
+            rows::api_key,
+        )
+        .await?;
+    let mut persons = c
+        .query_all(
+            sqlx::query(concat!("SELECT ", person_columns!(), " FROM persons ORDER BY id")),
+            rows::person,
+        )
+        .await?;
+    let mut phones = grouped(
+        c,
+        "SELECT person_id, number FROM person_phones ORDER BY person_id, position",
+    )
+    .await?;
+    let mut emails = grouped(
+        c,
+        "SELECT person_id, address FROM person_emails ORDER BY person_id, position",
+    )
+    .await?;
+    let mut tags = grouped(c, "SELECT person_id, tag FROM person_tags ORDER BY person_id, tag").await?;
+    // A person without rows in a child table simply has none (the decoder starts empty).
+    for person in &mut persons {
+        if let Some(list) = phones.remove(&person.id) {
+            person.phones = list;
+        }
+        if let Some(list) = emails.remove(&person.id) {
+            person.emails = list;
+        }
+        if let Some(list) = tags.remove(&person.id) {
+            person.tags = list.into_iter().collect();
+        }
+    }
+    let installations = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations ORDER BY push_reg_id"
+            )),
+            rows::installation,
+        )
+        .await?;
+    let attribute_definitions = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                definition_columns!(),
+                " FROM attribute_definitions \
+                 ORDER BY account_id, CASE scope WHEN 'PERSON' THEN 0 ELSE 1 END, name"
+            )),
+            rows::attribute_definition,
+        )
+        .await?;
+    let merge_log = c
+        .query_all(
+            sqlx::query(concat!("SELECT ", merge_columns!(), " FROM merge_log ORDER BY id")),
+            rows::merge_entry,
+        )
+        .await?;
+    Ok(Snapshot {
+        accounts,
+        applications,
+        jwt_keys,
+        api_keys,
+        persons,
+        installations,
+        attribute_definitions,
+        merge_log,
+    })
+}
