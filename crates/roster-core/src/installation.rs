@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     Core, CoreError, CoreResult, CreateGate,
     attributes::apply_attribute_patch,
-    resolve::{Addressing, forbidden, installation_in_app, no_registration, resolve},
+    resolve::{Addressing, forbidden, installation_in_app, lock_person, no_registration, resolve, resolve_for_write},
     user::touch_caller,
 };
 
@@ -151,6 +151,8 @@ pub async fn enforce_uniqueness(
     }
     let was_primary_here = before.is_some_and(|b| b.is_primary && b.person_id == inst.person_id);
     if inst.is_primary && !was_primary_here {
+        // people.md §4: a promotion serialises on the person and application.
+        tx.lock_key(&primary_lock(inst.person_id, inst.application_id)).await?;
         tx.demote_primaries(
             inst.account_id,
             inst.person_id,
@@ -161,6 +163,11 @@ pub async fn enforce_uniqueness(
         .await?;
     }
     Ok(())
+}
+
+/// The lock key that serialises promotions of one person in one application (people.md §4).
+pub fn primary_lock(person: Uuid, application: Uuid) -> String {
+    format!("primary:{person}:{application}")
 }
 
 /// A new installation and its new anonymous `LEAD` person (people.md §2.2), with the body
@@ -247,7 +254,7 @@ impl Core {
                     .recreate(tx, app, addressing.path_id, patch, now, create_gate)
                     .await;
             }
-            let r = resolve(tx, app, addressing, true).await?;
+            let r = resolve_for_write(tx, app, addressing, true).await?;
             match &r.remote_target {
                 None => {
                     let before = r.caller.clone();
@@ -337,6 +344,10 @@ impl Core {
                 .ok_or_else(no_registration)?;
             let Some(target) = installation_in_app(tx, app, path_id).await? else {
                 // Unknown in this application: idempotent success, nothing changed.
+                return Ok(());
+            };
+            lock_person(tx, target.account_id, target.person_id).await?;
+            let Some(target) = installation_in_app(tx, app, path_id).await? else {
                 return Ok(());
             };
             delete_installation_in(tx, &target).await?;

@@ -86,13 +86,16 @@ impl CoreError {
         CoreError::Api(ApiError::new(code, text))
     }
 
-    /// Whether the operation should be retried from the start (a uniqueness race with a
-    /// concurrent transaction, people.md §5.1 step 8 and §4, or a transient store error).
-    fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            CoreError::Store(StoreError::Conflict { .. } | StoreError::Retry(_))
-        )
+    /// How many attempts in all a transaction that failed with this error may get: an identity
+    /// uniqueness race gets the 3 of people.md §5.1 step 8; a lost serialization, deadlock or
+    /// a race on the primary or token rules (which people.md §4 says never fails a request)
+    /// gets more; anything else none.
+    fn attempts_allowed(&self) -> usize {
+        match self {
+            CoreError::Store(StoreError::Conflict { constraint }) if constraint.is_identity() => ATTEMPTS,
+            CoreError::Store(StoreError::Conflict { .. } | StoreError::Retry(_)) => RACE_ATTEMPTS,
+            _ => 0,
+        }
     }
 }
 
@@ -124,6 +127,10 @@ pub struct Core {
 /// How many times a transaction that lost a uniqueness race is attempted in all
 /// (people.md §5.1 step 8).
 const ATTEMPTS: usize = 3;
+
+/// How many attempts a transaction that lost a lock race (deadlock, serialization failure,
+/// primary or token constraint) gets in all, with a short jittered pause between them.
+const RACE_ATTEMPTS: usize = 10;
 
 /// How a user-data request authenticated (mobile-api.md §2).
 #[derive(Debug, Clone)]
@@ -165,9 +172,14 @@ impl Core {
             },
         };
         match outcome {
-            Err(e) if e.is_retryable() => {
-                if attempt < ATTEMPTS {
-                    tracing::debug!(error = %e, attempt, "transaction lost a uniqueness race; retrying");
+            Err(e) if e.attempts_allowed() > 0 => {
+                if attempt < e.attempts_allowed() {
+                    tracing::debug!(error = %e, attempt, "transaction lost a race; retrying");
+                    if !matches!(&e, CoreError::Store(StoreError::Conflict { constraint }) if constraint.is_identity())
+                    {
+                        let pause = rand::random_range(1..=(5 * attempt as u64));
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    }
                     None
                 } else {
                     tracing::warn!(error = %e, "transaction kept losing uniqueness races");

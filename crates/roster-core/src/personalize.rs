@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     Auth, Core, CoreError, CoreResult,
     attributes::{check_attribute_count, merge_attribute_patch, type_attribute_patch},
-    resolve::{Addressing, resolve},
+    resolve::{Addressing, resolve_for_write},
     user::{
         apply_user_fields, normalize_emails, normalize_phones, person_of, save_person, touch_caller, user_json,
         validate_user_fields,
@@ -166,7 +166,7 @@ impl Core {
         now: Millis,
     ) -> CoreResult<UserJson> {
         // mobile-api.md §3.3 step 6: the target must be the caller.
-        let r = resolve(tx, app, addressing, false).await?;
+        let r = resolve_for_write(tx, app, addressing, false).await?;
         let mut inst = r.caller.clone();
         // Step 7: JWT subject (people.md §5.4) and restrictUserDataFromSdk (mobile-api.md §2.3).
         if let Auth::Jwt { subject } = auth {
@@ -328,6 +328,8 @@ impl Core {
             target.person_type = PersonType::Customer;
         }
         if flags.set_device_as_primary && !inst.is_primary {
+            tx.lock_key(&crate::installation::primary_lock(target.id, app.id))
+                .await?;
             tx.demote_primaries(app.account_id, target.id, app.id, &inst.push_reg_id, now)
                 .await?;
             inst.is_primary = true;
@@ -349,7 +351,7 @@ impl Core {
     pub async fn depersonalize(&self, app: &Application, addressing: Addressing<'_>) -> CoreResult<()> {
         let now = now_millis();
         in_write_tx!(self, |tx| async {
-            let r = resolve(tx, app, addressing, true).await?;
+            let r = resolve_for_write(tx, app, addressing, true).await?;
             let mut target = r.target().clone();
             depersonalize_in(tx, &mut target, now).await?;
             if r.remote_target.is_some() {

@@ -96,6 +96,34 @@ pub async fn resolve(
     })
 }
 
+/// [`resolve`] for a write: then locks the caller's person (every change to a person or its
+/// installations serialises on that row lock, roster-store `Tx` docs) and re-reads caller and
+/// target, which a concurrent transaction may have changed or moved before the lock was held.
+/// If one moved to another person meanwhile, the transaction is run again from the start.
+pub async fn resolve_for_write(
+    tx: &mut dyn Tx,
+    app: &Application,
+    addressing: Addressing<'_>,
+    remote_allowed: bool,
+) -> CoreResult<Resolved> {
+    let first = resolve(tx, app, addressing, remote_allowed).await?;
+    lock_person(tx, first.caller.account_id, first.caller.person_id).await?;
+    let again = resolve(tx, app, addressing, remote_allowed).await?;
+    if again.caller.person_id != first.caller.person_id {
+        return Err(CoreError::Store(roster_store::StoreError::Retry(
+            "the caller moved to another person while its person was being locked".into(),
+        )));
+    }
+    Ok(again)
+}
+
+/// Locks a person's row until commit (see [`resolve_for_write`]); a missing person is fine
+/// (nothing to serialise on).
+pub async fn lock_person(tx: &mut dyn Tx, account_id: uuid::Uuid, person_id: uuid::Uuid) -> CoreResult<()> {
+    tx.person(account_id, person_id).await?;
+    Ok(())
+}
+
 /// How old `lastSeenAt` may get before a successful request rewrites it (people.md §2.7).
 pub const LAST_SEEN_REFRESH_MILLIS: Millis = 15 * 60 * 1000;
 

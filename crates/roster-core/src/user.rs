@@ -17,7 +17,7 @@ use roster_store::Tx;
 use crate::{
     Auth, Core, CoreError, CoreResult,
     attributes::apply_attribute_patch,
-    resolve::{Addressing, last_seen_is_stale, resolve},
+    resolve::{Addressing, last_seen_is_stale, lock_person, resolve, resolve_for_write},
 };
 
 /// A user PATCH whose standard fields passed validation (people.md §3.7), normalised:
@@ -247,7 +247,9 @@ pub async fn save_person(tx: &mut dyn Tx, before: &Person, after: &mut Person, n
 /// Writes the caller's `lastSeenAt` if stale (people.md §2.7); part of a successful request.
 pub async fn touch_caller(tx: &mut dyn Tx, caller: &Installation, now: Millis) -> CoreResult<()> {
     if last_seen_is_stale(caller, now) {
-        // Re-read: the operation may have changed the caller in this transaction.
+        // Lock the person (a no-op when the operation already holds it), then re-read: the
+        // operation, or a concurrent request, may have changed the caller meanwhile.
+        lock_person(tx, caller.account_id, caller.person_id).await?;
         if let Some(mut current) = tx.installation(&caller.push_reg_id).await? {
             current.last_seen_at = now;
             tx.update_installation(&current).await?;
@@ -321,7 +323,7 @@ impl Core {
         let now = now_millis();
         in_write_tx!(self, |tx| async {
             // Step 6: caller and target.
-            let r = resolve(tx, app, addressing, false).await?;
+            let r = resolve_for_write(tx, app, addressing, false).await?;
             let before = person_of(tx, &r.caller).await?;
             // Step 7: JWT subject rules and restrictUserDataFromSdk.
             check_subject(auth, &before)?;

@@ -4,8 +4,9 @@
 //! It behaves like the SQLite backend (`roster-store-sqlite`), which is the reference: the same
 //! schema (table, column, constraint and index names), the same statements in PostgreSQL's
 //! dialect, the same orders. Concurrency comes from PostgreSQL itself rather than from one
-//! writer: a read-write transaction is READ COMMITTED and locks the installation and person rows
-//! it reads (`SELECT ... FOR UPDATE`), so concurrent read-modify-writes of one row serialise;
+//! writer: a read-write transaction is READ COMMITTED and locks the person rows it reads
+//! (`SELECT ... FOR UPDATE`); the core locks a person before it changes any of that person's
+//! installations, so concurrent read-modify-writes serialise per person;
 //! every uniqueness rule is a constraint in `migrations/`, and the loser of a race on one gets
 //! `StoreError::Conflict` (mapped by name in `error.rs`); a deadlock, serialization failure or
 //! lock wait beyond `lock_timeout` is `StoreError::Retry`. A read-only transaction is REPEATABLE

@@ -415,25 +415,21 @@ pub(crate) async fn api_keys(c: &mut Conn, account_id: Uuid) -> StoreResult<Vec<
 
 // --- installations ------------------------------------------------------------------------------
 
-/// In a write transaction the row stays locked until commit (`FOR UPDATE`), so that the
-/// caller's read-modify-write of it cannot lose a concurrent one (roster-store `Tx` docs); a
-/// read-only transaction cannot lock and does not need to.
+/// Never locks: changes to an installation are serialised by the lock on its person's row
+/// (`person()` in a write transaction), which the core takes before changing any installation
+/// of that person (roster-store `Tx` docs). Locking the row here as well would order the two
+/// locks differently in different requests and deadlock.
 pub(crate) async fn installation(c: &mut Conn, push_reg_id: &str) -> StoreResult<Option<Installation>> {
-    let sql = if c.write {
-        concat!(
-            "SELECT ",
-            installation_columns!(),
-            " FROM installations WHERE push_reg_id = $1 FOR UPDATE"
-        )
-    } else {
-        concat!(
+    c.query_opt(
+        sqlx::query(concat!(
             "SELECT ",
             installation_columns!(),
             " FROM installations WHERE push_reg_id = $1"
-        )
-    };
-    c.query_opt(sqlx::query(sql).bind(push_reg_id.to_owned()), rows::installation)
-        .await
+        ))
+        .bind(push_reg_id.to_owned()),
+        rows::installation,
+    )
+    .await
 }
 
 pub(crate) async fn installations_of_person(
@@ -602,6 +598,13 @@ pub(crate) async fn demote_primaries(
         .bind(now),
     )
     .await
+}
+
+/// A transaction-scoped advisory lock on a 64-bit hash of `key` (released at commit/rollback).
+pub(crate) async fn lock_key(c: &mut Conn, key: &str) -> StoreResult<()> {
+    c.execute(sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(key.to_owned()))
+        .await
+        .map(|_| ())
 }
 
 pub(crate) async fn count_installations_of_person(c: &mut Conn, account_id: Uuid, person_id: Uuid) -> StoreResult<u64> {

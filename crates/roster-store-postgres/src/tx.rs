@@ -168,6 +168,10 @@ impl Tx for PgTx {
         sql::demote_primaries(self.conn()?, account_id, person_id, application_id, except, now).await
     }
 
+    async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
+        sql::lock_key(self.conn()?, key).await
+    }
+
     async fn count_installations_of_person(&mut self, account_id: Uuid, person_id: Uuid) -> StoreResult<u64> {
         sql::count_installations_of_person(self.conn()?, account_id, person_id).await
     }

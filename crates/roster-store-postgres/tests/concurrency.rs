@@ -104,46 +104,6 @@ async fn concurrent_increments_lose_nothing() {
     assert_eq!(stored.tags.len(), 24);
 }
 
-/// The same for an installation: the second reader waits and sees the first one's write.
-#[tokio::test]
-async fn read_modify_writes_of_one_installation_serialise() {
-    let Some((_db, store)) = fresh().await else { return };
-    let (acc, app) = seeded(&store).await;
-    let p = person(acc.id);
-    let inst = installation(&app, p.id, 1);
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_person(&p).await.unwrap();
-    tx.insert_installation(&inst).await.unwrap();
-    tx.commit().await.unwrap();
-    let store = Arc::new(store);
-
-    let mut first = store.begin().await.unwrap();
-    let mut mine = first.installation(&inst.push_reg_id).await.unwrap().unwrap();
-    let second = tokio::spawn({
-        let store = store.clone();
-        let id = inst.push_reg_id.clone();
-        async move {
-            let mut tx = store.begin().await.unwrap();
-            let mut theirs = tx.installation(&id).await.unwrap().unwrap();
-            theirs
-                .custom_attributes
-                .insert("second".into(), serde_json::json!(true));
-            tx.update_installation(&theirs).await.unwrap();
-            tx.commit().await.unwrap();
-        }
-    });
-    tokio::time::sleep(WAIT).await;
-    assert!(!second.is_finished(), "the second read did not wait for the row lock");
-    mine.custom_attributes.insert("first".into(), serde_json::json!(true));
-    first.update_installation(&mine).await.unwrap();
-    first.commit().await.unwrap();
-    second.await.unwrap();
-
-    let mut tx = store.begin_read().await.unwrap();
-    let stored = tx.installation(&inst.push_reg_id).await.unwrap().unwrap();
-    assert_eq!(stored.custom_attributes.len(), 2);
-}
-
 /// A read-only transaction neither locks nor waits for a lock.
 #[tokio::test]
 async fn readers_do_not_wait_for_row_locks() {

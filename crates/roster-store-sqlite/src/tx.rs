@@ -255,6 +255,12 @@ impl Tx for SqliteTx {
         sql::demote_primaries(self.conn()?, account_id, person_id, application_id, except, now)
     }
 
+    async fn lock_key(&mut self, _key: &str) -> StoreResult<()> {
+        // One writer connection: write transactions are already serialised.
+        self.conn()?;
+        Ok(())
+    }
+
     async fn count_installations_of_person(&mut self, account_id: Uuid, person_id: Uuid) -> StoreResult<u64> {
         sql::count_installations_of_person(self.conn()?, account_id, person_id)
     }

@@ -99,9 +99,10 @@ pub trait Store: Send + Sync + 'static {
 
 /// Domain-level primitives inside one transaction.
 ///
-/// In a write transaction, `installation` and `person` lock the row they return until commit
-/// (`SELECT ... FOR UPDATE` where the backend has row locks; SQLite has one writer), so a
-/// read-modify-write of a row never loses a concurrent change. After any error the caller
+/// In a write transaction, `person` locks the row it returns until commit (`SELECT ... FOR
+/// UPDATE` where the backend has row locks; SQLite has one writer). `installation` never locks:
+/// the core locks an installation's person before changing the installation, so that every
+/// change to a person and its installations serialises on one lock, taken in one order. After any error the caller
 /// rolls the transaction back (PostgreSQL cannot continue an aborted transaction). A task that
 /// holds a write transaction must not begin another one (SQLite's single writer would wait
 /// for itself). Every method filters by account where the
@@ -112,6 +113,13 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.
     async fn rollback(self: Box<Self>) -> StoreResult<()>;
+
+    /// Serialises this transaction with every other one that locks the same `key`, until commit
+    /// or rollback (PostgreSQL: a transaction-scoped advisory lock; SQLite, which has one
+    /// writer, does nothing). Used before rules that read-then-write a set of rows no single
+    /// row lock covers: token hygiene per (application, provider, token) and the primary rule
+    /// per (person, application).
+    async fn lock_key(&mut self, key: &str) -> StoreResult<()>;
 
     // --- accounts -------------------------------------------------------------------------
     /// The default account (the first one created), if the store has one.
