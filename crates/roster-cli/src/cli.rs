@@ -31,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Act as one device (an installation) against a running server, with the client SDK.
+    Device(DeviceArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -205,7 +207,7 @@ impl Command {
             Command::Migrate(store) => Some(store),
             Command::App { command } => Some(&command.target().store),
             Command::Apikey { command } => Some(&command.target().store),
-            Command::Config { .. } => None,
+            Command::Config { .. } | Command::Device(_) => None,
         }
     }
 }
@@ -234,6 +236,113 @@ impl ApikeyCommand {
             ApikeyCommand::Create { target, .. } | ApikeyCommand::List { target, .. } => target,
         }
     }
+}
+
+/// `roster device --state DIR ...`.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// The device's state directory: the client's files plus device.json (server and app code).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    #[command(subcommand)]
+    pub command: DeviceCommand,
+}
+
+/// `roster device ... <COMMAND>`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register the installation and remember the server and application code.
+    Register {
+        /// Base URL of the server, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The application code.
+        #[arg(long, value_name = "CODE")]
+        app_code: String,
+        /// A push token (with --push-type).
+        #[arg(long, value_name = "T", requires = "push_type")]
+        push_token: Option<String>,
+        /// APNS, Firebase or HMS.
+        #[arg(long, value_name = "TYPE", requires = "push_token")]
+        push_type: Option<String>,
+        /// Print the installation JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log a user in on this installation; prints the user.
+    Personalize {
+        #[arg(long, value_name = "X")]
+        external_user_id: Option<String>,
+        #[arg(long = "phone", value_name = "P")]
+        phones: Vec<String>,
+        #[arg(long = "email", value_name = "E")]
+        emails: Vec<String>,
+        /// Log the installation out of another user first.
+        #[arg(long)]
+        force: bool,
+        /// Keep the user a LEAD.
+        #[arg(long)]
+        keep_as_lead: bool,
+        /// Make this installation the user's primary one.
+        #[arg(long)]
+        primary: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the local view: {"installation": ..., "user": ...}.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the installation and the user from the server; prints like `show`.
+    Fetch {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log the user out on this installation; prints {"status":"Success"|"Pending"}.
+    Depersonalize {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send whatever is pending now; prints what is still pending.
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the user (a delta save).
+    SetUser {
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Replace the tags with these (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Set a custom attribute, VALUE as JSON (e.g. tier=\"gold\", n=3); `null` deletes.
+        #[arg(long = "attr", value_name = "NAME=JSON")]
+        attrs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the user's installations (from the server).
+    Installations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an installation of the user primary (or not, with --false).
+    SetPrimary {
+        push_reg_id: String,
+        #[arg(long = "false")]
+        not_primary: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log the user out on another of their installations.
+    Logout {
+        push_reg_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `roster config ...`.

@@ -7,6 +7,7 @@ pub mod apikey;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod device;
 pub mod output;
 pub mod resource;
 pub mod serve;
@@ -35,6 +36,10 @@ pub fn main() -> ExitCode {
 
 /// Runs one command: loads the settings, then runs it on a multi-threaded runtime.
 pub fn run(command: Command) -> anyhow::Result<()> {
+    if let Command::Device(args) = command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(device::run(args));
+    }
     let Some(store) = command.store_args() else {
         return config_example();
     };
@@ -46,7 +51,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Migrate(_) => migrate(&settings).await,
             Command::App { command } => app::run(command, &settings).await,
             Command::Apikey { command } => apikey::run(command, &settings).await,
-            Command::Config { .. } => config_example(),
+            Command::Config { .. } | Command::Device(_) => config_example(),
         }
     })
 }
