@@ -22,11 +22,11 @@ pub async fn run(args: ServeArgs, mut settings: Settings) -> anyhow::Result<()> 
     // management-api.md §1.1: a serve that finds no API key in the default account creates
     // one `admin` key there and prints it once.
     let account = core.account_or_default(None).await.map_err(core_error)?;
-    if core.list_api_keys(account.id).await.map_err(core_error)?.is_empty() {
-        let created = core
-            .create_api_key(account.id, FIRST_KEY_NAME, &["admin".to_string()], None)
-            .await
-            .map_err(core_error)?;
+    if let Some(created) = core
+        .create_first_admin_key(account.id, FIRST_KEY_NAME)
+        .await
+        .map_err(core_error)?
+    {
         announce_first_key(&created)?;
     }
     let no_apps = core.list_applications(account.id).await.map_err(core_error)?.is_empty();

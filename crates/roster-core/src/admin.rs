@@ -227,23 +227,52 @@ impl Core {
         if chars == 0 || chars > 100 {
             return Err(bad("name must be 1 to 100 characters"));
         }
-        let secret = format!("rk_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
         let now = now_millis();
-        let key = ApiKey {
-            account_id,
-            id: Uuid::new_v4(),
-            name: name.to_string(),
-            scopes: scopes.to_vec(),
-            key_hash: api_key_hash(&secret),
-            key_prefix: secret[..10].to_string(),
-            created_at: now,
-            expires_at,
-            last_used_at: None,
-        };
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(bad("expiresAt must be in the future"));
+        }
+        let (key, secret) = new_api_key(account_id, name, scopes, expires_at, now);
         in_write_tx!(self, |tx| async { Ok(tx.insert_api_key(&key).await?) })?;
         Ok(CreatedApiKey { key, secret })
     }
 
+    /// management-api.md §1.1: the `admin` key a `roster serve` creates when the account has no
+    /// API key yet; `None` when it has one. One transaction, serialised per account, so two
+    /// servers starting at once on an empty store make one key, not two.
+    pub async fn create_first_admin_key(&self, account_id: Uuid, name: &str) -> CoreResult<Option<CreatedApiKey>> {
+        let now = now_millis();
+        let (key, secret) = new_api_key(account_id, name, &["admin".to_string()], None, now);
+        let created = in_write_tx!(self, |tx| async {
+            tx.lock_key(&format!("first-admin-key:{account_id}")).await?;
+            if !tx.api_keys(account_id).await?.is_empty() {
+                return Ok(false);
+            }
+            tx.insert_api_key(&key).await?;
+            Ok::<_, CoreError>(true)
+        })?;
+        Ok(created.then_some(CreatedApiKey { key, secret }))
+    }
+}
+
+/// A new API key (`rk_` + 43 base64url characters) and its stored form; only the SHA-256 and
+/// the first 10 characters are kept.
+fn new_api_key(account_id: Uuid, name: &str, scopes: &[String], expires_at: Option<i64>, now: i64) -> (ApiKey, String) {
+    let secret = format!("rk_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+    let key = ApiKey {
+        account_id,
+        id: Uuid::new_v4(),
+        name: name.to_string(),
+        scopes: scopes.to_vec(),
+        key_hash: api_key_hash(&secret),
+        key_prefix: secret[..10].to_string(),
+        created_at: now,
+        expires_at,
+        last_used_at: None,
+    };
+    (key, secret)
+}
+
+impl Core {
     /// The API keys of an account.
     pub async fn list_api_keys(&self, account_id: Uuid) -> CoreResult<Vec<ApiKey>> {
         in_read_tx!(self, |tx| async { Ok(tx.api_keys(account_id).await?) })

@@ -15,17 +15,12 @@ use uuid::Uuid;
 use crate::{
     Core, CoreError, CoreResult, CreateGate,
     attributes::apply_attribute_patch,
-    resolve::{Addressing, forbidden, installation_in_app, lock_person, no_registration, resolve, resolve_for_write},
+    resolve::{
+        Addressing, forbidden, installation_in_app, last_seen_is_stale, lock_person, no_registration, resolve,
+        resolve_for_write,
+    },
     user::touch_caller,
 };
-
-fn set<T: Clone>(field: &mut Option<T>, patch: &Patch<T>) {
-    match patch {
-        Patch::Absent => {}
-        Patch::Null => *field = None,
-        Patch::Value(v) => *field = Some(v.clone()),
-    }
-}
 
 fn set_truncated(field: &mut Option<String>, patch: &Patch<String>) {
     match patch {
@@ -77,23 +72,17 @@ pub async fn apply_installation_patch(
         *t = t.to_ascii_lowercase();
     }
     // Rows 4–5.
-    match patch.reg_enabled {
-        Patch::Absent => {}
-        Patch::Null => inst.reg_enabled = true,
-        Patch::Value(v) => inst.reg_enabled = v,
-    }
-    match patch.is_primary {
-        Patch::Absent => {}
-        Patch::Null => inst.is_primary = false,
-        Patch::Value(v) => inst.is_primary = v,
-    }
+    patch.reg_enabled.apply_to_flag(&mut inst.reg_enabled, true);
+    patch.is_primary.apply_to_flag(&mut inst.is_primary, false);
     // Row 6.
-    set(&mut inst.system.notifications_enabled, &patch.notifications_enabled);
+    patch
+        .notifications_enabled
+        .apply_to(&mut inst.system.notifications_enabled);
     // Row 7.
     if let Patch::Value(v) = &patch.application_user_id {
         check_application_user_id(v, "applicationUserId")?;
     }
-    set(&mut inst.application_user_id, &patch.application_user_id);
+    patch.application_user_id.apply_to(&mut inst.application_user_id);
     // Row 8.
     apply_attribute_patch(
         tx,
@@ -115,12 +104,12 @@ pub async fn apply_installation_patch(
     set_truncated(&mut s.device_manufacturer, &patch.device_manufacturer);
     set_truncated(&mut s.device_model, &patch.device_model);
     set_truncated(&mut s.device_name, &patch.device_name);
-    set(&mut s.device_secure, &patch.device_secure);
+    patch.device_secure.apply_to(&mut s.device_secure);
     set_truncated(&mut s.language, &patch.language);
     set_truncated(&mut s.device_timezone_offset, &patch.device_timezone_offset);
-    set(&mut s.inappchat, &patch.inappchat);
-    set(&mut s.inbox, &patch.inbox);
-    set(&mut s.webrtcui, &patch.webrtcui);
+    patch.inappchat.apply_to(&mut s.inappchat);
+    patch.inbox.apply_to(&mut s.inbox);
+    patch.webrtcui.apply_to(&mut s.webrtcui);
     Ok(())
 }
 
@@ -249,19 +238,22 @@ impl Core {
     ) -> CoreResult<InstallationJson> {
         let now = now_millis();
         in_write_tx!(self, |tx| async {
-            if !addressing.is_remote() && installation_in_app(tx, app, addressing.path_id).await?.is_none() {
-                return self
-                    .recreate(tx, app, addressing.path_id, patch, now, create_gate)
-                    .await;
-            }
-            let r = resolve_for_write(tx, app, addressing, true).await?;
+            let r = match resolve_for_write(tx, app, addressing, true).await {
+                // The own installation is unknown: re-creation under its id, or NO_REGISTRATION.
+                Err(CoreError::Api(e)) if e.code == ErrorCode::NoRegistration && !addressing.is_remote() => {
+                    return self
+                        .recreate(tx, app, addressing.path_id, patch, now, create_gate)
+                        .await;
+                }
+                other => other?,
+            };
             match &r.remote_target {
                 None => {
                     let before = r.caller.clone();
                     let mut inst = before.clone();
                     apply_installation_patch(tx, self, &mut inst, patch, now).await?;
                     enforce_uniqueness(tx, Some(&before), &inst, now).await?;
-                    inst.last_seen_at = if crate::resolve::last_seen_is_stale(&before, now) {
+                    inst.last_seen_at = if last_seen_is_stale(&before, now) {
                         now
                     } else {
                         before.last_seen_at
@@ -279,11 +271,7 @@ impl Core {
                     }
                     let before = target.clone();
                     let mut inst = before.clone();
-                    match patch.is_primary {
-                        Patch::Absent => {}
-                        Patch::Null => inst.is_primary = false,
-                        Patch::Value(v) => inst.is_primary = v,
-                    }
+                    patch.is_primary.apply_to_flag(&mut inst.is_primary, false);
                     if inst != before {
                         enforce_uniqueness(tx, Some(&before), &inst, now).await?;
                         inst.updated_at = now;
@@ -361,7 +349,7 @@ impl Core {
 /// (people.md §2.5, invariant 10).
 pub async fn delete_installation_in(tx: &mut dyn Tx, target: &Installation) -> CoreResult<()> {
     tx.delete_installation(target.account_id, &target.push_reg_id).await?;
-    let person = person_of_opt(tx, target).await?;
+    let person = tx.person(target.account_id, target.person_id).await?;
     if let Some(person) = person
         && person.is_anonymous()
         && tx.count_installations_of_person(person.account_id, person.id).await? == 0
@@ -369,10 +357,6 @@ pub async fn delete_installation_in(tx: &mut dyn Tx, target: &Installation) -> C
         tx.delete_person(person.account_id, person.id).await?;
     }
     Ok(())
-}
-
-async fn person_of_opt(tx: &mut dyn Tx, inst: &Installation) -> CoreResult<Option<Person>> {
-    Ok(tx.person(inst.account_id, inst.person_id).await?)
 }
 
 impl Core {

@@ -269,3 +269,150 @@ fn check_attributes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker must find each violation it claims to check: every test run relies on it.
+    use super::*;
+    use roster_model::{
+        Account, Application, AttributeDefinition, DefinitionOrigin, Installation, Person, PushServiceType, SystemData,
+    };
+    use serde_json::json;
+
+    fn valid() -> Snapshot {
+        let account = Account {
+            id: Uuid::new_v4(),
+            name: "a".into(),
+            created_at: 0,
+        };
+        let app = Application {
+            account_id: account.id,
+            id: Uuid::new_v4(),
+            name: "app".into(),
+            application_code: "0".repeat(64),
+            enabled: true,
+            require_jwt_for_user_data: false,
+            restrict_user_data_from_sdk: false,
+            providers: json!({}),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut person = Person::new_anonymous(account.id, 0);
+        person.external_user_id = Some("u1".into());
+        person.phones = vec!["385911234567".into()];
+        person.emails = vec!["Ana@Example.com".into()];
+        person.custom_attributes.insert("n".into(), json!(1));
+        let inst = |token: &str| Installation {
+            account_id: account.id,
+            application_id: app.id,
+            push_reg_id: Uuid::new_v4().to_string(),
+            person_id: person.id,
+            push_service_type: Some(PushServiceType::Apns),
+            push_service_token: Some(token.into()),
+            reg_enabled: true,
+            is_primary: false,
+            application_user_id: None,
+            custom_attributes: Default::default(),
+            system: SystemData::default(),
+            created_at: 0,
+            updated_at: 0,
+            last_seen_at: 0,
+            token_cleared_at: None,
+            token_cleared_reason: None,
+        };
+        let definition = AttributeDefinition {
+            account_id: account.id,
+            scope: AttributeScope::Person,
+            name: "n".into(),
+            attr_type: AttributeType::Decimal,
+            object_schema: None,
+            origin: DefinitionOrigin::Auto,
+            created_at: 0,
+        };
+        Snapshot {
+            installations: vec![inst("aa"), inst("bb")],
+            accounts: vec![account],
+            applications: vec![app],
+            persons: vec![person],
+            attribute_definitions: vec![definition],
+            ..Snapshot::default()
+        }
+    }
+
+    /// Asserts that `break_it` makes the checker report invariant `n`.
+    fn finds(n: u32, break_it: impl FnOnce(&mut Snapshot)) {
+        let mut s = valid();
+        break_it(&mut s);
+        let found = check(&s);
+        assert!(
+            found.iter().any(|v| v.starts_with(&format!("{n}:"))),
+            "invariant {n} not reported; got {found:?}"
+        );
+    }
+
+    #[test]
+    fn a_valid_store_has_no_violations() {
+        assert_eq!(check(&valid()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_violation_is_found() {
+        finds(1, |s| s.applications[0].account_id = Uuid::new_v4());
+        finds(2, |s| s.installations[0].person_id = Uuid::new_v4());
+        finds(3, |s| s.persons[0].account_id = Uuid::new_v4());
+        finds(4, |s| {
+            s.installations[0].push_reg_id = s.installations[0].push_reg_id.to_uppercase()
+        });
+        finds(4, |s| {
+            s.installations[1].push_reg_id = s.installations[0].push_reg_id.clone()
+        });
+        finds(5, |s| {
+            let mut twin = s.persons[0].clone();
+            twin.id = Uuid::new_v4();
+            twin.phones.clear();
+            twin.emails.clear();
+            s.persons.push(twin);
+        });
+        finds(6, |s| {
+            let mut twin = s.persons[0].clone();
+            twin.id = Uuid::new_v4();
+            twin.external_user_id = None;
+            twin.emails.clear();
+            s.persons.push(twin);
+        });
+        finds(7, |s| {
+            let mut twin = s.persons[0].clone();
+            twin.id = Uuid::new_v4();
+            twin.external_user_id = None;
+            twin.phones.clear();
+            twin.emails = vec!["ana@example.COM".into()];
+            s.persons.push(twin);
+        });
+        finds(8, |s| s.persons[0].phones.push("385911234567".into()));
+        finds(8, |s| s.persons[0].emails.push("ANA@example.com".into()));
+        finds(9, |s| {
+            s.installations[0].is_primary = true;
+            s.installations[1].is_primary = true;
+        });
+        finds(10, |s| {
+            let mut lonely = Person::new_anonymous(s.accounts[0].id, 0);
+            lonely.first_name = Some("nobody".into());
+            s.persons.push(lonely);
+        });
+        finds(11, |s| s.installations[1].push_service_token = Some("aa".into()));
+        finds(13, |s| s.installations[0].push_service_token = Some("AA".into()));
+        finds(13, |s| s.persons[0].phones = vec!["+385911234567".into()]);
+        finds(13, |s| s.persons[0].emails = vec!["not an email".into()]);
+        finds(14, |s| {
+            s.persons[0].custom_attributes.insert("undefined".into(), json!(true));
+        });
+        finds(14, |s| {
+            s.persons[0].custom_attributes.insert("n".into(), json!("one"));
+        });
+        finds(14, |s| s.attribute_definitions[0].scope = AttributeScope::Installation);
+        finds(15, |s| s.persons[0].middle_name = Some("m".repeat(51)));
+        finds(15, |s| s.persons[0].tags = (0..101).map(|i| i.to_string()).collect());
+        finds(15, |s| s.installations[0].system.os = Some("x".repeat(256)));
+        finds(20, |s| s.persons[0].version = 0);
+    }
+}

@@ -5,7 +5,7 @@ use roster_model::{
     ApiError, Application, AttributeScope, ErrorCode, Installation, InstallationBefore, MergeBefore, MergeLogEntry,
     MergeStatus, Millis, Person, PersonSnapshot, PersonType, now_millis,
     patch::{IdentityInput, PersonalizeBody},
-    validate::{MAX_CUSTOM_ATTRIBUTES, MAX_EMAILS, MAX_PHONES, check_external_user_id, email_key},
+    validate::{MAX_CUSTOM_ATTRIBUTES, MAX_EMAILS, MAX_PHONES, MAX_TAGS, check_external_user_id, email_key},
     wire::UserJson,
 };
 use roster_store::Tx;
@@ -132,8 +132,11 @@ fn check_person_limits(p: &Person) -> Result<(), ApiError> {
             format!("at most {MAX_EMAILS} email addresses are allowed"),
         ));
     }
-    if p.tags.len() > roster_model::validate::MAX_TAGS {
-        return Err(ApiError::format("userAttributes.tags", "at most 100 tags are allowed"));
+    if p.tags.len() > MAX_TAGS {
+        return Err(ApiError::format(
+            "userAttributes.tags",
+            format!("at most {MAX_TAGS} tags are allowed"),
+        ));
     }
     check_attribute_count(&p.custom_attributes, "userAttributes.customAttributes")
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use roster_model::{
     ApiError, Application, AttributeScope, ErrorCode, Gender, Installation, Millis, Person, now_millis,
-    patch::{Patch, UserPatch},
+    patch::{Patch, UserPatch, json_path},
     validate::{
         MAX_EMAILS, MAX_FIRST_LAST_NAME, MAX_MIDDLE_NAME, MAX_PHONES, MAX_TAGS, check_birthday, check_external_user_id,
         check_max_chars, check_tag, email_key, normalize_phone, validate_email,
@@ -34,14 +34,6 @@ pub struct ValidUserFields {
     pub phones: Patch<Vec<String>>,
     pub emails: Patch<Vec<String>>,
     pub tags: Patch<BTreeSet<String>>,
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
 }
 
 /// Normalises phones, collapsing duplicates to the first occurrence (people.md §3.2, §3.5).
@@ -78,7 +70,7 @@ fn list_patch(v: Vec<String>) -> Patch<Vec<String>> {
 /// Validates the standard fields of a user PATCH in the order of mobile-api.md §4.2 (custom
 /// attributes, which come last, are typed separately against the definitions).
 pub fn validate_user_fields(p: &UserPatch, prefix: &str) -> Result<ValidUserFields, ApiError> {
-    let path = |n: &str| join(prefix, n);
+    let path = |n: &str| json_path(prefix, n);
     let external_user_id = p.external_user_id.clone().try_map(|s| {
         check_external_user_id(&s, &path("externalUserId"))?;
         Ok::<_, ApiError>(s)
@@ -158,22 +150,14 @@ pub fn validate_user_fields(p: &UserPatch, prefix: &str) -> Result<ValidUserFiel
     })
 }
 
-fn set<T: Clone>(field: &mut Option<T>, patch: &Patch<T>) {
-    match patch {
-        Patch::Absent => {}
-        Patch::Null => *field = None,
-        Patch::Value(v) => *field = Some(v.clone()),
-    }
-}
-
 /// Applies validated standard fields to a person (people.md §6.1 table).
 pub fn apply_user_fields(person: &mut Person, v: &ValidUserFields) {
-    set(&mut person.external_user_id, &v.external_user_id);
-    set(&mut person.first_name, &v.first_name);
-    set(&mut person.middle_name, &v.middle_name);
-    set(&mut person.last_name, &v.last_name);
-    set(&mut person.gender, &v.gender);
-    set(&mut person.birthday, &v.birthday);
+    v.external_user_id.apply_to(&mut person.external_user_id);
+    v.first_name.apply_to(&mut person.first_name);
+    v.middle_name.apply_to(&mut person.middle_name);
+    v.last_name.apply_to(&mut person.last_name);
+    v.gender.apply_to(&mut person.gender);
+    v.birthday.apply_to(&mut person.birthday);
     match &v.phones {
         Patch::Absent => {}
         Patch::Null => person.phones.clear(),

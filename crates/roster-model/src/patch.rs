@@ -35,6 +35,31 @@ impl<T> Patch<T> {
             Patch::Value(v) => Patch::Value(f(v)),
         }
     }
+    /// Applies the field to an optional value: absent keeps it, `null` clears it, a value sets it.
+    pub fn apply_to(&self, field: &mut Option<T>)
+    where
+        T: Clone,
+    {
+        match self {
+            Patch::Absent => {}
+            Patch::Null => *field = None,
+            Patch::Value(v) => *field = Some(v.clone()),
+        }
+    }
+
+    /// Applies a field to a flag whose `null` means a default (`regEnabled: null` is `true`,
+    /// `isPrimary: null` is `false`, people.md §6.2).
+    pub fn apply_to_flag(&self, field: &mut T, null_means: T)
+    where
+        T: Clone,
+    {
+        match self {
+            Patch::Absent => {}
+            Patch::Null => *field = null_means,
+            Patch::Value(v) => *field = v.clone(),
+        }
+    }
+
     /// Maps the value through a fallible function.
     pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Patch<U>, E> {
         Ok(match self {
@@ -63,7 +88,8 @@ pub fn parse_body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn join(prefix: &str, name: &str) -> String {
+/// The JSON path of member `name` of the object at `prefix` (`""` at the top level).
+pub fn json_path(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
     } else {
@@ -92,7 +118,7 @@ pub fn string_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Resul
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Null),
         Some(Value::String(s)) => Ok(Patch::Value(s.clone())),
-        Some(other) => Err(wrong_type(&join(prefix, name), "a string", other)),
+        Some(other) => Err(wrong_type(&json_path(prefix, name), "a string", other)),
     }
 }
 
@@ -110,7 +136,7 @@ pub fn bool_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Result<
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Null),
         Some(Value::Bool(b)) => Ok(Patch::Value(*b)),
-        Some(other) => Err(wrong_type(&join(prefix, name), "a boolean", other)),
+        Some(other) => Err(wrong_type(&json_path(prefix, name), "a boolean", other)),
     }
 }
 
@@ -124,7 +150,7 @@ pub fn attributes_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> R
                 .map(|(k, v)| (k.clone(), if v.is_null() { None } else { Some(v.clone()) }))
                 .collect(),
         )),
-        Some(other) => Err(wrong_type(&join(prefix, name), "an object", other)),
+        Some(other) => Err(wrong_type(&json_path(prefix, name), "an object", other)),
     }
 }
 
@@ -135,7 +161,7 @@ fn object_list_field(
     member: &str,
     prefix: &str,
 ) -> Result<Patch<Vec<String>>, ApiError> {
-    let path = join(prefix, name);
+    let path = json_path(prefix, name);
     match obj.get(name) {
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Null),
@@ -160,7 +186,7 @@ fn object_list_field(
 
 /// An array of strings (tags).
 fn string_list_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Result<Patch<Vec<String>>, ApiError> {
-    let path = join(prefix, name);
+    let path = json_path(prefix, name);
     match obj.get(name) {
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Null),
@@ -220,14 +246,6 @@ impl UserPatch {
             || self.birthday.is_present()
             || self.tags.is_present()
             || self.custom_attributes.is_present()
-    }
-
-    /// Drops the identity fields (they are ignored inside `userAttributes`, mobile-api.md §4.3).
-    pub fn without_identity(mut self) -> UserPatch {
-        self.external_user_id = Patch::Absent;
-        self.phones = Patch::Absent;
-        self.emails = Patch::Absent;
-        self
     }
 }
 

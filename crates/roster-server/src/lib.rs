@@ -174,9 +174,7 @@ impl RunningServer {
             async move { Ok::<_, std::convert::Infallible>(entry(router, base_path, req).await) }
         });
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let make = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<SocketAddr>(
-            tower::util::MapRequestLayer::new(|r: Request<Body>| r).layer(service),
-        );
+        let make = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<SocketAddr>(service);
         let handle = tokio::spawn(async move {
             axum::serve(listener, make)
                 .with_graceful_shutdown(async move {
@@ -210,5 +208,3 @@ impl RunningServer {
         format!("http://{}{}", self.addr, self.state.base_path)
     }
 }
-
-use tower::Layer;

@@ -60,78 +60,48 @@ struct Route<'p> {
     push_reg_id: Option<&'p str>,
 }
 
-fn patch() -> Method {
-    Method::PATCH
-}
-
 /// Matches a normalised path (base path already stripped).
 fn route(path: &str) -> Option<Route<'_>> {
     use Endpoint::*;
-    const CREATE: &[(Method, Endpoint)] = &[(Method::POST, Create)];
-    const POST_ONLY_MESSAGES: &[(Method, Endpoint)] = &[(Method::POST, Messages)];
-    const SEEN: &[(Method, Endpoint)] = &[(Method::POST, Seen)];
-    const DLR: &[(Method, Endpoint)] = &[(Method::POST, DeliveryReport)];
-    const MO: &[(Method, Endpoint)] = &[(Method::POST, MobileOriginated)];
-    const BASEURL: &[(Method, Endpoint)] = &[(Method::GET, BaseUrl)];
-    const VERSION: &[(Method, Endpoint)] = &[(Method::GET, Version)];
-    static INSTALLATION: std::sync::LazyLock<Vec<(Method, Endpoint)>> = std::sync::LazyLock::new(|| {
-        vec![
-            (Method::GET, GetInstallation),
-            (patch(), PatchInstallation),
-            (Method::DELETE, DeleteInstallation),
-        ]
-    });
-    static USER: std::sync::LazyLock<Vec<(Method, Endpoint)>> =
-        std::sync::LazyLock::new(|| vec![(Method::GET, GetUser), (patch(), PatchUser)]);
-    const PERSONALIZE: &[(Method, Endpoint)] = &[(Method::POST, Personalize)];
-    const REPERSONALIZE: &[(Method, Endpoint)] = &[(Method::POST, Repersonalize)];
-    const DEPERSONALIZE: &[(Method, Endpoint)] = &[(Method::POST, Depersonalize)];
-    const SESSION: &[(Method, Endpoint)] = &[(Method::POST, SessionEvents)];
-    const CUSTOM: &[(Method, Endpoint)] = &[(Method::POST, CustomEvents)];
+    type Methods = &'static [(Method, Endpoint)];
+    const CREATE: Methods = &[(Method::POST, Create)];
+    const INSTALLATION: Methods = &[
+        (Method::GET, GetInstallation),
+        (Method::PATCH, PatchInstallation),
+        (Method::DELETE, DeleteInstallation),
+    ];
+    const USER: Methods = &[(Method::GET, GetUser), (Method::PATCH, PatchUser)];
+    const PERSONALIZE: Methods = &[(Method::POST, Personalize)];
+    const REPERSONALIZE: Methods = &[(Method::POST, Repersonalize)];
+    const DEPERSONALIZE: Methods = &[(Method::POST, Depersonalize)];
+    const SESSION: Methods = &[(Method::POST, SessionEvents)];
+    const CUSTOM: Methods = &[(Method::POST, CustomEvents)];
+    const BASEURL: Methods = &[(Method::GET, BaseUrl)];
+    const VERSION: Methods = &[(Method::GET, Version)];
+    const MESSAGES: Methods = &[(Method::POST, Messages)];
+    const SEEN: Methods = &[(Method::POST, Seen)];
+    const DLR: Methods = &[(Method::POST, DeliveryReport)];
+    const MO: Methods = &[(Method::POST, MobileOriginated)];
 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let r = |methods: &'static [(Method, Endpoint)], id: Option<&'static str>| Route {
-        methods,
-        push_reg_id: id,
-    };
-    Some(match segments.as_slice() {
-        ["mobile", "1", "appinstance"] => r(CREATE, None),
-        ["mobile", "1", "appinstance", id] => Route {
-            methods: INSTALLATION.as_slice(),
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "appinstance", id, "user"] => Route {
-            methods: USER.as_slice(),
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "appinstance", id, "personalize"] => Route {
-            methods: PERSONALIZE,
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "appinstance", id, "repersonalize"] => Route {
-            methods: REPERSONALIZE,
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "appinstance", id, "depersonalize"] => Route {
-            methods: DEPERSONALIZE,
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "appinstance", id, "user", "events", "session"] => Route {
-            methods: SESSION,
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "appinstance", id, "user", "events", "custom"] => Route {
-            methods: CUSTOM,
-            push_reg_id: Some(id),
-        },
-        ["mobile", "1", "baseurl"] => r(BASEURL, None),
-        ["mobile", "3", "version"] => r(VERSION, None),
-        ["mobile", "5" | "3", "messages"] => r(POST_ONLY_MESSAGES, None),
-        ["mobile", "2" | "1", "messages", "seen"] => r(SEEN, None),
-        ["mobile", "1", "messages", "deliveryreport"] => r(DLR, None),
-        ["mobile", "1", "messages", "mo"] => r(MO, None),
+    let (methods, push_reg_id): (Methods, Option<&str>) = match segments.as_slice() {
+        ["mobile", "1", "appinstance"] => (CREATE, None),
+        ["mobile", "1", "appinstance", id] => (INSTALLATION, Some(id)),
+        ["mobile", "1", "appinstance", id, "user"] => (USER, Some(id)),
+        ["mobile", "1", "appinstance", id, "personalize"] => (PERSONALIZE, Some(id)),
+        ["mobile", "1", "appinstance", id, "repersonalize"] => (REPERSONALIZE, Some(id)),
+        ["mobile", "1", "appinstance", id, "depersonalize"] => (DEPERSONALIZE, Some(id)),
+        ["mobile", "1", "appinstance", id, "user", "events", "session"] => (SESSION, Some(id)),
+        ["mobile", "1", "appinstance", id, "user", "events", "custom"] => (CUSTOM, Some(id)),
+        ["mobile", "1", "baseurl"] => (BASEURL, None),
+        ["mobile", "3", "version"] => (VERSION, None),
+        ["mobile", "5" | "3", "messages"] => (MESSAGES, None),
+        ["mobile", "2" | "1", "messages", "seen"] => (SEEN, None),
+        ["mobile", "1", "messages", "deliveryreport"] => (DLR, None),
+        ["mobile", "1", "messages", "mo"] => (MO, None),
         _ => return None,
-    })
+    };
+    Some(Route { methods, push_reg_id })
 }
 
 /// Collapses runs of `/` and drops one trailing `/` (mobile-api.md §1.1).
@@ -224,20 +194,7 @@ fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
 /// Query booleans (§1.3): `true`/`false`/`1`/`0` case-insensitive, absent = `false`, last
 /// occurrence wins, anything else (also empty) is `REQUEST_FORMAT_INVALID` naming it.
 fn query_bool(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
-    let mut value: Option<String> = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_encoding::percent_decode_str(&k.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned();
-        if k == name {
-            value = Some(
-                percent_encoding::percent_decode_str(&v.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            );
-        }
-    }
+    let value = query_param(query, name);
     match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => Ok(false),
         Some("true" | "1") => Ok(true),
@@ -401,7 +358,7 @@ async fn handle(
                 )
                 .into());
             }
-            let verified = core.verify_jwt(&token, now_seconds()).await?;
+            let verified = core.verify_jwt(&token, roster_model::now_millis() / 1000).await?;
             (
                 verified.application,
                 Auth::Jwt {
@@ -493,26 +450,22 @@ fn mo_echo(body: &[u8]) -> Value {
     json!({ "messages": out })
 }
 
+/// The last value of a query parameter, percent-decoded (names too); `None` when absent.
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let mut value = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
-            value = Some(
-                percent_encoding::percent_decode_str(&v.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            );
-        }
-    }
-    value
-}
-
-fn now_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    // The last occurrence wins (§1.3): search from the end.
+    query
+        .unwrap_or("")
+        .split('&')
+        .rev()
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| decode(k) == name)
+        .map(|(_, v)| decode(v))
 }
 
 #[cfg(test)]
