@@ -106,11 +106,6 @@ pub(crate) fn replay(first: &StoreError) -> StoreError {
     }
 }
 
-/// A JSON value that cannot be written (cannot happen for the domain types; never panics).
-pub(crate) fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Other(format!("cannot encode JSON column: {e}"))
-}
-
 /// A stored value that is not a valid domain value.
 pub(crate) fn corrupt(column: &str, message: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("corrupt row: column {column}: {message}"))

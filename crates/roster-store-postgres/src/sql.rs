@@ -14,11 +14,17 @@ use roster_model::{
     Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
     Person, Provider, TokenClearedReason,
 };
-use roster_store::{Snapshot, StoreError, StoreResult};
+// Column lists (the schema's column order, in the order the decoders of `rows` read them) and
+// the stored form of ids: the same in every backend, from roster-store.
+use roster_store::columns::{id, json, opt_json};
+use roster_store::{
+    Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns, definition_columns,
+    installation_columns, jwt_key_columns, merge_columns, person_columns,
+};
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgRow};
 
-use crate::error::{aborts_transaction, json_err, map_err, replay};
+use crate::error::{aborts_transaction, map_err, replay};
 use crate::rows;
 use uuid::Uuid;
 
@@ -124,72 +130,6 @@ impl Conn {
         };
         u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
     }
-}
-
-// Column lists, in the order the decoders of `rows` read them (the SQLite backend's lists).
-macro_rules! account_columns {
-    () => {
-        "id, name, created_at"
-    };
-}
-macro_rules! application_columns {
-    () => {
-        "account_id, id, name, application_code, enabled, require_jwt_for_user_data, \
-         restrict_user_data_from_sdk, providers, created_at, updated_at"
-    };
-}
-macro_rules! jwt_key_columns {
-    () => {
-        "account_id, application_id, kid, secret, created_at"
-    };
-}
-macro_rules! api_key_columns {
-    () => {
-        "account_id, id, name, scopes, key_hash, key_prefix, created_at, expires_at, last_used_at"
-    };
-}
-macro_rules! person_columns {
-    () => {
-        "account_id, id, external_user_id, first_name, middle_name, last_name, gender, birthday, \
-         custom_attributes, type, version, created_at, updated_at"
-    };
-}
-macro_rules! installation_columns {
-    () => {
-        "account_id, application_id, push_reg_id, person_id, push_service_type, \
-         push_service_token, reg_enabled, is_primary, application_user_id, custom_attributes, \
-         notifications_enabled, sdk_version, app_version, os, os_version, device_manufacturer, \
-         device_model, device_name, device_secure, language, device_timezone_offset, inappchat, \
-         inbox, webrtcui, created_at, updated_at, last_seen_at, token_cleared_at, \
-         token_cleared_reason"
-    };
-}
-macro_rules! definition_columns {
-    () => {
-        "account_id, scope, name, type, object_schema, origin, created_at"
-    };
-}
-macro_rules! merge_columns {
-    () => {
-        "account_id, id, created_at, actor, push_reg_id, source_person_id, target_person_id, \
-         source_deleted, after_forced_depersonalize, dropped_attributes, \"before\", \
-         after_target_version, after_source_version, status, reversed_at, reversed_by, redacted"
-    };
-}
-
-/// The stored form of an id: lowercase hyphenated.
-fn id(u: Uuid) -> String {
-    u.hyphenated().to_string()
-}
-
-/// A JSON column value.
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(json_err)
-}
-
-/// A nullable JSON column value.
-fn opt_json<T: serde::Serialize>(value: Option<&T>) -> StoreResult<Option<String>> {
-    value.map(json).transpose()
 }
 
 /// An UPDATE of one row by key: `NotFound` if there is no such row.

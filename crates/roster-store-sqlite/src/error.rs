@@ -115,11 +115,6 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// A JSON value that cannot be written (cannot happen for the domain types; never panics).
-pub(crate) fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Other(format!("cannot encode JSON column: {e}"))
-}
-
 /// A blocking task that panicked or was cancelled.
 pub(crate) fn join_err(e: tokio::task::JoinError) -> StoreError {
     StoreError::Other(format!("database task failed: {e}"))

@@ -12,6 +12,98 @@ use roster_model::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The stored schema's column order, identical in every backend (the schema comparison test in
+/// roster-store-postgres checks the tables), and the stored form of values that every backend
+/// writes alike.
+///
+/// Each `*_columns!()` macro expands to a string literal (for `concat!` into a statement's
+/// `&'static str`): the columns of one table in the order the backends' row decoders read them.
+/// They are exported at the crate root: `use roster_store::{account_columns, ...}`.
+pub mod columns {
+    use uuid::Uuid;
+
+    /// Columns of `accounts`.
+    #[macro_export]
+    macro_rules! account_columns {
+        () => {
+            "id, name, created_at"
+        };
+    }
+    /// Columns of `applications`.
+    #[macro_export]
+    macro_rules! application_columns {
+        () => {
+            "account_id, id, name, application_code, enabled, require_jwt_for_user_data, \
+             restrict_user_data_from_sdk, providers, created_at, updated_at"
+        };
+    }
+    /// Columns of `jwt_keys`.
+    #[macro_export]
+    macro_rules! jwt_key_columns {
+        () => {
+            "account_id, application_id, kid, secret, created_at"
+        };
+    }
+    /// Columns of `api_keys`.
+    #[macro_export]
+    macro_rules! api_key_columns {
+        () => {
+            "account_id, id, name, scopes, key_hash, key_prefix, created_at, expires_at, last_used_at"
+        };
+    }
+    /// Columns of `persons` (identity keys and tags are child tables).
+    #[macro_export]
+    macro_rules! person_columns {
+        () => {
+            "account_id, id, external_user_id, first_name, middle_name, last_name, gender, birthday, \
+             custom_attributes, type, version, created_at, updated_at"
+        };
+    }
+    /// Columns of `installations`.
+    #[macro_export]
+    macro_rules! installation_columns {
+        () => {
+            "account_id, application_id, push_reg_id, person_id, push_service_type, \
+             push_service_token, reg_enabled, is_primary, application_user_id, custom_attributes, \
+             notifications_enabled, sdk_version, app_version, os, os_version, device_manufacturer, \
+             device_model, device_name, device_secure, language, device_timezone_offset, inappchat, \
+             inbox, webrtcui, created_at, updated_at, last_seen_at, token_cleared_at, \
+             token_cleared_reason"
+        };
+    }
+    /// Columns of `attribute_definitions`.
+    #[macro_export]
+    macro_rules! definition_columns {
+        () => {
+            "account_id, scope, name, type, object_schema, origin, created_at"
+        };
+    }
+    /// Columns of `merge_log` (`"before"` quoted: a keyword).
+    #[macro_export]
+    macro_rules! merge_columns {
+        () => {
+            "account_id, id, created_at, actor, push_reg_id, source_person_id, target_person_id, \
+             source_deleted, after_forced_depersonalize, dropped_attributes, \"before\", \
+             after_target_version, after_source_version, status, reversed_at, reversed_by, redacted"
+        };
+    }
+
+    /// The stored form of an id: lowercase hyphenated.
+    pub fn id(u: Uuid) -> String {
+        u.hyphenated().to_string()
+    }
+
+    /// A JSON column value (JSON documents are stored as text in every backend).
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> crate::StoreResult<String> {
+        serde_json::to_string(value).map_err(|e| crate::StoreError::Other(format!("cannot encode JSON column: {e}")))
+    }
+
+    /// A nullable JSON column value.
+    pub fn opt_json<T: serde::Serialize>(value: Option<&T>) -> crate::StoreResult<Option<String>> {
+        value.map(json).transpose()
+    }
+}
+
 /// A uniqueness rule enforced by the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Constraint {

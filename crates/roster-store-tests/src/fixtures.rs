@@ -1,0 +1,116 @@
+//! Domain values for store tests (the behaviour suite's and each backend's own): an account
+//! with an application, persons, installations, and the conflict a result must be.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use roster_model::{Account, Application, Gender, Installation, Person, PersonType, PushServiceType, SystemData};
+use roster_store::{Constraint, Store, StoreError};
+use serde_json::json;
+use uuid::Uuid;
+
+/// An account named "acme" with a new id.
+pub fn account(created_at: i64) -> Account {
+    Account {
+        id: Uuid::new_v4(),
+        name: "acme".into(),
+        created_at,
+    }
+}
+
+/// An enabled application of the account, with a unique code and FCM configured.
+pub fn application(account_id: Uuid) -> Application {
+    Application {
+        account_id,
+        id: Uuid::new_v4(),
+        name: "shop".into(),
+        application_code: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+        enabled: true,
+        require_jwt_for_user_data: false,
+        restrict_user_data_from_sdk: true,
+        providers: json!({"fcm": {"projectId": "p", "baseUrl": "http://127.0.0.1:1"}, "apns": null}),
+        created_at: 1_000,
+        updated_at: 1_000,
+    }
+}
+
+/// An anonymous person of the account.
+pub fn person(account_id: Uuid) -> Person {
+    Person::new_anonymous(account_id, 2_000)
+}
+
+/// A person with every field set: identity keys, names, tags, custom attributes of every type.
+pub fn full_person(account_id: Uuid) -> Person {
+    let mut p = person(account_id);
+    p.external_user_id = Some(format!("ext-{}", p.id));
+    p.first_name = Some("Ana".into());
+    p.middle_name = Some("M".into());
+    p.last_name = Some("Horvat".into());
+    p.gender = Some(Gender::Female);
+    p.birthday = Some("1990-02-03".into());
+    // Deliberately not sorted: the order is part of the data.
+    p.phones = vec!["385911234567".into(), "14155550100".into()];
+    p.emails = vec!["Ana.Horvat@Example.com".into(), "b@x.org".into()];
+    p.tags = BTreeSet::from(["vip".to_string(), "Beta".to_string(), "ž".to_string()]);
+    p.custom_attributes = BTreeMap::from([
+        ("score".to_string(), json!(1.5)),
+        ("count".to_string(), json!(3)),
+        ("vip".to_string(), json!(true)),
+        ("since".to_string(), json!("2024-01-02")),
+        (
+            "orders".to_string(),
+            json!([{"sku": "b", "qty": 2}, {"sku": "a", "qty": 1}]),
+        ),
+    ]);
+    p.person_type = PersonType::Customer;
+    p.version = 7;
+    p.updated_at = 2_500;
+    p
+}
+
+/// An installation of the application owned by the person, with a new pushRegId and no token.
+pub fn installation(app: &Application, person_id: Uuid, created_at: i64) -> Installation {
+    Installation {
+        account_id: app.account_id,
+        application_id: app.id,
+        push_reg_id: Uuid::new_v4().to_string(),
+        person_id,
+        push_service_type: None,
+        push_service_token: None,
+        reg_enabled: true,
+        is_primary: false,
+        application_user_id: None,
+        custom_attributes: BTreeMap::new(),
+        system: SystemData::default(),
+        created_at,
+        updated_at: created_at,
+        last_seen_at: created_at,
+        token_cleared_at: None,
+        token_cleared_reason: None,
+    }
+}
+
+/// The installation holding a push token of a kind.
+pub fn with_token(mut inst: Installation, kind: PushServiceType, token: &str) -> Installation {
+    inst.push_service_type = Some(kind);
+    inst.push_service_token = Some(token.into());
+    inst
+}
+
+/// An account with one application, committed.
+pub async fn seeded(store: &dyn Store) -> (Account, Application) {
+    let acc = account(10);
+    let app = application(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&acc).await.unwrap();
+    tx.insert_application(&app).await.unwrap();
+    tx.commit().await.unwrap();
+    (acc, app)
+}
+
+/// The constraint a result conflicts on; panics if it is no conflict.
+pub fn conflict_on<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Constraint {
+    match result {
+        Err(StoreError::Conflict { constraint }) => constraint,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
