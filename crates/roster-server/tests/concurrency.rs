@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{TestServer, people_helpers::*};
+use common::{TestServer, ext_identity, people_helpers::*};
 use futures::future::join_all;
 use roster_model::TokenClearedReason;
 use serde_json::json;
@@ -135,9 +135,7 @@ async fn concurrent_primary_promotions_end_with_exactly_one_primary() {
     let ts = TestServer::start().await;
     let ids = register_many(&ts, 12).await;
     for id in &ids {
-        ts.personalize(id, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-            .await
-            .ok();
+        ts.personalize_as(id, "u1").await;
     }
     for round in 0..3 {
         // Each installation promotes itself and, remotely, its neighbour.
@@ -163,14 +161,11 @@ async fn concurrent_primary_promotions_end_with_exactly_one_primary() {
     // Concurrent personalizations with setDeviceAsPrimary into the same person.
     let fresh = register_many(&ts, 10).await;
     let t = &ts;
-    let responses = join_all(fresh.iter().map(|id| async move {
-        t.personalize(
-            id,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            &flags(false, false, true),
-        )
-        .await
-    }))
+    let responses = join_all(
+        fresh
+            .iter()
+            .map(|id| async move { t.personalize(id, ext_identity("u1"), &flags(false, false, true)).await }),
+    )
     .await;
     for r in &responses {
         assert_eq!(r.status, 200, "{}", r.text());
@@ -194,11 +189,8 @@ async fn concurrent_registrations_with_the_same_token_end_with_one_holder() {
     let t = &ts;
     let responses = join_all((0..30usize).map(|n| async move {
         let kind = if n.is_multiple_of(3) { "GCM" } else { "Firebase" };
-        t.call(
-            "POST",
-            "/mobile/1/appinstance",
-            None,
-            Some(&json!({"pushServiceType": kind, "pushServiceToken": "shared-fcm-token", "isPrimary": n.is_multiple_of(2)})),
+        t.create(
+            &json!({"pushServiceType": kind, "pushServiceToken": "shared-fcm-token", "isPrimary": n.is_multiple_of(2)}),
         )
         .await
     }))
@@ -229,13 +221,8 @@ async fn concurrent_registrations_with_the_same_token_end_with_one_holder() {
         } else {
             "abcdef0123456789"
         };
-        t.call(
-            "POST",
-            "/mobile/1/appinstance",
-            None,
-            Some(&json!({"pushServiceType": "APNS", "pushServiceToken": token})),
-        )
-        .await
+        t.create(&json!({"pushServiceType": "APNS", "pushServiceToken": token}))
+            .await
     }))
     .await;
     let apns: Vec<String> = responses
@@ -305,9 +292,7 @@ async fn concurrent_logins_and_logouts_keep_invariants() {
     let ts = TestServer::start().await;
     let ids = register_many(&ts, 30).await;
     for id in &ids {
-        ts.personalize(id, json!({"userIdentity": {"externalUserId": "storm"}}), NO_FLAGS)
-            .await
-            .ok();
+        ts.personalize_as(id, "storm").await;
     }
     // Own logouts, remote logouts, re-logins with setDeviceAsPrimary and promotions, together.
     let ops = ids.iter().enumerate().map(|(n, id)| {
@@ -318,12 +303,8 @@ async fn concurrent_logins_and_logouts_keep_invariants() {
                 0 => depersonalize(ts, id, id).await,
                 1 => depersonalize(ts, &ids[(n + 1) % ids.len()], id).await,
                 2 => {
-                    ts.personalize(
-                        id,
-                        json!({"userIdentity": {"externalUserId": "storm"}}),
-                        &flags(false, false, true),
-                    )
-                    .await
+                    ts.personalize(id, ext_identity("storm"), &flags(false, false, true))
+                        .await
                 }
                 _ => patch_installation(ts, id, id, &json!({"isPrimary": true})).await,
             };

@@ -2,16 +2,10 @@
 //! no-op, remote logout and its refusals, body handling, and invariant 17 of people.md §11.
 mod common;
 
-use common::{Resp, TestServer, people_helpers::*};
+use common::{Resp, TestServer, ext_identity, people_helpers::*, tick};
 use roster_model::PersonType;
 use roster_store::Snapshot;
 use serde_json::{Value, json};
-
-/// Asserts a rejection and that the store is exactly as it was (invariant 16).
-async fn assert_unchanged(ts: &TestServer, r: Resp, status: u16, code: &str, before: &Snapshot) {
-    r.assert_error(status, code);
-    assert_same_store(before, &ts.snapshot().await, "a rejected request");
-}
 
 /// Asserts a `200` with an empty body (mobile-api.md §5.10).
 fn assert_empty_ok(r: Resp) {
@@ -57,25 +51,21 @@ async fn rich_login(ts: &TestServer, ext: &str) -> String {
             "applicationUserId": "app-user-1", "customAttributes": {"deviceAttr": "x"}
         }))
         .await;
-    ts.personalize(
+    ts.personalize_ok(
         &i,
         json!({"userIdentity": {"externalUserId": ext, "emails": [{"address": format!("{ext}@x.com")}]},
                "userAttributes": {"firstName": "Ana", "tags": ["vip"], "customAttributes": {"tier": "gold"}}}),
         &flags(false, false, true),
     )
-    .await
-    .ok();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    .await;
+    tick().await;
     i
 }
 
 async fn own_depersonalize_moves_installation_to_fresh_anonymous_person() {
     let ts = TestServer::start().await;
     let i = rich_login(&ts, "u1").await;
-    let other = ts.register_android().await;
-    ts.personalize(&other, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
+    let other = ts.register_personalized("u1").await;
     let s0 = ts.snapshot().await;
     let p0 = person_of(&s0, &i).clone();
     let i0 = inst(&s0, &i).clone();
@@ -113,10 +103,8 @@ async fn own_depersonalize_moves_installation_to_fresh_anonymous_person() {
 
     // What the device sees (people.md §7.3).
     let u = get_user(&ts, &i).await.ok().json();
-    let mut bare = u.clone();
-    bare.as_object_mut().unwrap().remove("instances");
     assert_eq!(
-        bare,
+        without_instances(&u),
         json!({"phones": [], "emails": [], "tags": [], "customAttributes": {}, "type": "LEAD"})
     );
     assert_eq!(instance_ids(&u), vec![i.clone()]);
@@ -150,11 +138,7 @@ async fn depersonalize_may_leave_the_old_person_without_installations() {
     assert!(installations_of(&s1, p0.id).is_empty());
     // Logging in again merges the fresh anonymous person back into the old one.
     let p_fresh = person_of(&s1, &i).id;
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(u["firstName"], "Ana");
     assert_eq!(u["customAttributes"], json!({"tier": "gold"}));
     let s2 = ts.snapshot().await;
@@ -201,10 +185,7 @@ async fn depersonalize_of_anonymous_person_changes_nothing() {
 async fn remote_logout_of_another_installation_of_the_same_person() {
     let ts = TestServer::start().await;
     let target = rich_login(&ts, "u1").await;
-    let caller = ts.register_android().await;
-    ts.personalize(&caller, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
+    let caller = ts.register_personalized("u1").await;
     let s0 = ts.snapshot().await;
     let p0 = person_of(&s0, &target).clone();
     assert_empty_ok(depersonalize(&ts, &target, &caller).await);
@@ -220,10 +201,7 @@ async fn remote_logout_of_another_installation_of_the_same_person() {
     let r = depersonalize(&ts, &target, &caller).await;
     assert_unchanged(&ts, r, 403, "FORBIDDEN_INSTALLATION", &s1).await;
     // The pushRegIds are matched case-insensitively.
-    let k = ts.register_android().await;
-    ts.personalize(&k, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
+    let k = ts.register_personalized("u1").await;
     assert_empty_ok(depersonalize(&ts, &k.to_uppercase(), &caller.to_uppercase()).await);
     assert_invariant_17(&ts.snapshot().await, &k);
     ts.finish().await;
@@ -231,25 +209,13 @@ async fn remote_logout_of_another_installation_of_the_same_person() {
 
 async fn remote_logout_refusals() {
     let ts = TestServer::start().await;
-    let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
+    let other_app = ts.other_app().await;
     let caller = rich_login(&ts, "u1").await;
     let stranger = rich_login(&ts, "u2").await;
     let anon = ts.register_android().await;
     // An installation of the same person, but in another application.
     let foreign = register_in(&ts, &other_app).await;
-    ts.call_with(
-        "POST",
-        &format!("/mobile/1/appinstance/{foreign}/personalize"),
-        &[("authorization", &format!("App {}", other_app.application_code))],
-        Some(&foreign),
-        Some(
-            json!({"userIdentity": {"externalUserId": "u1"}})
-                .to_string()
-                .into_bytes(),
-        ),
-    )
-    .await
-    .ok();
+    personalize_in(&ts, &other_app, &foreign, &ext_identity("u1"), "").await;
     let s0 = ts.snapshot().await;
     assert_eq!(person_of(&s0, &foreign).id, person_of(&s0, &caller).id);
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -285,10 +251,9 @@ async fn depersonalize_ignores_any_body() {
     for body in bodies {
         let i = rich_login(&ts, &format!("u-{}", uuid::Uuid::new_v4())).await;
         let r = ts
-            .call_with(
+            .call_bytes(
                 "POST",
                 &format!("/mobile/1/appinstance/{i}/depersonalize"),
-                &[("authorization", &auth)],
                 Some(&i),
                 Some(body.to_vec()),
             )
@@ -325,17 +290,11 @@ async fn depersonalized_installation_can_personalize_as_someone_else_without_for
     let ts = TestServer::start().await;
     let i = rich_login(&ts, "u1").await;
     let s0 = ts.snapshot().await;
-    let r = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u2"}}), NO_FLAGS)
-        .await;
+    let r = ts.personalize(&i, ext_identity("u2"), NO_FLAGS).await;
     assert_unchanged(&ts, r, 409, "PERSONALIZATION_IMPOSSIBLE", &s0).await;
     assert_empty_ok(depersonalize(&ts, &i, &i).await);
     let fresh = person_of(&ts.snapshot().await, &i).id;
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u2"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "u2").await;
     assert_eq!(u["externalUserId"], "u2");
     assert!(u.get("firstName").is_none());
     let s = ts.snapshot().await;
@@ -347,10 +306,7 @@ async fn depersonalized_installation_can_personalize_as_someone_else_without_for
 async fn depersonalize_does_not_touch_primary_of_others() {
     let ts = TestServer::start().await;
     let a = rich_login(&ts, "u1").await;
-    let b = ts.register_android().await;
-    ts.personalize(&b, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
+    let b = ts.register_personalized("u1").await;
     assert!(inst(&ts.snapshot().await, &a).is_primary);
     // Logging out the primary leaves the person without a primary; nobody is promoted.
     assert_empty_ok(depersonalize(&ts, &a, &b).await);
@@ -358,14 +314,9 @@ async fn depersonalize_does_not_touch_primary_of_others() {
     assert!(!inst(&s, &a).is_primary);
     assert!(!inst(&s, &b).is_primary);
     // Logging out a non-primary installation keeps the other's primary flag.
-    let c = ts.register_android().await;
-    ts.personalize(
-        &c,
-        json!({"userIdentity": {"externalUserId": "u1"}}),
-        &flags(false, false, true),
-    )
-    .await
-    .ok();
+    let c = ts
+        .register_personalized_with(ext_identity("u1"), &flags(false, false, true))
+        .await;
     assert_empty_ok(depersonalize(&ts, &b, &b).await);
     let s = ts.snapshot().await;
     assert!(inst(&s, &c).is_primary);

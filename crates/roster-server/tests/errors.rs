@@ -2,36 +2,19 @@
 //! §3.3, and "a rejected request changes nothing" (people.md invariant 16).
 mod common;
 
-use common::{RawResponse, Resp, TestServer};
+use common::{
+    NO_FLAGS, Resp, TestServer, ext_identity, ipath,
+    people_helpers::{depersonalize, get_user, patch_user, without_new_installation},
+    raw_request, user_path,
+};
 use roster_model::{AttributeDefinition, AttributeScope, AttributeType, DefinitionOrigin, SchemaField};
 use serde_json::{Value, json};
 
 // ----- helpers ------------------------------------------------------------------------------
 
-fn ipath(id: &str) -> String {
-    format!("/mobile/1/appinstance/{id}")
-}
-
-fn user(id: &str) -> String {
-    format!("{}/user", ipath(id))
-}
-
-const FLAGS: &str = "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false";
-
-async fn personalize_ok(ts: &TestServer, id: &str, body: Value) -> Value {
-    ts.personalize(id, body, FLAGS).await.ok().json()
-}
-
 /// Sends raw body bytes with `Authorization: App` and the caller header.
 async fn send(ts: &TestServer, method: &str, path: &str, caller: Option<&str>, body: &[u8]) -> Resp {
-    ts.call_with(
-        method,
-        path,
-        &[("authorization", &ts.app_auth())],
-        caller,
-        Some(body.to_vec()),
-    )
-    .await
+    ts.call_bytes(method, path, caller, Some(body.to_vec())).await
 }
 
 async fn with_auth(
@@ -99,37 +82,13 @@ async fn define_orders(ts: &TestServer, scope: AttributeScope) {
     tx.commit().await.unwrap();
 }
 
-fn raw_request(path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
-    let mut s = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for (k, v) in headers {
-        s.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        s.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    s.push_str("Connection: close\r\n\r\n");
-    let mut out = s.into_bytes();
-    if let Some(b) = body {
-        out.extend_from_slice(b);
-    }
-    out
-}
-
-fn raw_code(r: &RawResponse) -> String {
-    let v: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.text()));
-    v["requestError"]["serviceException"]["messageId"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 // ----- 400 REQUEST_FORMAT_INVALID ----------------------------------------------------------------
 
 async fn malformed_and_non_object_bodies_are_request_format_invalid() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
     let before = ts.snapshot().await;
-    let personalize = format!("{}/personalize?{FLAGS}", ipath(&id));
+    let personalize = format!("{}/personalize?{NO_FLAGS}", ipath(&id));
     let repersonalize = format!("{}/repersonalize", ipath(&id));
     for body in [
         &b"{bad"[..],
@@ -145,7 +104,7 @@ async fn malformed_and_non_object_bodies_are_request_format_invalid() {
         for (m, p) in [
             ("POST", "/mobile/1/appinstance".to_string()),
             ("PATCH", ipath(&id)),
-            ("PATCH", user(&id)),
+            ("PATCH", user_path(&id)),
             ("POST", personalize.clone()),
             ("POST", repersonalize.clone()),
         ] {
@@ -183,52 +142,77 @@ async fn wrong_types_and_limits_name_the_json_path() {
         ),
         ("PATCH", ipath(&id), json!({"isPrimary": 0}), "isPrimary"),
         ("PATCH", ipath(&id), json!({"sdkVersion": 15}), "sdkVersion"),
-        ("PATCH", user(&id), json!({"firstName": 5}), "firstName"),
+        ("PATCH", user_path(&id), json!({"firstName": 5}), "firstName"),
         (
             "PATCH",
-            user(&id),
+            user_path(&id),
             json!({"phones": [{"number": 1}]}),
             "phones[0].number",
         ),
-        ("PATCH", user(&id), json!({"phones": ["385911234567"]}), "phones[0]"),
-        ("PATCH", user(&id), json!({"emails": "a@b.c"}), "emails"),
-        ("PATCH", user(&id), json!({"tags": ["a", 2]}), "tags[1]"),
-        ("PATCH", user(&id), json!({"customAttributes": "x"}), "customAttributes"),
-        // Limits.
-        ("PATCH", user(&id), json!({"firstName": "x".repeat(256)}), "firstName"),
-        ("PATCH", user(&id), json!({"middleName": "x".repeat(51)}), "middleName"),
-        ("PATCH", user(&id), json!({"lastName": "x".repeat(256)}), "lastName"),
-        ("PATCH", user(&id), json!({"gender": "Other"}), "gender"),
-        ("PATCH", user(&id), json!({"birthday": "1990-02-30"}), "birthday"),
-        ("PATCH", user(&id), json!({"birthday": "17.05.1990"}), "birthday"),
         (
             "PATCH",
-            user(&id),
+            user_path(&id),
+            json!({"phones": ["385911234567"]}),
+            "phones[0]",
+        ),
+        ("PATCH", user_path(&id), json!({"emails": "a@b.c"}), "emails"),
+        ("PATCH", user_path(&id), json!({"tags": ["a", 2]}), "tags[1]"),
+        (
+            "PATCH",
+            user_path(&id),
+            json!({"customAttributes": "x"}),
+            "customAttributes",
+        ),
+        // Limits.
+        (
+            "PATCH",
+            user_path(&id),
+            json!({"firstName": "x".repeat(256)}),
+            "firstName",
+        ),
+        (
+            "PATCH",
+            user_path(&id),
+            json!({"middleName": "x".repeat(51)}),
+            "middleName",
+        ),
+        (
+            "PATCH",
+            user_path(&id),
+            json!({"lastName": "x".repeat(256)}),
+            "lastName",
+        ),
+        ("PATCH", user_path(&id), json!({"gender": "Other"}), "gender"),
+        ("PATCH", user_path(&id), json!({"birthday": "1990-02-30"}), "birthday"),
+        ("PATCH", user_path(&id), json!({"birthday": "17.05.1990"}), "birthday"),
+        (
+            "PATCH",
+            user_path(&id),
             json!({"externalUserId": "x".repeat(257)}),
             "externalUserId",
         ),
         (
             "PATCH",
-            user(&id),
+            user_path(&id),
             json!({"externalUserId": "a\u{0007}b"}),
             "externalUserId",
         ),
-        ("PATCH", user(&id), json!({"tags": ["ok", ""]}), "tags[1]"),
+        ("PATCH", user_path(&id), json!({"tags": ["ok", ""]}), "tags[1]"),
         (
             "PATCH",
-            user(&id),
+            user_path(&id),
             json!({"tags": (0..101).map(|i| format!("t{i}")).collect::<Vec<_>>()}),
             "tags",
         ),
         (
             "PATCH",
-            user(&id),
+            user_path(&id),
             json!({"customAttributes": {"s": "x".repeat(4097)}}),
             "customAttributes.s",
         ),
         (
             "PATCH",
-            user(&id),
+            user_path(&id),
             json!({"customAttributes": Value::Object(
                 std::iter::once(("x".repeat(101), json!(1))).collect()
             )}),
@@ -236,25 +220,25 @@ async fn wrong_types_and_limits_name_the_json_path() {
         ),
         (
             "POST",
-            format!("{}/personalize?{FLAGS}", ipath(&id)),
+            format!("{}/personalize?{NO_FLAGS}", ipath(&id)),
             json!({"userIdentity": []}),
             "userIdentity",
         ),
         (
             "POST",
-            format!("{}/personalize?{FLAGS}", ipath(&id)),
+            format!("{}/personalize?{NO_FLAGS}", ipath(&id)),
             json!({"userIdentity": {"externalUserId": 5}}),
             "userIdentity.externalUserId",
         ),
         (
             "POST",
-            format!("{}/personalize?{FLAGS}", ipath(&id)),
+            format!("{}/personalize?{NO_FLAGS}", ipath(&id)),
             json!({"userIdentity": {"externalUserId": "x"}, "userAttributes": {"lastName": false}}),
             "userAttributes.lastName",
         ),
         (
             "POST",
-            format!("{}/personalize?{FLAGS}", ipath(&id)),
+            format!("{}/personalize?{NO_FLAGS}", ipath(&id)),
             json!({"userIdentity": {"externalUserId": "x"}, "userAttributes": {"customAttributes": {"a": {"b": 1}}}}),
             "userAttributes.customAttributes.a",
         ),
@@ -297,14 +281,7 @@ async fn list_of_objects_values_are_checked_against_their_schema_with_paths() {
         (json!({"sku": "A"}), "customAttributes.orders"),
     ];
     for (value, path) in &bad_items {
-        let r = ts
-            .call(
-                "PATCH",
-                &user(&id),
-                Some(&id),
-                Some(&json!({"customAttributes": {"orders": value}})),
-            )
-            .await;
+        let r = patch_user(&ts, &id, &json!({"customAttributes": {"orders": value}})).await;
         r.assert_error(400, "REQUEST_FORMAT_INVALID");
         assert_text_contains(&r, path);
     }
@@ -314,7 +291,7 @@ async fn list_of_objects_values_are_checked_against_their_schema_with_paths() {
             &id,
             json!({"userIdentity": {"externalUserId": "lo"},
                    "userAttributes": {"customAttributes": {"orders": bad_items[0].0}}}),
-            FLAGS,
+            NO_FLAGS,
         )
         .await;
     r.assert_error(400, "REQUEST_FORMAT_INVALID");
@@ -322,18 +299,16 @@ async fn list_of_objects_values_are_checked_against_their_schema_with_paths() {
     assert_eq!(ts.snapshot().await, before);
 
     // A valid list is stored in canonical form.
-    let r = ts
-        .call(
-            "PATCH",
-            &user(&id),
-            Some(&id),
-            Some(&json!({"customAttributes": {"orders": [
-                {"at": "2024-01-02T10:00:00.75+00:00", "price": 9.5, "sku": "A1"},
-                {"sku": "B2", "price": 3.0, "at": "2024-01-03T00:00:00Z"}
-            ]}})),
-        )
-        .await
-        .ok();
+    let r = patch_user(
+        &ts,
+        &id,
+        &json!({"customAttributes": {"orders": [
+            {"at": "2024-01-02T10:00:00.75+00:00", "price": 9.5, "sku": "A1"},
+            {"sku": "B2", "price": 3.0, "at": "2024-01-03T00:00:00Z"}
+        ]}}),
+    )
+    .await
+    .ok();
     assert_eq!(
         r.json()["customAttributes"]["orders"],
         json!([{"sku": "A1", "price": 9.5, "at": "2024-01-02T10:00:00Z"},
@@ -366,18 +341,11 @@ async fn email_and_phone_invalid_contain_the_value() {
         "ana@-bad-.com",
         " @x.y",
     ] {
-        let r = ts
-            .call(
-                "PATCH",
-                &user(&id),
-                Some(&id),
-                Some(&json!({"emails": [{"address": addr}]})),
-            )
-            .await;
+        let r = patch_user(&ts, &id, &json!({"emails": [{"address": addr}]})).await;
         r.assert_error(400, "EMAIL_INVALID");
         assert_text_contains(&r, addr.trim());
         let r = ts
-            .personalize(&id, json!({"userIdentity": {"emails": [{"address": addr}]}}), FLAGS)
+            .personalize(&id, json!({"userIdentity": {"emails": [{"address": addr}]}}), NO_FLAGS)
             .await;
         r.assert_error(400, "EMAIL_INVALID");
         assert_text_contains(&r, addr.trim());
@@ -389,18 +357,11 @@ async fn email_and_phone_invalid_contain_the_value() {
         "1234567890123456",
         "+0 91 123 4567",
     ] {
-        let r = ts
-            .call(
-                "PATCH",
-                &user(&id),
-                Some(&id),
-                Some(&json!({"phones": [{"number": number}]})),
-            )
-            .await;
+        let r = patch_user(&ts, &id, &json!({"phones": [{"number": number}]})).await;
         r.assert_error(400, "PHONE_INVALID");
         assert_text_contains(&r, number);
         let r = ts
-            .personalize(&id, json!({"userIdentity": {"phones": [{"number": number}]}}), FLAGS)
+            .personalize(&id, json!({"userIdentity": {"phones": [{"number": number}]}}), NO_FLAGS)
             .await;
         r.assert_error(400, "PHONE_INVALID");
         assert_text_contains(&r, number);
@@ -426,7 +387,7 @@ async fn personalize_without_identity_is_user_identity_invalid() {
         json!({"userAttributes": {"externalUserId": "x", "emails": [{"address": "a@b.c"}], "firstName": "F"}}),
     ] {
         for path in [
-            format!("{}/personalize?{FLAGS}", ipath(&id)),
+            format!("{}/personalize?{NO_FLAGS}", ipath(&id)),
             format!("{}/repersonalize", ipath(&id)),
         ] {
             ts.call("POST", &path, Some(&id), Some(&body))
@@ -452,8 +413,8 @@ async fn missing_or_unusable_authorization_is_app_code_missing() {
         ("POST", "/mobile/1/appinstance".into(), Some(b"{}")),
         ("GET", ipath(&id), None),
         ("PATCH", ipath(&id), Some(b"{}")),
-        ("GET", user(&id), None),
-        ("PATCH", user(&id), Some(b"{}")),
+        ("GET", user_path(&id), None),
+        ("PATCH", user_path(&id), Some(b"{}")),
         (
             "POST",
             format!("{}/personalize", ipath(&id)),
@@ -499,9 +460,7 @@ async fn missing_or_unusable_authorization_is_app_code_missing() {
             .await
             .assert_error(401, "APP_CODE_MISSING");
     }
-    let mut after = ts.snapshot().await;
-    after.installations.retain(|i| i.push_reg_id != other);
-    after.persons.retain(|p| before.persons.iter().any(|b| b.id == p.id));
+    let after = without_new_installation(ts.snapshot().await, &other, &before);
     assert_eq!(after, before);
     ts.finish().await;
 }
@@ -546,7 +505,7 @@ async fn unknown_or_disabled_application_code_is_invalid_application_code() {
         &ts,
         &format!("APP {}", ts.app.application_code),
         "GET",
-        &user(&id),
+        &user_path(&id),
         Some(&id),
         None,
     )
@@ -561,18 +520,12 @@ async fn unknown_or_disabled_application_code_is_invalid_application_code() {
     for (m, p, b) in [
         ("GET", ipath(&id), None),
         ("POST", "/mobile/1/appinstance".to_string(), Some(&b"{}"[..])),
-        ("PATCH", user(&id), Some(&br#"{"firstName":"x"}"#[..])),
+        ("PATCH", user_path(&id), Some(&br#"{"firstName":"x"}"#[..])),
         ("POST", "/mobile/5/messages".to_string(), Some(&b"{}"[..])),
     ] {
-        ts.call_with(
-            m,
-            &p,
-            &[("authorization", &ts.app_auth())],
-            Some(&id),
-            b.map(<[u8]>::to_vec),
-        )
-        .await
-        .assert_error(401, "INVALID_APPLICATION_CODE");
+        ts.call_bytes(m, &p, Some(&id), b.map(<[u8]>::to_vec))
+            .await
+            .assert_error(401, "INVALID_APPLICATION_CODE");
     }
     assert_eq!(ts.snapshot().await, before);
     // Re-enabled: works again.
@@ -590,17 +543,17 @@ async fn remote_operations_not_allowed_are_forbidden_installation() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
     let b = ts.register_android().await;
-    personalize_ok(&ts, &a, json!({"userIdentity": {"externalUserId": "fi"}})).await;
-    personalize_ok(&ts, &b, json!({"userIdentity": {"externalUserId": "fi"}})).await;
+    ts.personalize_as(&a, "fi").await;
+    ts.personalize_as(&b, "fi").await;
     let c = ts.register_android().await;
     let before = ts.snapshot().await;
     // User endpoints never allow a remote target, even of the same person.
     for (m, p, body) in [
-        ("GET", user(&b), None),
-        ("PATCH", user(&b), Some(json!({"firstName": "x"}))),
+        ("GET", user_path(&b), None),
+        ("PATCH", user_path(&b), Some(json!({"firstName": "x"}))),
         (
             "POST",
-            format!("{}/personalize?{FLAGS}", ipath(&b)),
+            format!("{}/personalize?{NO_FLAGS}", ipath(&b)),
             Some(json!({"userIdentity": {"externalUserId": "fi"}})),
         ),
         (
@@ -628,9 +581,7 @@ async fn remote_operations_not_allowed_are_forbidden_installation() {
         .assert_error(403, "FORBIDDEN_INSTALLATION");
     assert_eq!(ts.snapshot().await, before);
     // Remote depersonalize of the same person's installation is allowed.
-    ts.call("POST", &format!("{}/depersonalize", ipath(&b)), Some(&a), None)
-        .await
-        .ok();
+    depersonalize(&ts, &b, &a).await.ok();
     ts.finish().await;
 }
 
@@ -649,7 +600,7 @@ async fn restrict_user_data_from_sdk_is_user_data_restricted() {
         json!({}),
         json!({"customAttributes": {"a": 1}}),
     ] {
-        ts.call("PATCH", &user(&id), Some(&id), Some(&body))
+        patch_user(&ts, &id, &body)
             .await
             .assert_error(403, "USER_DATA_RESTRICTED");
     }
@@ -664,7 +615,7 @@ async fn restrict_user_data_from_sdk_is_user_data_restricted() {
             .personalize(
                 &id,
                 json!({"userIdentity": {"externalUserId": "r1"}, "userAttributes": attrs}),
-                FLAGS,
+                NO_FLAGS,
             )
             .await;
         r.assert_error(403, "USER_DATA_RESTRICTED");
@@ -679,23 +630,25 @@ async fn restrict_user_data_from_sdk_is_user_data_restricted() {
     }
     assert_eq!(ts.snapshot().await, before);
     // Identity only (also with only the ignored identity members in userAttributes) is allowed.
-    let r = personalize_ok(
-        &ts,
-        &id,
-        json!({"userIdentity": {"externalUserId": "r1"},
-               "userAttributes": {"externalUserId": "ignored", "phones": [{"number": "385911111111"}], "emails": []}}),
-    )
-    .await;
+    let r = ts
+        .personalize_ok(
+            &id,
+            json!({"userIdentity": {"externalUserId": "r1"},
+                   "userAttributes": {"externalUserId": "ignored", "phones": [{"number": "385911111111"}],
+                                      "emails": []}}),
+            NO_FLAGS,
+        )
+        .await;
     assert_eq!(r["externalUserId"], "r1");
     assert_eq!(r["phones"], json!([]));
-    personalize_ok(
-        &ts,
+    ts.personalize_ok(
         &id,
         json!({"userIdentity": {"externalUserId": "r1"}, "userAttributes": {}}),
+        NO_FLAGS,
     )
     .await;
     // Reading is allowed, installation data is unaffected.
-    ts.call("GET", &user(&id), Some(&id), None).await.ok();
+    get_user(&ts, &id).await.ok();
     ts.call(
         "PATCH",
         &ipath(&id),
@@ -718,11 +671,11 @@ async fn unknown_caller_is_no_registration_on_every_installation_route() {
         for (m, p, body) in [
             ("GET", ipath(own), None),
             ("PATCH", ipath(own), Some(json!({"language": "x"}))),
-            ("GET", user(own), None),
-            ("PATCH", user(own), Some(json!({"firstName": "x"}))),
+            ("GET", user_path(own), None),
+            ("PATCH", user_path(own), Some(json!({"firstName": "x"}))),
             (
                 "POST",
-                format!("{}/personalize?{FLAGS}", ipath(own)),
+                format!("{}/personalize?{NO_FLAGS}", ipath(own)),
                 Some(json!({"userIdentity": {"externalUserId": "x"}})),
             ),
             (
@@ -790,7 +743,7 @@ async fn unsupported_methods_are_method_not_allowed_with_allow() {
     for (m, p) in [
         ("PUT", ipath(&id)),
         ("POST", ipath(&id)),
-        ("DELETE", user(&id)),
+        ("DELETE", user_path(&id)),
         ("GET", format!("{}/personalize", ipath(&id))),
         ("PATCH", "/mobile/1/appinstance".to_string()),
         ("GET", "/mobile/5/messages".to_string()),
@@ -812,12 +765,10 @@ async fn unsupported_methods_are_method_not_allowed_with_allow() {
 
 async fn identity_key_of_another_person_is_user_merge_interrupted() {
     let ts = TestServer::start().await;
-    let a = ts.register_android().await;
-    personalize_ok(
-        &ts,
-        &a,
+    ts.register_personalized_with(
         json!({"userIdentity": {"externalUserId": "owner", "emails": [{"address": "Owner@Example.com"}],
                                 "phones": [{"number": "385911234567"}]}}),
+        NO_FLAGS,
     )
     .await;
     let b = ts.register_android().await;
@@ -828,14 +779,14 @@ async fn identity_key_of_another_person_is_user_merge_interrupted() {
         json!({"phones": [{"number": "+385 91 123 4567"}]}),
         json!({"firstName": "B", "emails": [{"address": "mine@example.com"}, {"address": "OWNER@example.com"}]}),
     ] {
-        let r = ts.call("PATCH", &user(&b), Some(&b), Some(&body)).await;
+        let r = patch_user(&ts, &b, &body).await;
         r.assert_error(409, "USER_MERGE_INTERRUPTED");
     }
     // Personalize: K matches the owner by phone, but names another externalUserId.
     ts.personalize(
         &b,
         json!({"userIdentity": {"externalUserId": "someone-else", "phones": [{"number": "385911234567"}]}}),
-        FLAGS,
+        NO_FLAGS,
     )
     .await
     .assert_error(409, "USER_MERGE_INTERRUPTED");
@@ -845,13 +796,10 @@ async fn identity_key_of_another_person_is_user_merge_interrupted() {
 
 async fn keys_of_two_persons_are_ambiguous_personalize_candidates() {
     let ts = TestServer::start().await;
-    let a = ts.register_android().await;
-    personalize_ok(&ts, &a, json!({"userIdentity": {"externalUserId": "amb-1"}})).await;
-    let b = ts.register_android().await;
-    personalize_ok(
-        &ts,
-        &b,
+    ts.register_personalized("amb-1").await;
+    ts.register_personalized_with(
         json!({"userIdentity": {"emails": [{"address": "amb2@example.com"}]}}),
+        NO_FLAGS,
     )
     .await;
     let c = ts.register_android().await;
@@ -869,12 +817,9 @@ async fn keys_of_two_persons_are_ambiguous_personalize_candidates() {
 
 async fn personalized_as_somebody_else_is_personalization_impossible() {
     let ts = TestServer::start().await;
-    let a = ts.register_android().await;
-    personalize_ok(&ts, &a, json!({"userIdentity": {"externalUserId": "pi-1"}})).await;
+    let a = ts.register_personalized("pi-1").await;
     let before = ts.snapshot().await;
-    let r = ts
-        .personalize(&a, json!({"userIdentity": {"externalUserId": "pi-2"}}), FLAGS)
-        .await;
+    let r = ts.personalize(&a, ext_identity("pi-2"), NO_FLAGS).await;
     r.assert_error(409, "PERSONALIZATION_IMPOSSIBLE");
     ts.call(
         "POST",
@@ -907,7 +852,7 @@ async fn body_over_the_limit_is_request_too_large() {
     for (m, p) in [
         ("PATCH", ipath(&id)),
         ("POST", "/mobile/1/appinstance".to_string()),
-        ("PATCH", user(&id)),
+        ("PATCH", user_path(&id)),
         ("POST", format!("{}/personalize", ipath(&id))),
         ("POST", "/mobile/5/messages".to_string()),
         ("POST", format!("{}/depersonalize", ipath(&id))),
@@ -923,6 +868,7 @@ async fn body_over_the_limit_is_request_too_large() {
     let auth = ts.app_auth();
     let big = padded(1500);
     let mut req = raw_request(
+        "POST",
         &ipath(&id),
         &[
             ("Authorization", &auth),
@@ -936,7 +882,7 @@ async fn body_over_the_limit_is_request_too_large() {
     req.extend_from_slice(b"\r\n0\r\n\r\n");
     let r = ts.raw(&req).await;
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(raw_code(&r), "REQUEST_TOO_LARGE");
+    assert_eq!(r.code(), "REQUEST_TOO_LARGE");
     assert_eq!(ts.snapshot().await, before);
     ts.finish().await;
 }
@@ -977,7 +923,7 @@ async fn per_installation_rate_limit() {
     );
     // The bucket is per lowercased path id; 429 comes before authentication.
     assert_429(&ts.call("GET", &ipath(&a.to_uppercase()), Some(&a), None).await);
-    assert_429(&without_auth(&ts, "GET", &user(&a), None, None).await);
+    assert_429(&without_auth(&ts, "GET", &user_path(&a), None, None).await);
     assert_eq!(ts.snapshot().await, before);
     // Another target has its own bucket.
     ts.call("GET", &ipath(&b), Some(&b), None).await.ok();
@@ -1003,10 +949,7 @@ async fn create_per_ip_rate_limit() {
     ts.register_android().await;
     ts.register_android().await;
     let before = ts.snapshot().await;
-    assert_429(
-        &ts.call("POST", "/mobile/1/appinstance", None, Some(&json!({"os": "x"})))
-            .await,
-    );
+    assert_429(&ts.create(&json!({"os": "x"})).await);
     // Before authentication as well.
     assert_429(&without_auth(&ts, "POST", "/mobile/1/appinstance", None, Some(b"{}")).await);
     assert_eq!(ts.snapshot().await, before);
@@ -1071,7 +1014,7 @@ async fn processing_order_route_size_auth_body() {
     send(&ts, "PATCH", &ipath(&unknown), None, b"{bad")
         .await
         .assert_error(400, "REQUEST_FORMAT_INVALID");
-    send(&ts, "PATCH", &user(&unknown), None, br#"{"firstName":1}"#)
+    send(&ts, "PATCH", &user_path(&unknown), None, br#"{"firstName":1}"#)
         .await
         .assert_error(400, "REQUEST_FORMAT_INVALID");
     send(
@@ -1093,14 +1036,13 @@ async fn processing_order_route_size_auth_body() {
 async fn processing_order_caller_before_fields_before_domain() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
-    let owner = ts.register_android().await;
-    personalize_ok(&ts, &owner, json!({"userIdentity": {"externalUserId": "taken"}})).await;
+    let owner = ts.register_personalized("taken").await;
     let unknown = uuid::Uuid::new_v4().to_string();
     let before = ts.snapshot().await;
     // 6. caller resolution before field validation.
     ts.call(
         "PATCH",
-        &user(&unknown),
+        &user_path(&unknown),
         None,
         Some(&json!({"firstName": "x".repeat(300)})),
     )
@@ -1148,42 +1090,25 @@ async fn processing_order_caller_before_fields_before_domain() {
     .await
     .assert_error(403, "FORBIDDEN_INSTALLATION");
     // 8. field validation before domain rules (9).
-    let r = ts
-        .call(
-            "PATCH",
-            &user(&id),
-            Some(&id),
-            Some(&json!({"externalUserId": "taken", "emails": [{"address": "bad"}]})),
-        )
-        .await;
+    let r = patch_user(
+        &ts,
+        &id,
+        &json!({"externalUserId": "taken", "emails": [{"address": "bad"}]}),
+    )
+    .await;
     r.assert_error(400, "EMAIL_INVALID");
     // 8. fields in table order: the first failing field is reported.
-    let r = ts
-        .call(
-            "PATCH",
-            &user(&id),
-            Some(&id),
-            Some(&json!({"birthday": "bad", "firstName": "x".repeat(300)})),
-        )
-        .await;
+    let r = patch_user(&ts, &id, &json!({"birthday": "bad", "firstName": "x".repeat(300)})).await;
     r.assert_error(400, "REQUEST_FORMAT_INVALID");
     assert_text_contains(&r, "firstName");
-    ts.call(
-        "PATCH",
-        &user(&id),
-        Some(&id),
-        Some(&json!({"emails": [{"address": "bad"}], "phones": [{"number": "1"}]})),
+    patch_user(
+        &ts,
+        &id,
+        &json!({"emails": [{"address": "bad"}], "phones": [{"number": "1"}]}),
     )
     .await
     .assert_error(400, "PHONE_INVALID");
-    let r = ts
-        .call(
-            "PATCH",
-            &user(&id),
-            Some(&id),
-            Some(&json!({"customAttributes": {"$x": 1}, "tags": [""]})),
-        )
-        .await;
+    let r = patch_user(&ts, &id, &json!({"customAttributes": {"$x": 1}, "tags": [""]})).await;
     r.assert_error(400, "REQUEST_FORMAT_INVALID");
     assert_text_contains(&r, "tags[0]");
     // Personalize: identity (externalUserId, phones, emails) before attributes.
@@ -1191,7 +1116,7 @@ async fn processing_order_caller_before_fields_before_domain() {
         &id,
         json!({"userIdentity": {"phones": [{"number": "1"}], "emails": [{"address": "bad"}]},
                "userAttributes": {"gender": "x"}}),
-        FLAGS,
+        NO_FLAGS,
     )
     .await
     .assert_error(400, "PHONE_INVALID");
@@ -1199,7 +1124,7 @@ async fn processing_order_caller_before_fields_before_domain() {
         .personalize(
             &id,
             json!({"userIdentity": {"externalUserId": "x".repeat(300), "phones": [{"number": "1"}]}}),
-            FLAGS,
+            NO_FLAGS,
         )
         .await;
     r.assert_error(400, "REQUEST_FORMAT_INVALID");
@@ -1208,7 +1133,7 @@ async fn processing_order_caller_before_fields_before_domain() {
     ts.personalize(
         &id,
         json!({"userIdentity": {"emails": [{"address": "bad"}]}, "userAttributes": {"firstName": "x".repeat(300)}}),
-        FLAGS,
+        NO_FLAGS,
     )
     .await
     .assert_error(400, "EMAIL_INVALID");
@@ -1224,7 +1149,7 @@ async fn processing_order_auth_settings_and_restrictions() {
         .update_application_settings(&ts.app, None, Some(true), None)
         .await
         .unwrap();
-    send(&ts, "PATCH", &user(&id), Some(&id), b"{bad")
+    send(&ts, "PATCH", &user_path(&id), Some(&id), b"{bad")
         .await
         .assert_error(401, "JWT_INVALID");
     ts.core()
@@ -1232,27 +1157,22 @@ async fn processing_order_auth_settings_and_restrictions() {
         .await
         .unwrap();
     // A wrong JSON type (step 5) beats restrictUserDataFromSdk (step 7).
-    send(&ts, "PATCH", &user(&id), Some(&id), br#"{"firstName":5}"#)
+    send(&ts, "PATCH", &user_path(&id), Some(&id), br#"{"firstName":5}"#)
         .await
         .assert_error(400, "REQUEST_FORMAT_INVALID");
     // The unknown caller (step 6) beats restrictUserDataFromSdk (step 7).
     let unknown = uuid::Uuid::new_v4().to_string();
-    ts.call("PATCH", &user(&unknown), None, Some(&json!({"firstName": "x"})))
+    ts.call("PATCH", &user_path(&unknown), None, Some(&json!({"firstName": "x"})))
         .await
         .assert_error(404, "NO_REGISTRATION");
     // restrictUserDataFromSdk (step 7) beats field validation (step 8).
-    ts.call(
-        "PATCH",
-        &user(&id),
-        Some(&id),
-        Some(&json!({"emails": [{"address": "bad"}]})),
-    )
-    .await
-    .assert_error(403, "USER_DATA_RESTRICTED");
+    patch_user(&ts, &id, &json!({"emails": [{"address": "bad"}]}))
+        .await
+        .assert_error(403, "USER_DATA_RESTRICTED");
     ts.personalize(
         &id,
         json!({"userIdentity": {"emails": [{"address": "bad"}]}, "userAttributes": {"firstName": "F"}}),
-        FLAGS,
+        NO_FLAGS,
     )
     .await
     .assert_error(403, "USER_DATA_RESTRICTED");
@@ -1263,28 +1183,25 @@ async fn processing_order_auth_settings_and_restrictions() {
 
 async fn rejected_requests_change_nothing() {
     let ts = TestServer::start().await;
-    let a = ts.register_android().await;
-    personalize_ok(
-        &ts,
-        &a,
-        json!({"userIdentity": {"externalUserId": "rc-1", "emails": [{"address": "rc1@example.com"}]},
-               "userAttributes": {"customAttributes": {"n": 1}}}),
-    )
-    .await;
+    let a = ts
+        .register_personalized_with(
+            json!({"userIdentity": {"externalUserId": "rc-1", "emails": [{"address": "rc1@example.com"}]},
+                   "userAttributes": {"customAttributes": {"n": 1}}}),
+            NO_FLAGS,
+        )
+        .await;
     let b = ts.register_android().await;
-    ts.call("PATCH", &user(&b), Some(&b), Some(&json!({"firstName": "Bee"})))
-        .await
-        .ok();
+    patch_user(&ts, &b, &json!({"firstName": "Bee"})).await.ok();
     // A person with 200 custom attributes to overflow in a merge.
     let big = ts.register_android().await;
     let mut attrs = serde_json::Map::new();
     for i in 0..200 {
         attrs.insert(format!("m{i:03}"), json!(i));
     }
-    personalize_ok(
-        &ts,
+    ts.personalize_ok(
         &big,
         json!({"userIdentity": {"externalUserId": "rc-big"}, "userAttributes": {"customAttributes": attrs}}),
+        NO_FLAGS,
     )
     .await;
     let mut extra = serde_json::Map::new();
@@ -1294,23 +1211,17 @@ async fn rejected_requests_change_nothing() {
     let before = ts.snapshot().await;
 
     // A wrong-typed attribute after an auto-definition in the same request: no definition kept.
-    ts.call(
-        "PATCH",
-        &user(&b),
-        Some(&b),
-        Some(&json!({"firstName": "Changed", "customAttributes": {"brandNew": "x", "n": "not a number"}})),
+    patch_user(
+        &ts,
+        &b,
+        &json!({"firstName": "Changed", "customAttributes": {"brandNew": "x", "n": "not a number"}}),
     )
     .await
     .assert_error(400, "REQUEST_FORMAT_INVALID");
-    ts.call(
-        "POST",
-        "/mobile/1/appinstance",
-        None,
-        Some(&json!({"pushServiceType": "Firebase", "pushServiceToken": "rc-t",
-                     "customAttributes": {"fresh": 1, "bad": [1]}})),
-    )
-    .await
-    .assert_error(400, "REQUEST_FORMAT_INVALID");
+    ts.create(&json!({"pushServiceType": "Firebase", "pushServiceToken": "rc-t",
+                      "customAttributes": {"fresh": 1, "bad": [1]}}))
+        .await
+        .assert_error(400, "REQUEST_FORMAT_INVALID");
     // A merge that would overflow the attribute limit: rolled back entirely.
     ts.personalize(
         &b,
@@ -1329,18 +1240,13 @@ async fn rejected_requests_change_nothing() {
     .await
     .assert_error(409, "USER_MERGE_INTERRUPTED");
     // PERSONALIZATION_IMPOSSIBLE.
-    ts.personalize(&a, json!({"userIdentity": {"externalUserId": "rc-3"}}), FLAGS)
+    ts.personalize(&a, ext_identity("rc-3"), NO_FLAGS)
         .await
         .assert_error(409, "PERSONALIZATION_IMPOSSIBLE");
     // PATCH user taking a key.
-    ts.call(
-        "PATCH",
-        &user(&b),
-        Some(&b),
-        Some(&json!({"firstName": "Z", "externalUserId": "rc-1"})),
-    )
-    .await
-    .assert_error(409, "USER_MERGE_INTERRUPTED");
+    patch_user(&ts, &b, &json!({"firstName": "Z", "externalUserId": "rc-1"}))
+        .await
+        .assert_error(409, "USER_MERGE_INTERRUPTED");
     // Remote PATCH with another field; unknown caller; bad override; bad auth.
     ts.call("PATCH", &ipath(&b), Some(&a), Some(&json!({"isPrimary": true})))
         .await

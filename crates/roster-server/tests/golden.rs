@@ -7,7 +7,10 @@
 //! bodies (with their `Content-Length`) and the responses SHOULD follow that order.
 mod common;
 
-use common::{RawResponse, TestServer};
+use common::{
+    RawResponse, TestServer,
+    people_helpers::{get_user, inst, patch_user, person_of},
+};
 use roster_model::{MergeStatus, PersonType};
 use serde_json::{Value, json};
 
@@ -188,7 +191,7 @@ fn check(r: &RawResponse, head: &[&str], body: &str, subs: &[(&str, &str)]) {
     assert!(r.header("transfer-encoding").is_none());
     assert!(r.header("new-base-url").is_none());
     if !expected.is_empty() {
-        let got: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()));
+        let got = r.json();
         let want: Value = serde_json::from_str(&expected).unwrap();
         assert_eq!(got, want, "JSON of the response");
     }
@@ -207,29 +210,23 @@ async fn example_exchanges_of_section_7() {
         .raw(&request(REQ_7_1_HEAD, REQ_7_1_BODY, &[(SPEC_CODE, &code)]))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let a: String = serde_json::from_slice::<Value>(&r.body).unwrap()["pushRegId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = r.json()["pushRegId"].as_str().unwrap().to_string();
     check(&r, RESP_7_1_HEAD, RESP_7_1_BODY, &[(SPEC_A, &a)]);
     let s = ts.snapshot().await;
-    let ia = s.installations.iter().find(|i| i.push_reg_id == a).unwrap();
-    let pa = s.persons.iter().find(|p| p.id == ia.person_id).unwrap();
+    let pa = person_of(&s, &a);
     assert!(pa.is_anonymous());
     assert_eq!(pa.person_type, PersonType::Lead);
 
     // State before §7.2: A personalized as cust-1001 (P1) and primary.
     let r = ts
-        .personalize(
+        .personalize_ok(
             &a,
             json!({"userIdentity": {"externalUserId": "cust-1001"},
                    "userAttributes": {"firstName": "Ana", "lastName": "Horvat", "tags": ["vip"],
                                       "customAttributes": {"favoriteColor": "green", "newsletter": true}}}),
             "setDeviceAsPrimary=true&keepAsLead=false&forceDepersonalize=false",
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(r["type"], "CUSTOMER");
     assert_eq!(r["instances"][0]["isPrimary"], true);
 
@@ -260,26 +257,20 @@ async fn example_exchanges_of_section_7() {
         r.json()["pushServiceToken"],
         "0b30557a9fc4e90e33587da2c7ec11365b80a5caef14395e83a8cdf2173c6186"
     );
-    let r = ts
-        .call(
-            "PATCH",
-            &format!("/mobile/1/appinstance/{b}/user"),
-            Some(&b),
-            Some(&json!({"firstName": "Anna", "middleName": "Marija", "tags": ["beta"],
-                         "customAttributes": {"newsletter": false, "onboardingDone": true}})),
-        )
-        .await
-        .ok()
-        .json();
+    let r = patch_user(
+        &ts,
+        &b,
+        &json!({"firstName": "Anna", "middleName": "Marija", "tags": ["beta"],
+                "customAttributes": {"newsletter": false, "onboardingDone": true}}),
+    )
+    .await
+    .ok()
+    .json();
     assert_eq!(r["type"], "LEAD");
     assert!(r.get("externalUserId").is_none());
     let s = ts.snapshot().await;
-    let person_of = |s: &roster_store::Snapshot, id: &str| {
-        let pid = s.installations.iter().find(|i| i.push_reg_id == id).unwrap().person_id;
-        s.persons.iter().find(|p| p.id == pid).unwrap().clone()
-    };
-    let p1 = person_of(&s, &a);
-    let p2 = person_of(&s, &b);
+    let p1 = person_of(&s, &a).clone();
+    let p2 = person_of(&s, &b).clone();
     assert!(p2.is_anonymous());
 
     // §7.3 Personalize with merge (iOS).
@@ -288,12 +279,12 @@ async fn example_exchanges_of_section_7() {
     check(&r, RESP_7_3_HEAD, RESP_7_3_BODY, &subs_ab);
     let s = ts.snapshot().await;
     assert!(!s.persons.iter().any(|p| p.id == p2.id), "P2 was deleted");
-    let p1_now = person_of(&s, &b);
+    let p1_now = person_of(&s, &b).clone();
     assert_eq!(p1_now.id, p1.id, "B moved to P1");
     assert_eq!(p1_now.person_type, PersonType::Customer);
     assert!(p1_now.version > p1.version);
-    let ia = s.installations.iter().find(|i| i.push_reg_id == a).unwrap();
-    let ib = s.installations.iter().find(|i| i.push_reg_id == b).unwrap();
+    let ia = inst(&s, &a);
+    let ib = inst(&s, &b);
     assert!(!ia.is_primary && ib.is_primary);
     // The merge-log entry (people.md §9.2).
     assert_eq!(s.merge_log.len(), 1);
@@ -345,9 +336,9 @@ async fn example_exchanges_of_section_7() {
     let r = ts.raw(&request(REQ_7_4_HEAD, REQ_7_4_BODY, &subs_ab)).await;
     check(&r, RESP_7_4_HEAD, RESP_7_4_BODY, &subs_ab);
     let s = ts.snapshot().await;
-    assert!(s.installations.iter().find(|i| i.push_reg_id == a).unwrap().is_primary);
-    assert!(!s.installations.iter().find(|i| i.push_reg_id == b).unwrap().is_primary);
-    let p1_before_logout = person_of(&s, &b);
+    assert!(inst(&s, &a).is_primary);
+    assert!(!inst(&s, &b).is_primary);
+    let p1_before_logout = person_of(&s, &b).clone();
 
     // §7.5 Depersonalize (Android, body-less POST without Content-Length).
     let req = request(REQ_7_5_HEAD, REQ_7_5_BODY, &subs_ab);
@@ -359,8 +350,8 @@ async fn example_exchanges_of_section_7() {
     let r = ts.raw(&req).await;
     check(&r, RESP_7_5_HEAD, RESP_7_5_BODY, &subs_ab);
     let s = ts.snapshot().await;
-    let ia = s.installations.iter().find(|i| i.push_reg_id == a).unwrap().clone();
-    let pa = person_of(&s, &a);
+    let ia = inst(&s, &a).clone();
+    let pa = person_of(&s, &a).clone();
     assert_ne!(pa.id, p1.id);
     assert!(pa.is_anonymous());
     assert_eq!(pa.person_type, PersonType::Lead);
@@ -376,11 +367,7 @@ async fn example_exchanges_of_section_7() {
     assert_eq!(p1_insts.len(), 1);
     assert_eq!(p1_insts[0].push_reg_id, b);
     assert!(!p1_insts[0].is_primary, "P1 has no primary installation now");
-    let g = ts
-        .call("GET", &format!("/mobile/1/appinstance/{a}/user"), Some(&a), None)
-        .await
-        .ok()
-        .json();
+    let g = get_user(&ts, &a).await.ok().json();
     assert_eq!(g["type"], "LEAD");
     assert_eq!(g["instances"].as_array().unwrap().len(), 1);
     assert_eq!(g["instances"][0]["pushRegId"], a.as_str());
@@ -403,14 +390,14 @@ async fn example_exchanges_of_section_7() {
         .collect();
     let r = ts.raw(&request(&head, REQ_7_6_BODY, &subs_ab)).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let j: Value = serde_json::from_slice(&r.body).unwrap();
+    let j = r.json();
     assert_eq!(j["externalUserId"], "cust-2002");
     assert_eq!(j["type"], "CUSTOMER");
     assert_eq!(j["phones"], json!([]));
     assert_eq!(j["instances"].as_array().unwrap().len(), 1);
     assert_eq!(j["instances"][0]["pushRegId"], b.as_str());
     let s = ts.snapshot().await;
-    let pb = person_of(&s, &b);
+    let pb = person_of(&s, &b).clone();
     assert_ne!(pb.id, p1.id);
     assert_eq!(pb.external_user_id.as_deref(), Some("cust-2002"));
     assert_eq!(pb.person_type, PersonType::Customer);

@@ -4,19 +4,15 @@
 //! `lastSeenAt`.
 mod common;
 
-use common::{Resp, TestServer};
-use roster_model::{
-    AttributeScope, AttributeType, DefinitionOrigin, Installation, Person, PersonType, PushServiceType,
-    TokenClearedReason,
+use common::{
+    Resp, TestServer, ext_identity, flags, ipath, now_ms,
+    people_helpers::{get_user, inst, instance_ids, person, person_of, personalize_in, register_in_with},
 };
+use roster_model::{AttributeScope, AttributeType, DefinitionOrigin, PersonType, PushServiceType, TokenClearedReason};
 use roster_store::Snapshot;
 use serde_json::{Value, json};
 
 // ----- helpers ------------------------------------------------------------------------------
-
-fn ipath(id: &str) -> String {
-    format!("/mobile/1/appinstance/{id}")
-}
 
 async fn get_inst(ts: &TestServer, id: &str, caller: Option<&str>) -> Resp {
     ts.call("GET", &ipath(id), caller, None).await
@@ -26,24 +22,8 @@ async fn patch_inst(ts: &TestServer, id: &str, caller: Option<&str>, body: Value
     ts.call("PATCH", &ipath(id), caller, Some(&body)).await
 }
 
-fn inst<'a>(s: &'a Snapshot, id: &str) -> &'a Installation {
-    s.installations
-        .iter()
-        .find(|i| i.push_reg_id == id)
-        .unwrap_or_else(|| panic!("installation {id} not in the store"))
-}
-
 fn has_inst(s: &Snapshot, id: &str) -> bool {
     s.installations.iter().any(|i| i.push_reg_id == id)
-}
-
-fn person_of<'a>(s: &'a Snapshot, id: &str) -> &'a Person {
-    let pid = inst(s, id).person_id;
-    s.persons.iter().find(|p| p.id == pid).expect("person of installation")
-}
-
-fn has_person(s: &Snapshot, pid: uuid::Uuid) -> bool {
-    s.persons.iter().any(|p| p.id == pid)
 }
 
 fn token(n: &str) -> String {
@@ -60,22 +40,9 @@ async fn two_of_one_person(ts: &TestServer, ext: &str) -> (String, String) {
     let a = ts.register_android().await;
     let b = ts.register_android().await;
     for id in [&a, &b] {
-        ts.personalize(
-            id,
-            json!({"userIdentity": {"externalUserId": ext}}),
-            "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
-        )
-        .await
-        .ok();
+        ts.personalize_as(id, ext).await;
     }
     (a, b)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 // ----- create -------------------------------------------------------------------------------
@@ -184,16 +151,7 @@ async fn create_ios_style_body_with_flags_and_attributes() {
 
 async fn create_with_empty_body_has_the_always_fields_only() {
     let ts = TestServer::start().await;
-    let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &ts.app_auth())],
-            None,
-            None,
-        )
-        .await
-        .ok();
+    let r = ts.call_bytes("POST", "/mobile/1/appinstance", None, None).await.ok();
     let j = r.json();
     let id = j["pushRegId"].as_str().unwrap();
     assert_eq!(
@@ -202,13 +160,7 @@ async fn create_with_empty_body_has_the_always_fields_only() {
     );
     // Whitespace-only body is {} too.
     let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &ts.app_auth())],
-            None,
-            Some(b" \n\t ".to_vec()),
-        )
+        .call_bytes("POST", "/mobile/1/appinstance", None, Some(b" \n\t ".to_vec()))
         .await
         .ok();
     assert_eq!(r.json().as_object().unwrap().len(), 4);
@@ -280,19 +232,9 @@ async fn get_own_and_remote_installation() {
 
 async fn installations_of_another_application_are_unknown() {
     let ts = TestServer::start().await;
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
+    let other = ts.other_app().await;
     let a = ts.register_android().await;
-    let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &format!("App {}", other.application_code))],
-            None,
-            Some(b"{}".to_vec()),
-        )
-        .await
-        .ok();
-    let x = r.json()["pushRegId"].as_str().unwrap().to_string();
+    let x = register_in_with(&ts, &other, &json!({})).await;
     // x is unknown in the test application: as caller 404, as remote target 403.
     get_inst(&ts, &x, None).await.assert_error(404, "NO_REGISTRATION");
     get_inst(&ts, &x, Some(&a))
@@ -574,14 +516,9 @@ async fn custom_attribute_limit_is_250_after_the_change() {
     assert_eq!(r.json()["customAttributes"].as_object().unwrap().len(), 250);
     // Create with 251: rejected too, nothing created.
     let n = ts.snapshot().await.installations.len();
-    ts.call(
-        "POST",
-        "/mobile/1/appinstance",
-        None,
-        Some(&json!({"customAttributes": many(0, 251)})),
-    )
-    .await
-    .assert_error(400, "REQUEST_FORMAT_INVALID");
+    ts.create(&json!({"customAttributes": many(0, 251)}))
+        .await
+        .assert_error(400, "REQUEST_FORMAT_INVALID");
     assert_eq!(ts.snapshot().await.installations.len(), n);
     ts.finish().await;
 }
@@ -661,22 +598,13 @@ async fn tokens_of_other_providers_or_apps_or_case_do_not_collide() {
     // FCM tokens are compared exactly: another case is another token.
     let upper = register_with(&ts, "Firebase", &t.to_uppercase()).await;
     // Another application of the same account.
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &format!("App {}", other.application_code))],
-            None,
-            Some(
-                json!({"pushServiceType": "Firebase", "pushServiceToken": t})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await
-        .ok();
-    let x = r.json()["pushRegId"].as_str().unwrap().to_string();
+    let other = ts.other_app().await;
+    let x = register_in_with(
+        &ts,
+        &other,
+        &json!({"pushServiceType": "Firebase", "pushServiceToken": t}),
+    )
+    .await;
     let s = ts.snapshot().await;
     for id in [&a, &h, &upper, &x] {
         assert!(inst(&s, id).push_service_token.is_some(), "{id} kept its token");
@@ -688,35 +616,18 @@ async fn tokens_of_other_providers_or_apps_or_case_do_not_collide() {
 async fn token_needs_a_type_and_null_clears_with_reason_device() {
     let ts = TestServer::start().await;
     // Create with a token but without a type: 400, nothing created.
-    let r = ts
-        .call(
-            "POST",
-            "/mobile/1/appinstance",
-            None,
-            Some(&json!({"pushServiceToken": "t-no-type"})),
-        )
-        .await;
+    let r = ts.create(&json!({"pushServiceToken": "t-no-type"})).await;
     r.assert_error(400, "REQUEST_FORMAT_INVALID");
     assert!(r.text().contains("pushServiceToken"), "{}", r.text());
     assert!(ts.snapshot().await.installations.is_empty());
     // Unknown type: 400.
-    ts.call(
-        "POST",
-        "/mobile/1/appinstance",
-        None,
-        Some(&json!({"pushServiceType": "WNS", "pushServiceToken": "t"})),
-    )
-    .await
-    .assert_error(400, "REQUEST_FORMAT_INVALID");
+    ts.create(&json!({"pushServiceType": "WNS", "pushServiceToken": "t"}))
+        .await
+        .assert_error(400, "REQUEST_FORMAT_INVALID");
     // Token with whitespace: 400.
-    ts.call(
-        "POST",
-        "/mobile/1/appinstance",
-        None,
-        Some(&json!({"pushServiceType": "Firebase", "pushServiceToken": "a b"})),
-    )
-    .await
-    .assert_error(400, "REQUEST_FORMAT_INVALID");
+    ts.create(&json!({"pushServiceType": "Firebase", "pushServiceToken": "a b"}))
+        .await
+        .assert_error(400, "REQUEST_FORMAT_INVALID");
 
     // An installation without a type: PATCH with a token only is 400; with a type it works.
     let id = ts.register(json!({"os": "Android"})).await;
@@ -906,18 +817,8 @@ async fn unknown_own_id_without_type_and_token_or_invalid_is_no_registration() {
     .await
     .assert_error(404, "NO_REGISTRATION");
     // An id used in another application cannot be re-created here.
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &format!("App {}", other.application_code))],
-            None,
-            Some(b"{}".to_vec()),
-        )
-        .await
-        .ok();
-    let foreign = r.json()["pushRegId"].as_str().unwrap().to_string();
+    let other = ts.other_app().await;
+    let foreign = register_in_with(&ts, &other, &json!({})).await;
     let before_foreign = ts.snapshot().await;
     patch_inst(
         &ts,
@@ -985,7 +886,7 @@ async fn delete_expired_installation_rules() {
     assert_eq!(r.headers["content-length"], "0");
     let s = ts.snapshot().await;
     assert!(!has_inst(&s, &old));
-    assert!(!has_person(&s, old_person), "its anonymous person is gone");
+    assert!(person(&s, old_person).is_none(), "its anonymous person is gone");
     assert!(has_inst(&s, &new));
     // Deleting again: unknown now, 200.
     ts.call("DELETE", &ipath(&old), Some(&new), None).await.ok();
@@ -996,14 +897,12 @@ async fn delete_expired_installation_rules() {
 
 async fn delete_expired_keeps_a_personalized_person() {
     let ts = TestServer::start().await;
-    let old = ts.register_android().await;
-    ts.personalize(
-        &old,
-        json!({"userIdentity": {"externalUserId": "keep-me"}, "userAttributes": {"firstName": "K"}}),
-        "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=true",
-    )
-    .await
-    .ok();
+    let old = ts
+        .register_personalized_with(
+            json!({"userIdentity": {"externalUserId": "keep-me"}, "userAttributes": {"firstName": "K"}}),
+            &flags(false, false, true),
+        )
+        .await;
     let pid = inst(&ts.snapshot().await, &old).person_id;
     let new = ts.register_android().await;
     ts.call("DELETE", &ipath(&old), Some(&new), None).await.ok();
@@ -1017,33 +916,15 @@ async fn delete_expired_keeps_a_personalized_person() {
     assert_eq!(p.external_user_id.as_deref(), Some("keep-me"));
     assert_eq!(p.first_name.as_deref(), Some("K"));
     // Personalizing again with that identity finds the kept person.
-    let r = ts
-        .personalize(
-            &new,
-            json!({"userIdentity": {"externalUserId": "keep-me"}}),
-            "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
-        )
-        .await
-        .ok()
-        .json();
+    let r = ts.personalize_as(&new, "keep-me").await;
     assert_eq!(r["firstName"], "K");
     ts.finish().await;
 }
 
 async fn delete_expired_of_another_application_is_unknown() {
     let ts = TestServer::start().await;
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &format!("App {}", other.application_code))],
-            None,
-            Some(b"{}".to_vec()),
-        )
-        .await
-        .ok();
-    let foreign = r.json()["pushRegId"].as_str().unwrap().to_string();
+    let other = ts.other_app().await;
+    let foreign = register_in_with(&ts, &other, &json!({})).await;
     let me = ts.register_android().await;
     let before = ts.snapshot().await;
     ts.call("DELETE", &ipath(&foreign), Some(&me), None).await.ok();
@@ -1090,9 +971,7 @@ async fn last_seen_at_is_refreshed_only_when_stale_and_only_on_success() {
 
     // The caller of a GET user / PATCH is refreshed as well.
     let stale = age_last_seen(&ts, &id, 30).await;
-    ts.call("GET", &format!("{}/user", ipath(&id)), Some(&id), None)
-        .await
-        .ok();
+    get_user(&ts, &id).await.ok();
     assert!(inst(&ts.snapshot().await, &id).last_seen_at > stale);
     let stale = age_last_seen(&ts, &id, 30).await;
     patch_inst(&ts, &id, None, json!({})).await.ok();
@@ -1104,42 +983,26 @@ async fn last_seen_at_is_refreshed_only_when_stale_and_only_on_success() {
 
 async fn user_instances_only_show_installations_of_the_calling_application() {
     let ts = TestServer::start().await;
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let a = ts.register_android().await;
-    ts.personalize(
-        &a,
-        json!({"userIdentity": {"externalUserId": "multi-app"}}),
-        "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=true",
+    let other = ts.other_app().await;
+    let a = ts
+        .register_personalized_with(ext_identity("multi-app"), &flags(false, false, true))
+        .await;
+    // An installation of the other application (same account) joins the same person.
+    let x = register_in_with(
+        &ts,
+        &other,
+        &json!({"pushServiceType": "Firebase", "pushServiceToken": "other-app-token"}),
+    )
+    .await;
+    let r = personalize_in(
+        &ts,
+        &other,
+        &x,
+        &ext_identity("multi-app"),
+        "setDeviceAsPrimary=1&keepAsLead=0&forceDepersonalize=0",
     )
     .await
-    .ok();
-    // An installation of the other application (same account) joins the same person.
-    let other_auth = format!("App {}", other.application_code);
-    let r = ts
-        .call_with(
-            "POST",
-            "/mobile/1/appinstance",
-            &[("authorization", &other_auth)],
-            None,
-            Some(br#"{"pushServiceType":"Firebase","pushServiceToken":"other-app-token"}"#.to_vec()),
-        )
-        .await
-        .ok();
-    let x = r.json()["pushRegId"].as_str().unwrap().to_string();
-    let r = ts
-        .call_with(
-            "POST",
-            &format!(
-                "{}/personalize?setDeviceAsPrimary=1&keepAsLead=0&forceDepersonalize=0",
-                ipath(&x)
-            ),
-            &[("authorization", &other_auth)],
-            Some(&x),
-            Some(br#"{"userIdentity":{"externalUserId":"multi-app"}}"#.to_vec()),
-        )
-        .await
-        .ok()
-        .json();
+    .json();
     // Seen from the other application: only its own installation.
     assert_eq!(r["instances"].as_array().unwrap().len(), 1);
     assert_eq!(r["instances"][0]["pushRegId"], x.as_str());
@@ -1148,18 +1011,8 @@ async fn user_instances_only_show_installations_of_the_calling_application() {
     // Primary is per (person, application): both stay primary.
     assert!(inst(&s, &a).is_primary && inst(&s, &x).is_primary);
     // Seen from the test application: only A.
-    let u = ts
-        .call("GET", &format!("{}/user", ipath(&a)), Some(&a), None)
-        .await
-        .ok()
-        .json();
-    let ids: Vec<&str> = u["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["pushRegId"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, vec![a.as_str()]);
+    let u = get_user(&ts, &a).await.ok().json();
+    assert_eq!(instance_ids(&u), vec![a.clone()]);
     // And the other application's installation is not reachable as a remote target.
     get_inst(&ts, &x, Some(&a))
         .await
@@ -1169,28 +1022,13 @@ async fn user_instances_only_show_installations_of_the_calling_application() {
 
 async fn a_primary_installation_moving_to_a_person_with_a_primary_loses_its_flag() {
     let ts = TestServer::start().await;
-    let a = ts.register_android().await;
-    ts.personalize(
-        &a,
-        json!({"userIdentity": {"externalUserId": "has-primary"}}),
-        "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=true",
-    )
-    .await
-    .ok();
-    // B is primary of its anonymous person, then logs in as the same user without asking for primary.
-    let b = ts
-        .register(json!({"pushServiceType": "Firebase", "pushServiceToken": token("b"), "isPrimary": true}))
+    let a = ts
+        .register_personalized_with(ext_identity("has-primary"), &flags(false, false, true))
         .await;
+    // B is primary of its anonymous person, then logs in as the same user without asking for primary.
+    let b = ts.register_primary(&token("b")).await;
     assert!(inst(&ts.snapshot().await, &b).is_primary);
-    let r = ts
-        .personalize(
-            &b,
-            json!({"userIdentity": {"externalUserId": "has-primary"}}),
-            "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
-        )
-        .await
-        .ok()
-        .json();
+    let r = ts.personalize_as(&b, "has-primary").await;
     let flags: Vec<(String, bool)> = r["instances"]
         .as_array()
         .unwrap()

@@ -4,7 +4,11 @@
 mod common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{Resp, TestServer, make_jwt};
+use common::{
+    NO_FLAGS, Resp, TestServer, ipath, make_jwt, now_secs,
+    people_helpers::{depersonalize, get_user, patch_user, person_of, without_new_installation},
+    user_path,
+};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
@@ -12,26 +16,8 @@ use serde_json::{Value, json};
 
 const SUB: &str = "jwt-user";
 
-fn ipath(id: &str) -> String {
-    format!("/mobile/1/appinstance/{id}")
-}
-
-fn user(id: &str) -> String {
-    format!("{}/user", ipath(id))
-}
-
 fn personalize_path(id: &str) -> String {
-    format!(
-        "{}/personalize?forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
-        ipath(id)
-    )
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    format!("{}/personalize?{NO_FLAGS}", ipath(id))
 }
 
 /// A token from an explicit header and claims, signed HS256 with `secret` (whatever the header
@@ -52,7 +38,7 @@ fn sign_raw(header: &Value, claims: &Value, secret: &[u8]) -> String {
 }
 
 fn claims(code: &str, sub: &str) -> Value {
-    let n = now();
+    let n = now_secs();
     json!({"typ": "Bearer", "sub": sub, "infobip-api-key": code, "iat": n, "exp": n + 300,
            "jti": uuid::Uuid::new_v4().to_string()})
 }
@@ -68,18 +54,44 @@ async fn bearer(ts: &TestServer, method: &str, path: &str, caller: &str, token: 
     .await
 }
 
+/// `GET /user` of `id` as `id` with `Authorization: Bearer <token>`.
+async fn bearer_get_user(ts: &TestServer, id: &str, token: &str) -> Resp {
+    bearer(ts, "GET", &user_path(id), id, token, None).await
+}
+
+/// `PATCH /user` of `id` as `id` with `Authorization: Bearer <token>`.
+async fn bearer_patch_user(ts: &TestServer, id: &str, token: &str, body: Value) -> Resp {
+    bearer(ts, "PATCH", &user_path(id), id, token, Some(body)).await
+}
+
+/// `POST /personalize` (all flags `false`) of `id` as `id` with `Authorization: Bearer <token>`.
+async fn bearer_personalize(ts: &TestServer, id: &str, token: &str, body: Value) -> Resp {
+    bearer(ts, "POST", &personalize_path(id), id, token, Some(body)).await
+}
+
+/// `POST /repersonalize` of `id` as `id` with `Authorization: Bearer <token>`.
+async fn bearer_repersonalize(ts: &TestServer, id: &str, token: &str, body: Value) -> Resp {
+    bearer(
+        ts,
+        "POST",
+        &format!("{}/repersonalize", ipath(id)),
+        id,
+        token,
+        Some(body),
+    )
+    .await
+}
+
 /// A server with JWT key `k1`, and an installation personalized (with App auth) as [`SUB`].
 async fn setup() -> (TestServer, Vec<u8>, String) {
     let ts = TestServer::start().await;
     let key = ts.core().create_jwt_key(&ts.app, Some("k1")).await.unwrap();
-    let id = ts.register_android().await;
-    ts.personalize(
-        &id,
-        json!({"userIdentity": {"externalUserId": SUB}, "userAttributes": {"firstName": "Jay"}}),
-        "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
-    )
-    .await
-    .ok();
+    let id = ts
+        .register_personalized_with(
+            json!({"userIdentity": {"externalUserId": SUB}, "userAttributes": {"firstName": "Jay"}}),
+            NO_FLAGS,
+        )
+        .await;
     (ts, key.key.secret.clone(), id)
 }
 
@@ -90,31 +102,24 @@ async fn bearer_is_accepted_on_the_user_data_endpoints() {
     let code = ts.app.application_code.clone();
     let tok = || make_jwt("k1", &secret, &code, SUB, json!({}));
 
-    let r = bearer(&ts, "GET", &user(&id), &id, &tok(), None).await.ok().json();
+    let r = bearer_get_user(&ts, &id, &tok()).await.ok().json();
     assert_eq!(r["externalUserId"], SUB);
     assert_eq!(r["firstName"], "Jay");
     assert!(r["instances"][0]["pushServiceToken"].is_string());
-    let r = bearer(&ts, "PATCH", &user(&id), &id, &tok(), Some(json!({"lastName": "Doe"})))
+    let r = bearer_patch_user(&ts, &id, &tok(), json!({"lastName": "Doe"}))
         .await
         .ok()
         .json();
     assert_eq!(r["lastName"], "Doe");
     // Setting externalUserId to the subject itself is fine.
-    bearer(
-        &ts,
-        "PATCH",
-        &user(&id),
-        &id,
-        &tok(),
-        Some(json!({"externalUserId": SUB})),
-    )
-    .await
-    .ok();
+    bearer_patch_user(&ts, &id, &tok(), json!({"externalUserId": SUB}))
+        .await
+        .ok();
     // Android POST + override with Bearer.
     let r = ts
         .call_with(
             "POST",
-            &user(&id),
+            &user_path(&id),
             &[
                 ("authorization", &format!("Bearer {}", tok())),
                 ("x-http-method-override", "PATCH"),
@@ -128,7 +133,7 @@ async fn bearer_is_accepted_on_the_user_data_endpoints() {
     // The scheme is case-insensitive.
     ts.call_with(
         "GET",
-        &user(&id),
+        &user_path(&id),
         &[("authorization", &format!("bearer {}", tok()))],
         Some(&id),
         None,
@@ -136,37 +141,26 @@ async fn bearer_is_accepted_on_the_user_data_endpoints() {
     .await
     .ok();
     // Personalize and repersonalize with userIdentity.externalUserId = sub.
-    let r = bearer(
+    let r = bearer_personalize(
         &ts,
-        "POST",
-        &personalize_path(&id),
         &id,
         &tok(),
-        Some(json!({"userIdentity": {"externalUserId": SUB, "emails": [{"address": "jay@example.com"}]}})),
+        json!({"userIdentity": {"externalUserId": SUB, "emails": [{"address": "jay@example.com"}]}}),
     )
     .await
     .ok()
     .json();
     assert_eq!(r["emails"], json!([{"address": "jay@example.com"}]));
-    bearer(
-        &ts,
-        "POST",
-        &format!("{}/repersonalize", ipath(&id)),
-        &id,
-        &tok(),
-        Some(json!({"userIdentity": {"externalUserId": SUB}})),
-    )
-    .await
-    .ok();
+    bearer_repersonalize(&ts, &id, &tok(), json!({"userIdentity": {"externalUserId": SUB}}))
+        .await
+        .ok();
     // A fresh anonymous installation may personalize with a token for a new subject.
     let fresh = ts.register_android().await;
-    let r = bearer(
+    let r = bearer_personalize(
         &ts,
-        "POST",
-        &personalize_path(&fresh),
         &fresh,
         &make_jwt("k1", &secret, &code, "newcomer", json!({})),
-        Some(json!({"userIdentity": {"externalUserId": "newcomer"}})),
+        json!({"userIdentity": {"externalUserId": "newcomer"}}),
     )
     .await
     .ok()
@@ -175,8 +169,8 @@ async fn bearer_is_accepted_on_the_user_data_endpoints() {
     assert_eq!(r["type"], "CUSTOMER");
     // The same token may be used again (jti is not checked for reuse).
     let t = tok();
-    bearer(&ts, "GET", &user(&id), &id, &t, None).await.ok();
-    bearer(&ts, "GET", &user(&id), &id, &t, None).await.ok();
+    bearer_get_user(&ts, &id, &t).await.ok();
+    bearer_get_user(&ts, &id, &t).await.ok();
     ts.finish().await;
 }
 
@@ -185,7 +179,7 @@ async fn bearer_is_accepted_on_the_user_data_endpoints() {
 async fn malformed_or_badly_signed_tokens_are_jwt_invalid() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
-    let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
+    let other_app = ts.other_app().await;
     let other_key = ts.core().create_jwt_key(&other_app, Some("k2")).await.unwrap();
     let deleted = ts.core().create_jwt_key(&ts.app, Some("gone")).await.unwrap();
     assert!(ts.core().delete_jwt_key(&ts.app, "gone").await.unwrap());
@@ -193,9 +187,9 @@ async fn malformed_or_badly_signed_tokens_are_jwt_invalid() {
     let hs = |h: Value| sign_raw(&h, &c, &secret);
     let good = hs(json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}));
     // Sanity: the hand-made token is accepted; the header typ value is not checked.
-    bearer(&ts, "GET", &user(&id), &id, &good, None).await.ok();
+    bearer_get_user(&ts, &id, &good).await.ok();
     let odd_typ = hs(json!({"alg": "HS256", "typ": "whatever", "kid": "k1"}));
-    bearer(&ts, "GET", &user(&id), &id, &odd_typ, None).await.ok();
+    bearer_get_user(&ts, &id, &odd_typ).await.ok();
 
     let parts: Vec<&str> = good.split('.').collect();
     let none_header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": "k1"}).to_string());
@@ -243,29 +237,15 @@ async fn malformed_or_badly_signed_tokens_are_jwt_invalid() {
     ];
     let before = ts.snapshot().await;
     for (what, token) in &cases {
-        let r = bearer(&ts, "GET", &user(&id), &id, token, None).await;
+        let r = bearer_get_user(&ts, &id, token).await;
         assert_eq!(r.status.as_u16(), 401, "{what}: {}", r.text());
         r.assert_error(401, "JWT_INVALID");
-        bearer(
-            &ts,
-            "PATCH",
-            &user(&id),
-            &id,
-            token,
-            Some(json!({"firstName": "Hacked"})),
-        )
-        .await
-        .assert_error(401, "JWT_INVALID");
-        bearer(
-            &ts,
-            "POST",
-            &personalize_path(&id),
-            &id,
-            token,
-            Some(json!({"userIdentity": {"externalUserId": SUB}})),
-        )
-        .await
-        .assert_error(401, "JWT_INVALID");
+        bearer_patch_user(&ts, &id, token, json!({"firstName": "Hacked"}))
+            .await
+            .assert_error(401, "JWT_INVALID");
+        bearer_personalize(&ts, &id, token, json!({"userIdentity": {"externalUserId": SUB}}))
+            .await
+            .assert_error(401, "JWT_INVALID");
     }
     assert_eq!(ts.snapshot().await, before);
     ts.finish().await;
@@ -274,7 +254,7 @@ async fn malformed_or_badly_signed_tokens_are_jwt_invalid() {
 async fn claims_are_checked_with_60_seconds_leeway() {
     let (ts, secret, id) = setup().await;
     let code = ts.app.application_code.clone();
-    let n = now();
+    let n = now_secs();
     let tok = |extra: Value| make_jwt("k1", &secret, &code, SUB, extra);
     // Rejected.
     for (what, extra) in [
@@ -291,7 +271,7 @@ async fn claims_are_checked_with_60_seconds_leeway() {
         ("infobip-api-key missing", json!({"infobip-api-key": null})),
         ("sub missing", json!({"sub": null})),
     ] {
-        let r = bearer(&ts, "GET", &user(&id), &id, &tok(extra), None).await;
+        let r = bearer_get_user(&ts, &id, &tok(extra)).await;
         assert_eq!(r.status.as_u16(), 401, "{what}: {}", r.text());
         r.assert_error(401, "JWT_INVALID");
     }
@@ -302,7 +282,7 @@ async fn claims_are_checked_with_60_seconds_leeway() {
         ("exp just now", json!({"exp": n, "iat": n - 600})),
         ("code in upper case", json!({"infobip-api-key": code.to_uppercase()})),
     ] {
-        let r = bearer(&ts, "GET", &user(&id), &id, &tok(extra), None).await;
+        let r = bearer_get_user(&ts, &id, &tok(extra)).await;
         assert_eq!(r.status.as_u16(), 200, "{what}: {}", r.text());
     }
     ts.finish().await;
@@ -311,24 +291,22 @@ async fn claims_are_checked_with_60_seconds_leeway() {
 async fn token_of_a_disabled_application_is_jwt_invalid() {
     let (ts, secret, id) = setup().await;
     let token = make_jwt("k1", &secret, &ts.app.application_code, SUB, json!({}));
-    bearer(&ts, "GET", &user(&id), &id, &token, None).await.ok();
+    bearer_get_user(&ts, &id, &token).await.ok();
     ts.core()
         .update_application_settings(&ts.app, Some(false), None, None)
         .await
         .unwrap();
-    bearer(&ts, "GET", &user(&id), &id, &token, None)
-        .await
-        .assert_error(401, "JWT_INVALID");
+    bearer_get_user(&ts, &id, &token).await.assert_error(401, "JWT_INVALID");
     ts.finish().await;
 }
 
 async fn token_of_another_application_does_not_see_this_applications_installations() {
     let (ts, _secret, id) = setup().await;
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
+    let other = ts.other_app().await;
     let k2 = ts.core().create_jwt_key(&other, Some("k2")).await.unwrap();
     // A valid token of the other application: the caller is unknown there.
     let token = make_jwt("k2", &k2.key.secret, &other.application_code, SUB, json!({}));
-    bearer(&ts, "GET", &user(&id), &id, &token, None)
+    bearer_get_user(&ts, &id, &token)
         .await
         .assert_error(404, "NO_REGISTRATION");
     ts.finish().await;
@@ -342,52 +320,31 @@ async fn subject_must_be_the_persons_external_user_id() {
     let as_sub = |sub: &str| make_jwt("k1", &secret, &code, sub, json!({}));
     let before = ts.snapshot().await;
     // GET / PATCH user with another subject.
-    bearer(&ts, "GET", &user(&id), &id, &as_sub("someone-else"), None)
+    bearer_get_user(&ts, &id, &as_sub("someone-else"))
         .await
         .assert_error(401, "JWT_INVALID");
-    bearer(
-        &ts,
-        "PATCH",
-        &user(&id),
-        &id,
-        &as_sub("someone-else"),
-        Some(json!({"firstName": "X"})),
-    )
-    .await
-    .assert_error(401, "JWT_INVALID");
+    bearer_patch_user(&ts, &id, &as_sub("someone-else"), json!({"firstName": "X"}))
+        .await
+        .assert_error(401, "JWT_INVALID");
     // The subject check (step 7) comes before field validation (step 8).
-    bearer(
+    bearer_patch_user(
         &ts,
-        "PATCH",
-        &user(&id),
         &id,
         &as_sub("someone-else"),
-        Some(json!({"emails": [{"address": "bad"}]})),
+        json!({"emails": [{"address": "bad"}]}),
     )
     .await
     .assert_error(401, "JWT_INVALID");
     // An anonymous person has no externalUserId: any subject is wrong.
     let anon = ts.register_android().await;
-    bearer(&ts, "GET", &user(&anon), &anon, &as_sub(SUB), None)
+    bearer_get_user(&ts, &anon, &as_sub(SUB))
         .await
         .assert_error(401, "JWT_INVALID");
-    bearer(
-        &ts,
-        "PATCH",
-        &user(&anon),
-        &anon,
-        &as_sub(SUB),
-        Some(json!({"firstName": "X"})),
-    )
-    .await
-    .assert_error(401, "JWT_INVALID");
+    bearer_patch_user(&ts, &anon, &as_sub(SUB), json!({"firstName": "X"}))
+        .await
+        .assert_error(401, "JWT_INVALID");
     // PATCH user changing or clearing externalUserId: 403 USER_DATA_RESTRICTED.
-    let before_anon = {
-        let mut s = ts.snapshot().await;
-        s.installations.retain(|i| i.push_reg_id != anon);
-        s.persons.retain(|p| before.persons.iter().any(|b| b.id == p.id));
-        s
-    };
+    let before_anon = without_new_installation(ts.snapshot().await, &anon, &before);
     assert_eq!(before_anon, before);
     let after_anon = ts.snapshot().await;
     for body in [
@@ -397,7 +354,7 @@ async fn subject_must_be_the_persons_external_user_id() {
         json!({"externalUserId": "NULL"}),
         json!({"firstName": "Ok", "externalUserId": "jwt-user2"}),
     ] {
-        bearer(&ts, "PATCH", &user(&id), &id, &as_sub(SUB), Some(body.clone()))
+        bearer_patch_user(&ts, &id, &as_sub(SUB), body.clone())
             .await
             .assert_error(403, "USER_DATA_RESTRICTED");
     }
@@ -408,26 +365,12 @@ async fn subject_must_be_the_persons_external_user_id() {
         json!({"userIdentity": {"externalUserId": "JWT-USER"}}),
         json!({}),
     ] {
-        bearer(
-            &ts,
-            "POST",
-            &personalize_path(&id),
-            &id,
-            &as_sub(SUB),
-            Some(body.clone()),
-        )
-        .await
-        .assert_error(401, "JWT_INVALID");
-        bearer(
-            &ts,
-            "POST",
-            &format!("{}/repersonalize", ipath(&id)),
-            &id,
-            &as_sub(SUB),
-            Some(body),
-        )
-        .await
-        .assert_error(401, "JWT_INVALID");
+        bearer_personalize(&ts, &id, &as_sub(SUB), body.clone())
+            .await
+            .assert_error(401, "JWT_INVALID");
+        bearer_repersonalize(&ts, &id, &as_sub(SUB), body)
+            .await
+            .assert_error(401, "JWT_INVALID");
     }
     assert_eq!(ts.snapshot().await, after_anon);
     ts.finish().await;
@@ -445,10 +388,8 @@ async fn require_jwt_for_user_data() {
         .unwrap();
     let before = ts.snapshot().await;
     // App auth on the user endpoints: 401 JWT_INVALID.
-    ts.call("GET", &user(&id), Some(&id), None)
-        .await
-        .assert_error(401, "JWT_INVALID");
-    ts.call("PATCH", &user(&id), Some(&id), Some(&json!({"firstName": "X"})))
+    get_user(&ts, &id).await.assert_error(401, "JWT_INVALID");
+    patch_user(&ts, &id, &json!({"firstName": "X"}))
         .await
         .assert_error(401, "JWT_INVALID");
     ts.call(
@@ -470,11 +411,9 @@ async fn require_jwt_for_user_data() {
     assert_eq!(ts.snapshot().await, before);
     // Bearer works.
     let tok = make_jwt("k1", &secret, &code, SUB, json!({}));
-    let r = bearer(&ts, "GET", &user(&id), &id, &tok, None).await.ok().json();
+    let r = bearer_get_user(&ts, &id, &tok).await.ok().json();
     assert_eq!(r["externalUserId"], SUB);
-    bearer(&ts, "PATCH", &user(&id), &id, &tok, Some(json!({"tags": ["jwt"]})))
-        .await
-        .ok();
+    bearer_patch_user(&ts, &id, &tok, json!({"tags": ["jwt"]})).await.ok();
     // Installation endpoints and depersonalize keep using App auth.
     ts.call("GET", &ipath(&id), Some(&id), None).await.ok();
     ts.call("PATCH", &ipath(&id), Some(&id), Some(&json!({"language": "hr"})))
@@ -490,24 +429,13 @@ async fn require_jwt_for_user_data() {
     )
     .await
     .ok();
-    ts.call("POST", &format!("{}/depersonalize", ipath(&id)), Some(&id), None)
-        .await
-        .ok();
-    let s = ts.snapshot().await;
-    let pid = s.installations.iter().find(|i| i.push_reg_id == id).unwrap().person_id;
-    assert!(s.persons.iter().find(|p| p.id == pid).unwrap().is_anonymous());
+    depersonalize(&ts, &id, &id).await.ok();
+    assert!(person_of(&ts.snapshot().await, &id).is_anonymous());
     // Personalize of the (now anonymous) installation with Bearer.
-    let r = bearer(
-        &ts,
-        "POST",
-        &personalize_path(&id),
-        &id,
-        &tok,
-        Some(json!({"userIdentity": {"externalUserId": SUB}})),
-    )
-    .await
-    .ok()
-    .json();
+    let r = bearer_personalize(&ts, &id, &tok, json!({"userIdentity": {"externalUserId": SUB}}))
+        .await
+        .ok()
+        .json();
     assert_eq!(r["externalUserId"], SUB);
     assert_eq!(r["tags"], json!(["jwt"]));
     ts.finish().await;

@@ -4,37 +4,66 @@
 //! user JSON of the response (mobile-api.md §4.2).
 mod common;
 
-use std::time::Duration;
-
-use common::{Resp, TestServer, people_helpers::*};
+use common::{TestServer, ext_identity, people_helpers::*, tick};
 use roster_model::{InstallationBefore, MergeStatus, PersonSnapshot, PersonType};
 use roster_store::Snapshot;
 use serde_json::{Value, json};
 
-/// Lets the clock move so that `createdAt` orders installations (oldest first).
-async fn tick() {
-    tokio::time::sleep(Duration::from_millis(5)).await;
-}
-
 /// Registers an installation and personalizes it (`attributes` `Value::Null`: none).
 async fn login(ts: &TestServer, identity: Value, attributes: Value, query: &str) -> String {
-    let i = ts.register_android().await;
-    ts.personalize(
-        &i,
-        json!({"userIdentity": identity, "userAttributes": attributes}),
-        query,
-    )
-    .await
-    .ok();
+    let i = ts
+        .register_personalized_with(json!({"userIdentity": identity, "userAttributes": attributes}), query)
+        .await;
     tick().await;
     i
 }
 
-/// Asserts a rejection and that the store is exactly as it was (people.md §5.2: "in every
-/// failing row nothing changes"; invariant 16).
-async fn assert_unchanged(ts: &TestServer, r: Resp, status: u16, code: &str, before: &Snapshot) {
-    r.assert_error(status, code);
-    assert_same_store(before, &ts.snapshot().await, "a rejected request");
+/// Personalizes `id` with the identity `K` only (no attributes, all flags `false`), asserting a
+/// 200; returns the user JSON.
+async fn personalize_k(ts: &TestServer, id: &str, identity: Value) -> Value {
+    ts.personalize_ok(id, json!({"userIdentity": identity}), NO_FLAGS).await
+}
+
+/// [`login`] with an identity only: no attributes, all flags `false`.
+async fn login_as(ts: &TestServer, identity: Value) -> String {
+    login(ts, identity, Value::Null, NO_FLAGS).await
+}
+
+/// [`login`] with an identity only, as the primary device (`setDeviceAsPrimary=true`).
+async fn login_as_primary(ts: &TestServer, identity: Value) -> String {
+    login(ts, identity, Value::Null, &flags(false, false, true)).await
+}
+
+/// Gives installation `id` custom attributes and an `applicationUserId` (its own PATCH).
+async fn give_installation_data(ts: &TestServer, id: &str) {
+    patch_installation(
+        ts,
+        id,
+        id,
+        &json!({"customAttributes": {"k": "v"}, "applicationUserId": "au"}),
+    )
+    .await
+    .ok();
+}
+
+/// [`login`] as `externalUserId` `t` with `n` custom attributes `t000`, `t001`, … (value `n`).
+async fn login_t_with_attributes(ts: &TestServer, n: usize) -> String {
+    let mut attrs = serde_json::Map::new();
+    for n in 0..n {
+        attrs.insert(format!("t{n:03}"), json!(n));
+    }
+    login(
+        ts,
+        json!({"externalUserId": "t"}),
+        json!({"customAttributes": attrs}),
+        NO_FLAGS,
+    )
+    .await
+}
+
+/// The installation part of the "before" of the first merge-log entry naming installation `id`.
+fn installation_before<'a>(s: &'a Snapshot, id: &str) -> &'a InstallationBefore {
+    &merges_of(s, id)[0].before.as_ref().unwrap().installation
 }
 
 /// The snapshot of a fresh anonymous `LEAD` person (people.md §7.1 P0′).
@@ -68,8 +97,8 @@ async fn row01_anonymous_new_identity_receives_k_and_a() {
     assert_eq!(p0.person_type, PersonType::Lead);
     assert_eq!(p0.version, 1);
 
-    let r = ts
-        .personalize(
+    let u = ts
+        .personalize_ok(
             &i,
             json!({
                 "userIdentity": {"externalUserId": "u1", "phones": [{"number": "+385 91 123 4567"}], "emails": [{"address": "Ana@Example.com"}]},
@@ -77,9 +106,7 @@ async fn row01_anonymous_new_identity_receives_k_and_a() {
             }),
             NO_FLAGS,
         )
-        .await
-        .ok();
-    let u = r.json();
+        .await;
     assert_eq!(u["externalUserId"], "u1");
     assert_eq!(u["firstName"], "Ana");
     assert_eq!(u["phones"], json!([{"number": "385911234567"}]));
@@ -135,16 +162,14 @@ async fn row02_anonymous_meets_existing_person_is_merged() {
     let p1 = person_of(&s0, &j).clone();
     assert!(p0.is_anonymous());
 
-    let r = ts
-        .personalize(
+    let u = ts
+        .personalize_ok(
             &i,
             json!({"userAttributes": {"customAttributes": {"lastLoginDevice": "iPhone"}},
                    "userIdentity": {"emails": [{"address": "Ana.Horvat@Example.com"}], "externalUserId": "cust-1001"}}),
             NO_FLAGS,
         )
-        .await
-        .ok();
-    let u = r.json();
+        .await;
     assert_eq!(u["externalUserId"], "cust-1001");
     assert_eq!(u["firstName"], "Ana", "T's value wins");
     assert_eq!(u["middleName"], "Marija", "empty field filled from P0");
@@ -210,20 +235,17 @@ async fn row02_anonymous_meets_existing_person_is_merged() {
 
 async fn row02_match_by_email_target_without_external_user_id_receives_it() {
     let ts = TestServer::start().await;
-    let j = login(&ts, json!({"emails": [{"address": "a@x.com"}]}), Value::Null, NO_FLAGS).await;
+    let j = login_as(&ts, json!({"emails": [{"address": "a@x.com"}]})).await;
     let i = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let p1 = person_of(&s0, &j).clone();
     let p0 = person_of(&s0, &i).clone();
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u1", "emails": [{"address": "A@X.COM"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(
+        &ts,
+        &i,
+        json!({"externalUserId": "u1", "emails": [{"address": "A@X.COM"}]}),
+    )
+    .await;
     assert_eq!(u["externalUserId"], "u1");
     assert_eq!(
         u["emails"],
@@ -242,25 +264,15 @@ async fn row02_match_by_email_target_without_external_user_id_receives_it() {
 
 async fn row02_match_by_phone_without_external_user_id_in_k() {
     let ts = TestServer::start().await;
-    let j = login(
+    let j = login_as(
         &ts,
         json!({"externalUserId": "u1", "phones": [{"number": "385911234567"}]}),
-        Value::Null,
-        NO_FLAGS,
     )
     .await;
     let i = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let p1 = person_of(&s0, &j).clone();
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"phones": [{"number": "+385911234567"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(&ts, &i, json!({"phones": [{"number": "+385911234567"}]})).await;
     assert_eq!(u["externalUserId"], "u1");
     let s1 = ts.snapshot().await;
     assert_eq!(person_of(&s1, &i).id, p1.id);
@@ -270,13 +282,7 @@ async fn row02_match_by_phone_without_external_user_id_in_k() {
 
 async fn row03_anonymous_external_user_id_contradicts_owner() {
     let ts = TestServer::start().await;
-    login(
-        &ts,
-        json!({"externalUserId": "u1", "emails": [{"address": "a@x.com"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    login_as(&ts, json!({"externalUserId": "u1", "emails": [{"address": "a@x.com"}]})).await;
     let i = ts.register_android().await;
     patch_user(&ts, &i, &json!({"firstName": "Anon"})).await.ok();
     let s0 = ts.snapshot().await;
@@ -305,28 +311,18 @@ async fn row04_same_person_logs_in_again_with_new_key() {
     let s0 = ts.snapshot().await;
     let p0 = person_of(&s0, &i).clone();
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             json!({"userIdentity": {"externalUserId": "u1", "phones": [{"number": "4930123456"}]}, "userAttributes": {"lastName": "Horvat"}}),
             NO_FLAGS,
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["phones"], json!([{"number": "4930123456"}]));
     assert_eq!(u["emails"], json!([{"address": "a@x.com"}]), "keys T already has stay");
     assert_eq!(u["firstName"], "Ana");
     assert_eq!(u["lastName"], "Horvat");
     // K without externalUserId, matched by email only (ext(K) none).
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"emails": [{"address": "A@x.COM"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(&ts, &i, json!({"emails": [{"address": "A@x.COM"}]})).await;
     assert_eq!(u["externalUserId"], "u1");
     assert_eq!(u["emails"], json!([{"address": "a@x.com"}]));
     let s1 = ts.snapshot().await;
@@ -340,13 +336,7 @@ async fn row04_same_person_logs_in_again_with_new_key() {
 
 async fn row05_other_external_user_id_matched_by_email_without_force() {
     let ts = TestServer::start().await;
-    let i = login(
-        &ts,
-        json!({"externalUserId": "u1", "emails": [{"address": "a@x.com"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    let i = login_as(&ts, json!({"externalUserId": "u1", "emails": [{"address": "a@x.com"}]})).await;
     let s0 = ts.snapshot().await;
     let r = ts
         .personalize(
@@ -361,21 +351,8 @@ async fn row05_other_external_user_id_matched_by_email_without_force() {
 
 async fn row06_other_external_user_id_matched_by_email_with_force_rolls_back() {
     let ts = TestServer::start().await;
-    let i = login(
-        &ts,
-        json!({"externalUserId": "u1", "emails": [{"address": "a@x.com"}]}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
-    patch_installation(
-        &ts,
-        &i,
-        &i,
-        &json!({"customAttributes": {"k": "v"}, "applicationUserId": "au"}),
-    )
-    .await
-    .ok();
+    let i = login_as_primary(&ts, json!({"externalUserId": "u1", "emails": [{"address": "a@x.com"}]})).await;
+    give_installation_data(&ts, &i).await;
     let s0 = ts.snapshot().await;
     assert!(inst(&s0, &i).is_primary);
     let r = ts
@@ -392,18 +369,12 @@ async fn row06_other_external_user_id_matched_by_email_with_force_rolls_back() {
 
 async fn row07_personalized_all_keys_new_without_force() {
     let ts = TestServer::start().await;
-    let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let i = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let s0 = ts.snapshot().await;
-    let r = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u2"}}),
-            &flags(false, false, true),
-        )
-        .await;
+    let r = ts.personalize(&i, ext_identity("u2"), &flags(false, false, true)).await;
     assert_unchanged(&ts, r, 409, "PERSONALIZATION_IMPOSSIBLE", &s0).await;
     // Also when the new key is only an email and P0 has no externalUserId.
-    let k = login(&ts, json!({"emails": [{"address": "k@x.com"}]}), Value::Null, NO_FLAGS).await;
+    let k = login_as(&ts, json!({"emails": [{"address": "k@x.com"}]})).await;
     let s0 = ts.snapshot().await;
     let r = ts
         .personalize(
@@ -418,23 +389,11 @@ async fn row07_personalized_all_keys_new_without_force() {
 
 async fn row08_personalized_all_keys_new_with_force() {
     let ts = TestServer::start().await;
-    let other = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
-    let i = ts.register_android().await;
-    ts.personalize(
-        &i,
-        json!({"userIdentity": {"externalUserId": "u1"}}),
-        &flags(false, false, true),
-    )
-    .await
-    .ok();
-    patch_installation(
-        &ts,
-        &i,
-        &i,
-        &json!({"customAttributes": {"k": "v"}, "applicationUserId": "au"}),
-    )
-    .await
-    .ok();
+    let other = login_as(&ts, json!({"externalUserId": "u1"})).await;
+    let i = ts
+        .register_personalized_with(ext_identity("u1"), &flags(false, false, true))
+        .await;
+    give_installation_data(&ts, &i).await;
     patch_user(&ts, &i, &json!({"firstName": "Ana", "tags": ["t"]}))
         .await
         .ok();
@@ -443,14 +402,12 @@ async fn row08_personalized_all_keys_new_with_force() {
     assert!(inst(&s0, &i).is_primary);
 
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             json!({"userIdentity": {"externalUserId": "u2"}, "userAttributes": {"lastName": "New"}}),
             &flags(true, false, false),
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["externalUserId"], "u2");
     assert_eq!(u["lastName"], "New");
     assert!(u.get("firstName").is_none(), "P0′ starts empty");
@@ -485,15 +442,10 @@ async fn row08_personalized_all_keys_new_with_force() {
 
 async fn row08_force_leaves_old_person_without_installation() {
     let ts = TestServer::start().await;
-    let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let i = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let p0 = person_of(&ts.snapshot().await, &i).clone();
-    ts.personalize(
-        &i,
-        json!({"userIdentity": {"externalUserId": "u2"}}),
-        &flags(true, false, false),
-    )
-    .await
-    .ok();
+    ts.personalize_ok(&i, ext_identity("u2"), &flags(true, false, false))
+        .await;
     let s1 = ts.snapshot().await;
     assert_eq!(
         person(&s1, p0.id),
@@ -507,16 +459,10 @@ async fn row08_force_leaves_old_person_without_installation() {
 
 async fn row09_personalized_other_person_without_force() {
     let ts = TestServer::start().await;
-    login(&ts, json!({"externalUserId": "u2"}), Value::Null, NO_FLAGS).await;
-    let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    login_as(&ts, json!({"externalUserId": "u2"})).await;
+    let i = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let s0 = ts.snapshot().await;
-    let r = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u2"}}),
-            &flags(false, false, true),
-        )
-        .await;
+    let r = ts.personalize(&i, ext_identity("u2"), &flags(false, false, true)).await;
     assert_unchanged(&ts, r, 409, "PERSONALIZATION_IMPOSSIBLE", &s0).await;
     ts.finish().await;
 }
@@ -537,28 +483,19 @@ async fn row10_personalized_other_person_with_force_merges_fresh_person() {
         &flags(false, false, true),
     )
     .await;
-    patch_installation(
-        &ts,
-        &i,
-        &i,
-        &json!({"customAttributes": {"k": "v"}, "applicationUserId": "au"}),
-    )
-    .await
-    .ok();
+    give_installation_data(&ts, &i).await;
     let s0 = ts.snapshot().await;
     let p0 = person_of(&s0, &i).clone();
     let p1 = person_of(&s0, &j).clone();
     assert!(inst(&s0, &i).is_primary);
 
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             json!({"userIdentity": {"externalUserId": "u2", "emails": [{"address": "bob@x.com"}]}, "userAttributes": {"lastName": "B"}}),
             &flags(true, false, false),
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["externalUserId"], "u2");
     assert_eq!(u["firstName"], "Bob");
     assert_eq!(u["lastName"], "B");
@@ -603,20 +540,8 @@ async fn row10_personalized_other_person_with_force_merges_fresh_person() {
 
 async fn row10_with_force_but_contradicting_external_user_id_rolls_back() {
     let ts = TestServer::start().await;
-    login(
-        &ts,
-        json!({"externalUserId": "u2", "emails": [{"address": "b@x.com"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
-    let i = login(
-        &ts,
-        json!({"externalUserId": "u1"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
+    login_as(&ts, json!({"externalUserId": "u2", "emails": [{"address": "b@x.com"}]})).await;
+    let i = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
     let s0 = ts.snapshot().await;
     let r = ts
         .personalize(
@@ -631,17 +556,11 @@ async fn row10_with_force_but_contradicting_external_user_id_rolls_back() {
 
 async fn row11_two_candidates_are_ambiguous() {
     let ts = TestServer::start().await;
-    login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
-    login(&ts, json!({"emails": [{"address": "b@x.com"}]}), Value::Null, NO_FLAGS).await;
-    login(
-        &ts,
-        json!({"phones": [{"number": "4930123456"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    login_as(&ts, json!({"externalUserId": "u1"})).await;
+    login_as(&ts, json!({"emails": [{"address": "b@x.com"}]})).await;
+    login_as(&ts, json!({"phones": [{"number": "4930123456"}]})).await;
     let anon = ts.register_android().await;
-    let personalized = login(&ts, json!({"externalUserId": "u9"}), Value::Null, NO_FLAGS).await;
+    let personalized = login_as(&ts, json!({"externalUserId": "u9"})).await;
     let s0 = ts.snapshot().await;
     let body = json!({"userIdentity": {"externalUserId": "u1", "emails": [{"address": "B@X.com"}]}});
     for query in [NO_FLAGS.to_string(), flags(true, true, true)] {
@@ -666,7 +585,7 @@ async fn row11_two_candidates_are_ambiguous() {
 async fn row12_empty_identity_is_invalid() {
     let ts = TestServer::start().await;
     let anon = ts.register_android().await;
-    let personalized = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let personalized = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let s0 = ts.snapshot().await;
     let bodies = [
         json!({}),
@@ -695,42 +614,20 @@ async fn row13_keep_as_lead_keeps_lead_and_never_demotes_customer() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            &flags(false, true, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u1"), &flags(false, true, false))
+        .await;
     assert_eq!(u["type"], "LEAD", "row 1 with keepAsLead");
     assert_eq!(person_of(&ts.snapshot().await, &i).person_type, PersonType::Lead);
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(u["type"], "CUSTOMER", "row 4 without keepAsLead promotes");
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            &flags(false, true, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u1"), &flags(false, true, false))
+        .await;
     assert_eq!(u["type"], "CUSTOMER", "keepAsLead never demotes a CUSTOMER");
     // Row 8 with keepAsLead: the fresh P0′ stays LEAD.
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u2"}}),
-            &flags(true, true, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u2"), &flags(true, true, false))
+        .await;
     assert_eq!(u["type"], "LEAD");
     let s = ts.snapshot().await;
     assert_eq!(person_by_ext(&s, "u1").unwrap().person_type, PersonType::Customer);
@@ -750,36 +647,20 @@ async fn row13_keep_as_lead_in_merges() {
     .await;
     let i = ts.register_android().await;
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "lead"}}),
-            &flags(false, true, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("lead"), &flags(false, true, false))
+        .await;
     assert_eq!(u["type"], "LEAD");
     assert_eq!(person_of(&ts.snapshot().await, &j).person_type, PersonType::Lead);
     // CUSTOMER target, keepAsLead: stays CUSTOMER.
-    login(&ts, json!({"externalUserId": "cust"}), Value::Null, NO_FLAGS).await;
+    login_as(&ts, json!({"externalUserId": "cust"})).await;
     let k = ts.register_android().await;
     let u = ts
-        .personalize(
-            &k,
-            json!({"userIdentity": {"externalUserId": "cust"}}),
-            &flags(false, true, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&k, ext_identity("cust"), &flags(false, true, false))
+        .await;
     assert_eq!(u["type"], "CUSTOMER");
     // LEAD target, LEAD source, no keepAsLead: promoted.
     let m = ts.register_android().await;
-    let u = ts
-        .personalize(&m, json!({"userIdentity": {"externalUserId": "lead"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&m, "lead").await;
     assert_eq!(u["type"], "CUSTOMER");
     ts.finish().await;
 }
@@ -801,10 +682,7 @@ async fn row13_customer_source_makes_target_customer_and_surviving_source_is_log
         NO_FLAGS,
     )
     .await;
-    let i2 = ts.register_android().await;
-    ts.personalize(&i2, json!({"userIdentity": {"externalUserId": "shared"}}), NO_FLAGS)
-        .await
-        .ok();
+    let i2 = ts.register_personalized("shared").await;
     patch_user(&ts, &i1, &json!({"externalUserId": null})).await.ok();
     let s0 = ts.snapshot().await;
     let p0 = person_of(&s0, &i1).clone();
@@ -815,14 +693,8 @@ async fn row13_customer_source_makes_target_customer_and_surviving_source_is_log
     assert_eq!(t.person_type, PersonType::Lead);
 
     let u = ts
-        .personalize(
-            &i1,
-            json!({"userIdentity": {"externalUserId": "target"}}),
-            &flags(false, true, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i1, ext_identity("target"), &flags(false, true, false))
+        .await;
     assert_eq!(
         u["type"], "CUSTOMER",
         "CUSTOMER if either is CUSTOMER, keepAsLead or not"
@@ -846,31 +718,12 @@ async fn row13_customer_source_makes_target_customer_and_surviving_source_is_log
 
 async fn row14_set_device_as_primary_demotes_others_in_the_application() {
     let ts = TestServer::start().await;
-    let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let j = login(
-        &ts,
-        json!({"externalUserId": "u1"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
-    let k = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let other_app = ts.other_app().await;
+    let j = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
+    let k = login_as(&ts, json!({"externalUserId": "u1"})).await;
     // A primary installation of the same person in another application is not touched.
     let x = register_in(&ts, &other_app).await;
-    let r = ts
-        .call_with(
-            "POST",
-            &format!("/mobile/1/appinstance/{x}/personalize?{}", flags(false, false, true)),
-            &[("authorization", &format!("App {}", other_app.application_code))],
-            Some(&x),
-            Some(
-                json!({"userIdentity": {"externalUserId": "u1"}})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await
-        .ok();
+    let r = personalize_in(&ts, &other_app, &x, &ext_identity("u1"), &flags(false, false, true)).await;
     assert_eq!(instance_ids(&r.json()), vec![x.clone()]);
     let s0 = ts.snapshot().await;
     assert!(inst(&s0, &j).is_primary);
@@ -880,14 +733,8 @@ async fn row14_set_device_as_primary_demotes_others_in_the_application() {
     // Merge (row 2) with setDeviceAsPrimary.
     let i = ts.register_android().await;
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            &flags(false, false, true),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u1"), &flags(false, false, true))
+        .await;
     assert_eq!(instance(&u, &i)["isPrimary"], true);
     assert_eq!(instance(&u, &j)["isPrimary"], false);
     assert_eq!(instance(&u, &k)["isPrimary"], false);
@@ -899,14 +746,8 @@ async fn row14_set_device_as_primary_demotes_others_in_the_application() {
 
     // Same person again (row 4) with setDeviceAsPrimary from K.
     let u = ts
-        .personalize(
-            &k,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            &flags(false, false, true),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&k, ext_identity("u1"), &flags(false, false, true))
+        .await;
     assert_eq!(instance(&u, &k)["isPrimary"], true);
     assert_eq!(instance(&u, &i)["isPrimary"], false);
     let s2 = ts.snapshot().await;
@@ -919,56 +760,30 @@ async fn row14_set_device_as_primary_demotes_others_in_the_application() {
 
 async fn row15_without_set_primary_the_flag_is_kept_when_not_moving() {
     let ts = TestServer::start().await;
-    let i = ts
-        .register(json!({"pushServiceType": "Firebase", "pushServiceToken": "tok-row15", "isPrimary": true}))
-        .await;
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let i = ts.register_primary("tok-row15").await;
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(instance(&u, &i)["isPrimary"], true, "row 1 keeps the flag");
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(instance(&u, &i)["isPrimary"], true, "row 4 keeps the flag");
     // A non-primary installation stays non-primary.
     let j = ts.register_android().await;
-    let u = ts
-        .personalize(&j, json!({"userIdentity": {"externalUserId": "u2"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&j, "u2").await;
     assert_eq!(instance(&u, &j)["isPrimary"], false);
     ts.finish().await;
 }
 
 async fn row15_primary_moving_to_target_with_primary_loses_flag() {
     let ts = TestServer::start().await;
-    let j = login(
-        &ts,
-        json!({"externalUserId": "u1"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
-    let i = ts
-        .register(json!({"pushServiceType": "Firebase", "pushServiceToken": "tok-move", "isPrimary": true}))
-        .await;
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let j = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
+    let i = ts.register_primary("tok-move").await;
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(instance(&u, &i)["isPrimary"], false, "I loses its flag");
     assert_eq!(instance(&u, &j)["isPrimary"], true, "T's primary stays");
     let s = ts.snapshot().await;
     assert!(!inst(&s, &i).is_primary);
     assert!(inst(&s, &j).is_primary);
     assert_eq!(
-        merges_of(&s, &i)[0].before.as_ref().unwrap().installation,
+        *installation_before(&s, &i),
         InstallationBefore {
             is_primary: true,
             target_primary_push_reg_id: Some(j.clone())
@@ -979,21 +794,15 @@ async fn row15_primary_moving_to_target_with_primary_loses_flag() {
 
 async fn primary_moving_to_target_without_primary_keeps_flag() {
     let ts = TestServer::start().await;
-    let j = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
-    let i = ts
-        .register(json!({"pushServiceType": "Firebase", "pushServiceToken": "tok-keep", "isPrimary": true}))
-        .await;
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let j = login_as(&ts, json!({"externalUserId": "u1"})).await;
+    let i = ts.register_primary("tok-keep").await;
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(instance(&u, &i)["isPrimary"], true);
     assert_eq!(instance(&u, &j)["isPrimary"], false);
     let s = ts.snapshot().await;
     assert!(inst(&s, &i).is_primary);
     assert_eq!(
-        merges_of(&s, &i)[0].before.as_ref().unwrap().installation,
+        *installation_before(&s, &i),
         InstallationBefore {
             is_primary: true,
             target_primary_push_reg_id: None
@@ -1004,25 +813,11 @@ async fn primary_moving_to_target_without_primary_keeps_flag() {
 
 async fn primary_moving_to_target_with_primary_and_set_primary_takes_over() {
     let ts = TestServer::start().await;
-    let j = login(
-        &ts,
-        json!({"externalUserId": "u1"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
-    let i = ts
-        .register(json!({"pushServiceType": "Firebase", "pushServiceToken": "tok-take", "isPrimary": true}))
-        .await;
+    let j = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
+    let i = ts.register_primary("tok-take").await;
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            &flags(false, false, true),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u1"), &flags(false, false, true))
+        .await;
     assert_eq!(instance(&u, &i)["isPrimary"], true);
     assert_eq!(instance(&u, &j)["isPrimary"], false);
     let s = ts.snapshot().await;
@@ -1033,53 +828,32 @@ async fn primary_moving_to_target_with_primary_and_set_primary_takes_over() {
 
 async fn row15_forced_depersonalization_clears_flag_even_with_set_primary_false() {
     let ts = TestServer::start().await;
-    login(&ts, json!({"externalUserId": "u2"}), Value::Null, NO_FLAGS).await;
-    let i = login(
-        &ts,
-        json!({"externalUserId": "u1"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
+    login_as(&ts, json!({"externalUserId": "u2"})).await;
+    let i = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
     // Row 10: P1 has no primary, but the forced depersonalization already cleared I's flag.
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u2"}}),
-            &flags(true, false, false),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u2"), &flags(true, false, false))
+        .await;
     assert_eq!(instance(&u, &i)["isPrimary"], false);
     // Row 8 with setDeviceAsPrimary=true: primary again on the fresh person.
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u3"}}),
-            &flags(true, false, true),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u3"), &flags(true, false, true))
+        .await;
     assert_eq!(instance(&u, &i)["isPrimary"], true);
     ts.finish().await;
 }
 
 async fn row16_email_only_person_receives_external_user_id() {
     let ts = TestServer::start().await;
-    let i = login(&ts, json!({"emails": [{"address": "a@x.com"}]}), Value::Null, NO_FLAGS).await;
+    let i = login_as(&ts, json!({"emails": [{"address": "a@x.com"}]})).await;
     let s0 = ts.snapshot().await;
     let p0 = person_of(&s0, &i).clone();
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u9", "emails": [{"address": "a@x.com"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(
+        &ts,
+        &i,
+        json!({"externalUserId": "u9", "emails": [{"address": "a@x.com"}]}),
+    )
+    .await;
     assert_eq!(u["externalUserId"], "u9");
     let s1 = ts.snapshot().await;
     let p = person_of(&s1, &i);
@@ -1115,16 +889,14 @@ async fn merge_what_wins_then_attributes_override() {
     .await
     .ok();
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             json!({"userIdentity": {"externalUserId": "t", "phones": [{"number": "4930123456"}]},
                    "userAttributes": {"lastName": "ALast", "tags": ["fromA", "Zed", "alpha"],
                                       "customAttributes": {"gone": null, "fromA": "yes"}}}),
             NO_FLAGS,
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["externalUserId"], "t");
     assert_eq!(u["firstName"], "TFirst", "T's value wins");
     assert_eq!(u["middleName"], "PMid", "filled");
@@ -1160,28 +932,14 @@ async fn merge_without_attributes_unites_tags() {
     .await;
     let i = ts.register_android().await;
     patch_user(&ts, &i, &json!({"tags": ["c", "a", "B"]})).await.ok();
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "t"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "t").await;
     assert_eq!(u["tags"], json!(["B", "a", "b", "c"]));
     ts.finish().await;
 }
 
 async fn merge_custom_attribute_limit_drops_in_ascending_key_order() {
     let ts = TestServer::start().await;
-    let mut attrs = serde_json::Map::new();
-    for n in 0..249 {
-        attrs.insert(format!("t{n:03}"), json!(n));
-    }
-    let j = login(
-        &ts,
-        json!({"externalUserId": "t"}),
-        json!({"customAttributes": attrs}),
-        NO_FLAGS,
-    )
-    .await;
+    let j = login_t_with_attributes(&ts, 249).await;
     let i = ts.register_android().await;
     patch_user(
         &ts,
@@ -1190,11 +948,7 @@ async fn merge_custom_attribute_limit_drops_in_ascending_key_order() {
     )
     .await
     .ok();
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "t"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "t").await;
     let ca = u["customAttributes"].as_object().unwrap();
     assert_eq!(ca.len(), 250);
     assert_eq!(ca["a_new"], 1, "copied first (ascending key order)");
@@ -1212,17 +966,7 @@ async fn merge_custom_attribute_limit_drops_in_ascending_key_order() {
 
 async fn merge_attributes_beyond_limit_after_fill_are_rejected() {
     let ts = TestServer::start().await;
-    let mut attrs = serde_json::Map::new();
-    for n in 0..250 {
-        attrs.insert(format!("t{n:03}"), json!(n));
-    }
-    login(
-        &ts,
-        json!({"externalUserId": "t"}),
-        json!({"customAttributes": attrs}),
-        NO_FLAGS,
-    )
-    .await;
+    login_t_with_attributes(&ts, 250).await;
     let i = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let r = ts
@@ -1242,7 +986,7 @@ async fn merge_attributes_beyond_limit_after_fill_are_rejected() {
 
 async fn repersonalize_ignores_query_flags() {
     let ts = TestServer::start().await;
-    let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let i = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let s0 = ts.snapshot().await;
     let body = json!({"userIdentity": {"externalUserId": "u2"}});
     let r = repersonalize(&ts, &i, &body, "forceDepersonalize=true").await;
@@ -1250,7 +994,7 @@ async fn repersonalize_ignores_query_flags() {
     let r = repersonalize(&ts, &i, &body, "forceDepersonalize=1&keepAsLead=1&setDeviceAsPrimary=1").await;
     assert_unchanged(&ts, r, 409, "PERSONALIZATION_IMPOSSIBLE", &s0).await;
     // The same body through personalize with force succeeds.
-    ts.personalize(&i, body.clone(), "forceDepersonalize=true").await.ok();
+    ts.personalize_ok(&i, body.clone(), "forceDepersonalize=true").await;
 
     // keepAsLead and setDeviceAsPrimary in the query are ignored too; so are bad values.
     let k = ts.register_android().await;
@@ -1312,25 +1056,11 @@ async fn repersonalize_merges_like_personalize() {
 
 async fn phone_numbers_are_normalised_and_matched() {
     let ts = TestServer::start().await;
-    let j = login(
-        &ts,
-        json!({"phones": [{"number": "+385 91 123 4567"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    let j = login_as(&ts, json!({"phones": [{"number": "+385 91 123 4567"}]})).await;
     let s = ts.snapshot().await;
     assert_eq!(person_of(&s, &j).phones, vec!["385911234567"]);
     let i = ts.register_android().await;
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"phones": [{"number": " +385 (91) 123-45.67 "}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(&ts, &i, json!({"phones": [{"number": " +385 (91) 123-45.67 "}]})).await;
     assert_eq!(u["phones"], json!([{"number": "385911234567"}]));
     let s = ts.snapshot().await;
     assert_eq!(person_of(&s, &i).id, person_of(&s, &j).id, "the same identity key");
@@ -1350,34 +1080,17 @@ async fn phone_numbers_are_normalised_and_matched() {
 
 async fn emails_match_case_insensitively_and_are_stored_as_given() {
     let ts = TestServer::start().await;
-    let j = login(
-        &ts,
-        json!({"emails": [{"address": "Ana@X.com"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    let j = login_as(&ts, json!({"emails": [{"address": "Ana@X.com"}]})).await;
     let i = ts.register_android().await;
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"emails": [{"address": "ana@x.com"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(&ts, &i, json!({"emails": [{"address": "ana@x.com"}]})).await;
     assert_eq!(u["emails"], json!([{"address": "Ana@X.com"}]));
     let k = ts.register_android().await;
-    let u = ts
-        .personalize(
-            &k,
-            json!({"userIdentity": {"emails": [{"address": "  ANA@X.COM  "}, {"address": " Bob@Y.com "}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(
+        &ts,
+        &k,
+        json!({"emails": [{"address": "  ANA@X.COM  "}, {"address": " Bob@Y.com "}]}),
+    )
+    .await;
     assert_eq!(u["emails"], json!([{"address": "Ana@X.com"}, {"address": "Bob@Y.com"}]));
     let s = ts.snapshot().await;
     let p = person_of(&s, &j);
@@ -1390,9 +1103,9 @@ async fn emails_match_case_insensitively_and_are_stored_as_given() {
 
 async fn external_user_id_is_compared_exactly() {
     let ts = TestServer::start().await;
-    let a = login(&ts, json!({"externalUserId": "User"}), Value::Null, NO_FLAGS).await;
-    let b = login(&ts, json!({"externalUserId": "user"}), Value::Null, NO_FLAGS).await;
-    let c = login(&ts, json!({"externalUserId": " user "}), Value::Null, NO_FLAGS).await;
+    let a = login_as(&ts, json!({"externalUserId": "User"})).await;
+    let b = login_as(&ts, json!({"externalUserId": "user"})).await;
+    let c = login_as(&ts, json!({"externalUserId": " user "})).await;
     let s = ts.snapshot().await;
     let ids = [person_of(&s, &a).id, person_of(&s, &b).id, person_of(&s, &c).id];
     assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
@@ -1404,39 +1117,28 @@ async fn identity_members_of_user_attributes_are_ignored() {
     let ts = TestServer::start().await;
     let i = ts.register_android().await;
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             json!({"userIdentity": {"externalUserId": "u1"},
                    "userAttributes": {"externalUserId": "evil", "phones": [{"number": "385911111111"}],
                                       "emails": [{"address": "e@x.com"}], "firstName": "Ana"}}),
             NO_FLAGS,
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["externalUserId"], "u1");
     assert_eq!(u["phones"], json!([]));
     assert_eq!(u["emails"], json!([]));
     assert_eq!(u["firstName"], "Ana");
     // Wrong types of ignored members are ignored too.
-    ts.personalize(
+    ts.personalize_ok(
         &i,
         json!({"userIdentity": {"externalUserId": "u1"}, "userAttributes": {"phones": 5, "emails": "x", "externalUserId": 7}}),
         NO_FLAGS,
     )
-    .await
-    .ok();
+    .await;
     // The ignored keys are free.
     let k = ts.register_android().await;
-    let u = ts
-        .personalize(
-            &k,
-            json!({"userIdentity": {"phones": [{"number": "385911111111"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(&ts, &k, json!({"phones": [{"number": "385911111111"}]})).await;
     assert!(u.get("externalUserId").is_none());
     let s = ts.snapshot().await;
     assert_ne!(person_of(&s, &i).id, person_of(&s, &k).id);
@@ -1446,14 +1148,8 @@ async fn identity_members_of_user_attributes_are_ignored() {
 
 async fn validation_order_of_personalize() {
     let ts = TestServer::start().await;
-    login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
-    login(
-        &ts,
-        json!({"externalUserId": "u2", "emails": [{"address": "a@x.com"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    login_as(&ts, json!({"externalUserId": "u1"})).await;
+    login_as(&ts, json!({"externalUserId": "u2", "emails": [{"address": "a@x.com"}]})).await;
     let i = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let cases = [
@@ -1506,42 +1202,22 @@ async fn validation_order_of_personalize() {
 
 async fn user_json_lists_only_installations_of_the_calling_application() {
     let ts = TestServer::start().await;
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let other_auth = format!("App {}", other.application_code);
+    let other = ts.other_app().await;
     let i1 = ts.register_android().await;
     tick().await;
     let x = register_in(&ts, &other).await;
     tick().await;
     let i2 = ts.register_android().await;
     tick().await;
-    ts.personalize(&i1, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
-    let r = ts
-        .call_with(
-            "POST",
-            &format!("/mobile/1/appinstance/{x}/personalize?{NO_FLAGS}"),
-            &[("authorization", &other_auth)],
-            Some(&x),
-            Some(
-                json!({"userIdentity": {"externalUserId": "u1"}})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await
-        .ok();
+    ts.personalize_as(&i1, "u1").await;
+    let r = personalize_in(&ts, &other, &x, &ext_identity("u1"), NO_FLAGS).await;
     assert_eq!(
         instance_ids(&r.json()),
         vec![x.clone()],
         "only the other application's installation"
     );
     assert!(instance(&r.json(), &x)["pushServiceToken"].is_string());
-    let u = ts
-        .personalize(&i2, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i2, "u1").await;
     assert_eq!(
         instance_ids(&u),
         vec![i1.clone(), i2.clone()],
@@ -1566,8 +1242,8 @@ async fn user_json_lists_only_installations_of_the_calling_application() {
 
 async fn personalize_of_a_remote_target_is_forbidden() {
     let ts = TestServer::start().await;
-    let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
-    let j = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let i = login_as(&ts, json!({"externalUserId": "u1"})).await;
+    let j = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let stranger = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let body = json!({"userIdentity": {"externalUserId": "u1"}, "userAttributes": {"firstName": "X"}});
@@ -1605,47 +1281,30 @@ async fn version_increments_only_on_change() {
     let i = ts.register_android().await;
     let v = |s: &Snapshot| person_of(s, &i).version;
     assert_eq!(v(&ts.snapshot().await), 1);
-    ts.personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
+    ts.personalize_as(&i, "u1").await;
     assert_eq!(v(&ts.snapshot().await), 2);
     // Same identity, nothing new, already CUSTOMER: no change, no new version.
-    ts.personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok();
+    ts.personalize_as(&i, "u1").await;
     assert_eq!(v(&ts.snapshot().await), 2);
-    ts.personalize(
+    ts.personalize_ok(
         &i,
         json!({"userIdentity": {"externalUserId": "u1"}, "userAttributes": {"firstName": "A"}}),
         NO_FLAGS,
     )
-    .await
-    .ok();
+    .await;
     assert_eq!(v(&ts.snapshot().await), 3);
     // setDeviceAsPrimary changes the installation, not the person.
-    ts.personalize(
-        &i,
-        json!({"userIdentity": {"externalUserId": "u1"}}),
-        &flags(false, false, true),
-    )
-    .await
-    .ok();
+    ts.personalize_ok(&i, ext_identity("u1"), &flags(false, false, true))
+        .await;
     let s = ts.snapshot().await;
     assert_eq!(v(&s), 3);
     assert!(inst(&s, &i).is_primary);
     // Promotion alone (LEAD → CUSTOMER) is a change.
-    let k = ts.register_android().await;
-    ts.personalize(
-        &k,
-        json!({"userIdentity": {"externalUserId": "k"}}),
-        &flags(false, true, false),
-    )
-    .await
-    .ok();
+    let k = ts
+        .register_personalized_with(ext_identity("k"), &flags(false, true, false))
+        .await;
     assert_eq!(person_of(&ts.snapshot().await, &k).version, 2);
-    ts.personalize(&k, json!({"userIdentity": {"externalUserId": "k"}}), NO_FLAGS)
-        .await
-        .ok();
+    ts.personalize_as(&k, "k").await;
     let s = ts.snapshot().await;
     assert_eq!(person_of(&s, &k).version, 3);
     assert_eq!(person_of(&s, &k).person_type, PersonType::Customer);
@@ -1654,7 +1313,7 @@ async fn version_increments_only_on_change() {
 
 async fn query_booleans_of_personalize() {
     let ts = TestServer::start().await;
-    let i = login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
+    let i = login_as(&ts, json!({"externalUserId": "u1"})).await;
     let s0 = ts.snapshot().await;
     let body = json!({"userIdentity": {"externalUserId": "u2"}});
     for query in [
@@ -1674,14 +1333,12 @@ async fn query_booleans_of_personalize() {
     assert_unchanged(&ts, r, 409, "PERSONALIZATION_IMPOSSIBLE", &s0).await;
     // iOS spelling, sorted keys, any letter case.
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             body.clone(),
             "forceDepersonalize=1&keepAsLead=0&setDeviceAsPrimary=TRUE&ri=1&rt=0",
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["externalUserId"], "u2");
     assert_eq!(instance(&u, &i)["isPrimary"], true);
     ts.finish().await;
@@ -1720,10 +1377,9 @@ async fn malformed_personalize_bodies_are_rejected_before_anything_else() {
     for id in [&i, &unknown] {
         for raw in [&b"{\"userIdentity\":"[..], b"[1]", b"\"x\""] {
             let r = ts
-                .call_with(
+                .call_bytes(
                     "POST",
                     &format!("/mobile/1/appinstance/{id}/personalize"),
-                    &[("authorization", &ts.app_auth())],
                     Some(id),
                     Some(raw.to_vec()),
                 )
@@ -1736,9 +1392,9 @@ async fn malformed_personalize_bodies_are_rejected_before_anything_else() {
 
 async fn rejected_personalize_leaves_no_auto_defined_attributes() {
     let ts = TestServer::start().await;
-    login(&ts, json!({"externalUserId": "u1"}), Value::Null, NO_FLAGS).await;
-    login(&ts, json!({"emails": [{"address": "b@x.com"}]}), Value::Null, NO_FLAGS).await;
-    let p = login(&ts, json!({"externalUserId": "p"}), Value::Null, NO_FLAGS).await;
+    login_as(&ts, json!({"externalUserId": "u1"})).await;
+    login_as(&ts, json!({"emails": [{"address": "b@x.com"}]})).await;
+    let p = login_as(&ts, json!({"externalUserId": "p"})).await;
     let i = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let attrs = json!({"customAttributes": {"brandNew": 1, "another": "x"}, "tags": ["t"]});
@@ -1804,13 +1460,7 @@ async fn identity_limits_hold_after_adding_k() {
         .await;
     assert_unchanged(&ts, r, 400, "REQUEST_FORMAT_INVALID", &s0).await;
     // Re-sending owned keys is fine.
-    ts.personalize(
-        &i,
-        json!({"userIdentity": {"phones": [{"number": "4930100042"}]}}),
-        NO_FLAGS,
-    )
-    .await
-    .ok();
+    personalize_k(&ts, &i, json!({"phones": [{"number": "4930100042"}]})).await;
     // 101 phones in one identity are refused too, for an anonymous installation.
     let k = ts.register_android().await;
     let s0 = ts.snapshot().await;
@@ -1824,23 +1474,9 @@ async fn identity_limits_hold_after_adding_k() {
 
 async fn unicode_email_keys_use_unicode_lowercase() {
     let ts = TestServer::start().await;
-    let j = login(
-        &ts,
-        json!({"emails": [{"address": "Ärger@Straße.de"}]}),
-        Value::Null,
-        NO_FLAGS,
-    )
-    .await;
+    let j = login_as(&ts, json!({"emails": [{"address": "Ärger@Straße.de"}]})).await;
     let i = ts.register_android().await;
-    let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"emails": [{"address": "ärger@STRAßE.DE"}]}}),
-            NO_FLAGS,
-        )
-        .await
-        .ok()
-        .json();
+    let u = personalize_k(&ts, &i, json!({"emails": [{"address": "ärger@STRAßE.DE"}]})).await;
     assert_eq!(u["emails"], json!([{"address": "Ärger@Straße.de"}]));
     let s = ts.snapshot().await;
     assert_eq!(person_of(&s, &i).id, person_of(&s, &j).id);
@@ -1865,15 +1501,13 @@ async fn merge_attributes_null_clear_after_fill() {
     .await
     .ok();
     let u = ts
-        .personalize(
+        .personalize_ok(
             &i,
             json!({"userIdentity": {"externalUserId": "t"},
                    "userAttributes": {"tags": null, "customAttributes": null, "firstName": null}}),
             NO_FLAGS,
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(u["tags"], json!([]), "A's tags: null clears the united set");
     assert_eq!(u["customAttributes"], json!({}), "customAttributes: null deletes all");
     assert!(u.get("firstName").is_none(), "A's null clears the filled value");
@@ -1882,29 +1516,11 @@ async fn merge_attributes_null_clear_after_fill() {
 
 async fn primary_in_another_application_does_not_count_for_the_move() {
     let ts = TestServer::start().await;
-    let other = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
+    let other = ts.other_app().await;
     let x = register_in(&ts, &other).await;
-    ts.call_with(
-        "POST",
-        &format!("/mobile/1/appinstance/{x}/personalize?{}", flags(false, false, true)),
-        &[("authorization", &format!("App {}", other.application_code))],
-        Some(&x),
-        Some(
-            json!({"userIdentity": {"externalUserId": "u1"}})
-                .to_string()
-                .into_bytes(),
-        ),
-    )
-    .await
-    .ok();
-    let i = ts
-        .register(json!({"pushServiceType": "Firebase", "pushServiceToken": "tok-app", "isPrimary": true}))
-        .await;
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u1"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    personalize_in(&ts, &other, &x, &ext_identity("u1"), &flags(false, false, true)).await;
+    let i = ts.register_primary("tok-app").await;
+    let u = ts.personalize_as(&i, "u1").await;
     assert_eq!(instance_ids(&u), vec![i.clone()]);
     assert_eq!(
         instance(&u, &i)["isPrimary"],
@@ -1915,7 +1531,7 @@ async fn primary_in_another_application_does_not_count_for_the_move() {
     assert!(inst(&s, &x).is_primary);
     assert!(inst(&s, &i).is_primary);
     assert_eq!(
-        merges_of(&s, &i)[0].before.as_ref().unwrap().installation,
+        *installation_before(&s, &i),
         InstallationBefore {
             is_primary: true,
             target_primary_push_reg_id: None
@@ -1926,29 +1542,11 @@ async fn primary_in_another_application_does_not_count_for_the_move() {
 
 async fn forced_switch_with_set_primary_takes_over_target_primary() {
     let ts = TestServer::start().await;
-    let j = login(
-        &ts,
-        json!({"externalUserId": "u2"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
-    let i = login(
-        &ts,
-        json!({"externalUserId": "u1"}),
-        Value::Null,
-        &flags(false, false, true),
-    )
-    .await;
+    let j = login_as_primary(&ts, json!({"externalUserId": "u2"})).await;
+    let i = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
     let u = ts
-        .personalize(
-            &i,
-            json!({"userIdentity": {"externalUserId": "u2"}}),
-            &flags(true, false, true),
-        )
-        .await
-        .ok()
-        .json();
+        .personalize_ok(&i, ext_identity("u2"), &flags(true, false, true))
+        .await;
     assert_eq!(instance(&u, &i)["isPrimary"], true);
     assert_eq!(instance(&u, &j)["isPrimary"], false);
     let s = ts.snapshot().await;

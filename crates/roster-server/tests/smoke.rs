@@ -1,37 +1,23 @@
 //! A first end-to-end pass through the mobile API.
 mod common;
 
-use common::TestServer;
-use serde_json::json;
+use common::{
+    TestServer, ext_identity, flags,
+    people_helpers::{depersonalize, get_user},
+};
 
 async fn register_personalize_depersonalize() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
-    let r = ts
-        .call("GET", &format!("/mobile/1/appinstance/{a}/user"), Some(&a), None)
-        .await
-        .ok();
+    let r = get_user(&ts, &a).await.ok();
     assert_eq!(r.json()["type"], "LEAD");
     let r = ts
-        .personalize(
-            &a,
-            json!({"userIdentity": {"externalUserId": "u1"}}),
-            "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=true",
-        )
-        .await
-        .ok();
-    assert_eq!(r.json()["externalUserId"], "u1");
-    assert_eq!(r.json()["type"], "CUSTOMER");
-    assert_eq!(r.json()["instances"][0]["isPrimary"], true);
-    let r = ts
-        .call(
-            "POST",
-            &format!("/mobile/1/appinstance/{a}/depersonalize"),
-            Some(&a),
-            None,
-        )
-        .await
-        .ok();
+        .personalize_ok(&a, ext_identity("u1"), &flags(false, false, true))
+        .await;
+    assert_eq!(r["externalUserId"], "u1");
+    assert_eq!(r["type"], "CUSTOMER");
+    assert_eq!(r["instances"][0]["isPrimary"], true);
+    let r = depersonalize(&ts, &a, &a).await.ok();
     assert_eq!(r.body.len(), 0);
     ts.finish().await;
 }

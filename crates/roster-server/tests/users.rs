@@ -3,36 +3,13 @@
 //! and the limits of people.md §3.7, and the caller/target rules of mobile-api.md §2.4.
 mod common;
 
-use common::{Resp, TestServer, people_helpers::*};
+use common::{TestServer, ext_identity, people_helpers::*, tick, user_path};
 use roster_model::PersonType;
-use roster_store::Snapshot;
 use serde_json::{Value, json};
-
-/// Asserts a rejection and that the store is exactly as it was (invariant 16).
-async fn assert_unchanged(ts: &TestServer, r: Resp, status: u16, code: &str, before: &Snapshot) {
-    r.assert_error(status, code);
-    assert_same_store(before, &ts.snapshot().await, "a rejected request");
-}
 
 /// PATCH user, asserting 200; returns the user JSON.
 async fn patch_ok(ts: &TestServer, id: &str, body: Value) -> Value {
     patch_user(ts, id, &body).await.ok().json()
-}
-
-/// A registered installation personalized as `ext`.
-async fn personalized(ts: &TestServer, ext: &str) -> String {
-    let i = ts.register_android().await;
-    ts.personalize(&i, json!({"userIdentity": {"externalUserId": ext}}), NO_FLAGS)
-        .await
-        .ok();
-    i
-}
-
-/// The user JSON without `instances`.
-fn without_instances(u: &Value) -> Value {
-    let mut u = u.clone();
-    u.as_object_mut().unwrap().remove("instances");
-    u
 }
 
 async fn get_user_of_anonymous_person() {
@@ -64,10 +41,7 @@ async fn get_user_of_anonymous_person() {
         .ok();
     assert_eq!(r.json(), u);
     // Without a pushregistrationid header the caller is the target.
-    let r = ts
-        .call("GET", &format!("/mobile/1/appinstance/{i}/user"), None, None)
-        .await
-        .ok();
+    let r = ts.call("GET", &user_path(&i), None, None).await.ok();
     assert_eq!(r.json(), u);
     ts.finish().await;
 }
@@ -296,7 +270,7 @@ async fn patch_type_and_instances_are_ignored() {
     // Wrong JSON types of ignored members are ignored too.
     patch_ok(&ts, &i, json!({"type": 5, "instances": "x"})).await;
     // A CUSTOMER stays CUSTOMER.
-    let c = personalized(&ts, "c1").await;
+    let c = ts.register_personalized("c1").await;
     let u = patch_ok(&ts, &c, json!({"type": "LEAD"})).await;
     assert_eq!(u["type"], "CUSTOMER");
     ts.finish().await;
@@ -305,22 +279,20 @@ async fn patch_type_and_instances_are_ignored() {
 async fn android_method_override_patch_example() {
     // mobile-api.md §7.2.
     let ts = TestServer::start().await;
-    let a = ts.register_android().await;
-    ts.personalize(
-        &a,
-        json!({"userIdentity": {"externalUserId": "cust-1001"},
-               "userAttributes": {"firstName": "Ana", "lastName": "Horvat", "tags": ["vip"],
-                                  "customAttributes": {"favoriteColor": "green", "newsletter": true}}}),
-        &flags(false, false, true),
-    )
-    .await
-    .ok();
+    let a = ts
+        .register_personalized_with(
+            json!({"userIdentity": {"externalUserId": "cust-1001"},
+                   "userAttributes": {"firstName": "Ana", "lastName": "Horvat", "tags": ["vip"],
+                                      "customAttributes": {"favoriteColor": "green", "newsletter": true}}}),
+            &flags(false, false, true),
+        )
+        .await;
     let body = br#"{"birthday":"1990-05-17","lastName":null,"phones":[{"number":"+385 91 123 4567"}],"customAttributes":{"favoriteColor":null,"loyaltyPoints":120}}"#;
     let auth = ts.app_auth();
     let r = ts
         .call_with(
             "POST",
-            &format!("/mobile/1/appinstance/{a}/user"),
+            &user_path(&a),
             &[("authorization", &auth), ("x-http-method-override", "PATCH")],
             Some(&a),
             Some(body.to_vec()),
@@ -344,16 +316,14 @@ async fn android_method_override_patch_example() {
 
 async fn patch_new_key_owned_by_another_person_is_refused() {
     let ts = TestServer::start().await;
-    let owner = ts.register_android().await;
-    ts.personalize(
-        &owner,
-        json!({"userIdentity": {"externalUserId": "owner", "phones": [{"number": "385911234567"}], "emails": [{"address": "Ana@X.com"}]}}),
-        NO_FLAGS,
-    )
-    .await
-    .ok();
+    let owner = ts
+        .register_personalized_with(
+            json!({"userIdentity": {"externalUserId": "owner", "phones": [{"number": "385911234567"}], "emails": [{"address": "Ana@X.com"}]}}),
+            NO_FLAGS,
+        )
+        .await;
     let anon = ts.register_android().await;
-    let other = personalized(&ts, "other").await;
+    let other = ts.register_personalized("other").await;
     let s0 = ts.snapshot().await;
     for id in [&anon, &other] {
         for body in [
@@ -396,29 +366,22 @@ async fn patch_adds_identity_to_anonymous_person_which_stays_lead() {
     assert_eq!(p.person_type, PersonType::Lead);
     assert!(s.merge_log.is_empty(), "PATCH never merges");
     // The keys are now owned: a personalize elsewhere finds this person.
-    let j = ts.register_android().await;
-    ts.personalize(
-        &j,
-        json!({"userIdentity": {"emails": [{"address": "A@X.com"}]}}),
-        NO_FLAGS,
-    )
-    .await
-    .ok();
+    let j = ts
+        .register_personalized_with(json!({"userIdentity": {"emails": [{"address": "A@X.com"}]}}), NO_FLAGS)
+        .await;
     assert_eq!(person_of(&ts.snapshot().await, &j).id, p0.id);
     ts.finish().await;
 }
 
 async fn patch_removing_all_keys_makes_person_anonymous_again() {
     let ts = TestServer::start().await;
-    let i = ts.register_android().await;
-    ts.personalize(
-        &i,
-        json!({"userIdentity": {"externalUserId": "u1", "phones": [{"number": "4930123456"}], "emails": [{"address": "a@x.com"}]},
-               "userAttributes": {"firstName": "Ana"}}),
-        NO_FLAGS,
-    )
-    .await
-    .ok();
+    let i = ts
+        .register_personalized_with(
+            json!({"userIdentity": {"externalUserId": "u1", "phones": [{"number": "4930123456"}], "emails": [{"address": "a@x.com"}]},
+                   "userAttributes": {"firstName": "Ana"}}),
+            NO_FLAGS,
+        )
+        .await;
     let p0 = person_of(&ts.snapshot().await, &i).clone();
     let u = patch_ok(&ts, &i, json!({"externalUserId": null, "phones": [], "emails": null})).await;
     assert_eq!(
@@ -436,11 +399,7 @@ async fn patch_removing_all_keys_makes_person_anonymous_again() {
         "still owns the calling installation"
     );
     // Anonymous again: a personalize as a new identity is row 1 (no force needed).
-    let u = ts
-        .personalize(&i, json!({"userIdentity": {"externalUserId": "u2"}}), NO_FLAGS)
-        .await
-        .ok()
-        .json();
+    let u = ts.personalize_as(&i, "u2").await;
     assert_eq!(u["externalUserId"], "u2");
     assert_eq!(person_of(&ts.snapshot().await, &i).id, p0.id);
     ts.finish().await;
@@ -448,7 +407,7 @@ async fn patch_removing_all_keys_makes_person_anonymous_again() {
 
 async fn patch_renames_external_user_id() {
     let ts = TestServer::start().await;
-    let i = personalized(&ts, "u1").await;
+    let i = ts.register_personalized("u1").await;
     let p0 = person_of(&ts.snapshot().await, &i).clone();
     let u = patch_ok(&ts, &i, json!({"externalUserId": "u1-renamed"})).await;
     assert_eq!(u["externalUserId"], "u1-renamed");
@@ -457,7 +416,7 @@ async fn patch_renames_external_user_id() {
     assert_eq!(person_of(&s, &i).version, p0.version + 1);
     assert!(person_by_ext(&s, "u1").is_none());
     // The old id is free: personalizing another installation as u1 is a new person.
-    let j = personalized(&ts, "u1").await;
+    let j = ts.register_personalized("u1").await;
     let s = ts.snapshot().await;
     assert_ne!(person_of(&s, &j).id, p0.id);
     // Renaming onto a taken id is refused.
@@ -690,10 +649,10 @@ async fn limits_of_lists_and_attributes() {
 
 async fn get_and_patch_user_of_a_remote_target_are_forbidden() {
     let ts = TestServer::start().await;
-    let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let i = personalized(&ts, "u1").await;
-    let same_person = personalized(&ts, "u1").await;
-    let stranger = personalized(&ts, "u2").await;
+    let other_app = ts.other_app().await;
+    let i = ts.register_personalized("u1").await;
+    let same_person = ts.register_personalized("u1").await;
+    let stranger = ts.register_personalized("u2").await;
     let foreign = register_in(&ts, &other_app).await;
     let unknown = uuid::Uuid::new_v4().to_string();
     let s0 = ts.snapshot().await;
@@ -715,40 +674,19 @@ async fn get_and_patch_user_of_a_remote_target_are_forbidden() {
     }
     // The caller's id is matched case-insensitively.
     let upper = i.to_uppercase();
-    let r = ts
-        .call(
-            "GET",
-            &format!("/mobile/1/appinstance/{upper}/user"),
-            Some(&upper),
-            None,
-        )
-        .await
-        .ok();
+    let r = get_user(&ts, &upper).await.ok();
     assert_eq!(r.json()["externalUserId"], "u1");
     ts.finish().await;
 }
 
 async fn patch_user_response_lists_instances_of_the_calling_application() {
     let ts = TestServer::start().await;
-    let other_app = ts.core().create_application(ts.app.account_id, "Other").await.unwrap();
-    let i = personalized(&ts, "u1").await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let j = personalized(&ts, "u1").await;
+    let other_app = ts.other_app().await;
+    let i = ts.register_personalized("u1").await;
+    tick().await;
+    let j = ts.register_personalized("u1").await;
     let x = register_in(&ts, &other_app).await;
-    let r = ts
-        .call_with(
-            "POST",
-            &format!("/mobile/1/appinstance/{x}/personalize"),
-            &[("authorization", &format!("App {}", other_app.application_code))],
-            Some(&x),
-            Some(
-                json!({"userIdentity": {"externalUserId": "u1"}})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await
-        .ok();
+    let r = personalize_in(&ts, &other_app, &x, &ext_identity("u1"), "").await;
     assert_eq!(instance_ids(&r.json()), vec![x.clone()]);
     let u = patch_ok(&ts, &j, json!({"firstName": "A"})).await;
     assert_eq!(instance_ids(&u), vec![i.clone(), j.clone()]);
@@ -794,7 +732,7 @@ async fn user_json_has_no_nulls_and_canonical_attribute_values() {
 
 async fn refused_patch_leaves_no_auto_defined_attributes() {
     let ts = TestServer::start().await;
-    personalized(&ts, "owner").await;
+    ts.register_personalized("owner").await;
     let i = ts.register_android().await;
     let s0 = ts.snapshot().await;
     let r = patch_user(

@@ -3,48 +3,19 @@
 //! response framing and headers, the stub endpoints, duplicate keys, unknown fields, base path.
 mod common;
 
-use common::{RawResponse, Resp, TestServer};
+use common::{
+    NO_FLAGS, RawResponse, Resp, TestServer, ext_identity, ipath,
+    people_helpers::{depersonalize, get_user, patch_user, person_of},
+    raw_request, user_path,
+};
 use serde_json::{Value, json};
 
 // ----- helpers ------------------------------------------------------------------------------
 
-fn ipath(id: &str) -> String {
-    format!("/mobile/1/appinstance/{id}")
-}
-
-/// The bytes of an HTTP/1.1 request to `path` (already including any base path), with
-/// `Host` and `Connection: close`; `Content-Length` only when `body` is given.
-fn raw_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
-    let mut s = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for (k, v) in headers {
-        s.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        s.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    s.push_str("Connection: close\r\n\r\n");
-    let mut out = s.into_bytes();
-    if let Some(b) = body {
-        out.extend_from_slice(b);
-    }
-    out
-}
-
 /// A raw request relative to the server's base path.
 async fn raw(ts: &TestServer, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> RawResponse {
     let full = format!("{}{}", ts.server.state.base_path, path);
-    ts.raw(&raw_bytes(method, &full, headers, body)).await
-}
-
-fn raw_json(r: &RawResponse) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
-}
-
-fn raw_code(r: &RawResponse) -> String {
-    raw_json(r)["requestError"]["serviceException"]["messageId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no envelope: {}", r.text()))
-        .to_string()
+    ts.raw(&raw_request(method, &full, headers, body)).await
 }
 
 /// mobile-api.md §1.6 on a raw response: explicit Content-Length equal to the body, never
@@ -80,23 +51,13 @@ fn assert_framing(r: &RawResponse) {
         );
     } else {
         assert_eq!(r.header("content-type"), Some("application/json"));
-        let _ = raw_json(r);
+        let _ = r.json();
     }
 }
 
 fn allow_methods(r: &Resp) -> Vec<String> {
     let v = r.headers.get("allow").expect("Allow header").to_str().unwrap();
     v.split(',').map(|m| m.trim().to_string()).collect()
-}
-
-async fn personalize_as(ts: &TestServer, id: &str, ext: &str) {
-    ts.personalize(
-        id,
-        json!({"userIdentity": {"externalUserId": ext}}),
-        "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
-    )
-    .await
-    .ok();
 }
 
 // ----- §6.1 method override --------------------------------------------------------------------
@@ -132,12 +93,12 @@ async fn post_with_method_override_patch_is_a_patch() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(raw_json(&r)["language"], "fr");
+    assert_eq!(r.json()["language"], "fr");
     // On the user path too.
     let r = ts
         .call_with(
             "POST",
-            &format!("{}/user", ipath(&id)),
+            &user_path(&id),
             &[("authorization", &auth), ("x-http-method-override", "patch")],
             Some(&id),
             Some(br#"{"firstName":"Ovr"}"#.to_vec()),
@@ -234,12 +195,7 @@ async fn plain_post_to_a_patch_path_is_405() {
     r.assert_error(405, "METHOD_NOT_ALLOWED");
     assert!(allow_methods(&r).iter().any(|m| m == "PATCH"));
     let r = ts
-        .call(
-            "POST",
-            &format!("{}/user", ipath(&id)),
-            Some(&id),
-            Some(&json!({"firstName": "X"})),
-        )
+        .call("POST", &user_path(&id), Some(&id), Some(&json!({"firstName": "X"})))
         .await;
     r.assert_error(405, "METHOD_NOT_ALLOWED");
     let allow = allow_methods(&r);
@@ -287,25 +243,21 @@ async fn query_booleans_accept_true_false_1_0_any_case_any_order() {
     for (n, (q, ty, primary)) in cases.iter().enumerate() {
         let id = ts.register_android().await;
         let r = ts
-            .personalize(&id, json!({"userIdentity": {"externalUserId": format!("qb-{n}")}}), q)
-            .await
-            .ok()
-            .json();
+            .personalize_ok(&id, json!({"userIdentity": {"externalUserId": format!("qb-{n}")}}), q)
+            .await;
         assert_eq!(r["type"], *ty, "query {q}");
         assert_eq!(r["instances"][0]["isPrimary"], *primary, "query {q}");
     }
     // forceDepersonalize=1 does force.
-    let id = ts.register_android().await;
-    personalize_as(&ts, &id, "force-a").await;
+    let id = ts.register_personalized("force-a").await;
     let r = ts
-        .personalize(
+        .personalize_ok(
             &id,
-            json!({"userIdentity": {"externalUserId": "force-b"}}),
+            ext_identity("force-b"),
             "forceDepersonalize=1&keepAsLead=0&setDeviceAsPrimary=0",
         )
-        .await
-        .ok();
-    assert_eq!(r.json()["externalUserId"], "force-b");
+        .await;
+    assert_eq!(r["externalUserId"], "force-b");
     ts.finish().await;
 }
 
@@ -313,26 +265,22 @@ async fn repeated_query_parameter_last_wins() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
     let r = ts
-        .personalize(
+        .personalize_ok(
             &a,
-            json!({"userIdentity": {"externalUserId": "rep-a"}}),
+            ext_identity("rep-a"),
             "keepAsLead=1&setDeviceAsPrimary=true&keepAsLead=0&setDeviceAsPrimary=false",
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(r["type"], "CUSTOMER");
     assert_eq!(r["instances"][0]["isPrimary"], false);
     let b = ts.register_android().await;
     let r = ts
-        .personalize(
+        .personalize_ok(
             &b,
-            json!({"userIdentity": {"externalUserId": "rep-b"}}),
+            ext_identity("rep-b"),
             "keepAsLead=0&keepAsLead=true&setDeviceAsPrimary=0&setDeviceAsPrimary=1",
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(r["type"], "LEAD");
     assert_eq!(r["instances"][0]["isPrimary"], true);
     ts.finish().await;
@@ -353,9 +301,7 @@ async fn bad_query_boolean_is_400_naming_the_parameter() {
         // The last occurrence is the one that counts (and is bad here).
         ("keepAsLead=1&keepAsLead=no", "keepAsLead"),
     ] {
-        let r = ts
-            .personalize(&id, json!({"userIdentity": {"externalUserId": "bq"}}), q)
-            .await;
+        let r = ts.personalize(&id, ext_identity("bq"), q).await;
         r.assert_error(400, "REQUEST_FORMAT_INVALID");
         assert!(r.text().contains(name), "{q}: text {} names {name}", r.text());
     }
@@ -381,13 +327,12 @@ async fn unknown_and_ignored_query_parameters_are_ignored() {
     ts.call("GET", &format!("{}/user?ri=1&rt=0", ipath(&id)), Some(&id), None)
         .await
         .ok();
-    ts.personalize(
+    ts.personalize_ok(
         &id,
-        json!({"userIdentity": {"externalUserId": "qp"}}),
+        ext_identity("qp"),
         "ri=1&rt=0&forceDepersonalize=0&keepAsLead=0&setDeviceAsPrimary=0&other=whatever",
     )
-    .await
-    .ok();
+    .await;
     // Repersonalize ignores any query, even flags with bad values.
     let r = ts
         .call(
@@ -411,8 +356,7 @@ async fn unknown_and_ignored_query_parameters_are_ignored() {
 
 async fn depersonalize_without_content_length_or_content_type_android() {
     let ts = TestServer::start().await;
-    let id = ts.register_android().await;
-    personalize_as(&ts, &id, "android-logout").await;
+    let id = ts.register_personalized("android-logout").await;
     let auth = ts.app_auth();
     let path = format!("{}{}/depersonalize", ts.server.state.base_path, ipath(&id));
     let req = format!(
@@ -423,11 +367,7 @@ async fn depersonalize_without_content_length_or_content_type_android() {
     assert_eq!(r.header("content-length"), Some("0"));
     assert!(r.body.is_empty());
     assert_framing(&r);
-    let u = ts
-        .call("GET", &format!("{}/user", ipath(&id)), Some(&id), None)
-        .await
-        .ok()
-        .json();
+    let u = get_user(&ts, &id).await.ok().json();
     assert!(u.get("externalUserId").is_none(), "depersonalized: {u}");
     assert_eq!(u["type"], "LEAD");
     ts.finish().await;
@@ -435,8 +375,7 @@ async fn depersonalize_without_content_length_or_content_type_android() {
 
 async fn depersonalize_with_json_content_type_and_empty_body_ios() {
     let ts = TestServer::start().await;
-    let id = ts.register_android().await;
-    personalize_as(&ts, &id, "ios-logout").await;
+    let id = ts.register_personalized("ios-logout").await;
     let auth = ts.app_auth();
     let r = raw(
         &ts,
@@ -454,7 +393,7 @@ async fn depersonalize_with_json_content_type_and_empty_body_ios() {
     assert_framing(&r);
     assert!(r.body.is_empty());
     // Any body is ignored, even one that is not JSON.
-    personalize_as(&ts, &id, "ios-logout").await;
+    ts.personalize_as(&id, "ios-logout").await;
     let r = raw(
         &ts,
         "POST",
@@ -464,9 +403,7 @@ async fn depersonalize_with_json_content_type_and_empty_body_ios() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let s = ts.snapshot().await;
-    let pid = s.installations.iter().find(|i| i.push_reg_id == id).unwrap().person_id;
-    assert!(s.persons.iter().find(|p| p.id == pid).unwrap().is_anonymous());
+    assert!(person_of(&ts.snapshot().await, &id).is_anonymous());
     ts.finish().await;
 }
 
@@ -487,7 +424,7 @@ async fn json_bodies_are_parsed_whatever_the_content_type() {
         }
         let r = raw(&ts, "PATCH", &ipath(&id), &headers, Some(body.as_bytes())).await;
         assert_eq!(r.status, 200, "{ct:?}: {}", r.text());
-        assert_eq!(raw_json(&r)["language"], lang);
+        assert_eq!(r.json()["language"], lang);
     }
     // Create without Content-Type.
     let r = raw(
@@ -499,7 +436,7 @@ async fn json_bodies_are_parsed_whatever_the_content_type() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(raw_json(&r)["os"], "NoCT");
+    assert_eq!(r.json()["os"], "NoCT");
     ts.finish().await;
 }
 
@@ -514,7 +451,7 @@ async fn chunked_request_bodies_are_accepted() {
     let r = ts.raw(req.as_bytes()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_framing(&r);
-    assert_eq!(raw_json(&r)["language"], "ch");
+    assert_eq!(r.json()["language"], "ch");
     ts.finish().await;
 }
 
@@ -531,14 +468,7 @@ async fn get_and_delete_ignore_any_body() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = raw(
-        &ts,
-        "GET",
-        &format!("{}/user", ipath(&id)),
-        &[("Authorization", &auth)],
-        Some(b"[1,2"),
-    )
-    .await;
+    let r = raw(&ts, "GET", &user_path(&id), &[("Authorization", &auth)], Some(b"[1,2")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let old = ts.register_android().await;
     let r = raw(
@@ -568,7 +498,7 @@ async fn trailing_and_repeated_slashes_are_tolerated() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let id = raw_json(&r)["pushRegId"].as_str().unwrap().to_string();
+    let id = r.json()["pushRegId"].as_str().unwrap().to_string();
     for path in [
         format!("{}/", ipath(&id)),
         format!("//mobile//1/appinstance//{id}//"),
@@ -586,7 +516,7 @@ async fn trailing_and_repeated_slashes_are_tolerated() {
     // Literal segments are case-sensitive.
     let r = raw(&ts, "GET", "/Mobile/1/baseurl", &[], None).await;
     assert_eq!(r.status, 404);
-    assert_eq!(raw_code(&r), "RESOURCE_NOT_FOUND");
+    assert_eq!(r.code(), "RESOURCE_NOT_FOUND");
     ts.finish().await;
 }
 
@@ -594,8 +524,8 @@ async fn push_reg_id_matches_case_insensitively_in_path_and_header() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
     let b = ts.register_android().await;
-    personalize_as(&ts, &a, "case-user").await;
-    personalize_as(&ts, &b, "case-user").await;
+    ts.personalize_as(&a, "case-user").await;
+    ts.personalize_as(&b, "case-user").await;
     let auth = ts.app_auth();
     let up = a.to_uppercase();
     // Upper-case path, no header: own, with token, canonical lowercase in the response.
@@ -618,25 +548,16 @@ async fn push_reg_id_matches_case_insensitively_in_path_and_header() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let j = raw_json(&r);
+    let j = r.json();
     assert_eq!(j["pushRegId"], b.as_str());
     assert!(j.get("pushServiceToken").is_none(), "B seen from A: {j}");
     // Upper-case path on PATCH user and personalize.
-    ts.call(
-        "PATCH",
-        &format!("{}/user", ipath(&up)),
-        Some(&a),
-        Some(&json!({"firstName": "Up"})),
-    )
-    .await
-    .ok();
-    // Upper-case path of the caller on depersonalize = own.
-    ts.call("POST", &format!("{}/depersonalize", ipath(&up)), Some(&a), None)
+    ts.call("PATCH", &user_path(&up), Some(&a), Some(&json!({"firstName": "Up"})))
         .await
         .ok();
-    let s = ts.snapshot().await;
-    let pa = s.installations.iter().find(|i| i.push_reg_id == a).unwrap().person_id;
-    assert!(s.persons.iter().find(|p| p.id == pa).unwrap().is_anonymous());
+    // Upper-case path of the caller on depersonalize = own.
+    depersonalize(&ts, &up, &a).await.ok();
+    assert!(person_of(&ts.snapshot().await, &a).is_anonymous());
     ts.finish().await;
 }
 
@@ -647,13 +568,13 @@ async fn responses_have_explicit_length_and_are_never_chunked_or_compressed() {
     let id = ts
         .register(json!({"pushServiceType": "Firebase", "pushServiceToken": "frame", "deviceName": "x".repeat(200)}))
         .await;
-    personalize_as(&ts, &id, "framing").await;
+    ts.personalize_as(&id, "framing").await;
     let auth = ts.app_auth();
     let enc = ("Accept-Encoding", "gzip, deflate, br");
     let cases: Vec<(&str, String, Option<&[u8]>, u16)> = vec![
         ("GET", ipath(&id), None, 200),
-        ("GET", format!("{}/user", ipath(&id)), None, 200),
-        ("PATCH", format!("{}/user", ipath(&id)), Some(br#"{"tags":["a"]}"#), 200),
+        ("GET", user_path(&id), None, 200),
+        ("PATCH", user_path(&id), Some(br#"{"tags":["a"]}"#), 200),
         ("POST", "/mobile/1/appinstance".to_string(), Some(b"{}"), 200),
         ("GET", "/mobile/1/baseurl".to_string(), None, 200),
         ("GET", "/mobile/3/version".to_string(), None, 200),
@@ -677,7 +598,7 @@ async fn responses_have_explicit_length_and_are_never_chunked_or_compressed() {
         assert_eq!(r.status, status, "{method} {path}: {}", r.text());
         assert_framing(&r);
         if status >= 400 {
-            let se = &raw_json(&r)["requestError"]["serviceException"];
+            let se = &r.json()["requestError"]["serviceException"];
             assert!(
                 se["messageId"].is_string() && se["text"].is_string(),
                 "envelope: {}",
@@ -748,13 +669,13 @@ async fn version_answers_three_strings() {
     assert_eq!(r.status, 200);
     assert_framing(&r);
     assert_eq!(
-        raw_json(&r),
+        r.json(),
         json!({"platformType": "GCM", "libraryVersion": "0.0.0", "updateUrl": ""})
     );
     let auth = ts.app_auth();
     let r = raw(&ts, "GET", "/mobile/3/version", &[("Authorization", &auth)], None).await;
     assert_eq!(
-        raw_json(&r),
+        r.json(),
         json!({"platformType": "", "libraryVersion": "0.0.0", "updateUrl": ""})
     );
     let r = raw(
@@ -766,7 +687,7 @@ async fn version_answers_three_strings() {
     )
     .await;
     assert_eq!(r.status, 200);
-    assert_eq!(raw_json(&r)["platformType"], "APNS");
+    assert_eq!(r.json()["platformType"], "APNS");
     ts.finish().await;
 
     let ts = TestServer::start_with(|s| {
@@ -776,7 +697,7 @@ async fn version_answers_three_strings() {
     .await;
     let r = raw(&ts, "GET", "/mobile/3/version?platformType=GCM", &[], None).await;
     assert_eq!(
-        raw_json(&r),
+        r.json(),
         json!({"platformType": "GCM", "libraryVersion": "15.6.0", "updateUrl": "https://example.com/sdk"})
     );
     ts.finish().await;
@@ -809,13 +730,13 @@ async fn message_sync_answers_empty_payloads_whatever_the_caller() {
             let r = raw(&ts, "POST", path, &headers, Some(body)).await;
             assert_eq!(r.status, 200, "{path} {caller:?}: {}", r.text());
             assert_framing(&r);
-            assert_eq!(raw_json(&r), json!({"payloads": []}));
+            assert_eq!(r.json(), json!({"payloads": []}));
         }
     }
     // Authentication is still required.
     let r = raw(&ts, "POST", "/mobile/5/messages", &[], Some(b"{}")).await;
     assert_eq!(r.status, 401);
-    assert_eq!(raw_code(&r), "APP_CODE_MISSING");
+    assert_eq!(r.code(), "APP_CODE_MISSING");
     let r = raw(
         &ts,
         "POST",
@@ -825,7 +746,7 @@ async fn message_sync_answers_empty_payloads_whatever_the_caller() {
     )
     .await;
     assert_eq!(r.status, 401);
-    assert_eq!(raw_code(&r), "INVALID_APPLICATION_CODE");
+    assert_eq!(r.code(), "INVALID_APPLICATION_CODE");
     assert_eq!(ts.snapshot().await, before);
     ts.finish().await;
 }
@@ -884,7 +805,7 @@ async fn seen_deliveryreport_and_mo_stubs() {
     )
     .await;
     assert_eq!(r.status, 200);
-    assert_eq!(raw_json(&r), json!({"messages": []}));
+    assert_eq!(r.json(), json!({"messages": []}));
     ts.finish().await;
 }
 
@@ -892,8 +813,8 @@ async fn session_and_custom_events_follow_the_caller_rules() {
     let ts = TestServer::start().await;
     let a = ts.register_android().await;
     let b = ts.register_android().await;
-    personalize_as(&ts, &a, "events").await;
-    personalize_as(&ts, &b, "events").await;
+    ts.personalize_as(&a, "events").await;
+    ts.personalize_as(&b, "events").await;
     let unknown = uuid::Uuid::new_v4().to_string();
     let before = ts.snapshot().await;
     for kind in ["session", "custom"] {
@@ -902,15 +823,9 @@ async fn session_and_custom_events_follow_the_caller_rules() {
         let r = ts.call("POST", &path(&a), Some(&a), Some(&body)).await.ok();
         assert!(r.body.is_empty());
         // Unparsable body: still 200.
-        ts.call_with(
-            "POST",
-            &path(&a),
-            &[("authorization", &ts.app_auth())],
-            Some(&a),
-            Some(b"{oops".to_vec()),
-        )
-        .await
-        .ok();
+        ts.call_bytes("POST", &path(&a), Some(&a), Some(b"{oops".to_vec()))
+            .await
+            .ok();
         // Unknown caller: 404. Remote (even of the same person): 403.
         ts.call("POST", &path(&unknown), None, Some(&body))
             .await
@@ -941,12 +856,10 @@ async fn session_and_custom_events_follow_the_caller_rules() {
 async fn duplicate_json_keys_last_one_wins() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
-    let auth = ts.app_auth();
     let r = ts
-        .call_with(
+        .call_bytes(
             "PATCH",
-            &format!("{}/user", ipath(&id)),
-            &[("authorization", &auth)],
+            &user_path(&id),
             Some(&id),
             Some(br#"{"firstName":"First","lastName":"L","firstName":"Second"}"#.to_vec()),
         )
@@ -954,10 +867,9 @@ async fn duplicate_json_keys_last_one_wins() {
         .ok();
     assert_eq!(r.json()["firstName"], "Second");
     let r = ts
-        .call_with(
+        .call_bytes(
             "PATCH",
             &ipath(&id),
-            &[("authorization", &auth)],
             Some(&id),
             Some(br#"{"language":"en","customAttributes":{"k":1,"k":"two"},"language":"de"}"#.to_vec()),
         )
@@ -999,20 +911,18 @@ async fn unknown_fields_are_ignored_at_every_level() {
         .ok();
     assert_eq!(r.json()["pushRegId"], id.as_str());
     // User: type and instances ignored, extra members in phone/email objects ignored.
-    let r = ts
-        .call(
-            "PATCH",
-            &format!("{}/user", ipath(&id)),
-            Some(&id),
-            Some(&json!({
-                "type": "CUSTOMER", "instances": [{"pushRegId": "x"}], "nickname": "n",
-                "phones": [{"number": "+385 91 765 4321", "preferred": true}],
-                "emails": [{"address": "x@example.com", "preferred": false, "verified": true}]
-            })),
-        )
-        .await
-        .ok()
-        .json();
+    let r = patch_user(
+        &ts,
+        &id,
+        &json!({
+            "type": "CUSTOMER", "instances": [{"pushRegId": "x"}], "nickname": "n",
+            "phones": [{"number": "+385 91 765 4321", "preferred": true}],
+            "emails": [{"address": "x@example.com", "preferred": false, "verified": true}]
+        }),
+    )
+    .await
+    .ok()
+    .json();
     assert_eq!(r["type"], "LEAD");
     assert_eq!(r["phones"], json!([{"number": "385917654321"}]));
     assert_eq!(r["emails"], json!([{"address": "x@example.com"}]));
@@ -1020,15 +930,13 @@ async fn unknown_fields_are_ignored_at_every_level() {
     // Personalize: unknown members at the top level and in userIdentity.
     let id = ts.register_android().await;
     let r = ts
-        .personalize(
+        .personalize_ok(
             &id,
             json!({"userIdentity": {"externalUserId": "unk", "foo": 1}, "userAttributes": {"bar": 2},
                    "baz": true}),
-            "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false",
+            NO_FLAGS,
         )
-        .await
-        .ok()
-        .json();
+        .await;
     assert_eq!(r["externalUserId"], "unk");
     assert!(r.get("bar").is_none() && r.get("foo").is_none());
     ts.finish().await;
@@ -1039,26 +947,21 @@ async fn unknown_fields_are_ignored_at_every_level() {
 async fn dates_in_responses_have_the_exact_shapes() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
-    let r = ts
-        .call(
-            "PATCH",
-            &format!("{}/user", ipath(&id)),
-            Some(&id),
-            Some(&json!({"birthday": "1990-05-17", "customAttributes": {
-                "since": "2020-02-26T09:41:57.999+00:00", "day": "2024-02-29", "at": "2020-02-26T09:41:57Z"
-            }})),
-        )
-        .await
-        .ok();
+    let r = patch_user(
+        &ts,
+        &id,
+        &json!({"birthday": "1990-05-17", "customAttributes": {
+            "since": "2020-02-26T09:41:57.999+00:00", "day": "2024-02-29", "at": "2020-02-26T09:41:57Z"
+        }}),
+    )
+    .await
+    .ok();
     let t = r.text();
     assert!(t.contains(r#""birthday":"1990-05-17""#), "{t}");
     assert!(t.contains(r#""since":"2020-02-26T09:41:57Z""#), "{t}");
     assert!(t.contains(r#""day":"2024-02-29""#), "{t}");
     assert!(t.contains(r#""at":"2020-02-26T09:41:57Z""#), "{t}");
-    let g = ts
-        .call("GET", &format!("{}/user", ipath(&id)), Some(&id), None)
-        .await
-        .ok();
+    let g = get_user(&ts, &id).await.ok();
     assert_eq!(g.json()["customAttributes"]["since"], "2020-02-26T09:41:57Z");
     ts.finish().await;
 }
@@ -1066,7 +969,7 @@ async fn dates_in_responses_have_the_exact_shapes() {
 async fn user_responses_always_contain_instances_and_the_always_fields() {
     let ts = TestServer::start().await;
     let id = ts.register_android().await;
-    let user = format!("{}/user", ipath(&id));
+    let user = user_path(&id);
     let g = ts.call("GET", &user, Some(&id), None).await.ok().json();
     let inst = ts.call("GET", &ipath(&id), Some(&id), None).await.ok().json();
     assert_eq!(
@@ -1075,11 +978,7 @@ async fn user_responses_always_contain_instances_and_the_always_fields() {
     );
     let p = ts.call("PATCH", &user, Some(&id), Some(&json!({}))).await.ok().json();
     assert_eq!(p, g);
-    let r = ts
-        .personalize(&id, json!({"userIdentity": {"externalUserId": "inst"}}), "")
-        .await
-        .ok()
-        .json();
+    let r = ts.personalize_ok(&id, ext_identity("inst"), "").await;
     assert_eq!(r["instances"].as_array().unwrap().len(), 1);
     assert!(
         r["instances"][0]["pushServiceToken"].is_string(),
@@ -1111,12 +1010,8 @@ async fn no_registration_is_never_about_a_remote_target() {
         ("GET", ipath(&unknown), None),
         ("PATCH", ipath(&unknown), Some(json!({"isPrimary": true}))),
         ("POST", format!("{}/depersonalize", ipath(&unknown)), None),
-        ("GET", format!("{}/user", ipath(&unknown)), None),
-        (
-            "PATCH",
-            format!("{}/user", ipath(&unknown)),
-            Some(json!({"firstName": "x"})),
-        ),
+        ("GET", user_path(&unknown), None),
+        ("PATCH", user_path(&unknown), Some(json!({"firstName": "x"}))),
         (
             "POST",
             format!("{}/personalize", ipath(&unknown)),
@@ -1171,7 +1066,7 @@ async fn sdk_headers_are_tolerated_and_ignored() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let j = raw_json(&r);
+    let j = r.json();
     assert_eq!(j["pushServiceToken"], "ab12");
     let id = j["pushRegId"].as_str().unwrap().to_string();
     let mut h2 = headers.to_vec();
@@ -1188,15 +1083,13 @@ async fn base_path_serves_every_route_under_the_prefix() {
     assert!(ts.url("/x").ends_with("/roster/x"));
     let id = ts.register_android().await;
     ts.call("GET", &ipath(&id), Some(&id), None).await.ok();
-    ts.call("GET", &format!("{}/user", ipath(&id)), Some(&id), None)
-        .await
-        .ok();
+    get_user(&ts, &id).await.ok();
     let r = ts.call("GET", "/mobile/1/baseurl", None, None).await.ok();
     assert_eq!(r.body, br#"{"baseUrl":null}"#);
     // Repeated slashes around the prefix are tolerated too.
     let auth = ts.app_auth();
     let r = ts
-        .raw(&raw_bytes(
+        .raw(&raw_request(
             "GET",
             &format!("//roster//mobile/1/appinstance/{id}/"),
             &[("Authorization", &auth)],
@@ -1212,10 +1105,10 @@ async fn base_path_serves_every_route_under_the_prefix() {
         "/other/mobile/1/baseurl".to_string(),
     ] {
         let r = ts
-            .raw(&raw_bytes("GET", &path, &[("Authorization", &auth)], None))
+            .raw(&raw_request("GET", &path, &[("Authorization", &auth)], None))
             .await;
         assert_eq!(r.status, 404, "{path}: {}", r.text());
-        assert_eq!(raw_code(&r), "RESOURCE_NOT_FOUND");
+        assert_eq!(r.code(), "RESOURCE_NOT_FOUND");
         assert_framing(&r);
     }
     ts.finish().await;
@@ -1247,7 +1140,7 @@ async fn empty_caller_header_means_the_target_and_create_ignores_it() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(raw_json(&r)["pushServiceToken"], "hdr");
+    assert_eq!(r.json()["pushServiceToken"], "hdr");
     ts.finish().await;
 }
 

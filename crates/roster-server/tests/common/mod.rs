@@ -138,6 +138,68 @@ impl Resp {
     }
 }
 
+/// Personalize query with all three flags `false`.
+pub const NO_FLAGS: &str = "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false";
+
+/// Personalize query with the given flags (Android spelling, all three always sent).
+pub fn flags(force: bool, keep_as_lead: bool, set_primary: bool) -> String {
+    format!("forceDepersonalize={force}&keepAsLead={keep_as_lead}&setDeviceAsPrimary={set_primary}")
+}
+
+/// The personalize body naming only `userIdentity.externalUserId`.
+pub fn ext_identity(ext: &str) -> Value {
+    serde_json::json!({"userIdentity": {"externalUserId": ext}})
+}
+
+/// The path of installation `id`: `/mobile/1/appinstance/{id}`.
+pub fn ipath(id: &str) -> String {
+    format!("/mobile/1/appinstance/{id}")
+}
+
+/// The user path of installation `id`: `/mobile/1/appinstance/{id}/user`.
+pub fn user_path(id: &str) -> String {
+    format!("{}/user", ipath(id))
+}
+
+/// The bytes of an HTTP/1.1 request to `path` (already including any base path), with
+/// `Host` and `Connection: close`; `Content-Length` only when `body` is given.
+pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
+    let mut s = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        s.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    s.push_str("Connection: close\r\n\r\n");
+    let mut out = s.into_bytes();
+    if let Some(b) = body {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Lets the clock move so that `createdAt` orders installations (oldest first).
+pub async fn tick() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
 impl TestServer {
     /// A server with default settings (rate limits off).
     pub async fn start() -> TestServer {
@@ -198,14 +260,15 @@ impl TestServer {
 
     /// Sends a request with App auth, an optional `pushregistrationid` and an optional JSON body.
     pub async fn call(&self, method: &str, path: &str, caller: Option<&str>, body: Option<&Value>) -> Resp {
-        self.call_with(
-            method,
-            path,
-            &[("authorization", &self.app_auth())],
-            caller,
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await
+        self.call_bytes(method, path, caller, body.map(|b| b.to_string().into_bytes()))
+            .await
+    }
+
+    /// Sends a request with App auth, an optional `pushregistrationid` and optional raw body bytes
+    /// (sent as they are, with `Content-Type: application/json`).
+    pub async fn call_bytes(&self, method: &str, path: &str, caller: Option<&str>, body: Option<Vec<u8>>) -> Resp {
+        self.call_with(method, path, &[("authorization", &self.app_auth())], caller, body)
+            .await
     }
 
     /// Sends a request with explicit headers and raw body bytes.
@@ -236,9 +299,14 @@ impl TestServer {
         Resp { status, headers, body }
     }
 
+    /// `POST /mobile/1/appinstance` (create) with App auth and a JSON body, without a caller.
+    pub async fn create(&self, body: &Value) -> Resp {
+        self.call("POST", "/mobile/1/appinstance", None, Some(body)).await
+    }
+
     /// Registers an installation (Android-style body) and returns its pushRegId.
     pub async fn register(&self, body: Value) -> String {
-        let r = self.call("POST", "/mobile/1/appinstance", None, Some(&body)).await.ok();
+        let r = self.create(&body).await.ok();
         r.json()["pushRegId"].as_str().unwrap().to_string()
     }
 
@@ -252,6 +320,13 @@ impl TestServer {
         .await
     }
 
+    /// Registers a Firebase installation with push token `token`, primary (`isPrimary: true`) for
+    /// its new anonymous person.
+    pub async fn register_primary(&self, token: &str) -> String {
+        self.register(serde_json::json!({"pushServiceType": "Firebase", "pushServiceToken": token, "isPrimary": true}))
+            .await
+    }
+
     /// Personalizes `id` as `external_user_id` with flags given as a query string.
     pub async fn personalize(&self, id: &str, body: Value, query: &str) -> Resp {
         self.call(
@@ -261,6 +336,40 @@ impl TestServer {
             Some(&body),
         )
         .await
+    }
+
+    /// Personalizes `id` (see [`TestServer::personalize`]), asserts a 200 and returns the user JSON.
+    pub async fn personalize_ok(&self, id: &str, body: Value, query: &str) -> Value {
+        self.personalize(id, body, query).await.ok().json()
+    }
+
+    /// Personalizes `id` as `externalUserId` `ext` with all flags `false`, asserting a 200;
+    /// returns the user JSON.
+    pub async fn personalize_as(&self, id: &str, ext: &str) -> Value {
+        self.personalize_ok(id, ext_identity(ext), NO_FLAGS).await
+    }
+
+    /// Registers a plain Firebase installation and personalizes it as `ext` (all flags `false`).
+    pub async fn register_personalized(&self, ext: &str) -> String {
+        let id = self.register_android().await;
+        self.personalize_as(&id, ext).await;
+        id
+    }
+
+    /// Registers a plain Firebase installation and personalizes it with `body` and the flags in
+    /// `query`, asserting a 200.
+    pub async fn register_personalized_with(&self, body: Value, query: &str) -> String {
+        let id = self.register_android().await;
+        self.personalize_ok(&id, body, query).await;
+        id
+    }
+
+    /// Creates another application, "Other", in the account of the test application.
+    pub async fn other_app(&self) -> Application {
+        self.core()
+            .create_application(self.app.account_id, "Other")
+            .await
+            .unwrap()
     }
 
     /// Sends raw bytes over a fresh TCP connection and reads the whole response
@@ -328,15 +437,23 @@ impl RawResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    /// The `messageId` of the error envelope.
+    pub fn code(&self) -> String {
+        self.json()["requestError"]["serviceException"]["messageId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no envelope: {}", self.text()))
+            .to_string()
+    }
 }
 
 /// Builds an SDK JWT signed with `secret` (mobile-api.md §2.2), overriding claims with `extra`.
 pub fn make_jwt(kid: &str, secret: &[u8], app_code: &str, sub: &str, extra: Value) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = now_secs();
     let mut claims = serde_json::json!({
         "typ": "Bearer", "sub": sub, "infobip-api-key": app_code,
         "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string()
@@ -356,23 +473,19 @@ pub fn make_jwt(kid: &str, secret: &[u8], app_code: &str, sub: &str, extra: Valu
     encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
 }
 
-/// Helpers for the people tests (personalize.rs, users.rs, depersonalize.rs, concurrency.rs):
-/// the user-data endpoints and look-ups in a store [`Snapshot`].
+/// Helpers for the people and installation tests (personalize.rs, users.rs, depersonalize.rs,
+/// concurrency.rs, installations.rs, …): the user-data endpoints, other applications, and
+/// look-ups in a store [`Snapshot`].
 pub mod people_helpers {
     use roster_model::{Application, Installation, MergeLogEntry, Person};
     use roster_store::Snapshot;
     use serde_json::Value;
     use uuid::Uuid;
 
+    // Re-exported so that `people_helpers::*` keeps bringing them; unused in some test crates.
+    #[allow(unused_imports)]
+    pub use super::{NO_FLAGS, flags};
     use super::{Resp, TestServer};
-
-    /// Personalize query with all three flags `false`.
-    pub const NO_FLAGS: &str = "forceDepersonalize=false&keepAsLead=false&setDeviceAsPrimary=false";
-
-    /// Personalize query with the given flags (Android spelling, all three always sent).
-    pub fn flags(force: bool, keep_as_lead: bool, set_primary: bool) -> String {
-        format!("forceDepersonalize={force}&keepAsLead={keep_as_lead}&setDeviceAsPrimary={set_primary}")
-    }
 
     /// `GET /mobile/1/appinstance/{id}/user` as `id`.
     pub async fn get_user(ts: &TestServer, id: &str) -> Resp {
@@ -430,6 +543,11 @@ pub mod people_helpers {
         let body = serde_json::json!({
             "pushServiceType": "Firebase", "pushServiceToken": format!("fcm-{}", Uuid::new_v4()), "os": "Android"
         });
+        register_in_with(ts, app, &body).await
+    }
+
+    /// Registers an installation with `body` in another application and returns its pushRegId.
+    pub async fn register_in_with(ts: &TestServer, app: &Application, body: &Value) -> String {
         let r = ts
             .call_with(
                 "POST",
@@ -441,6 +559,25 @@ pub mod people_helpers {
             .await
             .ok();
         r.json()["pushRegId"].as_str().unwrap().to_string()
+    }
+
+    /// `POST /mobile/1/appinstance/{id}/personalize[?{query}]` as `id` of another application
+    /// (with that application's App auth), asserting a 200.
+    pub async fn personalize_in(ts: &TestServer, app: &Application, id: &str, body: &Value, query: &str) -> Resp {
+        let path = if query.is_empty() {
+            format!("/mobile/1/appinstance/{id}/personalize")
+        } else {
+            format!("/mobile/1/appinstance/{id}/personalize?{query}")
+        };
+        ts.call_with(
+            "POST",
+            &path,
+            &[("authorization", &format!("App {}", app.application_code))],
+            Some(id),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+        .ok()
     }
 
     /// An installation of the snapshot (panics if missing).
@@ -491,6 +628,27 @@ pub mod people_helpers {
             "{context}: attribute definitions changed"
         );
         assert!(after == before, "{context}: stored data changed");
+    }
+
+    /// Asserts a rejection and that the store is exactly as it was (invariant 16).
+    pub async fn assert_unchanged(ts: &TestServer, r: Resp, status: u16, code: &str, before: &Snapshot) {
+        r.assert_error(status, code);
+        assert_same_store(before, &ts.snapshot().await, "a rejected request");
+    }
+
+    /// `after` without installation `id` registered since `before`, and without the persons
+    /// that are not in `before` (its new anonymous person).
+    pub fn without_new_installation(mut after: Snapshot, id: &str, before: &Snapshot) -> Snapshot {
+        after.installations.retain(|i| i.push_reg_id != id);
+        after.persons.retain(|p| before.persons.iter().any(|b| b.id == p.id));
+        after
+    }
+
+    /// The user JSON without `instances`.
+    pub fn without_instances(u: &Value) -> Value {
+        let mut u = u.clone();
+        u.as_object_mut().unwrap().remove("instances");
+        u
     }
 
     /// The `pushRegId`s of a user JSON's `instances`, in order.
