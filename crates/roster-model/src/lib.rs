@@ -3,6 +3,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod filter;
 pub mod patch;
 pub mod validate;
 pub mod values;
