@@ -1,8 +1,10 @@
-//! The error codes of the mobile API (mobile-api.md §3.2) and the envelope they travel in.
+//! The error codes of the mobile API (mobile-api.md §3.2) and of the management API
+//! (management-api.md §2), and the envelope they travel in.
 
 use serde::Serialize;
 
-/// An error code of mobile-api.md §3.2; each has exactly one HTTP status.
+/// An error code of mobile-api.md §3.2 or management-api.md §2; each has exactly one HTTP
+/// status. The two APIs share the person-data codes; the others belong to one API only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     RequestFormatInvalid,
@@ -22,6 +24,19 @@ pub enum ErrorCode {
     PersonalizationImpossible,
     RequestTooLarge,
     TooManyRequests,
+    // Management API only (management-api.md §2).
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    MergeNotReversible,
+    MergeReversalConflict,
+    LastAdminKey,
+    IdempotencyKeyInProgress,
+    PreconditionFailed,
+    IdempotencyKeyReused,
     /// A transient server fault: answered as 5xx with the body `{}`.
     ServiceUnavailable,
     /// An unexpected server fault: answered as 500 with the body `{}`.
@@ -49,6 +64,18 @@ impl ErrorCode {
             ErrorCode::PersonalizationImpossible => "PERSONALIZATION_IMPOSSIBLE",
             ErrorCode::RequestTooLarge => "REQUEST_TOO_LARGE",
             ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::MergeNotReversible => "MERGE_NOT_REVERSIBLE",
+            ErrorCode::MergeReversalConflict => "MERGE_REVERSAL_CONFLICT",
+            ErrorCode::LastAdminKey => "LAST_ADMIN_KEY",
+            ErrorCode::IdempotencyKeyInProgress => "IDEMPOTENCY_KEY_IN_PROGRESS",
+            ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
@@ -65,14 +92,26 @@ impl ErrorCode {
             ErrorCode::RequestFormatInvalid
             | ErrorCode::EmailInvalid
             | ErrorCode::PhoneInvalid
-            | ErrorCode::UserIdentityInvalid => 400,
-            ErrorCode::AppCodeMissing | ErrorCode::InvalidApplicationCode | ErrorCode::JwtInvalid => 401,
-            ErrorCode::ForbiddenInstallation | ErrorCode::UserDataRestricted => 403,
-            ErrorCode::NoRegistration | ErrorCode::ResourceNotFound => 404,
+            | ErrorCode::UserIdentityInvalid
+            | ErrorCode::BadRequest => 400,
+            ErrorCode::AppCodeMissing
+            | ErrorCode::InvalidApplicationCode
+            | ErrorCode::JwtInvalid
+            | ErrorCode::Unauthorized => 401,
+            ErrorCode::ForbiddenInstallation | ErrorCode::UserDataRestricted | ErrorCode::Forbidden => 403,
+            ErrorCode::NoRegistration | ErrorCode::ResourceNotFound | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::UserMergeInterrupted
             | ErrorCode::AmbiguousPersonalizeCandidates
-            | ErrorCode::PersonalizationImpossible => 409,
+            | ErrorCode::PersonalizationImpossible
+            | ErrorCode::AlreadyExists
+            | ErrorCode::Conflict
+            | ErrorCode::MergeNotReversible
+            | ErrorCode::MergeReversalConflict
+            | ErrorCode::LastAdminKey
+            | ErrorCode::IdempotencyKeyInProgress => 409,
+            ErrorCode::PreconditionFailed => 412,
+            ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::ServiceUnavailable => 503,
@@ -104,6 +143,18 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::PersonalizationImpossible,
     ErrorCode::RequestTooLarge,
     ErrorCode::TooManyRequests,
+    ErrorCode::BadRequest,
+    ErrorCode::Unauthorized,
+    ErrorCode::Forbidden,
+    ErrorCode::NotFound,
+    ErrorCode::AlreadyExists,
+    ErrorCode::Conflict,
+    ErrorCode::MergeNotReversible,
+    ErrorCode::MergeReversalConflict,
+    ErrorCode::LastAdminKey,
+    ErrorCode::IdempotencyKeyInProgress,
+    ErrorCode::PreconditionFailed,
+    ErrorCode::IdempotencyKeyReused,
     ErrorCode::ServiceUnavailable,
     ErrorCode::Internal,
 ];
@@ -120,6 +171,9 @@ impl std::fmt::Display for ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub text: String,
+    /// The JSON path of the field at fault, when one field is (the management API reports it in
+    /// `validationErrors`; the mobile API only in `text`).
+    pub path: Option<String>,
 }
 
 impl ApiError {
@@ -128,12 +182,19 @@ impl ApiError {
         ApiError {
             code,
             text: text.into(),
+            path: None,
         }
     }
 
     /// `REQUEST_FORMAT_INVALID` naming the JSON path of the field at fault.
     pub fn format(path: &str, reason: impl std::fmt::Display) -> Self {
-        ApiError::new(ErrorCode::RequestFormatInvalid, format!("{path}: {reason}"))
+        ApiError::new(ErrorCode::RequestFormatInvalid, format!("{path}: {reason}")).at(path)
+    }
+
+    /// The same error, recording the JSON path of the field at fault.
+    pub fn at(mut self, path: &str) -> Self {
+        self.path = Some(path.to_string());
+        self
     }
 
     /// The response body: the envelope, or `{}` for server faults (mobile-api.md §3.1).
