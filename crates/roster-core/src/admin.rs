@@ -175,7 +175,7 @@ impl Core {
         let secret = random_bytes::<32>().to_vec();
         let now = now_millis();
         let key = in_write_tx!(self, |tx| async {
-            if tx.jwt_keys(app.id).await?.len() >= MAX_JWT_KEYS {
+            if tx.jwt_keys(app.account_id, app.id).await?.len() >= MAX_JWT_KEYS {
                 return Err(bad(format!("an application has at most {MAX_JWT_KEYS} JWT keys")));
             }
             let key = JwtKey {
@@ -200,12 +200,12 @@ impl Core {
 
     /// The JWT keys of an application.
     pub async fn list_jwt_keys(&self, app: &Application) -> CoreResult<Vec<JwtKey>> {
-        in_read_tx!(self, |tx| async { Ok(tx.jwt_keys(app.id).await?) })
+        in_read_tx!(self, |tx| async { Ok(tx.jwt_keys(app.account_id, app.id).await?) })
     }
 
     /// Deletes a JWT key; tokens signed with it are refused from then on. Whether it existed.
     pub async fn delete_jwt_key(&self, app: &Application, kid: &str) -> CoreResult<bool> {
-        in_write_tx!(self, |tx| async { Ok(tx.delete_jwt_key(app.id, kid).await?) })
+        in_write_tx!(self, |tx| async { Ok(tx.delete_jwt_key(app.account_id, app.id, kid).await?) })
     }
 
     /// Creates an API key with scopes (management-api.md §1.1): `rk_` + 43 base64url

@@ -62,7 +62,7 @@ impl Core {
         };
         let key = {
             let mut tx = self.store().begin_read().await?;
-            let key = tx.jwt_key(application.id, kid).await;
+            let key = tx.jwt_key(application.account_id, application.id, kid).await;
             tx.rollback().await?;
             key?
         };

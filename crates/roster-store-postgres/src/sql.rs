@@ -18,8 +18,8 @@ use roster_model::{
 // the stored form of ids: the same in every backend, from roster-store.
 use roster_store::columns::{id, json, opt_json};
 use roster_store::{
-    Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns, definition_columns,
-    installation_columns, jwt_key_columns, merge_columns, person_columns,
+    RowKind, Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns,
+    definition_columns, installation_columns, jwt_key_columns, merge_columns, page_limit, person_columns,
 };
 use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -250,13 +250,19 @@ pub(crate) async fn update_application(c: &mut Conn, app: &Application) -> Store
     expect_one(changed)
 }
 
-pub(crate) async fn jwt_key(c: &mut Conn, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>> {
+pub(crate) async fn jwt_key(
+    c: &mut Conn,
+    account_id: Uuid,
+    application_id: Uuid,
+    kid: &str,
+) -> StoreResult<Option<JwtKey>> {
     c.query_opt(
         sqlx::query(concat!(
             "SELECT ",
             jwt_key_columns!(),
-            " FROM jwt_keys WHERE application_id = $1 AND kid = $2"
+            " FROM jwt_keys WHERE account_id = $1 AND application_id = $2 AND kid = $3"
         ))
+        .bind(id(account_id))
         .bind(id(application_id))
         .bind(kid.to_owned()),
         rows::jwt_key,
@@ -264,13 +270,14 @@ pub(crate) async fn jwt_key(c: &mut Conn, application_id: Uuid, kid: &str) -> St
     .await
 }
 
-pub(crate) async fn jwt_keys(c: &mut Conn, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
+pub(crate) async fn jwt_keys(c: &mut Conn, account_id: Uuid, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
     c.query_all(
         sqlx::query(concat!(
             "SELECT ",
             jwt_key_columns!(),
-            " FROM jwt_keys WHERE application_id = $1 ORDER BY created_at, kid"
+            " FROM jwt_keys WHERE account_id = $1 AND application_id = $2 ORDER BY created_at, kid"
         ))
+        .bind(id(account_id))
         .bind(id(application_id)),
         rows::jwt_key,
     )
@@ -294,9 +301,15 @@ pub(crate) async fn insert_jwt_key(c: &mut Conn, key: &JwtKey) -> StoreResult<()
     .map(drop)
 }
 
-pub(crate) async fn delete_jwt_key(c: &mut Conn, application_id: Uuid, kid: &str) -> StoreResult<bool> {
+pub(crate) async fn delete_jwt_key(
+    c: &mut Conn,
+    account_id: Uuid,
+    application_id: Uuid,
+    kid: &str,
+) -> StoreResult<bool> {
     c.execute(
-        sqlx::query("DELETE FROM jwt_keys WHERE application_id = $1 AND kid = $2")
+        sqlx::query("DELETE FROM jwt_keys WHERE account_id = $1 AND application_id = $2 AND kid = $3")
+            .bind(id(account_id))
             .bind(id(application_id))
             .bind(kid.to_owned()),
     )
@@ -833,6 +846,28 @@ pub(crate) async fn count_attribute_definitions(
     .await
 }
 
+/// Binds every column of a definition, in `definition_columns!` order.
+fn bind_definition(query: PgQuery, def: &AttributeDefinition) -> StoreResult<PgQuery> {
+    Ok(query
+        .bind(id(def.account_id))
+        .bind(def.scope.as_str())
+        .bind(def.name.clone())
+        .bind(def.attr_type.as_str())
+        .bind(opt_json(def.object_schema.as_ref())?)
+        .bind(def.origin.as_str())
+        .bind(def.created_at))
+}
+
+/// A plain insert: a definition of the same scope and name is a conflict.
+pub(crate) async fn insert_attribute_definition(c: &mut Conn, def: &AttributeDefinition) -> StoreResult<()> {
+    let query = sqlx::query(concat!(
+        "INSERT INTO attribute_definitions (",
+        definition_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ));
+    c.execute(bind_definition(query, def)?).await.map(drop)
+}
+
 /// people.md §8.2: the first definition of a name wins; a later one reads the winner back. Under
 /// READ COMMITTED an insert that meets a concurrent, uncommitted definition of the same name
 /// waits for it; if it commits, DO NOTHING applies and the SELECT (a new statement, a new
@@ -841,24 +876,13 @@ pub(crate) async fn define_attribute(
     c: &mut Conn,
     def: &AttributeDefinition,
 ) -> StoreResult<(AttributeDefinition, bool)> {
-    let inserted = c
-        .execute(
-            sqlx::query(concat!(
-                "INSERT INTO attribute_definitions (",
-                definition_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (account_id, scope, name) DO NOTHING"
-            ))
-            .bind(id(def.account_id))
-            .bind(def.scope.as_str())
-            .bind(def.name.clone())
-            .bind(def.attr_type.as_str())
-            .bind(opt_json(def.object_schema.as_ref())?)
-            .bind(def.origin.as_str())
-            .bind(def.created_at),
-        )
-        .await?
-        > 0;
+    let query = sqlx::query(concat!(
+        "INSERT INTO attribute_definitions (",
+        definition_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (account_id, scope, name) DO NOTHING"
+    ));
+    let inserted = c.execute(bind_definition(query, def)?).await? > 0;
     match attribute_definition(c, def.account_id, def.scope, &def.name).await? {
         Some(stored) => Ok((stored, inserted)),
         None => Err(StoreError::Other(format!(
@@ -926,6 +950,251 @@ pub(crate) async fn update_merge_entry(c: &mut Conn, entry: &MergeLogEntry) -> S
     );
     let changed = c.execute(bind_merge_entry(query, entry)?).await?;
     expect_one(changed)
+}
+
+// --- streaming every row -----------------------------------------------------------------------
+//
+// Keyset pages in primary-key order, filtered by account: the statements of the SQLite backend.
+// The first page starts after "" (every stored key is greater under COLLATE "C"), so each
+// statement is a plain range condition the planner can serve from the primary key index.
+
+pub(crate) async fn count_accounts(c: &mut Conn) -> StoreResult<u64> {
+    c.count(sqlx::query("SELECT count(*) FROM accounts")).await
+}
+
+pub(crate) async fn count_rows(c: &mut Conn, account_id: Uuid, kind: RowKind) -> StoreResult<u64> {
+    let sql = match kind {
+        RowKind::Application => "SELECT count(*) FROM applications WHERE account_id = $1",
+        RowKind::JwtKey => "SELECT count(*) FROM jwt_keys WHERE account_id = $1",
+        RowKind::ApiKey => "SELECT count(*) FROM api_keys WHERE account_id = $1",
+        RowKind::AttributeDefinition => "SELECT count(*) FROM attribute_definitions WHERE account_id = $1",
+        RowKind::Person => "SELECT count(*) FROM persons WHERE account_id = $1",
+        RowKind::Installation => "SELECT count(*) FROM installations WHERE account_id = $1",
+        RowKind::MergeLogEntry => "SELECT count(*) FROM merge_log WHERE account_id = $1",
+    };
+    c.count(sqlx::query(sql).bind(id(account_id))).await
+}
+
+pub(crate) async fn accounts_page(c: &mut Conn, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Account>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.map(id).unwrap_or_default())
+        .bind(page_limit(limit)),
+        rows::account,
+    )
+    .await
+}
+
+pub(crate) async fn applications_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<Application>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(id(account_id))
+        .bind(after.map(id).unwrap_or_default())
+        .bind(page_limit(limit)),
+        rows::application,
+    )
+    .await
+}
+
+pub(crate) async fn jwt_keys_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<(Uuid, &str)>,
+    limit: u32,
+) -> StoreResult<Vec<JwtKey>> {
+    let (after_app, after_kid) = after.map_or((String::new(), String::new()), |(app, kid)| (id(app), kid.to_owned()));
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys WHERE account_id = $1 AND (application_id, kid) > ($2, $3) \
+             ORDER BY application_id, kid LIMIT $4"
+        ))
+        .bind(id(account_id))
+        .bind(after_app)
+        .bind(after_kid)
+        .bind(page_limit(limit)),
+        rows::jwt_key,
+    )
+    .await
+}
+
+pub(crate) async fn api_keys_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<ApiKey>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(id(account_id))
+        .bind(after.map(id).unwrap_or_default())
+        .bind(page_limit(limit)),
+        rows::api_key,
+    )
+    .await
+}
+
+pub(crate) async fn attribute_definitions_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<(AttributeScope, &str)>,
+    limit: u32,
+) -> StoreResult<Vec<AttributeDefinition>> {
+    let (after_scope, after_name) =
+        after.map_or(("", String::new()), |(scope, name)| (scope.as_str(), name.to_owned()));
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = $1 AND (scope, name) > ($2, $3) \
+             ORDER BY scope, name LIMIT $4"
+        ))
+        .bind(id(account_id))
+        .bind(after_scope)
+        .bind(after_name)
+        .bind(page_limit(limit)),
+        rows::attribute_definition,
+    )
+    .await
+}
+
+/// The persons of the page, then their phones, emails and tags in one round trip: a range scan
+/// of each child table's primary key over the page's id range (whose rows of this account are
+/// exactly the page's persons).
+pub(crate) async fn persons_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<Person>> {
+    let mut persons = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                person_columns!(),
+                " FROM persons WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ))
+            .bind(id(account_id))
+            .bind(after.map(id).unwrap_or_default())
+            .bind(page_limit(limit)),
+            rows::person,
+        )
+        .await?;
+    let (Some(first), Some(last)) = (persons.first(), persons.last()) else {
+        return Ok(persons);
+    };
+    let rows = c
+        .fetch_all(
+            sqlx::query(
+                "SELECT 0, person_id, position, number FROM person_phones \
+                 WHERE account_id = $1 AND person_id >= $2 AND person_id <= $3 \
+                 UNION ALL \
+                 SELECT 1, person_id, position, address FROM person_emails \
+                 WHERE account_id = $1 AND person_id >= $2 AND person_id <= $3 \
+                 UNION ALL \
+                 SELECT 2, person_id, 0, tag FROM person_tags \
+                 WHERE account_id = $1 AND person_id >= $2 AND person_id <= $3 \
+                 ORDER BY 1, 2, 3, 4",
+            )
+            .bind(id(account_id))
+            .bind(id(first.id))
+            .bind(id(last.id)),
+        )
+        .await?;
+    let (mut phones, mut emails, mut tags) = (HashMap::new(), HashMap::new(), HashMap::new());
+    for row in &rows {
+        let kind: i32 = rows::get(row, 0)?;
+        let person_id = rows::uuid_at(row, 1)?;
+        let value: String = rows::get(row, 3)?;
+        let into: &mut HashMap<Uuid, Vec<String>> = match kind {
+            PHONE => &mut phones,
+            EMAIL => &mut emails,
+            TAG => &mut tags,
+            other => return Err(StoreError::Other(format!("unknown person key kind {other}"))),
+        };
+        into.entry(person_id).or_default().push(value);
+    }
+    attach_person_keys(&mut persons, &mut phones, &mut emails, &mut tags);
+    Ok(persons)
+}
+
+pub(crate) async fn installations_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Installation>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE account_id = $1 AND push_reg_id > $2 ORDER BY push_reg_id LIMIT $3"
+        ))
+        .bind(id(account_id))
+        .bind(after.unwrap_or_default().to_owned())
+        .bind(page_limit(limit)),
+        rows::installation,
+    )
+    .await
+}
+
+pub(crate) async fn merge_entries_page(
+    c: &mut Conn,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<MergeLogEntry>> {
+    c.query_all(
+        sqlx::query(concat!(
+            "SELECT ",
+            merge_columns!(),
+            " FROM merge_log WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(id(account_id))
+        .bind(after.map(id).unwrap_or_default())
+        .bind(page_limit(limit)),
+        rows::merge_entry,
+    )
+    .await
+}
+
+/// Moves each person's phones, emails and tags from the grouped child rows into it (a person
+/// without rows in a child table simply has none: the decoder starts empty).
+fn attach_person_keys(
+    persons: &mut [Person],
+    phones: &mut HashMap<Uuid, Vec<String>>,
+    emails: &mut HashMap<Uuid, Vec<String>>,
+    tags: &mut HashMap<Uuid, Vec<String>>,
+) {
+    for person in persons {
+        if let Some(list) = phones.remove(&person.id) {
+            person.phones = list;
+        }
+        if let Some(list) = emails.remove(&person.id) {
+            person.emails = list;
+        }
+        if let Some(list) = tags.remove(&person.id) {
+            person.tags = list.into_iter().collect();
+        }
+    }
 }
 
 // --- whole store --------------------------------------------------------------------------------
@@ -1006,18 +1275,7 @@ pub(crate) async fn snapshot(c: &mut Conn) -> StoreResult<Snapshot> {
     )
     .await?;
     let mut tags = grouped(c, "SELECT person_id, tag FROM person_tags ORDER BY person_id, tag").await?;
-    // A person without rows in a child table simply has none (the decoder starts empty).
-    for person in &mut persons {
-        if let Some(list) = phones.remove(&person.id) {
-            person.phones = list;
-        }
-        if let Some(list) = emails.remove(&person.id) {
-            person.emails = list;
-        }
-        if let Some(list) = tags.remove(&person.id) {
-            person.tags = list.into_iter().collect();
-        }
-    }
+    attach_person_keys(&mut persons, &mut phones, &mut emails, &mut tags);
     let installations = c
         .query_all(
             sqlx::query(concat!(

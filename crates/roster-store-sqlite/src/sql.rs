@@ -14,8 +14,8 @@ use roster_model::{
 // the stored form of ids: the same in every backend, from roster-store.
 use roster_store::columns::{id, json, opt_json};
 use roster_store::{
-    Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns, definition_columns,
-    installation_columns, jwt_key_columns, merge_columns, person_columns,
+    RowKind, Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns,
+    definition_columns, installation_columns, jwt_key_columns, merge_columns, page_limit, person_columns,
 };
 use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
 use uuid::Uuid;
@@ -188,28 +188,33 @@ pub(crate) fn update_application(conn: &Connection, app: &Application) -> StoreR
     expect_one(changed)
 }
 
-pub(crate) fn jwt_key(conn: &Connection, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>> {
+pub(crate) fn jwt_key(
+    conn: &Connection,
+    account_id: Uuid,
+    application_id: Uuid,
+    kid: &str,
+) -> StoreResult<Option<JwtKey>> {
     query_opt(
         conn,
         concat!(
             "SELECT ",
             jwt_key_columns!(),
-            " FROM jwt_keys WHERE application_id = ?1 AND kid = ?2"
+            " FROM jwt_keys WHERE account_id = ?1 AND application_id = ?2 AND kid = ?3"
         ),
-        params![id(application_id), kid],
+        params![id(account_id), id(application_id), kid],
         rows::jwt_key,
     )
 }
 
-pub(crate) fn jwt_keys(conn: &Connection, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
+pub(crate) fn jwt_keys(conn: &Connection, account_id: Uuid, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
     query_all(
         conn,
         concat!(
             "SELECT ",
             jwt_key_columns!(),
-            " FROM jwt_keys WHERE application_id = ?1 ORDER BY created_at, kid"
+            " FROM jwt_keys WHERE account_id = ?1 AND application_id = ?2 ORDER BY created_at, kid"
         ),
-        [id(application_id)],
+        [id(account_id), id(application_id)],
         rows::jwt_key,
     )
 }
@@ -233,11 +238,16 @@ pub(crate) fn insert_jwt_key(conn: &Connection, key: &JwtKey) -> StoreResult<()>
     .map(drop)
 }
 
-pub(crate) fn delete_jwt_key(conn: &Connection, application_id: Uuid, kid: &str) -> StoreResult<bool> {
+pub(crate) fn delete_jwt_key(
+    conn: &Connection,
+    account_id: Uuid,
+    application_id: Uuid,
+    kid: &str,
+) -> StoreResult<bool> {
     execute(
         conn,
-        "DELETE FROM jwt_keys WHERE application_id = ?1 AND kid = ?2",
-        params![id(application_id), kid],
+        "DELETE FROM jwt_keys WHERE account_id = ?1 AND application_id = ?2 AND kid = ?3",
+        params![id(account_id), id(application_id), kid],
     )
     .map(|n| n > 0)
 }
@@ -758,19 +768,11 @@ pub(crate) fn count_attribute_definitions(
     )
 }
 
-/// people.md §8.2: the first definition of a name wins; a later one reads the winner back.
-pub(crate) fn define_attribute(
-    conn: &Connection,
-    def: &AttributeDefinition,
-) -> StoreResult<(AttributeDefinition, bool)> {
-    let inserted = execute(
+/// Writes every column of a definition with `sql` (positional, in `definition_columns!` order).
+fn write_definition(conn: &Connection, sql: &str, def: &AttributeDefinition) -> StoreResult<usize> {
+    execute(
         conn,
-        concat!(
-            "INSERT INTO attribute_definitions (",
-            definition_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (account_id, scope, name) DO NOTHING"
-        ),
+        sql,
         params![
             id(def.account_id),
             def.scope.as_str(),
@@ -780,6 +782,37 @@ pub(crate) fn define_attribute(
             def.origin.as_str(),
             def.created_at,
         ],
+    )
+}
+
+/// A plain insert: a definition of the same scope and name is a conflict.
+pub(crate) fn insert_attribute_definition(conn: &Connection, def: &AttributeDefinition) -> StoreResult<()> {
+    write_definition(
+        conn,
+        concat!(
+            "INSERT INTO attribute_definitions (",
+            definition_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
+        def,
+    )
+    .map(drop)
+}
+
+/// people.md §8.2: the first definition of a name wins; a later one reads the winner back.
+pub(crate) fn define_attribute(
+    conn: &Connection,
+    def: &AttributeDefinition,
+) -> StoreResult<(AttributeDefinition, bool)> {
+    let inserted = write_definition(
+        conn,
+        concat!(
+            "INSERT INTO attribute_definitions (",
+            definition_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (account_id, scope, name) DO NOTHING"
+        ),
+        def,
     )? > 0;
     match attribute_definition(conn, def.account_id, def.scope, &def.name)? {
         Some(stored) => Ok((stored, inserted)),
@@ -859,6 +892,229 @@ pub(crate) fn update_merge_entry(conn: &Connection, entry: &MergeLogEntry) -> St
     expect_one(changed)
 }
 
+// --- streaming every row -----------------------------------------------------------------------
+//
+// Keyset pages in primary-key order: each statement is a range scan of the table's primary key
+// (`id`, `push_reg_id`, `(application_id, kid)`, `(account_id, scope, name)`) starting after the
+// cursor, filtered by account. The first page starts after "" (every stored key is greater)
+// rather than under an `?2 IS NULL OR ...` condition, which would keep SQLite from seeking the
+// index and make every page scan from the start. `+account_id` keeps the account filter out of
+// index selection: without statistics SQLite would otherwise read the whole account through an
+// index led by account_id and sort it for every page, instead of seeking the primary key. In a store with one account (the usual case) that is exact; with
+// several, a page also steps over other accounts' rows in the same key range.
+
+pub(crate) fn count_accounts(conn: &Connection) -> StoreResult<u64> {
+    count(conn, "SELECT count(*) FROM accounts", [])
+}
+
+pub(crate) fn count_rows(conn: &Connection, account_id: Uuid, kind: RowKind) -> StoreResult<u64> {
+    let sql = match kind {
+        RowKind::Application => "SELECT count(*) FROM applications WHERE account_id = ?1",
+        RowKind::JwtKey => "SELECT count(*) FROM jwt_keys WHERE account_id = ?1",
+        RowKind::ApiKey => "SELECT count(*) FROM api_keys WHERE account_id = ?1",
+        RowKind::AttributeDefinition => "SELECT count(*) FROM attribute_definitions WHERE account_id = ?1",
+        RowKind::Person => "SELECT count(*) FROM persons WHERE account_id = ?1",
+        RowKind::Installation => "SELECT count(*) FROM installations WHERE account_id = ?1",
+        RowKind::MergeLogEntry => "SELECT count(*) FROM merge_log WHERE account_id = ?1",
+    };
+    count(conn, sql, [id(account_id)])
+}
+
+pub(crate) fn accounts_page(conn: &Connection, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Account>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ),
+        params![after.map(id).unwrap_or_default(), page_limit(limit)],
+        rows::account,
+    )
+}
+
+pub(crate) fn applications_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<Application>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            application_columns!(),
+            " FROM applications WHERE +account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ),
+        params![id(account_id), after.map(id).unwrap_or_default(), page_limit(limit)],
+        rows::application,
+    )
+}
+
+pub(crate) fn jwt_keys_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<(Uuid, &str)>,
+    limit: u32,
+) -> StoreResult<Vec<JwtKey>> {
+    let (after_app, after_kid) = after.map_or((String::new(), ""), |(app, kid)| (id(app), kid));
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            jwt_key_columns!(),
+            " FROM jwt_keys WHERE account_id = ?1 AND (application_id, kid) > (?2, ?3) \
+             ORDER BY application_id, kid LIMIT ?4"
+        ),
+        params![id(account_id), after_app, after_kid, page_limit(limit)],
+        rows::jwt_key,
+    )
+}
+
+pub(crate) fn api_keys_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<ApiKey>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE +account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ),
+        params![id(account_id), after.map(id).unwrap_or_default(), page_limit(limit)],
+        rows::api_key,
+    )
+}
+
+pub(crate) fn attribute_definitions_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<(AttributeScope, &str)>,
+    limit: u32,
+) -> StoreResult<Vec<AttributeDefinition>> {
+    let (after_scope, after_name) = after.map_or(("", ""), |(scope, name)| (scope.as_str(), name));
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = ?1 \
+             AND (scope, name) > (?2, ?3) ORDER BY scope, name LIMIT ?4"
+        ),
+        params![id(account_id), after_scope, after_name, page_limit(limit)],
+        rows::attribute_definition,
+    )
+}
+
+/// The persons of the page, then their phones, emails and tags: one range scan per child table
+/// over the page's id range (whose rows of this account are exactly the page's persons).
+pub(crate) fn persons_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<Person>> {
+    let mut persons = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            person_columns!(),
+            " FROM persons WHERE +account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ),
+        params![id(account_id), after.map(id).unwrap_or_default(), page_limit(limit)],
+        rows::person,
+    )?;
+    let (Some(first), Some(last)) = (persons.first(), persons.last()) else {
+        return Ok(persons);
+    };
+    let range = (id(account_id), id(first.id), id(last.id));
+    let child = |sql: &str| -> StoreResult<HashMap<Uuid, Vec<String>>> {
+        let pairs = query_all(conn, sql, (&range.0, &range.1, &range.2), |r| {
+            Ok((rows::uuid_at(r, 0)?, r.get(1)?))
+        })?;
+        let mut by_person: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (person_id, value) in pairs {
+            by_person.entry(person_id).or_default().push(value);
+        }
+        Ok(by_person)
+    };
+    let mut phones = child(
+        "SELECT person_id, number FROM person_phones WHERE +account_id = ?1 \
+         AND person_id >= ?2 AND person_id <= ?3 ORDER BY person_id, position",
+    )?;
+    let mut emails = child(
+        "SELECT person_id, address FROM person_emails WHERE +account_id = ?1 \
+         AND person_id >= ?2 AND person_id <= ?3 ORDER BY person_id, position",
+    )?;
+    let mut tags = child(
+        "SELECT person_id, tag FROM person_tags WHERE +account_id = ?1 \
+         AND person_id >= ?2 AND person_id <= ?3 ORDER BY person_id, tag",
+    )?;
+    attach_person_keys(&mut persons, &mut phones, &mut emails, &mut tags);
+    Ok(persons)
+}
+
+pub(crate) fn installations_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Installation>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE +account_id = ?1 AND push_reg_id > ?2 \
+             ORDER BY push_reg_id LIMIT ?3"
+        ),
+        params![id(account_id), after.unwrap_or_default(), page_limit(limit)],
+        rows::installation,
+    )
+}
+
+pub(crate) fn merge_entries_page(
+    conn: &Connection,
+    account_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> StoreResult<Vec<MergeLogEntry>> {
+    query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            merge_columns!(),
+            " FROM merge_log WHERE +account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ),
+        params![id(account_id), after.map(id).unwrap_or_default(), page_limit(limit)],
+        rows::merge_entry,
+    )
+}
+
+/// Moves each person's phones, emails and tags from the grouped child rows into it (a person
+/// without rows in a child table simply has none: the decoder starts empty).
+fn attach_person_keys(
+    persons: &mut [Person],
+    phones: &mut HashMap<Uuid, Vec<String>>,
+    emails: &mut HashMap<Uuid, Vec<String>>,
+    tags: &mut HashMap<Uuid, Vec<String>>,
+) {
+    for person in persons {
+        if let Some(list) = phones.remove(&person.id) {
+            person.phones = list;
+        }
+        if let Some(list) = emails.remove(&person.id) {
+            person.emails = list;
+        }
+        if let Some(list) = tags.remove(&person.id) {
+            person.tags = list.into_iter().collect();
+        }
+    }
+}
+
 // --- whole store --------------------------------------------------------------------------------
 
 /// Rows of a person-keyed child table, grouped by person, in the statement's order.
@@ -917,18 +1173,7 @@ pub(crate) fn snapshot(conn: &Connection) -> StoreResult<Snapshot> {
         "SELECT person_id, address FROM person_emails ORDER BY person_id, position",
     )?;
     let mut tags = grouped(conn, "SELECT person_id, tag FROM person_tags ORDER BY person_id, tag")?;
-    // A person without rows in a child table simply has none (the decoder starts empty).
-    for person in &mut persons {
-        if let Some(list) = phones.remove(&person.id) {
-            person.phones = list;
-        }
-        if let Some(list) = emails.remove(&person.id) {
-            person.emails = list;
-        }
-        if let Some(list) = tags.remove(&person.id) {
-            person.tags = list.into_iter().collect();
-        }
-    }
+    attach_person_keys(&mut persons, &mut phones, &mut emails, &mut tags);
     let installations = query_all(
         conn,
         concat!(

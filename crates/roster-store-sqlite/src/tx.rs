@@ -5,7 +5,7 @@ use roster_model::{
     Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
     Person, Provider, TokenClearedReason,
 };
-use roster_store::{Snapshot, StoreError, StoreResult, Tx};
+use roster_store::{RowKind, Snapshot, StoreError, StoreResult, Tx};
 use rusqlite::Connection;
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
@@ -169,20 +169,20 @@ impl Tx for SqliteTx {
         sql::update_application(self.conn()?, app)
     }
 
-    async fn jwt_key(&mut self, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>> {
-        sql::jwt_key(self.conn()?, application_id, kid)
+    async fn jwt_key(&mut self, account_id: Uuid, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>> {
+        sql::jwt_key(self.conn()?, account_id, application_id, kid)
     }
 
-    async fn jwt_keys(&mut self, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
-        sql::jwt_keys(self.conn()?, application_id)
+    async fn jwt_keys(&mut self, account_id: Uuid, application_id: Uuid) -> StoreResult<Vec<JwtKey>> {
+        sql::jwt_keys(self.conn()?, account_id, application_id)
     }
 
     async fn insert_jwt_key(&mut self, key: &JwtKey) -> StoreResult<()> {
         sql::insert_jwt_key(self.conn()?, key)
     }
 
-    async fn delete_jwt_key(&mut self, application_id: Uuid, kid: &str) -> StoreResult<bool> {
-        sql::delete_jwt_key(self.conn()?, application_id, kid)
+    async fn delete_jwt_key(&mut self, account_id: Uuid, application_id: Uuid, kid: &str) -> StoreResult<bool> {
+        sql::delete_jwt_key(self.conn()?, account_id, application_id, kid)
     }
 
     async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
@@ -312,6 +312,10 @@ impl Tx for SqliteTx {
         sql::count_attribute_definitions(self.conn()?, account_id, scope)
     }
 
+    async fn insert_attribute_definition(&mut self, def: &AttributeDefinition) -> StoreResult<()> {
+        sql::insert_attribute_definition(self.conn()?, def)
+    }
+
     async fn define_attribute(&mut self, def: &AttributeDefinition) -> StoreResult<(AttributeDefinition, bool)> {
         sql::define_attribute(self.conn()?, def)
     }
@@ -326,6 +330,71 @@ impl Tx for SqliteTx {
 
     async fn update_merge_entry(&mut self, entry: &MergeLogEntry) -> StoreResult<()> {
         sql::update_merge_entry(self.conn()?, entry)
+    }
+
+    async fn count_accounts(&mut self) -> StoreResult<u64> {
+        sql::count_accounts(self.conn()?)
+    }
+
+    async fn count_rows(&mut self, account_id: Uuid, kind: RowKind) -> StoreResult<u64> {
+        sql::count_rows(self.conn()?, account_id, kind)
+    }
+
+    async fn accounts_page(&mut self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Account>> {
+        sql::accounts_page(self.conn()?, after, limit)
+    }
+
+    async fn applications_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Application>> {
+        sql::applications_page(self.conn()?, account_id, after, limit)
+    }
+
+    async fn jwt_keys_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<(Uuid, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<JwtKey>> {
+        sql::jwt_keys_page(self.conn()?, account_id, after, limit)
+    }
+
+    async fn api_keys_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<ApiKey>> {
+        sql::api_keys_page(self.conn()?, account_id, after, limit)
+    }
+
+    async fn attribute_definitions_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<(AttributeScope, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<AttributeDefinition>> {
+        sql::attribute_definitions_page(self.conn()?, account_id, after, limit)
+    }
+
+    async fn persons_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Person>> {
+        sql::persons_page(self.conn()?, account_id, after, limit)
+    }
+
+    async fn installations_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Installation>> {
+        sql::installations_page(self.conn()?, account_id, after, limit)
+    }
+
+    async fn merge_entries_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<MergeLogEntry>> {
+        sql::merge_entries_page(self.conn()?, account_id, after, limit)
     }
 
     async fn snapshot(&mut self) -> StoreResult<Snapshot> {

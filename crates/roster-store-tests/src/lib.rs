@@ -97,6 +97,8 @@ macro_rules! store_behaviour_suite {
             demote_primaries_clears_the_flag_of_the_others_only,
             installations_with_equal_creation_times_order_by_push_reg_id,
             snapshot_is_ordered_by_keys,
+            keyset_pages_list_every_row_of_an_account_in_key_order,
+            insert_attribute_definition_refuses_a_duplicate,
         }
     };
     (@expand (tests $backend:literal, $fresh:expr); $($name:ident,)*) => {

@@ -20,7 +20,7 @@ use roster_model::{
     InstallationBefore, JwtKey, MergeBefore, MergeLogEntry, MergeStatus, Person, PersonSnapshot, Provider,
     PushServiceType, SchemaField, SystemData, TokenClearedReason,
 };
-use roster_store::{Constraint, Store, StoreError};
+use roster_store::{Constraint, MAX_PAGE, RowKind, Store, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -144,8 +144,10 @@ pub async fn every_entity_round_trips(store: Arc<dyn Store>) {
     assert_eq!(tx.application(acc.id, app.id).await.unwrap(), Some(app.clone()));
     assert_eq!(tx.application(Uuid::new_v4(), app.id).await.unwrap(), None);
     assert_eq!(tx.applications(acc.id).await.unwrap(), vec![app.clone()]);
-    assert_eq!(tx.jwt_key(app.id, "k1").await.unwrap(), Some(key.clone()));
-    assert_eq!(tx.jwt_keys(app.id).await.unwrap(), vec![key.clone()]);
+    assert_eq!(tx.jwt_key(acc.id, app.id, "k1").await.unwrap(), Some(key.clone()));
+    assert_eq!(tx.jwt_key(Uuid::new_v4(), app.id, "k1").await.unwrap(), None);
+    assert_eq!(tx.jwt_keys(acc.id, app.id).await.unwrap(), vec![key.clone()]);
+    assert!(tx.jwt_keys(Uuid::new_v4(), app.id).await.unwrap().is_empty());
     assert_eq!(tx.api_key_by_hash(&api.key_hash).await.unwrap(), Some(api.clone()));
     assert_eq!(tx.api_keys(acc.id).await.unwrap(), vec![api.clone()]);
     assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p.clone()));
@@ -244,8 +246,9 @@ pub async fn every_entity_round_trips(store: Arc<dyn Store>) {
     foreign.account_id = Uuid::new_v4();
     assert!(matches!(tx.update_person(&foreign).await, Err(StoreError::NotFound)));
 
-    assert!(tx.delete_jwt_key(app.id, "k1").await.unwrap());
-    assert!(!tx.delete_jwt_key(app.id, "k1").await.unwrap());
+    assert!(!tx.delete_jwt_key(Uuid::new_v4(), app.id, "k1").await.unwrap());
+    assert!(tx.delete_jwt_key(acc.id, app.id, "k1").await.unwrap());
+    assert!(!tx.delete_jwt_key(acc.id, app.id, "k1").await.unwrap());
     assert!(!tx.delete_installation(Uuid::new_v4(), &inst.push_reg_id).await.unwrap());
     assert!(tx.delete_installation(acc.id, &inst.push_reg_id).await.unwrap());
     assert!(!tx.delete_installation(acc.id, &inst.push_reg_id).await.unwrap());
@@ -1040,4 +1043,296 @@ pub async fn snapshot_is_ordered_by_keys(store: Arc<dyn Store>) {
     // Stable: the same snapshot twice.
     assert_eq!(tx.snapshot().await.unwrap(), snap);
     assert_eq!(own, snap);
+}
+
+// --- streaming every row -------------------------------------------------------------------------
+
+/// Walks every keyset page of one kind: `walk!(limit, |row| key, |after, n| page)`, where `page`
+/// reads the page of up to `n` rows after the key `after` (`None`: from the start). Checks that
+/// each page is at most `limit` rows, in key order, and continues strictly after the previous
+/// one; evaluates to every row, in walk order. (A macro rather than a function: the page call
+/// borrows the transaction mutably, which a closure cannot lend to the future it returns.)
+macro_rules! walk {
+    ($limit:expr, |$row:ident| $key:expr, |$after:ident, $n:ident| $page:expr) => {{
+        let limit: u32 = $limit;
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let rows = {
+                let $after = cursor.clone();
+                let $n = limit;
+                $page
+            };
+            assert!(rows.len() <= limit as usize, "a page longer than its limit");
+            if rows.is_empty() {
+                break;
+            }
+            let keys: Vec<_> = rows.iter().map(|$row| $key).collect();
+            assert!(
+                keys.windows(2).all(|w| w[0] < w[1]),
+                "a page out of key order: {keys:?}"
+            );
+            if let Some(previous) = &cursor {
+                assert!(&keys[0] > previous, "a page that does not continue after its cursor");
+            }
+            cursor = keys.last().cloned();
+            all.extend(rows);
+        }
+        all
+    }};
+}
+
+/// The keyset pages of every kind list exactly an account's rows, in primary-key order (ids as
+/// text; definitions by stored scope, then name, in code-point order), however small the pages;
+/// persons come with their keys and tags in stored order; the counts agree; another account's
+/// rows never show; an account without rows pages nothing; a page never exceeds `MAX_PAGE`.
+pub async fn keyset_pages_list_every_row_of_an_account_in_key_order(store: Arc<dyn Store>) {
+    let accounts = [account(30), account(31), account(32)];
+    let empty = &accounts[2];
+    let mut tx = store.begin().await.unwrap();
+    for acc in &accounts {
+        tx.insert_account(acc).await.unwrap();
+    }
+    for acc in &accounts[..2] {
+        for a in 0..3 {
+            let app = application(acc.id);
+            tx.insert_application(&app).await.unwrap();
+            for kid in ["b", "B", "a", "é"] {
+                let key = JwtKey {
+                    account_id: acc.id,
+                    application_id: app.id,
+                    kid: kid.into(),
+                    secret: vec![a; 32],
+                    created_at: 5,
+                };
+                tx.insert_jwt_key(&key).await.unwrap();
+            }
+            tx.insert_api_key(&ApiKey {
+                account_id: acc.id,
+                id: Uuid::new_v4(),
+                name: format!("key {a}"),
+                scopes: vec!["admin".into()],
+                key_hash: Uuid::new_v4().simple().to_string(),
+                key_prefix: "rk_x".into(),
+                created_at: 6,
+                expires_at: None,
+                last_used_at: Some(7),
+            })
+            .await
+            .unwrap();
+            for p in 0..4 {
+                // Every other person has keys and tags; the others have none.
+                let mut owner = person(acc.id);
+                if p % 2 == 0 {
+                    owner = full_person(acc.id);
+                    owner.phones = vec![
+                        format!("3859{a}{p}{}", acc.created_at),
+                        format!("1415{a}{p}{}", acc.created_at),
+                    ];
+                    owner.emails = vec![format!("Z{a}{p}@{}.org", acc.id), format!("a{a}{p}@{}.org", acc.id)];
+                }
+                tx.insert_person(&owner).await.unwrap();
+                let mut inst = installation(&app, owner.id, 100 - i64::from(p));
+                inst.is_primary = p == 0;
+                tx.insert_installation(&inst).await.unwrap();
+                tx.insert_merge_entry(&MergeLogEntry {
+                    account_id: acc.id,
+                    id: Uuid::new_v4(),
+                    created_at: 8,
+                    actor: json!({"type": "INSTALLATION", "pushRegId": inst.push_reg_id}),
+                    push_reg_id: inst.push_reg_id.clone(),
+                    source_person_id: None,
+                    target_person_id: Some(owner.id),
+                    source_deleted: false,
+                    after_forced_depersonalize: true,
+                    dropped_attributes: vec![],
+                    before: None,
+                    after_target_version: 2,
+                    after_source_version: None,
+                    status: MergeStatus::Applied,
+                    reversed_at: None,
+                    reversed_by: None,
+                    redacted: true,
+                })
+                .await
+                .unwrap();
+            }
+        }
+        for (scope, name) in [
+            (AttributeScope::Person, "b"),
+            (AttributeScope::Installation, "z"),
+            (AttributeScope::Person, "B"),
+            (AttributeScope::Person, "ä"),
+            (AttributeScope::Installation, "a"),
+        ] {
+            tx.insert_attribute_definition(&AttributeDefinition {
+                account_id: acc.id,
+                scope,
+                name: name.into(),
+                attr_type: AttributeType::String,
+                object_schema: None,
+                origin: DefinitionOrigin::Auto,
+                created_at: 9,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    assert_eq!(tx.count_accounts().await.unwrap(), 3);
+    for limit in [1, 3, 1_000] {
+        let walked = walk!(limit, |a| a.id, |after, n| tx.accounts_page(after, n).await.unwrap());
+        assert_eq!(walked, snap.accounts);
+    }
+    for acc in &accounts {
+        let mine = |a: Uuid| a == acc.id;
+        let applications: Vec<_> = snap
+            .applications
+            .iter()
+            .filter(|r| mine(r.account_id))
+            .cloned()
+            .collect();
+        let jwt_keys: Vec<_> = snap.jwt_keys.iter().filter(|r| mine(r.account_id)).cloned().collect();
+        let api_keys: Vec<_> = snap.api_keys.iter().filter(|r| mine(r.account_id)).cloned().collect();
+        let mut definitions: Vec<_> = snap
+            .attribute_definitions
+            .iter()
+            .filter(|r| mine(r.account_id))
+            .cloned()
+            .collect();
+        definitions.sort_by(|a, b| (a.scope.as_str(), &a.name).cmp(&(b.scope.as_str(), &b.name)));
+        let persons: Vec<_> = snap.persons.iter().filter(|r| mine(r.account_id)).cloned().collect();
+        let installations: Vec<_> = snap
+            .installations
+            .iter()
+            .filter(|r| mine(r.account_id))
+            .cloned()
+            .collect();
+        let merge_log: Vec<_> = snap.merge_log.iter().filter(|r| mine(r.account_id)).cloned().collect();
+        if acc.id == empty.id {
+            assert!(persons.is_empty() && applications.is_empty());
+        } else {
+            assert_eq!((applications.len(), jwt_keys.len(), persons.len()), (3, 12, 12));
+            // Scopes in stored-text order, names in code-point order.
+            let names: Vec<&str> = definitions.iter().map(|d| d.name.as_str()).collect();
+            assert_eq!(names, ["a", "z", "B", "b", "ä"]);
+        }
+        let counts = [
+            (RowKind::Application, applications.len()),
+            (RowKind::JwtKey, jwt_keys.len()),
+            (RowKind::ApiKey, api_keys.len()),
+            (RowKind::AttributeDefinition, definitions.len()),
+            (RowKind::Person, persons.len()),
+            (RowKind::Installation, installations.len()),
+            (RowKind::MergeLogEntry, merge_log.len()),
+        ];
+        assert_eq!(counts.map(|(k, _)| k), RowKind::ALL);
+        for (kind, n) in counts {
+            assert_eq!(tx.count_rows(acc.id, kind).await.unwrap(), n as u64, "{kind:?}");
+        }
+        for limit in [1, 5, 1_000] {
+            let got = walk!(limit, |r| r.id, |after, n| tx
+                .applications_page(acc.id, after, n)
+                .await
+                .unwrap());
+            assert_eq!(got, applications);
+            let got = walk!(limit, |r| (r.application_id, r.kid.clone()), |after, n| {
+                let after = after.as_ref().map(|(app, kid): &(Uuid, String)| (*app, kid.as_str()));
+                tx.jwt_keys_page(acc.id, after, n).await.unwrap()
+            });
+            assert_eq!(got, jwt_keys);
+            let got = walk!(limit, |r| r.id, |after, n| tx
+                .api_keys_page(acc.id, after, n)
+                .await
+                .unwrap());
+            assert_eq!(got, api_keys);
+            let got = walk!(limit, |r| (r.scope.as_str(), r.name.clone()), |after, n| {
+                let after = after
+                    .as_ref()
+                    .map(|(scope, name): &(&str, String)| (AttributeScope::parse(scope).unwrap(), name.as_str()));
+                tx.attribute_definitions_page(acc.id, after, n).await.unwrap()
+            });
+            assert_eq!(got, definitions);
+            let got = walk!(limit, |r| r.id, |after, n| tx
+                .persons_page(acc.id, after, n)
+                .await
+                .unwrap());
+            assert_eq!(got, persons);
+            let got = walk!(limit, |r| r.push_reg_id.clone(), |after, n| tx
+                .installations_page(acc.id, after.as_deref(), n)
+                .await
+                .unwrap());
+            assert_eq!(got, installations);
+            let got = walk!(limit, |r| r.id, |after, n| tx
+                .merge_entries_page(acc.id, after, n)
+                .await
+                .unwrap());
+            assert_eq!(got, merge_log);
+        }
+    }
+    // A page after the last key is empty; a limit of 0 asks for nothing; a huge limit is capped.
+    let last = snap.persons.iter().map(|p| p.id).max().unwrap();
+    assert!(
+        tx.persons_page(accounts[0].id, Some(last), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(tx.persons_page(accounts[0].id, None, 0).await.unwrap().is_empty());
+    assert_eq!(
+        tx.persons_page(accounts[0].id, None, u32::MAX).await.unwrap().len(),
+        12.min(MAX_PAGE as usize)
+    );
+}
+
+/// `insert_attribute_definition` stores every field as given, and a second definition of the same
+/// account, scope and name is a conflict (not the silent first-wins of `define_attribute`); the
+/// same name in the other scope or another account is not.
+pub async fn insert_attribute_definition_refuses_a_duplicate(store: Arc<dyn Store>) {
+    let (acc, _app) = seeded(&*store).await;
+    let other = account(40);
+    let def = AttributeDefinition {
+        account_id: acc.id,
+        scope: AttributeScope::Installation,
+        name: "orders".into(),
+        attr_type: AttributeType::ListOfObjects,
+        object_schema: Some(vec![SchemaField {
+            name: "at".into(),
+            field_type: AttributeType::DateTime,
+        }]),
+        origin: DefinitionOrigin::Api,
+        created_at: 77,
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&other).await.unwrap();
+    tx.insert_attribute_definition(&def).await.unwrap();
+    let mut person_scope = def.clone();
+    person_scope.scope = AttributeScope::Person;
+    tx.insert_attribute_definition(&person_scope).await.unwrap();
+    let mut elsewhere = def.clone();
+    elsewhere.account_id = other.id;
+    tx.insert_attribute_definition(&elsewhere).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let mut again = def.clone();
+    again.attr_type = AttributeType::String;
+    again.object_schema = None;
+    assert_eq!(
+        conflict_on(tx.insert_attribute_definition(&again).await),
+        Constraint::AttributeDefinition
+    );
+    drop(tx);
+
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(
+        tx.attribute_definition(acc.id, AttributeScope::Installation, "orders")
+            .await
+            .unwrap(),
+        Some(def)
+    );
+    assert_eq!(tx.count_rows(acc.id, RowKind::AttributeDefinition).await.unwrap(), 2);
 }

@@ -176,6 +176,41 @@ pub struct Snapshot {
     pub merge_log: Vec<MergeLogEntry>,
 }
 
+/// The kinds of rows an account owns, in dependency order: a row refers only to rows of kinds
+/// before its own (and to its account). Export writes and import reads them in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RowKind {
+    Application,
+    JwtKey,
+    ApiKey,
+    AttributeDefinition,
+    Person,
+    Installation,
+    MergeLogEntry,
+}
+
+impl RowKind {
+    /// Every kind, in dependency order.
+    pub const ALL: [RowKind; 7] = [
+        RowKind::Application,
+        RowKind::JwtKey,
+        RowKind::ApiKey,
+        RowKind::AttributeDefinition,
+        RowKind::Person,
+        RowKind::Installation,
+        RowKind::MergeLogEntry,
+    ];
+}
+
+/// Most rows one `*_page` call returns, whatever the caller asks for: pages exist to keep memory
+/// flat, so a page is never the whole table.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// The row count of a page request as the backends bind it: `limit` capped at [`MAX_PAGE`].
+pub fn page_limit(limit: u32) -> i64 {
+    i64::from(limit.min(MAX_PAGE))
+}
+
 /// A store backend, chosen at start-up from the database URL and held as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -232,14 +267,14 @@ pub trait Tx: Send {
     async fn insert_application(&mut self, app: &Application) -> StoreResult<()>;
     /// Writes every field of an existing application.
     async fn update_application(&mut self, app: &Application) -> StoreResult<()>;
-    /// A JWT key of an application.
-    async fn jwt_key(&mut self, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>>;
-    /// The JWT keys of an application, by `createdAt`.
-    async fn jwt_keys(&mut self, application_id: Uuid) -> StoreResult<Vec<JwtKey>>;
+    /// A JWT key of an application of the account.
+    async fn jwt_key(&mut self, account_id: Uuid, application_id: Uuid, kid: &str) -> StoreResult<Option<JwtKey>>;
+    /// The JWT keys of an application of the account, by `createdAt`, then kid.
+    async fn jwt_keys(&mut self, account_id: Uuid, application_id: Uuid) -> StoreResult<Vec<JwtKey>>;
     /// Inserts a JWT key (`Conflict(JwtKid)` if the kid exists in the application).
     async fn insert_jwt_key(&mut self, key: &JwtKey) -> StoreResult<()>;
-    /// Deletes a JWT key; whether it existed.
-    async fn delete_jwt_key(&mut self, application_id: Uuid, kid: &str) -> StoreResult<bool>;
+    /// Deletes a JWT key of an application of the account; whether it existed.
+    async fn delete_jwt_key(&mut self, account_id: Uuid, application_id: Uuid, kid: &str) -> StoreResult<bool>;
 
     // --- API keys ---------------------------------------------------------------------------
     /// Inserts an API key.
@@ -329,6 +364,9 @@ pub trait Tx: Send {
     ) -> StoreResult<Vec<AttributeDefinition>>;
     /// How many definitions an account has in a scope.
     async fn count_attribute_definitions(&mut self, account_id: Uuid, scope: AttributeScope) -> StoreResult<u64>;
+    /// Inserts a definition exactly as given (`Conflict(AttributeDefinition)` if one of that scope
+    /// and name exists): for import, where a duplicate is an error rather than a race to lose.
+    async fn insert_attribute_definition(&mut self, def: &AttributeDefinition) -> StoreResult<()>;
     /// Inserts a definition unless one of that scope and name exists; returns the definition that
     /// is stored afterwards (the new one, or the one that won a concurrent first write,
     /// people.md §8.2) and whether it was inserted by this call.
@@ -341,6 +379,61 @@ pub trait Tx: Send {
     async fn merge_entry(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<MergeLogEntry>>;
     /// Writes every field of an existing entry.
     async fn update_merge_entry(&mut self, entry: &MergeLogEntry) -> StoreResult<()>;
+
+    // --- streaming every row (export, `roster migrate-store`) -------------------------------
+    //
+    // Keyset pages: each returns up to `limit` rows (at most [`MAX_PAGE`]) of one account whose
+    // primary key is greater than `after` (`None`: from the start), ordered by that key, so a
+    // caller walks a table of any size with flat memory by passing the last key of one page as
+    // `after` of the next, and an empty page ends the walk. Inside one `begin_read` transaction
+    // the pages of all kinds are one consistent state of the store.
+
+    /// How many accounts the store holds.
+    async fn count_accounts(&mut self) -> StoreResult<u64>;
+    /// How many rows of `kind` an account owns.
+    async fn count_rows(&mut self, account_id: Uuid, kind: RowKind) -> StoreResult<u64>;
+    /// Accounts by id.
+    async fn accounts_page(&mut self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Account>>;
+    /// An account's applications by id.
+    async fn applications_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Application>>;
+    /// An account's JWT keys by (application id, kid).
+    async fn jwt_keys_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<(Uuid, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<JwtKey>>;
+    /// An account's API keys by id.
+    async fn api_keys_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<ApiKey>>;
+    /// An account's attribute definitions by (scope as stored text, name): `INSTALLATION` before
+    /// `PERSON`, names in code-point order.
+    async fn attribute_definitions_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<(AttributeScope, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<AttributeDefinition>>;
+    /// An account's persons by id, each with its identity keys and tags.
+    async fn persons_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Person>>;
+    /// An account's installations by pushRegId.
+    async fn installations_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Installation>>;
+    /// An account's merge-log entries by id.
+    async fn merge_entries_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<MergeLogEntry>>;
 
     // --- whole store ------------------------------------------------------------------------
     /// Everything in the store (all accounts), in a deterministic order: for the invariant
