@@ -36,7 +36,7 @@ pub async fn run(command: ApikeyCommand, settings: &Settings) -> anyhow::Result<
                 .create_api_key(account.id, &name, &scopes, expires_at)
                 .await
                 .map_err(core_error)?;
-            let resource = ApiKeyResource::from(&created);
+            let resource = ApiKeyResource::created(&created.key, &created.secret);
             if json {
                 return output::json(&resource);
             }

@@ -85,7 +85,7 @@ async fn jwt_key(command: JwtKeyCommand, settings: &Settings) -> anyhow::Result<
             let (core, _, app) = open_app(settings, &target, &app).await?;
             let created = core.create_jwt_key(&app, kid.as_deref()).await.map_err(core_error)?;
             if json {
-                return output::json(&JwtKeyCreated::from(&created));
+                return output::json(&JwtKeyCreated::new(&created.key, &created.secret_base64));
             }
             output::line(format!(
                 "Created JWT key {:?} for application {:?}.",

@@ -52,6 +52,7 @@ pub mod attributes;
 pub mod installation;
 pub mod invariants;
 pub mod jwt;
+pub mod manage;
 pub mod personalize;
 pub mod resolve;
 pub mod user;

@@ -5,6 +5,7 @@ pub mod domain;
 pub mod error;
 pub mod filter;
 pub mod patch;
+pub mod resources;
 pub mod validate;
 pub mod values;
 pub mod wire;
