@@ -31,6 +31,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Write every row of the store (people, installations, definitions, merge log, applications,
+    /// keys) to a versioned JSON-lines dump, for `roster import`.
+    Export(ExportArgs),
+    /// Load a dump written by `roster export` into an empty store, in one transaction: all of it
+    /// or, on any error, nothing.
+    Import(ImportArgs),
+    /// Copy every row of one store into another, empty one (SQLite <-> PostgreSQL), in one
+    /// transaction on the target, without an intermediate file.
+    MigrateStore(MigrateStoreArgs),
     /// Act as one device (an installation) against a running server, with the client SDK.
     Device(DeviceArgs),
     /// Configuration helpers.
@@ -75,6 +84,58 @@ pub struct ServeArgs {
     /// Address to listen on, e.g. 0.0.0.0:8080; port 0 picks a free port [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+}
+
+/// `roster export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The store to export (--database-url, --data-dir or the configured store).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where to write the dump: a file (created readable by its owner only: the dump holds
+    /// secrets), or - for stdout.
+    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    pub out: PathBuf,
+    /// No progress bars (they are drawn on stderr only when it is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a summary {"sourceBackend","file","counts":{...},"elapsedMs"} (needs --out FILE).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `roster import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The dump written by `roster export`, or - for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+    /// The empty store to load it into (--database-url, --data-dir or the configured store).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// No progress bars (they are drawn on stderr only when it is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a summary {"sourceBackend","targetBackend","file","counts":{...},"elapsedMs"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `roster migrate-store`.
+#[derive(Debug, Args)]
+pub struct MigrateStoreArgs {
+    /// The store to copy from, e.g. sqlite:///var/lib/roster/roster.db (it is only read).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The empty store to copy into, e.g. postgres://roster@db/roster.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// No progress bars (they are drawn on stderr only when it is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a summary {"sourceBackend","targetBackend","counts":{...},"elapsedMs"}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `roster app ...`.
@@ -199,6 +260,13 @@ pub enum ApikeyCommand {
     },
 }
 
+/// Store flags of a command that names its stores otherwise.
+static NO_STORE_FLAGS: StoreArgs = StoreArgs {
+    config: None,
+    data_dir: None,
+    database_url: None,
+};
+
 impl Command {
     /// The store flags of the command; `None` for commands that touch no store.
     pub fn store_args(&self) -> Option<&StoreArgs> {
@@ -207,6 +275,11 @@ impl Command {
             Command::Migrate(store) => Some(store),
             Command::App { command } => Some(&command.target().store),
             Command::Apikey { command } => Some(&command.target().store),
+            Command::Export(args) => Some(&args.store),
+            Command::Import(args) => Some(&args.store),
+            // Both stores are named by flags; the defaults (config file, environment) still set
+            // up logging.
+            Command::MigrateStore(_) => Some(&NO_STORE_FLAGS),
             Command::Config { .. } | Command::Device(_) => None,
         }
     }

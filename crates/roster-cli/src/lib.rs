@@ -1,4 +1,5 @@
-//! The `roster` command line: `serve`, `migrate`, `app`, `apikey` and `config` (design.md,
+//! The `roster` command line: `serve`, `migrate`, `app`, `apikey`, `config`, `device`, and
+//! `export` / `import` / `migrate-store` for moving a whole store (design.md,
 //! Configuration and start-up; management-api.md §1.1 and §7.1). Every store-touching command
 //! takes the same store flags (`--config`, `--data-dir`, `--database-url`) and works directly on
 //! the store, also while `roster serve` runs on it.
@@ -11,6 +12,7 @@ pub mod device;
 pub mod output;
 pub mod resource;
 pub mod serve;
+pub mod transfer;
 
 use std::process::ExitCode;
 
@@ -51,6 +53,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Migrate(_) => migrate(&settings).await,
             Command::App { command } => app::run(command, &settings).await,
             Command::Apikey { command } => apikey::run(command, &settings).await,
+            Command::Export(args) => transfer::export(args, &settings.store_url()).await,
+            Command::Import(args) => transfer::import(args, &settings.store_url()).await,
+            Command::MigrateStore(args) => transfer::migrate_store(args).await,
             Command::Config { .. } | Command::Device(_) => config_example(),
         }
     })
