@@ -4,7 +4,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    validate::{check_no_nul, check_value_no_nul, display_name, value_has_nul},
+};
 
 /// A PATCH field: absent (keep), `null` (clear) or a value (set).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -74,11 +77,25 @@ impl<T> Patch<T> {
 /// in the order received.
 pub type AttributePatch = Vec<(String, Option<Value>)>;
 
+/// The deepest nesting of arrays and objects a request body may have; the body object itself
+/// is level 1. The deepest valid shape is a list-of-objects item inside personalize
+/// (`body.userAttributes.customAttributes.orders[0]`, level 5); the rest is room for unknown
+/// members, which are ignored (mobile-api.md §1.5). Deeper bodies are refused before any value is
+/// built (docs/decisions.md).
+pub const MAX_JSON_DEPTH: usize = 32;
+
 /// Parses a request body: empty (or whitespace only) is `{}`, else a JSON object
-/// (mobile-api.md §1.5). Duplicate keys: the last one wins.
+/// (mobile-api.md §1.5) nested at most [`MAX_JSON_DEPTH`] levels. Duplicate keys: the last one
+/// wins.
 pub fn parse_body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Map::new());
+    }
+    if json_depth_exceeds(body, MAX_JSON_DEPTH) {
+        return Err(ApiError::format(
+            "body",
+            format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::format("body", format!("malformed JSON ({e})")))?;
@@ -86,6 +103,41 @@ pub fn parse_body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::format("body", "the body must be a JSON object")),
     }
+}
+
+/// Whether the arrays and objects of a JSON text nest deeper than `max` levels, judged from the
+/// bytes alone (brackets outside strings), so that a hostile body is refused before serde_json
+/// builds anything. serde_json's own limit (128 levels, fixed) is not configurable; this scan is
+/// a few lines and also bounds the work done on bodies that are refused anyway. It does not
+/// validate: malformed text is left to the parser.
+pub fn json_depth_exceeds(text: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The JSON path of member `name` of the object at `prefix` (`""` at the top level).
@@ -113,11 +165,15 @@ fn wrong_type(path: &str, expected: &str, got: &Value) -> ApiError {
 }
 
 /// A string field: absent / null / string.
+/// A string with U+0000 is refused here, for every string field (see [`check_no_nul`]).
 pub fn string_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Result<Patch<String>, ApiError> {
     match obj.get(name) {
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Null),
-        Some(Value::String(s)) => Ok(Patch::Value(s.clone())),
+        Some(Value::String(s)) => {
+            check_no_nul(s, &json_path(prefix, name))?;
+            Ok(Patch::Value(s.clone()))
+        }
         Some(other) => Err(wrong_type(&json_path(prefix, name), "a string", other)),
     }
 }
@@ -140,17 +196,30 @@ pub fn bool_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Result<
     }
 }
 
-/// A `customAttributes` object: absent / null (delete all) / per-key values.
+/// A `customAttributes` object: absent / null (delete all) / per-key values. Values are typed
+/// later (step 8), but U+0000 in a name or anywhere in a value is refused here.
 pub fn attributes_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Result<Patch<AttributePatch>, ApiError> {
+    let path = json_path(prefix, name);
     match obj.get(name) {
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Null),
-        Some(Value::Object(m)) => Ok(Patch::Value(
-            m.iter()
-                .map(|(k, v)| (k.clone(), if v.is_null() { None } else { Some(v.clone()) }))
-                .collect(),
-        )),
-        Some(other) => Err(wrong_type(&json_path(prefix, name), "an object", other)),
+        Some(Value::Object(m)) => {
+            let mut out = Vec::with_capacity(m.len());
+            for (k, v) in m {
+                if k.contains('\0') {
+                    return Err(ApiError::format(
+                        &format!("{path}.{}", display_name(k)),
+                        "an attribute name must not contain the character U+0000",
+                    ));
+                }
+                if value_has_nul(v) {
+                    check_value_no_nul(v, &format!("{path}.{k}"))?;
+                }
+                out.push((k.clone(), if v.is_null() { None } else { Some(v.clone()) }));
+            }
+            Ok(Patch::Value(out))
+        }
+        Some(other) => Err(wrong_type(&path, "an object", other)),
     }
 }
 
@@ -173,7 +242,10 @@ fn object_list_field(
                     return Err(wrong_type(&item_path, "an object", item));
                 };
                 match m.get(member) {
-                    Some(Value::String(s)) => out.push(s.clone()),
+                    Some(Value::String(s)) => {
+                        check_no_nul(s, &format!("{item_path}.{member}"))?;
+                        out.push(s.clone());
+                    }
                     Some(other) => return Err(wrong_type(&format!("{item_path}.{member}"), "a string", other)),
                     None => return Err(ApiError::format(&format!("{item_path}.{member}"), "missing")),
                 }
@@ -194,7 +266,10 @@ fn string_list_field(obj: &Map<String, Value>, name: &str, prefix: &str) -> Resu
             .iter()
             .enumerate()
             .map(|(i, v)| match v {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) => {
+                    check_no_nul(s, &format!("{path}[{i}]"))?;
+                    Ok(s.clone())
+                }
                 other => Err(wrong_type(&format!("{path}[{i}]"), "a string", other)),
             })
             .collect::<Result<Vec<_>, _>>()

@@ -277,6 +277,88 @@ fn check_no_control(s: &str, path: &str) -> Result<(), ApiError> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// U+0000 (every stored string)
+//
+// PostgreSQL `text` cannot hold U+0000, so a string with it could be stored on SQLite and not
+// on PostgreSQL. No field of the spec has a use for it: every string taken from a request body
+// is refused with it, the same way on every backend (docs/decisions.md). Other control
+// characters are refused only where the spec says so (`externalUserId`, attribute names, push
+// tokens).
+// ---------------------------------------------------------------------------------------------
+
+/// Rejects a string containing U+0000 with `REQUEST_FORMAT_INVALID` naming `path`.
+pub fn check_no_nul(s: &str, path: &str) -> Result<(), ApiError> {
+    if s.contains('\0') {
+        return Err(ApiError::format(path, "must not contain the character U+0000"));
+    }
+    Ok(())
+}
+
+/// Rejects U+0000 anywhere in a JSON value: in its strings and in the member names of its
+/// objects, at any depth. The error names the JSON path below `path` that holds it
+/// (`customAttributes.orders[1].sku`).
+pub fn check_value_no_nul(value: &serde_json::Value, path: &str) -> Result<(), ApiError> {
+    use serde_json::Value;
+    // Paths are only built on the way to a U+0000 that is known to be there.
+    if !value_has_nul(value) {
+        return Ok(());
+    }
+    match value {
+        Value::Array(items) => {
+            let (i, item) = items
+                .iter()
+                .enumerate()
+                .find(|(_, item)| value_has_nul(item))
+                .expect("value_has_nul found one");
+            check_value_no_nul(item, &format!("{path}[{i}]"))
+        }
+        Value::Object(members) => {
+            let (name, member) = members
+                .iter()
+                .find(|(k, v)| k.contains('\0') || value_has_nul(v))
+                .expect("value_has_nul found one");
+            let member_path = format!("{path}.{}", display_name(name));
+            if name.contains('\0') {
+                return Err(ApiError::format(
+                    &member_path,
+                    "a member name must not contain the character U+0000",
+                ));
+            }
+            check_value_no_nul(member, &member_path)
+        }
+        _ => Err(ApiError::format(path, "must not contain the character U+0000")),
+    }
+}
+
+/// Whether a JSON value holds U+0000 in any string or member name.
+pub fn value_has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(value_has_nul),
+        Value::Object(members) => members.iter().any(|(k, v)| k.contains('\0') || value_has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// A member name as it appears in a JSON path of an error text: control characters are shown
+/// as JSON-style `\u0000` escapes so that the text stays printable.
+pub fn display_name(name: &str) -> String {
+    if !name.chars().any(char::is_control) {
+        return name.to_string();
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Installation ids (mobile-api.md §4.1 row 1)
 // ---------------------------------------------------------------------------------------------
 

@@ -191,6 +191,15 @@ fn type_list(schema: Option<&[SchemaField]>, value: &Value, path: &str) -> Resul
             ),
         ));
     };
+    // Every canonical item is at least `{"name":v,...}` long, so a list with more items than
+    // could ever fit the limit is refused before any item is typed (a 2 MiB body could hold
+    // 10^5 items).
+    let min_item: usize =
+        2 + schema.iter().map(|f| f.name.chars().count() + 4).sum::<usize>() + schema.len().saturating_sub(1);
+    let min_len = 2 + items.len() * min_item + items.len().saturating_sub(1);
+    if !items.is_empty() && min_len > MAX_ATTRIBUTE_VALUE_CHARS {
+        return Err(list_too_long(path));
+    }
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{i}]");
@@ -231,15 +240,16 @@ fn type_list(schema: Option<&[SchemaField]>, value: &Value, path: &str) -> Resul
     let out = Value::Array(out);
     let compact = serde_json::to_string(&out).expect("a JSON value always serialises");
     if compact.chars().count() > MAX_ATTRIBUTE_VALUE_CHARS {
-        return Err(ApiError::format(
-            path,
-            format!(
-                "a LIST_OF_OBJECTS value must be at most {MAX_ATTRIBUTE_VALUE_CHARS} characters of \
-                 compact JSON"
-            ),
-        ));
+        return Err(list_too_long(path));
     }
     Ok(out)
+}
+
+fn list_too_long(path: &str) -> ApiError {
+    ApiError::format(
+        path,
+        format!("a LIST_OF_OBJECTS value must be at most {MAX_ATTRIBUTE_VALUE_CHARS} characters of compact JSON"),
+    )
 }
 
 /// The JSON kind of a value, for error texts.
