@@ -1,6 +1,7 @@
 //! Roster's HTTP server: the SDK mobile API (`/mobile/...`) and health. Handlers are thin:
 //! decode and authenticate, call one core operation, encode.
 
+pub mod management;
 pub mod mobile;
 pub mod ratelimit;
 pub mod response;
@@ -46,6 +47,7 @@ impl AppState {
             sdk_update_url: settings.mobile.sdk_update_url.clone(),
             per_installation: RateLimiter::new(rate.per_installation_rps, rate.per_installation_burst),
             create_per_ip: RateLimiter::new(rate.create_per_ip_rps, rate.create_per_ip_burst),
+            per_application: RateLimiter::new(rate.per_application_rps, rate.per_application_burst),
         });
         AppState {
             core,
@@ -70,6 +72,7 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .nest("/api/v1", management::router())
         .fallback(mobile_fallback)
         .with_state(state)
 }

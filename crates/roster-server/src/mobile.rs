@@ -30,6 +30,8 @@ pub struct MobileState {
     pub sdk_update_url: String,
     pub per_installation: RateLimiter,
     pub create_per_ip: RateLimiter,
+    /// One bucket per application code (docs/decisions.md: per-application rate limit).
+    pub per_application: RateLimiter,
 }
 
 /// The endpoints of mobile-api.md §5.
@@ -317,6 +319,15 @@ async fn handle(
             retry_after: Some(secs),
         })?;
     }
+    // Per application, keyed by the code the request names (checked against the store only in
+    // step 4; the code is public anyway). Base URL and version checks must never fail (§5.11,
+    // §5.12) and are not counted. A JWT names its application inside the token: it takes from
+    // the same bucket once the token is decoded, below.
+    if !matches!(endpoint, BaseUrl | Version)
+        && let Ok(Credential::App(code)) = credential(&parts.headers)
+    {
+        check_application_rate(state, &code)?;
+    }
 
     // Endpoints that tolerate any credential (§5.11, §5.12).
     match endpoint {
@@ -359,6 +370,7 @@ async fn handle(
                 .into());
             }
             let verified = core.verify_jwt(&token, roster_model::now_millis() / 1000).await?;
+            check_application_rate(state, &verified.application.application_code)?;
             (
                 verified.application,
                 Auth::Jwt {
@@ -448,6 +460,18 @@ fn mo_echo(body: &[u8]) -> Value {
         })
         .collect();
     json!({ "messages": out })
+}
+
+/// Takes a token from the bucket of application `code` (compared like the code itself:
+/// lowercase, mobile-api.md §2.1).
+fn check_application_rate(state: &MobileState, code: &str) -> Result<(), Rejection> {
+    state
+        .per_application
+        .check(&code.to_ascii_lowercase())
+        .map_err(|secs| Rejection {
+            error: ApiError::new(ErrorCode::TooManyRequests, "Too many requests for this application"),
+            retry_after: Some(secs),
+        })
 }
 
 /// The last value of a query parameter, percent-decoded (names too); `None` when absent.

@@ -1,4 +1,5 @@
-//! Token-bucket rate limits of mobile-api.md §1.7, kept in this process's memory.
+//! Token-bucket rate limits of mobile-api.md §1.7 (per installation, per client IP for creates)
+//! and per application (docs/decisions.md), kept in this process's memory.
 //!
 //! Hand-written rather than taken from a crate (governor): the spec needs buckets keyed by
 //! arbitrary strings that are dropped once refilled, so memory stays bounded whatever ids a
@@ -72,6 +73,28 @@ mod tests {
         assert!(l.check("a").is_ok());
         assert_eq!(l.check("a"), Err(1));
         assert!(l.check("b").is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn retry_after_is_the_whole_seconds_until_the_next_token() {
+        let l = RateLimiter::new(0.1, 1.0);
+        assert!(l.check("a").is_ok());
+        // One token every 10 s: the next one is 10 s away (rounded up, never 0).
+        assert_eq!(l.check("a"), Err(10));
+        let l = RateLimiter::new(1000.0, 1.0);
+        assert!(l.check("a").is_ok());
+        assert_eq!(l.check("a"), Err(1));
+    }
+
+    #[test]
+    fn full_buckets_are_swept() {
+        let l = RateLimiter::new(1_000_000.0, 2.0);
+        for i in 0..SWEEP_AT + 10 {
+            l.check(&i.to_string()).unwrap();
+        }
+        // Each bucket refilled within microseconds; the sweep at SWEEP_AT dropped them.
+        let len = l.buckets.lock().unwrap().len();
+        assert!(len < SWEEP_AT, "{len} buckets kept");
     }
 
     #[test]

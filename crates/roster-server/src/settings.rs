@@ -52,10 +52,16 @@ pub struct MobileSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MobileRateSettings {
+    /// Requests per second addressing one installation (the path's pushRegId).
     pub per_installation_rps: f64,
     pub per_installation_burst: f64,
+    /// Creations (and re-creations) per second from one client IP.
     pub create_per_ip_rps: f64,
     pub create_per_ip_burst: f64,
+    /// Requests per second of one application, whole user base together (off by default,
+    /// docs/decisions.md).
+    pub per_application_rps: f64,
+    pub per_application_burst: f64,
 }
 
 /// `[limits]`.
@@ -116,6 +122,8 @@ impl Default for MobileRateSettings {
             per_installation_burst: 30.0,
             create_per_ip_rps: 10.0,
             create_per_ip_burst: 100.0,
+            per_application_rps: 0.0,
+            per_application_burst: 0.0,
         }
     }
 }
@@ -128,6 +136,8 @@ impl MobileRateSettings {
             per_installation_burst: 0.0,
             create_per_ip_rps: 0.0,
             create_per_ip_burst: 0.0,
+            per_application_rps: 0.0,
+            per_application_burst: 0.0,
         }
     }
 }
@@ -256,11 +266,20 @@ latest_sdk_version = "0.0.0"
 sdk_update_url = ""
 
 [mobile.rate]
-# Token buckets (requests/second sustained, burst); 0 disables the limit.
+# Token buckets (requests/second sustained, burst); 0 disables the limit. Over a limit the
+# answer is 429 TOO_MANY_REQUESTS with Retry-After. Buckets live in each server process: with
+# several processes the effective limit is that many times the setting.
+# Per installation (the pushRegId in the path of /mobile/1/appinstance/{pushRegId}...).
 per_installation_rps = 5.0
 per_installation_burst = 30.0
+# Registrations (and re-creations of a known id) per client IP address.
 create_per_ip_rps = 10.0
 create_per_ip_burst = 100.0
+# Per application: every request with "App <code>" of one application, and every JWT request
+# of it, share one bucket. Off by default; size it from the application's whole user base
+# (e.g. devices x syncs per device per second x a safety factor).
+per_application_rps = 0.0
+per_application_burst = 0.0
 
 [limits]
 # Custom attribute definitions per account and scope.

@@ -1,8 +1,10 @@
 //! Settings-driven limits: the attribute definition limit per account and scope
-//! (people.md §8.2, setting `limits.attribute_definitions`).
+//! (people.md §8.2, setting `limits.attribute_definitions`), and the per-application rate
+//! limit (`mobile.rate.per_application_rps` / `_burst`, docs/decisions.md). The per-installation
+//! and per-IP limits of mobile-api.md §1.7 are tested in errors.rs.
 mod common;
 
-use common::TestServer;
+use common::{NO_FLAGS, Resp, TestServer, ipath, make_jwt, user_path};
 use serde_json::json;
 
 async fn auto_definition_beyond_the_limit_is_refused_and_changes_nothing() {
@@ -61,4 +63,144 @@ async fn auto_definition_beyond_the_limit_is_refused_and_changes_nothing() {
     ts.finish().await;
 }
 
-on_every_backend!(auto_definition_beyond_the_limit_is_refused_and_changes_nothing);
+/// A 429 with the envelope and a `Retry-After` of whole seconds, at least 1 and at most `max`.
+fn assert_429(r: &Resp, max: u64) {
+    r.assert_error(429, "TOO_MANY_REQUESTS");
+    let ra: u64 = r
+        .headers
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("whole seconds");
+    assert!((1..=max).contains(&ra), "Retry-After {ra}");
+}
+
+/// One bucket per application: every App-authenticated request of the application takes from
+/// it, whichever installation it addresses; JWT requests of the application too; another
+/// application is not affected; nothing changes on a 429.
+async fn per_application_rate_limit() {
+    // One token every 5 s, burst 4: no refill happens during the test.
+    let ts = TestServer::start_with(|s| {
+        s.mobile.rate.per_application_rps = 0.2;
+        s.mobile.rate.per_application_burst = 4.0;
+    })
+    .await;
+    let other = ts.other_app().await;
+    let secret = ts.core().create_jwt_key(&ts.app, Some("k1")).await.unwrap().key.secret;
+    let code = ts.app.application_code.clone();
+    // Four requests of the application: its whole burst.
+    let a = ts.register_android().await;
+    ts.personalize_as(&a, "ana").await;
+    let bearer = format!("Bearer {}", make_jwt("k1", &secret, &code, "ana", json!({})));
+    let get_user_jwt = async || {
+        ts.call_with("GET", &user_path(&a), &[("authorization", &bearer)], Some(&a), None)
+            .await
+    };
+    get_user_jwt().await.ok();
+    ts.call("GET", &ipath(&a), Some(&a), None).await.ok();
+    let before = ts.snapshot().await;
+
+    // Every further request of the application is refused, whatever it addresses, before
+    // authentication and body parsing (step 3 of mobile-api.md §3.3).
+    assert_429(
+        &ts.call("PATCH", &ipath(&a), Some(&a), Some(&json!({"language": "de"})))
+            .await,
+        5,
+    );
+    assert_429(&ts.create(&json!({"os": "x"})).await, 5);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    assert_429(&ts.call("GET", &ipath(&unknown), Some(&unknown), None).await, 5);
+    assert_429(
+        &ts.call_bytes("PATCH", &user_path(&a), Some(&a), Some(b"{not json".to_vec()))
+            .await,
+        5,
+    );
+    assert_429(
+        &ts.call_bytes("POST", "/mobile/5/messages", None, Some(b"{}".to_vec()))
+            .await,
+        5,
+    );
+    // The code is compared in lowercase, as in authentication (§2.1).
+    let upper = format!("App {}", code.to_uppercase());
+    assert_429(
+        &ts.call_with("GET", &ipath(&a), &[("authorization", &upper)], Some(&a), None)
+            .await,
+        5,
+    );
+    // A JWT of the application takes from the same bucket.
+    assert_429(&get_user_jwt().await, 5);
+    let r = ts
+        .call_with(
+            "POST",
+            &format!("{}/personalize?{NO_FLAGS}", ipath(&a)),
+            &[("authorization", &bearer)],
+            Some(&a),
+            Some(
+                json!({"userIdentity": {"externalUserId": "ana"}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_429(&r, 5);
+    assert_eq!(ts.snapshot().await, before, "a 429 changes nothing");
+
+    // The base URL and version checks must never fail (§5.11, §5.12): not counted.
+    ts.call("GET", "/mobile/1/baseurl", None, None).await.ok();
+    ts.call("GET", "/mobile/3/version", None, None).await.ok();
+    // Requests naming no or another code are not this application's: answered as usual.
+    ts.call_with("GET", &ipath(&a), &[], Some(&a), None)
+        .await
+        .assert_error(401, "APP_CODE_MISSING");
+    ts.call_with(
+        "GET",
+        &ipath(&a),
+        &[("authorization", &format!("App {}", "0".repeat(64)))],
+        Some(&a),
+        None,
+    )
+    .await
+    .assert_error(401, "INVALID_APPLICATION_CODE");
+    // Another application has its own bucket.
+    let other_auth = format!("App {}", other.application_code);
+    let b = common::people_helpers::register_in(&ts, &other).await;
+    for _ in 0..3 {
+        ts.call_with("GET", &ipath(&b), &[("authorization", &other_auth)], Some(&b), None)
+            .await
+            .ok();
+    }
+    assert_429(
+        &ts.call_with("GET", &ipath(&b), &[("authorization", &other_auth)], Some(&b), None)
+            .await,
+        5,
+    );
+    ts.finish().await;
+}
+
+/// After the bucket refills, the application is served again; the default is off.
+async fn per_application_rate_limit_refills() {
+    assert_eq!(
+        roster_server::Settings::default().mobile.rate.per_application_rps,
+        0.0,
+        "off by default"
+    );
+    let ts = TestServer::start_with(|s| {
+        s.mobile.rate.per_application_rps = 2.0;
+        s.mobile.rate.per_application_burst = 1.0;
+    })
+    .await;
+    let a = ts.register_android().await;
+    let r = ts.call("GET", &ipath(&a), Some(&a), None).await;
+    assert_429(&r, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    ts.call("GET", &ipath(&a), Some(&a), None).await.ok();
+    ts.finish().await;
+}
+
+on_every_backend!(
+    auto_definition_beyond_the_limit_is_refused_and_changes_nothing,
+    per_application_rate_limit,
+    per_application_rate_limit_refills,
+);
