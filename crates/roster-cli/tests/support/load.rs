@@ -149,6 +149,9 @@ struct Device {
     deleted: Vec<String>,
     registrations: usize,
     counter: u64,
+    /// How many operations it has started: devices advance at about the same pace, so a name
+    /// derived from it is tried by many devices at about the same moment.
+    step: usize,
     /// `n` of the last acknowledged `deviceName` (`d{k}-{n}`) of the current installation.
     acked_name: Option<u64>,
     /// The last acknowledged `customAttributes.seq` of the current installation.
@@ -227,6 +230,7 @@ pub async fn run(cfg: LoadConfig) -> LoadReport {
             deleted: Vec::new(),
             registrations: 0,
             counter: 0,
+            step: 0,
             acked_name: None,
             seq: None,
             others: Vec::new(),
@@ -308,7 +312,8 @@ const WEIGHTS: &[(Op, u32)] = &[
 
 impl Device {
     async fn run(mut self, sh: &Shared, ops: usize) -> DeviceRecord {
-        for _ in 0..ops {
+        for step in 0..ops {
+            self.step = step;
             let Some(id) = self.id.clone() else {
                 self.register(sh).await;
                 continue;
@@ -559,6 +564,12 @@ impl Device {
         self.counter += 1;
         let n = self.counter;
         let mut body = json!({"deviceName": device_name(self.k, n), "customAttributes": {"seq": n}});
+        if self.rng.random_bool(0.2) {
+            // A name many devices define at about the same moment (people.md §8.2: concurrent
+            // first writes race on the definition's uniqueness constraint). At most 200 names,
+            // within the 250 attributes per installation and 500 definitions per scope.
+            body["customAttributes"][format!("w{}", (self.step / 8) % 200)] = json!(n);
+        }
         if self.rng.random_bool(0.3) {
             body["appVersion"] = json!(format!("1.{n}"));
         }
@@ -849,7 +860,12 @@ impl Device {
         let mut ext = None;
         let mut phone = None;
         let mut email = None;
-        if self.rng.random_bool(0.7) {
+        if self.rng.random_bool(0.15) {
+            // A new key many devices claim at about the same moment (people.md §5.1 step 8: the
+            // losers restart and merge into the winner).
+            ext = Some(format!("w{}", self.step / 8));
+            identity["externalUserId"] = json!(ext);
+        } else if self.rng.random_bool(0.7) {
             ext = Some(pool_ext(self.rng.random_range(0..POOL)));
             identity["externalUserId"] = json!(ext);
         }
