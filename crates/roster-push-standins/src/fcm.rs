@@ -498,11 +498,7 @@ fn check_message(body: &Value) -> Result<(), String> {
         .get("message")
         .and_then(Value::as_object)
         .ok_or("no message object")?;
-    if !message
-        .get("token")
-        .and_then(Value::as_str)
-        .is_some_and(|t| !t.is_empty())
-    {
+    if message.get("token").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err("message.token missing".into());
     }
     if message.contains_key("notification") {

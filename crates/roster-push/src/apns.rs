@@ -201,7 +201,7 @@ impl ApnsClient {
     /// Drops the cached token if it is still `used` (another task may have replaced it already).
     fn invalidate(&self, used: &HeaderValue) {
         let mut cached = self.inner.token.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref().is_some_and(|t| &t.bearer == used) {
+        if cached.as_ref().is_some_and(|t| t.bearer == used) {
             *cached = None;
         }
     }

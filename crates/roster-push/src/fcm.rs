@@ -213,7 +213,7 @@ impl FcmClient {
     /// Drops the cached token if it is still `used` (another task may have replaced it already).
     fn invalidate(&self, used: &HeaderValue) {
         let mut token = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
-        if token.as_ref().is_some_and(|t| &t.bearer == used) {
+        if token.as_ref().is_some_and(|t| t.bearer == used) {
             *token = None;
         }
     }
