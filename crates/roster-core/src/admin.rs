@@ -63,8 +63,9 @@ pub struct CreatedJwtKey {
     pub secret_base64: String,
 }
 
+/// An invalid admin request (management-api.md §2: `BAD_REQUEST`).
 fn bad(text: impl Into<String>) -> CoreError {
-    CoreError::Api(ApiError::new(ErrorCode::RequestFormatInvalid, text))
+    CoreError::Api(ApiError::new(ErrorCode::BadRequest, text))
 }
 
 impl Core {
@@ -125,7 +126,7 @@ impl Core {
                     .filter(|a| a.account_id == account_id)),
             }
         })?;
-        found.ok_or_else(|| bad(format!("no application {app_ref}")))
+        found.ok_or_else(|| CoreError::api(ErrorCode::NotFound, format!("no application {app_ref}")))
     }
 
     /// Changes the settings of an application; `None` leaves a setting as it is.
@@ -166,7 +167,9 @@ impl Core {
                     && k.chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
                 if !ok {
-                    return Err(bad("kid must be 1 to 64 of A-Z a-z 0-9 . _ -"));
+                    return Err(CoreError::Api(
+                        ApiError::new(ErrorCode::BadRequest, "kid must be 1 to 64 of A-Z a-z 0-9 . _ -").at("kid"),
+                    ));
                 }
                 k.to_string()
             }
@@ -176,7 +179,10 @@ impl Core {
         let now = now_millis();
         let key = in_write_tx!(self, |tx| async {
             if tx.jwt_keys(app.account_id, app.id).await?.len() >= MAX_JWT_KEYS {
-                return Err(bad(format!("an application has at most {MAX_JWT_KEYS} JWT keys")));
+                return Err(CoreError::api(
+                    ErrorCode::Conflict,
+                    format!("an application has at most {MAX_JWT_KEYS} JWT keys"),
+                ));
             }
             let key = JwtKey {
                 account_id: app.account_id,
@@ -188,7 +194,10 @@ impl Core {
             match tx.insert_jwt_key(&key).await {
                 Err(StoreError::Conflict {
                     constraint: Constraint::JwtKid,
-                }) => Err(bad(format!("kid {kid} already exists"))),
+                }) => Err(CoreError::api(
+                    ErrorCode::AlreadyExists,
+                    format!("kid {kid} already exists"),
+                )),
                 other => other.map(|()| key).map_err(CoreError::from),
             }
         })?;
@@ -205,7 +214,9 @@ impl Core {
 
     /// Deletes a JWT key; tokens signed with it are refused from then on. Whether it existed.
     pub async fn delete_jwt_key(&self, app: &Application, kid: &str) -> CoreResult<bool> {
-        in_write_tx!(self, |tx| async { Ok(tx.delete_jwt_key(app.account_id, app.id, kid).await?) })
+        in_write_tx!(self, |tx| async {
+            Ok(tx.delete_jwt_key(app.account_id, app.id, kid).await?)
+        })
     }
 
     /// Creates an API key with scopes (management-api.md §1.1): `rk_` + 43 base64url

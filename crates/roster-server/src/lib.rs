@@ -2,6 +2,7 @@
 //! decode and authenticate, call one core operation, encode.
 
 pub mod management;
+pub mod management;
 pub mod mobile;
 pub mod ratelimit;
 pub mod response;
@@ -72,6 +73,7 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .nest("/api/v1", management::router())
         .nest("/api/v1", management::router())
         .fallback(mobile_fallback)
         .with_state(state)

@@ -1,0 +1,192 @@
+//! Applications and their JWT keys (management-api.md §7.1), scope `admin`.
+
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    routing::{delete, get},
+};
+use http::{Response, StatusCode};
+use roster_core::manage::ApplicationChanges;
+use roster_model::{
+    ErrorCode,
+    resources::{ApplicationResource, JwtKeyCreated, JwtKeyItem},
+};
+use serde_json::Value;
+
+use super::{
+    JsonBody, PathParams, QueryPairs,
+    auth::{Caller, Scope},
+    error::{MgmtError, MgmtResult, Problems},
+    json_with, no_content, object, ok, opt_bool, opt_str,
+    paging::{PageRequest, page_json},
+};
+use crate::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/applications", get(list).post(create))
+        .route("/applications/{app_ref}", get(show).patch(change))
+        .route(
+            "/applications/{app_ref}/jwt-keys",
+            get(list_jwt_keys).post(create_jwt_key),
+        )
+        .route("/applications/{app_ref}/jwt-keys/{kid}", delete(delete_jwt_key))
+}
+
+/// The application named by `{appRef}` (id or code) in the caller's account, else `404`.
+async fn app_of(state: &AppState, caller: &Caller, app_ref: &str) -> MgmtResult<roster_model::Application> {
+    state
+        .core
+        .find_application(caller.account_id(), app_ref)
+        .await
+        .map_err(|_| MgmtError::not_found(format!("No application {app_ref}")))
+}
+
+/// Rejects `providers` until provider settings are writable through the API.
+fn no_providers(body: &Value) -> MgmtResult<()> {
+    if body.get("providers").is_some() {
+        return Err(MgmtError::field(
+            "providers",
+            "provider credentials cannot be set through the API in this version",
+        ));
+    }
+    Ok(())
+}
+
+async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let page = PageRequest::from_query("applications", &query.pairs())?;
+    let apps = state.core.list_applications(caller.account_id()).await?;
+    let mut apps = apps;
+    apps.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let (items, next) = page.page_sorted(apps, |a| serde_json::json!([a.created_at, a.id.to_string()]));
+    let items = items
+        .iter()
+        .map(|a| serde_json::to_value(ApplicationResource::from(a)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MgmtError::internal)?;
+    Ok(ok(&page_json(items, next)))
+}
+
+async fn create(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    object(&body)?;
+    let mut problems = Problems::default();
+    let name = match body.get("name") {
+        Some(Value::String(s)) if (1..=100).contains(&s.chars().count()) => Some(s.as_str()),
+        Some(Value::String(_)) => {
+            problems.add("name", "must be 1 to 100 characters");
+            None
+        }
+        Some(_) => {
+            problems.add("name", "must be a string");
+            None
+        }
+        None => {
+            problems.add("name", "is required");
+            None
+        }
+    };
+    let require_jwt = opt_bool(&body, "requireJwtForUserData", &mut problems);
+    let restrict = opt_bool(&body, "restrictUserDataFromSdk", &mut problems);
+    problems.finish()?;
+    no_providers(&body)?;
+    let app = state
+        .core
+        .create_application(caller.account_id(), name.unwrap_or_default())
+        .await?;
+    let app = if require_jwt.is_some() || restrict.is_some() {
+        let changes = ApplicationChanges {
+            require_jwt_for_user_data: require_jwt,
+            restrict_user_data_from_sdk: restrict,
+            ..ApplicationChanges::default()
+        };
+        state.core.change_application(&app, &changes).await?
+    } else {
+        app
+    };
+    Ok(json_with(StatusCode::CREATED, &ApplicationResource::from(&app)))
+}
+
+async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): PathParams) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let app = app_of(&state, &caller, &p[0]).await?;
+    Ok(ok(&ApplicationResource::from(&app)))
+}
+
+async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+    JsonBody(body): JsonBody,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let app = app_of(&state, &caller, &p[0]).await?;
+    object(&body)?;
+    let mut problems = Problems::default();
+    let changes = ApplicationChanges {
+        name: opt_str(&body, "name", &mut problems).map(str::to_string),
+        enabled: opt_bool(&body, "enabled", &mut problems),
+        require_jwt_for_user_data: opt_bool(&body, "requireJwtForUserData", &mut problems),
+        restrict_user_data_from_sdk: opt_bool(&body, "restrictUserDataFromSdk", &mut problems),
+        providers: None,
+    };
+    problems.finish()?;
+    no_providers(&body)?;
+    let app = state.core.change_application(&app, &changes).await?;
+    Ok(ok(&ApplicationResource::from(&app)))
+}
+
+async fn list_jwt_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+    query: QueryPairs,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let app = app_of(&state, &caller, &p[0]).await?;
+    let page = PageRequest::from_query(&format!("jwt-keys/{}", app.id), &query.pairs())?;
+    let mut keys = state.core.list_jwt_keys(&app).await?;
+    keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.kid.cmp(&b.kid)));
+    let (items, next) = page.page_sorted(keys, |k| serde_json::json!([k.created_at, k.kid]));
+    let items = items
+        .iter()
+        .map(|k| serde_json::to_value(JwtKeyItem::from(k)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MgmtError::internal)?;
+    Ok(ok(&page_json(items, next)))
+}
+
+async fn create_jwt_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+    JsonBody(body): JsonBody,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let app = app_of(&state, &caller, &p[0]).await?;
+    object(&body)?;
+    let mut problems = Problems::default();
+    let kid = opt_str(&body, "kid", &mut problems);
+    problems.finish()?;
+    let created = state.core.create_jwt_key(&app, kid).await?;
+    Ok(json_with(
+        StatusCode::CREATED,
+        &JwtKeyCreated::new(&created.key, &created.secret_base64),
+    ))
+}
+
+async fn delete_jwt_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let app = app_of(&state, &caller, &p[0]).await?;
+    if state.core.delete_jwt_key(&app, &p[1]).await? {
+        Ok(no_content())
+    } else {
+        Err(MgmtError::new(ErrorCode::NotFound, format!("No JWT key {}", p[1])))
+    }
+}

@@ -1,0 +1,529 @@
+//! The management API foundation (management-api.md §1–§3, §7.1–§7.3) over HTTP against the real
+//! server, on every backend: API-key authentication and scopes, the error envelope with
+//! `validationErrors`, 404/405 in the envelope, cursor paging bound to its query, applications,
+//! JWT keys, API keys and attribute definitions.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+
+/// A key of the test's account with `scopes`; returns the secret.
+async fn key(server: &TestServer, scopes: &[&str]) -> String {
+    let account = server.app.account_id;
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    server
+        .core()
+        .create_api_key(account, "test", &scopes, None)
+        .await
+        .expect("API key")
+        .secret
+}
+
+/// An admin key of a second account.
+async fn other_account_key(server: &TestServer) -> String {
+    let account = roster_model::Account {
+        id: uuid::Uuid::new_v4(),
+        name: "other".into(),
+        created_at: common::now_ms(),
+    };
+    let mut tx = server.store.begin().await.unwrap();
+    tx.insert_account(&account).await.unwrap();
+    tx.commit().await.unwrap();
+    server
+        .core()
+        .create_api_key(account.id, "other", &["admin".to_string()], None)
+        .await
+        .unwrap()
+        .secret
+}
+
+async fn api(server: &TestServer, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> common::Resp {
+    let auth = key.map(|k| format!("App {k}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    server
+        .call_with(
+            method,
+            path,
+            &headers,
+            None,
+            body.map(|b| serde_json::to_vec(&b).unwrap()),
+        )
+        .await
+}
+
+fn validation(r: &common::Resp) -> Value {
+    r.json()["requestError"]["serviceException"]["validationErrors"].clone()
+}
+
+async fn authentication_and_scopes() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let reader = key(&server, &["people:read"]).await;
+    // No key, unknown key, wrong scheme: 401 in the envelope.
+    api(&server, None, "GET", "/api/v1/applications", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    api(&server, Some("rk_nope"), "GET", "/api/v1/applications", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    let r = server
+        .call_with(
+            "GET",
+            "/api/v1/applications",
+            &[("authorization", &format!("Basic {admin}"))],
+            None,
+            None,
+        )
+        .await;
+    r.assert_error(401, "UNAUTHORIZED");
+    // Bearer works too, the scheme is case-insensitive.
+    let r = server
+        .call_with(
+            "GET",
+            "/api/v1/applications",
+            &[("authorization", &format!("bEaReR {admin}"))],
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A key without the scope: 403 naming it.
+    let r = api(&server, Some(&reader), "GET", "/api/v1/applications", None).await;
+    r.assert_error(403, "FORBIDDEN");
+    assert!(
+        r.json()["requestError"]["serviceException"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("admin")
+    );
+    // people:read reads definitions.
+    assert_eq!(
+        api(&server, Some(&reader), "GET", "/api/v1/attributes", None)
+            .await
+            .status,
+        200
+    );
+    // An expired key is refused.
+    let expired = server
+        .core()
+        .create_api_key(
+            server.app.account_id,
+            "short",
+            &["admin".to_string()],
+            Some(common::now_ms() + 300),
+        )
+        .await
+        .unwrap()
+        .secret;
+    assert_eq!(
+        api(&server, Some(&expired), "GET", "/api/v1/apikeys", None)
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    api(&server, Some(&expired), "GET", "/api/v1/apikeys", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    server.finish().await;
+}
+
+async fn routing_errors_in_the_envelope() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    api(&server, Some(&admin), "GET", "/api/v1/nothing-here", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let r = api(&server, Some(&admin), "PUT", "/api/v1/applications", Some(json!({}))).await;
+    r.assert_error(405, "METHOD_NOT_ALLOWED");
+    let allow = r.headers["allow"].to_str().unwrap().to_string();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    // Malformed JSON and a body that is not an object.
+    let r = server
+        .call_with(
+            "POST",
+            "/api/v1/applications",
+            &[("authorization", &format!("App {admin}"))],
+            None,
+            Some(b"{\"name\":".to_vec()),
+        )
+        .await;
+    r.assert_error(400, "BAD_REQUEST");
+    api(&server, Some(&admin), "POST", "/api/v1/applications", Some(json!([1])))
+        .await
+        .assert_error(400, "BAD_REQUEST");
+    // Over 1 MiB: 413.
+    let big = json!({"name": "x".repeat(1024 * 1024)});
+    api(&server, Some(&admin), "POST", "/api/v1/applications", Some(big))
+        .await
+        .assert_error(413, "REQUEST_TOO_LARGE");
+    // The mobile API is untouched by the management routes.
+    let id = server.register_android().await;
+    assert_eq!(
+        server.call("GET", &common::ipath(&id), Some(&id), None).await.status,
+        200
+    );
+    server.finish().await;
+}
+
+async fn applications() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    // Every invalid field is reported.
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/applications",
+        Some(json!({"name": "", "requireJwtForUserData": "yes"})),
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    let v = validation(&r);
+    assert!(v["name"].is_array() && v["requireJwtForUserData"].is_array(), "{v}");
+
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/applications",
+        Some(json!({"name": "Acme Shop", "requireJwtForUserData": true})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let app = r.json();
+    assert_eq!(app["name"], "Acme Shop");
+    assert_eq!(app["requireJwtForUserData"], true);
+    assert_eq!(app["enabled"], true);
+    assert_eq!(app["providers"]["apns"]["configured"], false);
+    let code = app["applicationCode"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 64);
+
+    // By id and by code.
+    for r in [app["id"].as_str().unwrap(), code.as_str()] {
+        let got = api(&server, Some(&admin), "GET", &format!("/api/v1/applications/{r}"), None).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.json()["id"], app["id"]);
+    }
+    api(&server, Some(&admin), "GET", "/api/v1/applications/unknown", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    // Disable it: the mobile API refuses its code at once.
+    let r = api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &format!("/api/v1/applications/{code}"),
+        Some(json!({"enabled": false, "name": "Acme"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["enabled"], false);
+    assert_eq!(r.json()["name"], "Acme");
+    let refused = server
+        .call_with(
+            "POST",
+            "/mobile/1/appinstance",
+            &[("authorization", &format!("App {code}"))],
+            None,
+            Some(br#"{"pushServiceType":"Firebase"}"#.to_vec()),
+        )
+        .await;
+    refused.assert_error(401, "INVALID_APPLICATION_CODE");
+
+    // Provider credentials are not writable yet: refused, nothing changed.
+    let r = api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &format!("/api/v1/applications/{code}"),
+        Some(json!({"providers": {"apns": null}, "name": "Changed"})),
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    let got = api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/applications/{code}"),
+        None,
+    )
+    .await;
+    assert_eq!(got.json()["name"], "Acme");
+
+    // Another account's key sees none of this account's applications.
+    let other = other_account_key(&server).await;
+    api(
+        &server,
+        Some(&other),
+        "GET",
+        &format!("/api/v1/applications/{code}"),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    let theirs = api(&server, Some(&other), "GET", "/api/v1/applications", None)
+        .await
+        .json();
+    assert_eq!(theirs["items"], json!([]));
+
+    // The list pages in creation order.
+    let list = api(&server, Some(&admin), "GET", "/api/v1/applications?limit=1", None).await;
+    assert_eq!(list.status, 200);
+    let page1 = list.json();
+    assert_eq!(page1["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page1["items"][0]["id"], server.app.id.to_string());
+    let cursor = page1["nextCursor"].as_str().unwrap().to_string();
+    let page2 = api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/applications?limit=5&cursor={cursor}"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(page2["items"][0]["id"], app["id"]);
+    assert!(page2["nextCursor"].is_null());
+    // A cursor of another endpoint is refused.
+    let r = api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/apikeys?cursor={cursor}"),
+        None,
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    assert!(validation(&r)["query.cursor"].is_array());
+    api(&server, Some(&admin), "GET", "/api/v1/applications?limit=0", None)
+        .await
+        .assert_error(400, "BAD_REQUEST");
+    server.finish().await;
+}
+
+async fn jwt_keys() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let base = format!("/api/v1/applications/{}/jwt-keys", server.app.id);
+    let r = api(&server, Some(&admin), "POST", &base, Some(json!({"kid": "key-2025"}))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    assert_eq!(created["kid"], "key-2025");
+    assert_eq!(created["secret"].as_str().unwrap().len(), 44);
+    let generated = api(&server, Some(&admin), "POST", &base, Some(json!({}))).await.json();
+    assert!(generated["kid"].as_str().unwrap().starts_with("key-"));
+    let list = api(&server, Some(&admin), "GET", &base, None).await.json();
+    let kids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2);
+    assert!(list["items"][0].get("secret").is_none());
+    let r = api(&server, Some(&admin), "DELETE", &format!("{base}/key-2025"), None).await;
+    assert_eq!(r.status, 204);
+    api(&server, Some(&admin), "DELETE", &format!("{base}/key-2025"), None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+    server.finish().await;
+}
+
+async fn api_keys() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/apikeys",
+        Some(json!({"name": "", "scopes": ["push:send", "root"], "expiresAt": "2001-01-01T00:00:00Z"})),
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    let v = validation(&r);
+    assert!(
+        v["name"].is_array() && v["scopes[1]"].is_array() && v["expiresAt"].is_array(),
+        "{v}"
+    );
+
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/apikeys",
+        Some(json!({"name": "ci", "scopes": ["push:send"], "expiresAt": "2099-01-01T00:00:00+02:00"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("rk_") && secret.len() == 46, "{secret}");
+    assert_eq!(created["keyPrefix"], &secret[..10]);
+    assert_eq!(created["expiresAt"], "2098-12-31T22:00:00.000Z");
+    // The new key works, within its scope only.
+    api(&server, Some(&secret), "GET", "/api/v1/apikeys", None)
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let id = created["id"].as_str().unwrap();
+    let shown = api(&server, Some(&admin), "GET", &format!("/api/v1/apikeys/{id}"), None).await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.json().get("key").is_none());
+    assert_eq!(shown.json()["scopes"], json!(["push:send"]));
+    api(&server, Some(&admin), "GET", "/api/v1/apikeys/not-a-uuid", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let list = api(&server, Some(&admin), "GET", "/api/v1/apikeys", None).await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    server.finish().await;
+}
+
+async fn attribute_definitions() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let reader = key(&server, &["people:write"]).await;
+    let orders = json!({"scope": "PERSON", "name": "orders", "type": "LIST_OF_OBJECTS",
+        "objectSchema": [{"name": "sku", "type": "STRING"}, {"name": "price", "type": "DECIMAL"}]});
+    // Writing definitions needs admin.
+    api(
+        &server,
+        Some(&reader),
+        "POST",
+        "/api/v1/attributes",
+        Some(orders.clone()),
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/attributes",
+        Some(orders.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["origin"], "API");
+    assert_eq!(r.json()["objectSchema"][1], json!({"name": "price", "type": "DECIMAL"}));
+    api(&server, Some(&admin), "POST", "/api/v1/attributes", Some(orders))
+        .await
+        .assert_error(409, "ALREADY_EXISTS");
+    // Invalid shapes, each at its path.
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/attributes",
+        Some(json!({"scope": "USER", "name": 3, "type": "TEXT"})),
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    let v = validation(&r);
+    assert!(
+        v["scope"].is_array() && v["name"].is_array() && v["type"].is_array(),
+        "{v}"
+    );
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/attributes",
+        Some(json!({"scope": "PERSON", "name": "x", "type": "LIST_OF_OBJECTS"})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(validation(&r)["objectSchema"].is_array(), "{}", r.text());
+
+    // An auto-defined attribute (written by the mobile API) is listed with origin AUTO and
+    // cannot be defined again.
+    let id = server.register_android().await;
+    server
+        .call(
+            "PATCH",
+            &common::user_path(&id),
+            Some(&id),
+            Some(&json!({"customAttributes": {"points": 3}})),
+        )
+        .await
+        .ok();
+    api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/attributes",
+        Some(json!({"scope": "PERSON", "name": "points", "type": "STRING"})),
+    )
+    .await
+    .assert_error(409, "ALREADY_EXISTS");
+    let shown = api(&server, Some(&reader), "GET", "/api/v1/attributes/PERSON/points", None).await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.json()["type"], "DECIMAL");
+    assert_eq!(shown.json()["origin"], "AUTO");
+    api(
+        &server,
+        Some(&reader),
+        "GET",
+        "/api/v1/attributes/INSTALLATION/points",
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    // A percent-encoded name.
+    api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/attributes",
+        Some(json!({"scope": "INSTALLATION", "name": "a b/c", "type": "BOOLEAN"})),
+    )
+    .await;
+    let r = api(
+        &server,
+        Some(&reader),
+        "GET",
+        "/api/v1/attributes/INSTALLATION/a%20b%2Fc",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Ordered by name; the scope filter.
+    let all = api(&server, Some(&reader), "GET", "/api/v1/attributes", None)
+        .await
+        .json();
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a b/c", "orders", "points"]);
+    let inst = api(
+        &server,
+        Some(&reader),
+        "GET",
+        "/api/v1/attributes?scope=INSTALLATION",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(inst["items"].as_array().unwrap().len(), 1);
+    api(&server, Some(&reader), "GET", "/api/v1/attributes?scope=nope", None)
+        .await
+        .assert_error(400, "BAD_REQUEST");
+    server.finish().await;
+}
+
+on_every_backend!(
+    authentication_and_scopes,
+    routing_errors_in_the_envelope,
+    applications,
+    jwt_keys,
+    api_keys,
+    attribute_definitions,
+);
