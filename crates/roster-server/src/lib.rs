@@ -2,7 +2,6 @@
 //! decode and authenticate, call one core operation, encode.
 
 pub mod management;
-pub mod management;
 pub mod mobile;
 pub mod ratelimit;
 pub mod response;
@@ -73,7 +72,6 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .nest("/api/v1", management::router())
         .nest("/api/v1", management::router())
         .fallback(mobile_fallback)
         .with_state(state)
