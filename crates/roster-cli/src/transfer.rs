@@ -96,7 +96,8 @@ pub enum Record {
     AttributeDefinition(AttributeDefinition),
     Person(Person),
     Installation(Installation),
-    MergeLogEntry(MergeLogEntry),
+    /// Boxed: an entry with its before-images is several times the size of any other row.
+    MergeLogEntry(Box<MergeLogEntry>),
 }
 
 impl Record {
@@ -257,7 +258,9 @@ impl Header {
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|e| anyhow!("line 1: not a {FORMAT} header ({e})"))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            bail!("line 1: not a {FORMAT} header (no \"format\":\"{FORMAT}\"): is this a file written by `roster export`?");
+            bail!(
+                "line 1: not a {FORMAT} header (no \"format\":\"{FORMAT}\"): is this a file written by `roster export`?"
+            );
         }
         match value.get("version").and_then(|v| v.as_u64()) {
             Some(VERSION) => {}
@@ -324,7 +327,11 @@ pub async fn export(args: ExportArgs, store_url: &str) -> anyhow::Result<()> {
         "exported {} from {} to {} in {:.1}s",
         copied.describe(),
         redact_url(store_url),
-        if to_stdout { "stdout".into() } else { args.out.display().to_string() },
+        if to_stdout {
+            "stdout".into()
+        } else {
+            args.out.display().to_string()
+        },
         started.elapsed().as_secs_f64()
     );
     if args.json {
@@ -400,7 +407,11 @@ pub async fn import(args: ImportArgs, store_url: &str) -> anyhow::Result<()> {
     output::line(format!(
         "imported {} from {} (a {} dump of {}) into {} in {:.1}s",
         copied.describe(),
-        if from_stdin { "stdin".into() } else { args.file.display().to_string() },
+        if from_stdin {
+            "stdin".into()
+        } else {
+            args.file.display().to_string()
+        },
         header.source_backend,
         header.exported_at,
         redact_url(store_url),
@@ -482,7 +493,12 @@ async fn account_ids(tx: &mut dyn Tx) -> StoreResult<Vec<Uuid>> {
 }
 
 /// The page of rows of `kind` of an account after `after`.
-async fn read_page(tx: &mut dyn Tx, account: Uuid, kind: RowKind, after: Option<&Cursor>) -> anyhow::Result<Vec<Record>> {
+async fn read_page(
+    tx: &mut dyn Tx,
+    account: Uuid,
+    kind: RowKind,
+    after: Option<&Cursor>,
+) -> anyhow::Result<Vec<Record>> {
     let id = || match after {
         None => Ok(None),
         Some(Cursor::Id(id)) => Ok(Some(*id)),
@@ -530,7 +546,7 @@ async fn read_page(tx: &mut dyn Tx, account: Uuid, kind: RowKind, after: Option<
         }
         RowKind::MergeLogEntry => {
             let rows = tx.merge_entries_page(account, id()?, PAGE).await?;
-            rows.into_iter().map(Record::MergeLogEntry).collect()
+            rows.into_iter().map(|e| Record::MergeLogEntry(Box::new(e))).collect()
         }
     })
 }
@@ -680,7 +696,14 @@ impl<'p> Importer<'p> {
     fn check_complete(&self, expected: &Counts) -> anyhow::Result<()> {
         let missing: Vec<String> = Kind::all()
             .filter(|k| self.copied.get(*k) != expected.get(*k))
-            .map(|k| format!("{} {} announced, {} found", expected.get(k), k.plural(), self.copied.get(k)))
+            .map(|k| {
+                format!(
+                    "{} {} announced, {} found",
+                    expected.get(k),
+                    k.plural(),
+                    self.copied.get(k)
+                )
+            })
             .collect();
         if missing.is_empty() {
             Ok(())
@@ -694,8 +717,13 @@ impl<'p> Importer<'p> {
         if let Some(bar) = self.bar.take() {
             bar.finish();
         }
-        let tx = self.tx.take().ok_or_else(|| anyhow!("the import transaction is already finished"))?;
-        tx.commit().await.context("the import failed at commit: nothing was imported")?;
+        let tx = self
+            .tx
+            .take()
+            .ok_or_else(|| anyhow!("the import transaction is already finished"))?;
+        tx.commit()
+            .await
+            .context("the import failed at commit: nothing was imported")?;
         Ok(self.copied)
     }
 
@@ -815,7 +843,9 @@ async fn open_existing(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Reads one line into `line`; 0 at the end of the input.
 fn read_line(input: &mut dyn BufRead, line: &mut String, number: u64) -> anyhow::Result<usize> {
-    input.read_line(line).with_context(|| format!("line {number}: cannot read it"))
+    input
+        .read_line(line)
+        .with_context(|| format!("line {number}: cannot read it"))
 }
 
 fn now_rfc3339() -> anyhow::Result<String> {
@@ -862,9 +892,19 @@ mod tests {
         let header = Header::parse(good).unwrap();
         assert_eq!((header.counts.account, header.counts.person), (1, 2));
         let newer = good.replace("\"version\":1", "\"version\":2");
-        assert!(Header::parse(&newer).unwrap_err().to_string().contains("version 2 is not supported"));
+        assert!(
+            Header::parse(&newer)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2 is not supported")
+        );
         let other = r#"{"kind":"account"}"#;
-        assert!(Header::parse(other).unwrap_err().to_string().contains("not a roster-dump header"));
+        assert!(
+            Header::parse(other)
+                .unwrap_err()
+                .to_string()
+                .contains("not a roster-dump header")
+        );
         let unknown_kind = good.replace("\"person\":2", "\"planet\":2");
         assert!(Header::parse(&unknown_kind).is_err());
     }
