@@ -401,18 +401,18 @@ async fn fcm_send_checks_the_bearer_and_the_message() {
         (403, "PERMISSION_DENIED")
     );
 
-    let bad_messages: Vec<Box<dyn Fn(&mut Value)>> = vec![
-        Box::new(|m| m["message"]["token"] = json!("")),
-        Box::new(|m| m["message"]["notification"] = json!({"title": "x"})),
-        Box::new(|m| m["message"]["android"]["priority"] = json!("NORMAL")),
-        Box::new(|m| m["message"]["android"]["ttl"] = json!("60")),
-        Box::new(|m| m["message"]["data"]["n"] = json!(5)),
-        Box::new(|m| m["message"]["data"]["pad"] = json!("x".repeat(4000))),
-        Box::new(|m| m["message"]["data"]["org_ib_d"] = json!("{")),
-        Box::new(|m| m["message"]["data"]["org_ib_d"] = json!(r#"{"messageId":"x","text":"t","internal":{}}"#)),
+    let bad_messages: [fn(&mut Value); 8] = [
+        |m| m["message"]["token"] = json!(""),
+        |m| m["message"]["notification"] = json!({"title": "x"}),
+        |m| m["message"]["android"]["priority"] = json!("NORMAL"),
+        |m| m["message"]["android"]["ttl"] = json!("60"),
+        |m| m["message"]["data"]["n"] = json!(5),
+        |m| m["message"]["data"]["pad"] = json!("x".repeat(4000)),
+        |m| m["message"]["data"]["org_ib_d"] = json!("{"),
+        |m| m["message"]["data"]["org_ib_d"] = json!(r#"{"messageId":"x","text":"t","internal":{}}"#),
     ];
     for (i, edit) in bad_messages.iter().enumerate() {
-        let (status, body) = send(url.clone(), Some(bearer.clone()), message(edit.as_ref())).await;
+        let (status, body) = send(url.clone(), Some(bearer.clone()), message(edit)).await;
         assert_eq!(status, 400, "case {i}: {body}");
         assert_eq!(body["error"]["details"][0]["errorCode"], "INVALID_ARGUMENT", "case {i}");
     }
