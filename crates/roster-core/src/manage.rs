@@ -14,15 +14,19 @@ use crate::{Core, CoreError, CoreResult};
 /// people.md §8.2: a LIST_OF_OBJECTS schema has 1–50 fields.
 pub const MAX_SCHEMA_FIELDS: usize = 50;
 
+/// Computes the new `providers` document from the one stored when the change commits (so that
+/// concurrent changes of other providers are kept); `None` when the change no longer applies.
+pub type ProvidersUpdate = std::sync::Arc<dyn Fn(&serde_json::Value) -> Option<serde_json::Value> + Send + Sync>;
+
 /// The changes of `PATCH /api/v1/applications/{appRef}` (`None` keeps a setting).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ApplicationChanges {
     pub name: Option<String>,
     pub enabled: Option<bool>,
     pub require_jwt_for_user_data: Option<bool>,
     pub restrict_user_data_from_sdk: Option<bool>,
-    /// The whole new `providers` document, already validated and merged by the caller.
-    pub providers: Option<serde_json::Value>,
+    /// The change of the provider settings, applied inside the transaction.
+    pub providers: Option<ProvidersUpdate>,
 }
 
 fn not_found(what: impl Into<String>) -> CoreError {
@@ -177,8 +181,13 @@ impl Core {
             if let Some(v) = changes.restrict_user_data_from_sdk {
                 current.restrict_user_data_from_sdk = v;
             }
-            if let Some(v) = &changes.providers {
-                current.providers = v.clone();
+            if let Some(update) = &changes.providers {
+                current.providers = update(&current.providers).ok_or_else(|| {
+                    CoreError::api(
+                        ErrorCode::Conflict,
+                        "the provider settings changed meanwhile and the change no longer applies; retry",
+                    )
+                })?;
             }
             current.updated_at = now;
             tx.update_application(&current).await?;

@@ -50,32 +50,57 @@ pub struct ApplicationResource {
     pub enabled: bool,
     pub require_jwt_for_user_data: bool,
     pub restrict_user_data_from_sdk: bool,
-    pub providers: Providers,
+    pub providers: Value,
     pub created_at: String,
     pub updated_at: String,
 }
 
-/// `providers` of the application resource.
-#[derive(Debug, Serialize)]
-pub struct Providers {
-    pub apns: ProviderStatus,
-    pub fcm: ProviderStatus,
-    pub hms: ProviderStatus,
-}
-
-/// One provider's public state. Credentials cannot be set yet (no `/api/v1/applications`
-/// PATCH exists), so only `configured` is shown; the public members (`teamId`, `projectId`,
-/// `status`, ...) come with the provider settings.
-#[derive(Debug, Serialize)]
-pub struct ProviderStatus {
-    pub configured: bool,
-}
-
-impl ProviderStatus {
-    fn of(stored: &Value, provider: &str) -> ProviderStatus {
-        ProviderStatus {
-            configured: stored.get(provider).is_some_and(Value::is_object),
+/// management-api.md §7.1: the public view of an application's stored provider settings. A
+/// configured provider shows its non-secret members and `status` (`lastError` after a credential
+/// failure); secrets (`privateKey`, `serviceAccount`, `clientSecret`) are never shown.
+pub fn providers_view(stored: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for provider in ["apns", "fcm", "hms"] {
+        let mut view = serde_json::Map::new();
+        match stored.get(provider).and_then(Value::as_object) {
+            None => {
+                view.insert("configured".into(), Value::Bool(false));
+            }
+            Some(settings) => {
+                view.insert("configured".into(), Value::Bool(true));
+                let public: &[&str] = match provider {
+                    "apns" => &["teamId", "keyId", "topic", "environment", "baseUrl"],
+                    "fcm" => &["projectId", "clientEmail", "baseUrl", "tokenUrl"],
+                    _ => &["appId", "clientId", "baseUrl", "tokenUrl"],
+                };
+                for name in public {
+                    let value = match (provider, *name) {
+                        ("fcm", "projectId") => service_account_member(settings, "project_id"),
+                        ("fcm", "clientEmail") => service_account_member(settings, "client_email"),
+                        _ => settings.get(*name).filter(|v| !v.is_null()).cloned(),
+                    };
+                    if let Some(v) = value {
+                        view.insert((*name).into(), v);
+                    }
+                }
+                let status = settings.get("status").cloned().unwrap_or_else(|| Value::from("OK"));
+                view.insert("status".into(), status);
+                if let Some(e) = settings.get("lastError").filter(|v| !v.is_null()) {
+                    view.insert("lastError".into(), e.clone());
+                }
+            }
         }
+        out.insert(provider.into(), Value::Object(view));
+    }
+    Value::Object(out)
+}
+
+/// A member of the stored FCM service account (an object, or the same JSON as a string).
+fn service_account_member(settings: &serde_json::Map<String, Value>, name: &str) -> Option<Value> {
+    match settings.get("serviceAccount")? {
+        Value::Object(account) => account.get(name).cloned(),
+        Value::String(text) => serde_json::from_str::<Value>(text).ok()?.get(name).cloned(),
+        _ => None,
     }
 }
 
@@ -88,11 +113,7 @@ impl From<&Application> for ApplicationResource {
             enabled: app.enabled,
             require_jwt_for_user_data: app.require_jwt_for_user_data,
             restrict_user_data_from_sdk: app.restrict_user_data_from_sdk,
-            providers: Providers {
-                apns: ProviderStatus::of(&app.providers, "apns"),
-                fcm: ProviderStatus::of(&app.providers, "fcm"),
-                hms: ProviderStatus::of(&app.providers, "hms"),
-            },
+            providers: providers_view(&app.providers),
             created_at: timestamp(app.created_at),
             updated_at: timestamp(app.updated_at),
         }
@@ -243,6 +264,27 @@ mod tests {
             shown,
             r#"{"id":"3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f","name":"Acme Shop","applicationCode":"8f2d41c9a7e35b06d1c4f8a29e7b3c50a6d9f1e24b8c7a3d05e6f19b2c4d8a71","enabled":true,"requireJwtForUserData":false,"restrictUserDataFromSdk":false,"providers":{"apns":{"configured":false},"fcm":{"configured":false},"hms":{"configured":false}},"createdAt":"2025-01-01T00:00:00.000Z","updatedAt":"2025-01-01T00:00:00.000Z"}"#
         );
+    }
+
+    #[test]
+    fn provider_views_hide_secrets() {
+        let stored = json!({
+            "apns": {"teamId": "ABCDE12345", "keyId": "FGHIJ67890", "privateKey": "-----BEGIN PRIVATE KEY-----",
+                     "topic": "com.acme.shop", "environment": "production", "status": "ERROR", "lastError": "InvalidProviderToken"},
+            "fcm": {"serviceAccount": {"project_id": "acme-shop", "client_email": "push@acme-shop.iam.gserviceaccount.com",
+                    "private_key": "-----BEGIN PRIVATE KEY-----"}, "baseUrl": "http://127.0.0.1:1", "status": "OK"},
+        });
+        assert_eq!(
+            providers_view(&stored),
+            json!({
+                "apns": {"configured": true, "teamId": "ABCDE12345", "keyId": "FGHIJ67890", "topic": "com.acme.shop",
+                         "environment": "production", "status": "ERROR", "lastError": "InvalidProviderToken"},
+                "fcm": {"configured": true, "projectId": "acme-shop", "clientEmail": "push@acme-shop.iam.gserviceaccount.com",
+                        "baseUrl": "http://127.0.0.1:1", "status": "OK"},
+                "hms": {"configured": false},
+            })
+        );
+        assert!(!providers_view(&stored).to_string().contains("PRIVATE KEY"));
     }
 
     #[test]

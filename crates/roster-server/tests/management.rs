@@ -236,16 +236,17 @@ async fn applications() {
         .await;
     refused.assert_error(401, "INVALID_APPLICATION_CODE");
 
-    // Provider credentials are not writable yet: refused, nothing changed.
+    // An invalid change is refused whole: nothing changed.
     let r = api(
         &server,
         Some(&admin),
         "PATCH",
         &format!("/api/v1/applications/{code}"),
-        Some(json!({"providers": {"apns": null}, "name": "Changed"})),
+        Some(json!({"enabled": true, "name": ""})),
     )
     .await;
     r.assert_error(400, "BAD_REQUEST");
+    assert!(validation(&r)["name"].is_array());
     let got = api(
         &server,
         Some(&admin),
@@ -255,6 +256,7 @@ async fn applications() {
     )
     .await;
     assert_eq!(got.json()["name"], "Acme");
+    assert_eq!(got.json()["enabled"], false);
 
     // Another account's key sees none of this account's applications.
     let other = other_account_key(&server).await;
@@ -519,7 +521,125 @@ async fn attribute_definitions() {
     server.finish().await;
 }
 
+async fn provider_settings() {
+    use roster_push_standins::fixtures;
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let path = format!("/api/v1/applications/{}", server.app.id);
+    let apns = json!({"teamId": fixtures::APNS_TEAM_ID, "keyId": fixtures::APNS_KEY_ID,
+        "privateKey": fixtures::APNS_PRIVATE_KEY_PEM, "topic": fixtures::APNS_TOPIC, "environment": "sandbox",
+        "baseUrl": "http://127.0.0.1:9"});
+    let r = api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &path,
+        Some(json!({"providers": {"apns": apns}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let shown = r.json()["providers"].clone();
+    assert_eq!(
+        shown["apns"],
+        json!({"configured": true, "teamId": fixtures::APNS_TEAM_ID, "keyId": fixtures::APNS_KEY_ID,
+               "topic": fixtures::APNS_TOPIC, "environment": "sandbox", "baseUrl": "http://127.0.0.1:9", "status": "OK"})
+    );
+    assert!(!r.text().contains("PRIVATE KEY"), "secrets are never returned");
+
+    // A partial change keeps the secret; FCM is added beside it.
+    let account = fixtures::service_account("http://127.0.0.1:9/token");
+    let r = api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &path,
+        Some(json!({"providers": {"apns": {"topic": "com.example.other"}, "fcm": {"serviceAccount": account}}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let shown = r.json()["providers"].clone();
+    assert_eq!(shown["apns"]["topic"], "com.example.other");
+    assert_eq!(shown["fcm"]["projectId"], fixtures::FCM_PROJECT_ID);
+    assert_eq!(shown["fcm"]["clientEmail"], fixtures::FCM_CLIENT_EMAIL);
+    let stored = server
+        .core()
+        .find_application(server.app.account_id, &server.app.id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(stored.providers["apns"]["privateKey"], fixtures::APNS_PRIVATE_KEY_PEM);
+
+    // Invalid credentials: every problem at its path, nothing changed.
+    let r = api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &path,
+        Some(json!({"name": "Renamed", "providers": {
+            "apns": {"privateKey": "not a key", "environment": "moon"},
+            "fcm": {"serviceAccount": {"project_id": "x"}},
+            "hms": {"appId": "1"},
+            "mpns": {}}})),
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    let v = validation(&r);
+    for p in [
+        "providers.apns.privateKey",
+        "providers.apns.environment",
+        "providers.fcm.serviceAccount.client_email",
+        "providers.hms.clientId",
+        "providers.mpns",
+    ] {
+        assert!(v[p].is_array(), "{p} missing in {v}");
+    }
+    let after = server
+        .core()
+        .find_application(server.app.account_id, &server.app.id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(after.providers, stored.providers);
+    assert_eq!(after.name, stored.name);
+
+    // null removes a provider; status is not writable.
+    api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &path,
+        Some(json!({"providers": {"apns": {"status": "OK"}}})),
+    )
+    .await
+    .assert_error(400, "BAD_REQUEST");
+    let r = api(
+        &server,
+        Some(&admin),
+        "PATCH",
+        &path,
+        Some(json!({"providers": {"apns": null}})),
+    )
+    .await;
+    assert_eq!(r.json()["providers"]["apns"], json!({"configured": false}));
+    assert_eq!(r.json()["providers"]["fcm"]["configured"], true);
+
+    // Creation with providers.
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/applications",
+        Some(json!({"name": "With HMS", "providers": {"hms": {"appId": "1", "clientId": "2", "clientSecret": "s"}}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json()["providers"]["hms"],
+        json!({"configured": true, "appId": "1", "clientId": "2", "status": "OK"})
+    );
+    server.finish().await;
+}
+
 on_every_backend!(
+    provider_settings,
     authentication_and_scopes,
     routing_errors_in_the_envelope,
     applications,

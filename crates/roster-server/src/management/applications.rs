@@ -7,7 +7,7 @@ use axum::{
     routing::{delete, get},
 };
 use http::{Response, StatusCode};
-use roster_core::manage::ApplicationChanges;
+use roster_core::manage::{ApplicationChanges, ProvidersUpdate};
 use roster_model::{
     ErrorCode,
     resources::{ApplicationResource, JwtKeyCreated, JwtKeyItem},
@@ -20,6 +20,7 @@ use super::{
     error::{MgmtError, MgmtResult, Problems},
     json_with, no_content, object, ok, opt_bool, opt_str,
     paging::{PageRequest, page_json},
+    providers,
 };
 use crate::AppState;
 
@@ -43,15 +44,14 @@ async fn app_of(state: &AppState, caller: &Caller, app_ref: &str) -> MgmtResult<
         .map_err(|_| MgmtError::not_found(format!("No application {app_ref}")))
 }
 
-/// Rejects `providers` until provider settings are writable through the API.
-fn no_providers(body: &Value) -> MgmtResult<()> {
-    if body.get("providers").is_some() {
-        return Err(MgmtError::field(
-            "providers",
-            "provider credentials cannot be set through the API in this version",
-        ));
-    }
-    Ok(())
+/// The `providers` member of a request as an update: checked now against `stored` (reporting every
+/// problem), and applied again to the document stored when the change commits.
+fn providers_update(stored: &Value, body: &Value, problems: &mut Problems) -> Option<ProvidersUpdate> {
+    let patch = body.get("providers")?.clone();
+    providers::apply_patch(stored, &patch, "providers", problems)?;
+    Some(std::sync::Arc::new(move |current: &Value| {
+        providers::apply_patch(current, &patch, "providers", &mut Problems::default())
+    }))
 }
 
 async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) -> MgmtResult<Response<Body>> {
@@ -90,16 +90,17 @@ async fn create(State(state): State<AppState>, caller: Caller, JsonBody(body): J
     };
     let require_jwt = opt_bool(&body, "requireJwtForUserData", &mut problems);
     let restrict = opt_bool(&body, "restrictUserDataFromSdk", &mut problems);
+    let providers = providers_update(&Value::Object(Default::default()), &body, &mut problems);
     problems.finish()?;
-    no_providers(&body)?;
     let app = state
         .core
         .create_application(caller.account_id(), name.unwrap_or_default())
         .await?;
-    let app = if require_jwt.is_some() || restrict.is_some() {
+    let app = if require_jwt.is_some() || restrict.is_some() || providers.is_some() {
         let changes = ApplicationChanges {
             require_jwt_for_user_data: require_jwt,
             restrict_user_data_from_sdk: restrict,
+            providers,
             ..ApplicationChanges::default()
         };
         state.core.change_application(&app, &changes).await?
@@ -130,10 +131,9 @@ async fn change(
         enabled: opt_bool(&body, "enabled", &mut problems),
         require_jwt_for_user_data: opt_bool(&body, "requireJwtForUserData", &mut problems),
         restrict_user_data_from_sdk: opt_bool(&body, "restrictUserDataFromSdk", &mut problems),
-        providers: None,
+        providers: providers_update(&app.providers, &body, &mut problems),
     };
     problems.finish()?;
-    no_providers(&body)?;
     let app = state.core.change_application(&app, &changes).await?;
     Ok(ok(&ApplicationResource::from(&app)))
 }

@@ -77,6 +77,11 @@ impl Problems {
         self.0.entry(path.into()).or_default().push(message.into());
     }
 
+    /// How many problems were recorded.
+    pub fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

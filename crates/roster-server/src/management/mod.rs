@@ -10,6 +10,7 @@ pub mod paging;
 mod applications;
 mod attributes;
 mod keys;
+mod providers;
 
 use axum::{
     Router,
