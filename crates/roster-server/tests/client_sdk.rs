@@ -7,16 +7,20 @@ mod common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    ops::Deref,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use common::{TestServer, ipath, make_jwt, now_secs, people_helpers::*, user_path};
+use common::{
+    TestServer,
+    client_helpers::{Device, assert_api, options, reported},
+    ipath, make_jwt, now_secs,
+    people_helpers::*,
+    user_path,
+};
 use roster_client::{
-    Config, CustomValue, ErrorCode, FieldChange, Gender, Installation, InstallationChanges, PersonalizeOptions,
-    PushRegistration, PushServiceType, RetrySettings, RosterClient, RosterError, SaveOutcome, ScalarValue,
-    SuccessPending, SystemInfo, User, UserAttributes, UserChanges, UserIdentity, UserType,
+    CustomValue, ErrorCode, FieldChange, Gender, Installation, InstallationChanges, PersonalizeOptions,
+    PushRegistration, PushServiceType, RosterError, SaveOutcome, ScalarValue, SuccessPending, User, UserAttributes,
+    UserChanges, UserIdentity, UserType,
 };
 use roster_model::{
     AttributeDefinition, AttributeScope, AttributeType, DefinitionOrigin, PersonType, SchemaField, TokenClearedReason,
@@ -24,109 +28,14 @@ use roster_model::{
 use serde_json::{Value, json};
 use time::macros::{date, datetime};
 
-// ----- harness ------------------------------------------------------------------------------
-
-/// One device: a client with its own state directory, registered with the test server.
-struct Device {
-    client: RosterClient,
-    _dir: tempfile::TempDir,
-}
-
-impl Deref for Device {
-    type Target = RosterClient;
-    fn deref(&self) -> &RosterClient {
-        &self.client
-    }
-}
-
-impl Device {
-    /// A device without a push token.
-    async fn start(ts: &TestServer) -> Device {
-        Device::start_with(ts, |_| {}).await
-    }
-
-    /// A device whose configuration `adjust` may change; returns once it is registered.
-    async fn start_with(ts: &TestServer, adjust: impl FnOnce(&mut Config)) -> Device {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            application_code: ts.app.application_code.clone(),
-            base_url: ts.server.base_url().parse().unwrap(),
-            storage_dir: dir.path().to_path_buf(),
-            system_info: SystemInfo {
-                os: Some("Linux".into()),
-                os_version: Some("6.1".into()),
-                device_manufacturer: Some("Roster".into()),
-                device_model: Some("Test Box".into()),
-                device_name: Some("bench-1".into()),
-                app_version: Some("3.2.1".into()),
-                language: Some("en".into()),
-                device_secure: Some(true),
-                notifications_enabled: Some(true),
-            },
-            retry: RetrySettings {
-                initial: Duration::from_millis(300),
-                max: Duration::from_secs(3),
-            },
-            ..Config::default()
-        };
-        adjust(&mut config);
-        let client = RosterClient::start(config).await.unwrap();
-        client.sync_now().await.expect("the registration");
-        Device { client, _dir: dir }
-    }
-
-    /// The own pushRegId.
-    fn id(&self) -> String {
-        self.installation().push_reg_id.expect("registered")
-    }
-
-    /// Personalizes as `externalUserId` `ext` with the given flags.
-    async fn login(&self, ext: &str, options: PersonalizeOptions) -> User {
-        self.personalize(UserIdentity::external(ext), None, options)
-            .await
-            .unwrap()
-    }
-
-    /// Personalizes as `ext` expecting a failure.
-    async fn login_err(&self, ext: &str, options: PersonalizeOptions) -> RosterError {
-        self.personalize(UserIdentity::external(ext), None, options)
-            .await
-            .unwrap_err()
-    }
-
-    async fn stop(self) {
-        self.client.shutdown().await;
-    }
-}
+// ----- helpers ------------------------------------------------------------------------------
 
 fn primary() -> PersonalizeOptions {
-    PersonalizeOptions {
-        set_device_as_primary: true,
-        ..Default::default()
-    }
+    options(false, false, true)
 }
 
 fn plain() -> PersonalizeOptions {
     PersonalizeOptions::default()
-}
-
-fn reported<T: std::fmt::Debug>(o: SaveOutcome<T>) -> T {
-    match o {
-        SaveOutcome::Reported(t) => t,
-        SaveOutcome::Queued(e) => panic!("expected Reported, got Queued({e:?})"),
-    }
-}
-
-/// Asserts that the server answered the call with `status` and `code`, which reach the caller as
-/// the typed [`RosterError::Api`].
-fn assert_api(e: &RosterError, status: u16, code: ErrorCode) {
-    match e {
-        RosterError::Api { http_status, .. } => {
-            assert_eq!(*http_status, status, "{e:?}");
-            assert_eq!(e.api_code(), Some(code), "{e:?}");
-        }
-        other => panic!("expected the server's {code:?}, got {other:?}"),
-    }
 }
 
 fn strings(items: &[&str]) -> Vec<String> {

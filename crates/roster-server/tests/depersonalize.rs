@@ -2,10 +2,17 @@
 //! no-op, remote logout and its refusals, body handling, and invariant 17 of people.md §11.
 mod common;
 
-use common::{Resp, TestServer, ext_identity, people_helpers::*, tick};
+use common::{
+    Resp, TestServer,
+    client_helpers::{Device, assert_api, is_primary_in, options},
+    ext_identity,
+    people_helpers::*,
+    tick,
+};
+use roster_client::{ErrorCode, SuccessPending, UserAttributes, UserIdentity};
 use roster_model::PersonType;
 use roster_store::Snapshot;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Asserts a `200` with an empty body (mobile-api.md §5.10).
 fn assert_empty_ok(r: Resp) {
@@ -286,43 +293,74 @@ async fn depersonalize_ignores_any_body() {
     ts.finish().await;
 }
 
+// The two scenarios below are pure rules: every step is a client call (docs/decisions.md,
+// "Server tests: client or raw HTTP"); the empty 200 of the wire is pinned above.
+
 async fn depersonalized_installation_can_personalize_as_someone_else_without_force() {
     let ts = TestServer::start().await;
-    let i = rich_login(&ts, "u1").await;
+    let d = Device::start(&ts).await;
+    d.personalize(
+        UserIdentity::external("u1"),
+        Some(UserAttributes {
+            first_name: Some("Ana".into()),
+            ..Default::default()
+        }),
+        options(false, false, true),
+    )
+    .await
+    .unwrap();
+    let i = d.id();
     let s0 = ts.snapshot().await;
-    let r = ts.personalize(&i, ext_identity("u2"), NO_FLAGS).await;
-    assert_unchanged(&ts, r, 409, "PERSONALIZATION_IMPOSSIBLE", &s0).await;
-    assert_empty_ok(depersonalize(&ts, &i, &i).await);
+    let e = d.login_err("u2", options(false, false, false)).await;
+    assert_api(&e, 409, ErrorCode::PersonalizationImpossible);
+    assert_same_store(&s0, &ts.snapshot().await, "personalize as another user without force");
+    assert_eq!(d.depersonalize().await.unwrap(), SuccessPending::Success);
+    assert_invariant_17(&ts.snapshot().await, &i);
     let fresh = person_of(&ts.snapshot().await, &i).id;
-    let u = ts.personalize_as(&i, "u2").await;
-    assert_eq!(u["externalUserId"], "u2");
-    assert!(u.get("firstName").is_none());
+    let u = d.login("u2", options(false, false, false)).await;
+    assert_eq!(u.external_user_id.as_deref(), Some("u2"));
+    assert_eq!(u.first_name, None);
     let s = ts.snapshot().await;
     assert_eq!(person_of(&s, &i).id, fresh, "row 1 on the fresh person");
     assert_eq!(person_by_ext(&s, "u1").unwrap().first_name.as_deref(), Some("Ana"));
+    d.stop().await;
     ts.finish().await;
 }
 
 async fn depersonalize_does_not_touch_primary_of_others() {
     let ts = TestServer::start().await;
-    let a = rich_login(&ts, "u1").await;
-    let b = ts.register_personalized("u1").await;
-    assert!(inst(&ts.snapshot().await, &a).is_primary);
+    let (a, b, c) = (
+        Device::start(&ts).await,
+        Device::start(&ts).await,
+        Device::start(&ts).await,
+    );
+    a.login("u1", options(false, false, true)).await;
+    b.login("u1", options(false, false, false)).await;
+    assert!(inst(&ts.snapshot().await, &a.id()).is_primary);
     // Logging out the primary leaves the person without a primary; nobody is promoted.
-    assert_empty_ok(depersonalize(&ts, &a, &b).await);
+    b.depersonalize_installation(&a.id()).await.unwrap();
     let s = ts.snapshot().await;
-    assert!(!inst(&s, &a).is_primary);
-    assert!(!inst(&s, &b).is_primary);
+    assert!(!inst(&s, &a.id()).is_primary);
+    assert!(!inst(&s, &b.id()).is_primary);
+    assert_invariant_17(&s, &a.id());
     // Logging out a non-primary installation keeps the other's primary flag.
-    let c = ts
-        .register_personalized_with(ext_identity("u1"), &flags(false, false, true))
-        .await;
-    assert_empty_ok(depersonalize(&ts, &b, &b).await);
+    c.login("u1", options(false, false, true)).await;
+    assert_eq!(b.depersonalize().await.unwrap(), SuccessPending::Success);
     let s = ts.snapshot().await;
-    assert!(inst(&s, &c).is_primary);
-    assert_invariant_17(&s, &b);
-    let u: Value = get_user(&ts, &c).await.ok().json();
-    assert_eq!(instance_ids(&u), vec![c.clone()]);
+    assert!(inst(&s, &c.id()).is_primary);
+    assert_invariant_17(&s, &b.id());
+    let u = c.fetch_user().await.unwrap();
+    assert_eq!(
+        u.installations
+            .iter()
+            .map(|i| i.push_reg_id.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec![c.id()]
+    );
+    assert!(is_primary_in(&u, &c.id()));
+    for d in [a, b, c] {
+        d.stop().await;
+    }
     ts.finish().await;
 }
 

@@ -4,7 +4,14 @@
 //! user JSON of the response (mobile-api.md §4.2).
 mod common;
 
-use common::{TestServer, ext_identity, people_helpers::*, tick};
+use common::{
+    TestServer,
+    client_helpers::{Device, is_primary_in, options},
+    ext_identity,
+    people_helpers::*,
+    tick,
+};
+use roster_client::UserType;
 use roster_model::{InstallationBefore, MergeStatus, PersonSnapshot, PersonType};
 use roster_store::Snapshot;
 use serde_json::{Value, json};
@@ -610,28 +617,35 @@ async fn row12_empty_identity_is_invalid() {
     ts.finish().await;
 }
 
+// Through the client: the flags reach the server as the SDK sends them (docs/decisions.md,
+// "Server tests: client or raw HTTP"); the query spellings are pinned by query_booleans_of_personalize.
 async fn row13_keep_as_lead_keeps_lead_and_never_demotes_customer() {
     let ts = TestServer::start().await;
-    let i = ts.register_android().await;
-    let u = ts
-        .personalize_ok(&i, ext_identity("u1"), &flags(false, true, false))
-        .await;
-    assert_eq!(u["type"], "LEAD", "row 1 with keepAsLead");
+    let d = Device::start(&ts).await;
+    let i = d.id();
+    let keep_as_lead = options(false, true, false);
+    let u = d.login("u1", keep_as_lead).await;
+    assert_eq!(u.user_type, Some(UserType::Lead), "row 1 with keepAsLead");
     assert_eq!(person_of(&ts.snapshot().await, &i).person_type, PersonType::Lead);
-    let u = ts.personalize_as(&i, "u1").await;
-    assert_eq!(u["type"], "CUSTOMER", "row 4 without keepAsLead promotes");
-    let u = ts
-        .personalize_ok(&i, ext_identity("u1"), &flags(false, true, false))
-        .await;
-    assert_eq!(u["type"], "CUSTOMER", "keepAsLead never demotes a CUSTOMER");
+    let u = d.login("u1", options(false, false, false)).await;
+    assert_eq!(
+        u.user_type,
+        Some(UserType::Customer),
+        "row 4 without keepAsLead promotes"
+    );
+    let u = d.login("u1", keep_as_lead).await;
+    assert_eq!(
+        u.user_type,
+        Some(UserType::Customer),
+        "keepAsLead never demotes a CUSTOMER"
+    );
     // Row 8 with keepAsLead: the fresh P0′ stays LEAD.
-    let u = ts
-        .personalize_ok(&i, ext_identity("u2"), &flags(true, true, false))
-        .await;
-    assert_eq!(u["type"], "LEAD");
+    let u = d.login("u2", options(true, true, false)).await;
+    assert_eq!(u.user_type, Some(UserType::Lead));
     let s = ts.snapshot().await;
     assert_eq!(person_by_ext(&s, "u1").unwrap().person_type, PersonType::Customer);
     assert_eq!(person_by_ext(&s, "u2").unwrap().person_type, PersonType::Lead);
+    d.stop().await;
     ts.finish().await;
 }
 
@@ -829,17 +843,21 @@ async fn primary_moving_to_target_with_primary_and_set_primary_takes_over() {
 async fn row15_forced_depersonalization_clears_flag_even_with_set_primary_false() {
     let ts = TestServer::start().await;
     login_as(&ts, json!({"externalUserId": "u2"})).await;
-    let i = login_as_primary(&ts, json!({"externalUserId": "u1"})).await;
+    let d = Device::start(&ts).await;
+    let i = d.id();
+    d.login("u1", options(false, false, true)).await;
+    assert!(d.installation().is_primary);
     // Row 10: P1 has no primary, but the forced depersonalization already cleared I's flag.
-    let u = ts
-        .personalize_ok(&i, ext_identity("u2"), &flags(true, false, false))
-        .await;
-    assert_eq!(instance(&u, &i)["isPrimary"], false);
+    let u = d.login("u2", options(true, false, false)).await;
+    assert!(!is_primary_in(&u, &i));
+    assert!(!d.installation().is_primary);
+    assert!(!inst(&ts.snapshot().await, &i).is_primary);
     // Row 8 with setDeviceAsPrimary=true: primary again on the fresh person.
-    let u = ts
-        .personalize_ok(&i, ext_identity("u3"), &flags(true, false, true))
-        .await;
-    assert_eq!(instance(&u, &i)["isPrimary"], true);
+    let u = d.login("u3", options(true, false, true)).await;
+    assert!(is_primary_in(&u, &i));
+    assert!(d.installation().is_primary);
+    assert!(inst(&ts.snapshot().await, &i).is_primary);
+    d.stop().await;
     ts.finish().await;
 }
 

@@ -671,3 +671,130 @@ pub mod people_helpers {
             .unwrap_or_else(|| panic!("{id} not in instances of {user}"))
     }
 }
+
+/// Devices driven by the Rust client SDK (`roster-client`) against the test server: the
+/// scenarios that use a client call wherever one exists (docs/decisions.md, "Server tests:
+/// client or raw HTTP").
+pub mod client_helpers {
+    use std::{ops::Deref, time::Duration};
+
+    use roster_client::{
+        Config, ErrorCode, PersonalizeOptions, RetrySettings, RosterClient, RosterError, SaveOutcome, SystemInfo, User,
+        UserIdentity,
+    };
+
+    use super::TestServer;
+
+    /// One device: a client with its own state directory, registered with the test server.
+    pub struct Device {
+        pub client: RosterClient,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Deref for Device {
+        type Target = RosterClient;
+        fn deref(&self) -> &RosterClient {
+            &self.client
+        }
+    }
+
+    impl Device {
+        /// A device of the test application without a push token.
+        pub async fn start(ts: &TestServer) -> Device {
+            Device::start_with(ts, |_| {}).await
+        }
+
+        /// A device whose configuration `adjust` may change (token, application code, JWT
+        /// supplier, ...); returns once it is registered.
+        pub async fn start_with(ts: &TestServer, adjust: impl FnOnce(&mut Config)) -> Device {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = Config {
+                application_code: ts.app.application_code.clone(),
+                base_url: ts.server.base_url().parse().unwrap(),
+                storage_dir: dir.path().to_path_buf(),
+                system_info: SystemInfo {
+                    os: Some("Linux".into()),
+                    os_version: Some("6.1".into()),
+                    device_manufacturer: Some("Roster".into()),
+                    device_model: Some("Test Box".into()),
+                    device_name: Some("bench-1".into()),
+                    app_version: Some("3.2.1".into()),
+                    language: Some("en".into()),
+                    device_secure: Some(true),
+                    notifications_enabled: Some(true),
+                },
+                retry: RetrySettings {
+                    initial: Duration::from_millis(300),
+                    max: Duration::from_secs(3),
+                },
+                ..Config::default()
+            };
+            adjust(&mut config);
+            let client = RosterClient::start(config).await.unwrap();
+            client.sync_now().await.expect("the registration");
+            Device { client, _dir: dir }
+        }
+
+        /// The own pushRegId.
+        pub fn id(&self) -> String {
+            self.installation().push_reg_id.expect("registered")
+        }
+
+        /// Personalizes as `externalUserId` `ext` with the given flags, expecting success.
+        pub async fn login(&self, ext: &str, options: PersonalizeOptions) -> User {
+            self.personalize(UserIdentity::external(ext), None, options)
+                .await
+                .unwrap()
+        }
+
+        /// Personalizes as `externalUserId` `ext` with the given flags, expecting a failure.
+        pub async fn login_err(&self, ext: &str, options: PersonalizeOptions) -> RosterError {
+            self.personalize(UserIdentity::external(ext), None, options)
+                .await
+                .unwrap_err()
+        }
+
+        /// Shuts the client down (its state directory goes with the device).
+        pub async fn stop(self) {
+            self.client.shutdown().await;
+        }
+    }
+
+    /// Personalize flags: `forceDepersonalize`, `keepAsLead`, `setDeviceAsPrimary`.
+    pub fn options(force: bool, keep_as_lead: bool, set_primary: bool) -> PersonalizeOptions {
+        PersonalizeOptions {
+            force_depersonalize: force,
+            keep_as_lead,
+            set_device_as_primary: set_primary,
+        }
+    }
+
+    /// The confirmed value of a save (panics on `Queued`).
+    pub fn reported<T: std::fmt::Debug>(o: SaveOutcome<T>) -> T {
+        match o {
+            SaveOutcome::Reported(t) => t,
+            SaveOutcome::Queued(e) => panic!("expected Reported, got Queued({e:?})"),
+        }
+    }
+
+    /// Asserts that the server answered with `status` and `code`, which reach the caller as the
+    /// typed [`RosterError::Api`].
+    pub fn assert_api(e: &RosterError, status: u16, code: ErrorCode) {
+        match e {
+            RosterError::Api { http_status, .. } => {
+                assert_eq!(*http_status, status, "{e:?}");
+                assert_eq!(e.api_code(), Some(code), "{e:?}");
+            }
+            other => panic!("expected the server's {code:?}, got {other:?}"),
+        }
+    }
+
+    /// The flag of installation `id` in the user's installations as the client sees them.
+    pub fn is_primary_in(user: &User, id: &str) -> bool {
+        user.installations
+            .iter()
+            .find(|i| i.push_reg_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{id} not among the user's installations {user:?}"))
+            .is_primary
+    }
+}
