@@ -147,11 +147,11 @@ async fn command(client: &RosterClient, command: DeviceCommand) -> anyhow::Resul
             let user = client.personalize(identity, None, options).await?;
             print_user(&user, json)
         }
-        DeviceCommand::Show { json } => print_both(&client.installation(), &client.user(), json),
+        DeviceCommand::Show { json } => print_both(&client.installation(), &client.user(), &client.pending(), json),
         DeviceCommand::Fetch { json } => {
             let installation = client.fetch_installation().await?;
             let user = client.fetch_user().await?;
-            print_both(&installation, &user, json)
+            print_both(&installation, &user, &client.pending(), json)
         }
         DeviceCommand::Depersonalize { json } => {
             let status = match client.depersonalize().await? {
@@ -289,15 +289,23 @@ fn print_user(user: &User, json: bool) -> anyhow::Result<()> {
     }
 }
 
-fn print_both(installation: &Installation, user: &User, json: bool) -> anyhow::Result<()> {
+/// The local views and what of them the server has not confirmed yet (`pending`), so that a
+/// script can tell a reported value from a queued one.
+fn print_both(installation: &Installation, user: &User, pending: &PendingState, json: bool) -> anyhow::Result<()> {
     if json {
         output::json(&json!({
             "installation": installation_json(installation),
             "user": user_json(user),
+            "pending": pending_json(pending),
         }))
     } else {
+        let pending = if pending.is_empty() {
+            "  nothing".to_string()
+        } else {
+            pending_text(pending)
+        };
         output::line(format!(
-            "installation\n{}\nuser\n{}",
+            "installation\n{}\nuser\n{}\npending\n{pending}",
             installation_fields(installation),
             user_fields(user)
         ))
