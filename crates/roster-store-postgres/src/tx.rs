@@ -25,7 +25,7 @@ impl PgTx {
     }
 
     /// The connection, as long as the transaction is still open.
-    fn conn(&mut self) -> StoreResult<&mut Conn> {
+    pub(crate) fn conn(&mut self) -> StoreResult<&mut Conn> {
         self.conn
             .as_mut()
             .ok_or_else(|| StoreError::Other("transaction already finished".into()))
@@ -126,6 +126,10 @@ impl Tx for PgTx {
         sql::insert_installation(self.conn()?, inst).await
     }
 
+    async fn insert_installations(&mut self, insts: &[Installation]) -> StoreResult<()> {
+        sql::insert_installations(self.conn()?, insts).await
+    }
+
     async fn update_installation(&mut self, inst: &Installation) -> StoreResult<()> {
         sql::update_installation(self.conn()?, inst).await
     }
@@ -192,6 +196,10 @@ impl Tx for PgTx {
 
     async fn insert_person(&mut self, person: &Person) -> StoreResult<()> {
         sql::insert_person(self.conn()?, person).await
+    }
+
+    async fn insert_persons(&mut self, persons: &[Person]) -> StoreResult<()> {
+        sql::insert_persons(self.conn()?, persons).await
     }
 
     async fn update_person(&mut self, person: &Person) -> StoreResult<()> {

@@ -24,7 +24,7 @@ use crate::error::map_err;
 use crate::rows;
 
 /// Runs a query expected to return at most one row.
-fn query_opt<T, P: rusqlite::Params>(
+pub(crate) fn query_opt<T, P: rusqlite::Params>(
     conn: &Connection,
     sql: &str,
     params: P,
@@ -35,7 +35,7 @@ fn query_opt<T, P: rusqlite::Params>(
 }
 
 /// Runs a query and decodes every row.
-fn query_all<T, P: rusqlite::Params>(
+pub(crate) fn query_all<T, P: rusqlite::Params>(
     conn: &Connection,
     sql: &str,
     params: P,
@@ -47,20 +47,20 @@ fn query_all<T, P: rusqlite::Params>(
 }
 
 /// Runs a statement; how many rows it changed.
-fn execute<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<usize> {
+pub(crate) fn execute<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<usize> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     stmt.execute(params).map_err(map_err)
 }
 
 /// A count.
-fn count<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<u64> {
+pub(crate) fn count<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<u64> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     let n: i64 = stmt.query_row(params, |r| r.get(0)).map_err(map_err)?;
     u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
 }
 
 /// An UPDATE of one row by key: `NotFound` if there is no such row.
-fn expect_one(changed: usize) -> StoreResult<()> {
+pub(crate) fn expect_one(changed: usize) -> StoreResult<()> {
     match changed {
         0 => Err(StoreError::NotFound),
         _ => Ok(()),

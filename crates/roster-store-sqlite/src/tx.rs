@@ -81,7 +81,7 @@ impl SqliteTx {
     }
 
     /// The connection, as long as the transaction is still open.
-    fn conn(&self) -> StoreResult<&Connection> {
+    pub(crate) fn conn(&self) -> StoreResult<&Connection> {
         let handle = self
             .handle
             .as_ref()
