@@ -126,10 +126,6 @@ impl Tx for PgTx {
         sql::insert_installation(self.conn()?, inst).await
     }
 
-    async fn insert_installations(&mut self, insts: &[Installation]) -> StoreResult<()> {
-        sql::insert_installations(self.conn()?, insts).await
-    }
-
     async fn update_installation(&mut self, inst: &Installation) -> StoreResult<()> {
         sql::update_installation(self.conn()?, inst).await
     }
@@ -196,10 +192,6 @@ impl Tx for PgTx {
 
     async fn insert_person(&mut self, person: &Person) -> StoreResult<()> {
         sql::insert_person(self.conn()?, person).await
-    }
-
-    async fn insert_persons(&mut self, persons: &[Person]) -> StoreResult<()> {
-        sql::insert_persons(self.conn()?, persons).await
     }
 
     async fn update_person(&mut self, person: &Person) -> StoreResult<()> {
