@@ -168,11 +168,8 @@ proptest! {
         }
         // A value never fits a scalar type of another JSON kind.
         for other in SCALARS {
-            let kind_differs = matches!(
-                (t, other),
-                (AttributeType::Boolean, AttributeType::String | AttributeType::Decimal | AttributeType::Date | AttributeType::DateTime)
-                    | (AttributeType::Decimal, AttributeType::String | AttributeType::Boolean | AttributeType::Date | AttributeType::DateTime)
-            );
+            // Booleans and numbers are JSON kinds of their own; every other type is a string.
+            let kind_differs = matches!(t, AttributeType::Boolean | AttributeType::Decimal) && other != t;
             if kind_differs {
                 prop_assert!(type_value(other, None, &v, "p").is_err(), "{} fits {:?}", v, other);
             }

@@ -65,7 +65,10 @@ proptest! {
     /// Stored exactly as given (people.md §3.4): validation never depends on surrounding
     /// whitespace being trimmed, and lengths are counted in characters, not bytes.
     #[test]
-    fn external_user_id_counts_characters(c in any::<char>().prop_filter("not control", |c| !c.is_control()), n in 1usize..=300) {
+    fn external_user_id_counts_characters(
+        c in any::<char>().prop_filter("not control", |c| !c.is_control()),
+        n in 1usize..=300,
+    ) {
         let s: String = std::iter::repeat_n(c, n).collect();
         prop_assert_eq!(check_external_user_id(&s, "externalUserId").is_ok(), n <= 256);
     }
@@ -279,7 +282,11 @@ proptest! {
 proptest! {
     /// U+0000 anywhere in a string is refused with the path; a string without it passes.
     #[test]
-    fn nul_is_refused_anywhere(prefix in "\\PC{0,10}", suffix in "\\PC{0,10}", path in "[a-zA-Z]{1,8}(\\.[a-zA-Z]{1,8})?") {
+    fn nul_is_refused_anywhere(
+        prefix in "\\PC{0,10}",
+        suffix in "\\PC{0,10}",
+        path in "[a-zA-Z]{1,8}(\\.[a-zA-Z]{1,8})?",
+    ) {
         let with = format!("{prefix}\0{suffix}");
         let e = check_no_nul(&with, &path).unwrap_err();
         prop_assert_eq!(e.code, ErrorCode::RequestFormatInvalid);

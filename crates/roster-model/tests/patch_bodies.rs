@@ -491,7 +491,10 @@ proptest! {
             };
             prop_assert_eq!(g, &expected, "{}", n);
         }
-        let got_bools = [&p.reg_enabled, &p.is_primary, &p.notifications_enabled, &p.device_secure, &p.inappchat, &p.inbox, &p.webrtcui];
+        let got_bools = [
+            &p.reg_enabled, &p.is_primary, &p.notifications_enabled, &p.device_secure, &p.inappchat, &p.inbox,
+            &p.webrtcui,
+        ];
         for (s, g) in bools.iter().zip(got_bools) {
             prop_assert_eq!(g, &expected_list(s));
         }
@@ -506,7 +509,9 @@ proptest! {
     /// Wrong types and U+0000 in installation fields are refused naming the field.
     #[test]
     fn installation_errors_name_the_field(
-        field in proptest::sample::select(INSTALLATION_STRINGS.iter().chain(&INSTALLATION_BOOLS).copied().collect::<Vec<_>>()),
+        field in proptest::sample::select(
+            INSTALLATION_STRINGS.iter().chain(&INSTALLATION_BOOLS).copied().collect::<Vec<_>>()
+        ),
         wrong in prop_oneof![Just(json!(1)), Just(json!([])), Just(json!({}))],
     ) {
         let o = json!({ (field): wrong });
@@ -531,7 +536,10 @@ proptest! {
         phones in proptest::collection::vec("[0-9+ ]{0,12}", 0..3),
     ) {
         let body = json!({
-            "userIdentity": {"externalUserId": ext, "phones": phones.iter().map(|n| json!({"number": n})).collect::<Vec<_>>()},
+            "userIdentity": {
+                "externalUserId": ext,
+                "phones": phones.iter().map(|n| json!({"number": n})).collect::<Vec<_>>()
+            },
             "userAttributes": {"externalUserId": junk, "phones": junk, "emails": junk},
         });
         let p = PersonalizeBody::parse(body.as_object().unwrap()).unwrap();
