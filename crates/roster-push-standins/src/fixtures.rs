@@ -42,3 +42,10 @@ pub fn service_account(token_uri: &str) -> serde_json::Value {
         "token_uri": token_uri,
     })
 }
+
+/// Huawei app id of the test HMS credentials.
+pub const HMS_APP_ID: &str = "101234567";
+/// OAuth client id of the test HMS credentials (Huawei uses the app id).
+pub const HMS_CLIENT_ID: &str = "101234567";
+/// OAuth client secret of the test HMS credentials.
+pub const HMS_CLIENT_SECRET: &str = "roster-test-hms-client-secret";

@@ -12,7 +12,11 @@
 //!   data-only message; scriptable per registration token (200, 404 `UNREGISTERED`, 400
 //!   `INVALID_ARGUMENT`, 401 expired token, 429, 500, ...).
 //!
-//! Both count connections, requests and answers per status, and optionally record every request.
+//! - [`HmsStandIn`]: Huawei Push Kit: a client-credentials token endpoint and `messages:send`
+//!   over h2c checking the bearer and the message; scriptable per token (`80000000`, `80100000`
+//!   with the token illegal, `80300007`, `80200003` expired token, ...).
+//!
+//! All count connections, requests and answers per status, and optionally record every request.
 //! They are built for the fan-out benchmark too: handlers are synchronous and lock-free on the
 //! common path (verified tokens are cached, scripts cost nothing until one is set), and recording
 //! can be turned off. Test keys and identities are in [`fixtures`].
@@ -22,7 +26,9 @@
 pub mod apns;
 pub mod fcm;
 pub mod fixtures;
+pub mod hms;
 mod server;
 
 pub use apns::{ApnsAnswer, ApnsRequest, ApnsStandIn, ApnsStandInConfig, ApnsStats};
 pub use fcm::{FcmAnswer, FcmRequest, FcmStandIn, FcmStandInConfig, FcmStats};
+pub use hms::{HmsAnswer, HmsRequest, HmsStandIn, HmsStandInConfig, HmsStats};

@@ -192,9 +192,10 @@ impl ApnsClient {
         };
         let jwt = jsonwebtoken::encode(&header, &claims, creds.signing_key())
             .map_err(|e| failed(format!("cannot sign the APNs provider token: {e}")))?;
-        let mut bearer = HeaderValue::from_str(&format!("bearer {jwt}"))
+        // Not marked sensitive: HPACK may then index it, so the ~200-byte token crosses each
+        // connection once instead of with every request. It is never logged.
+        let bearer = HeaderValue::from_str(&format!("bearer {jwt}"))
             .map_err(|_| failed("APNs provider token is not a valid header".into()))?;
-        bearer.set_sensitive(true);
         Ok(ProviderToken { bearer, issued: now })
     }
 
@@ -248,7 +249,6 @@ mod tests {
         );
         let second = client.provider_token(start + PROVIDER_TOKEN_LIFETIME).unwrap();
         assert_ne!(second, first);
-        assert!(second.is_sensitive());
         // Invalidating a token another task already replaced keeps the newer one.
         client.invalidate(&first);
         assert_eq!(client.provider_token(start + PROVIDER_TOKEN_LIFETIME).unwrap(), second);

@@ -311,6 +311,87 @@ impl FcmCredentials {
     }
 }
 
+/// HMS (Huawei Push Kit) endpoint used when the application sets no `hms.baseUrl`.
+pub const HMS_DEFAULT_URL: &str = "https://push-api.cloud.huawei.com";
+/// Huawei's OAuth token endpoint, used when the application sets no `hms.tokenUrl`.
+pub const HMS_TOKEN_URL: &str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token";
+
+/// HMS Push Kit credentials (OAuth client credentials) of one application.
+#[derive(Clone)]
+pub struct HmsCredentials {
+    app_id: String,
+    client_id: String,
+    client_secret: String,
+    base_url: String,
+    token_url: String,
+}
+
+impl fmt::Debug for HmsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmsCredentials")
+            .field("app_id", &self.app_id)
+            .field("client_id", &self.client_id)
+            .field("base_url", &self.base_url)
+            .field("token_url", &self.token_url)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl HmsCredentials {
+    /// Parses the `providers.hms` write shape: `appId`, `clientId`, `clientSecret`, optional
+    /// `baseUrl` and `tokenUrl`.
+    pub fn parse(value: &Value) -> Result<Self, CredentialError> {
+        let mut errors = Vec::new();
+        let Some(obj) = value.as_object() else {
+            return Err(CredentialError(vec![field_error("", "must be an object")]));
+        };
+        let app_id = required_string(obj, "appId", &mut errors);
+        // The app id is a path segment of the send URL.
+        if let Some(id) = &app_id
+            && !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            errors.push(field_error("appId", "must be letters, digits, '-', '_' or '.'"));
+        }
+        let client_id = required_string(obj, "clientId", &mut errors);
+        let client_secret = required_string(obj, "clientSecret", &mut errors);
+        let base_url = optional_url(obj, "baseUrl", &mut errors);
+        let token_url = optional_url(obj, "tokenUrl", &mut errors);
+        match (app_id, client_id, client_secret) {
+            (Some(app_id), Some(client_id), Some(client_secret)) if errors.is_empty() => Ok(HmsCredentials {
+                app_id,
+                client_id,
+                client_secret,
+                base_url: base_url.unwrap_or_else(|| HMS_DEFAULT_URL.to_owned()),
+                token_url: token_url.unwrap_or_else(|| HMS_TOKEN_URL.to_owned()),
+            }),
+            _ => Err(CredentialError(errors)),
+        }
+    }
+
+    /// Huawei app id (path of the send URL).
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+    /// OAuth client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+    /// Base URL in effect, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+    /// Token URL in effect.
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+    pub(crate) fn client_secret(&self) -> &str {
+        &self.client_secret
+    }
+}
+
 fn field_error(field: &str, message: &str) -> FieldError {
     FieldError {
         field: field.to_owned(),
@@ -509,6 +590,26 @@ mod tests {
         assert_eq!(creds.client_email(), fixtures::FCM_CLIENT_EMAIL);
         let debug = format!("{creds:?}");
         assert!(debug.contains("<redacted>") && !debug.contains("BEGIN"));
+    }
+
+    #[test]
+    fn hms_parses_checks_and_redacts() {
+        let creds = HmsCredentials::parse(&json!({"appId": "101234567", "clientId": "101234567",
+            "clientSecret": "s3cr3t-value"}))
+        .unwrap();
+        assert_eq!(creds.base_url(), HMS_DEFAULT_URL);
+        assert_eq!(creds.token_url(), HMS_TOKEN_URL);
+        let debug = format!("{creds:?}");
+        assert!(debug.contains("<redacted>") && !debug.contains("s3cr3t-value"));
+        let creds = HmsCredentials::parse(&json!({"appId": "1", "clientId": "1", "clientSecret": "s",
+            "baseUrl": "http://127.0.0.1:5/", "tokenUrl": "http://127.0.0.1:6/t"}))
+        .unwrap();
+        assert_eq!(
+            (creds.base_url(), creds.token_url()),
+            ("http://127.0.0.1:5", "http://127.0.0.1:6/t")
+        );
+        let err = HmsCredentials::parse(&json!({"appId": "a/b", "clientSecret": 5, "tokenUrl": "x"})).unwrap_err();
+        assert_eq!(fields(err), ["appId", "clientId", "clientSecret", "tokenUrl"]);
     }
 
     #[test]

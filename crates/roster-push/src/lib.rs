@@ -1,7 +1,7 @@
 //! Roster's push provider layer: everything between "deliver this message to this device token"
 //! and the provider's answer (management-api.md §6).
 //!
-//! - [`ApnsCredentials`] / [`FcmCredentials`] parse and syntax-check the provider settings of an
+//! - [`ApnsCredentials`] / [`FcmCredentials`] / [`HmsCredentials`] parse and syntax-check the provider settings of an
 //!   application (§7.1 write shapes) into values that are ready to sign; every bad member is
 //!   reported with its path, for a `400`. Secrets never appear in `Debug`.
 //! - [`PushMessage`] / [`PushContent`] are what is sent; [`payload`] renders the exact bytes of
@@ -9,8 +9,8 @@
 //!   check needs.
 //! - [`ApnsClient`] (ES256 provider token, regenerated every 50 minutes or when APNs calls it
 //!   expired) and [`FcmClient`] (RS256 JWT-bearer assertion exchanged for an access token, cached
-//!   until shortly before expiry, single-flight refresh) each make one delivery attempt per
-//!   `send` and return a [`SendReport`]: the [`Outcome`] of §6.3 and the `providerResponse` to store.
+//!   until shortly before expiry, single-flight refresh) and [`HmsClient`] (client-credentials
+//!   token, same cache) each make one delivery attempt per `send` and return a [`SendReport`]: the [`Outcome`] of §6.3 and the `providerResponse` to store.
 //! - [`retry`] holds the §6.5 policy as pure functions: [`retry::backoff`], the attempt limit
 //!   and the expiry rule.
 //!
@@ -32,15 +32,18 @@
 pub mod apns;
 pub mod credentials;
 pub mod fcm;
+pub mod hms;
 pub mod message;
+mod oauth;
 pub mod outcome;
 pub mod payload;
 pub mod retry;
 pub mod transport;
 
 pub use apns::ApnsClient;
-pub use credentials::{ApnsCredentials, ApnsEnvironment, CredentialError, FcmCredentials, FieldError};
+pub use credentials::{ApnsCredentials, ApnsEnvironment, CredentialError, FcmCredentials, FieldError, HmsCredentials};
 pub use fcm::FcmClient;
+pub use hms::HmsClient;
 pub use message::{ContentKind, Millis, PushContent, PushMessage};
 pub use outcome::{Outcome, ProviderResponse, SendReport};
 pub use transport::{Transport, TransportSettings};

@@ -165,6 +165,78 @@ pub fn classify_fcm(status: u16, error: &FcmError, retry_after: Option<Duration>
     }
 }
 
+/// The parts of an HMS Push Kit answer that decide its meaning
+/// (`{"code":"80000000","msg":"Success","requestId":"..."}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HmsAnswer {
+    /// Result code (`80000000` success, `80300007` invalid tokens, ...).
+    pub code: Option<String>,
+    /// `msg`; for `80100000` (partial success) a JSON string listing `illegal_tokens`.
+    pub msg: Option<String>,
+}
+
+impl HmsAnswer {
+    /// Reads an HMS answer body; anything else gives no code.
+    pub fn parse(body: &[u8]) -> Self {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return HmsAnswer::default();
+        };
+        let text = |name: &str| match value.get(name) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        HmsAnswer {
+            code: text("code"),
+            msg: text("msg"),
+        }
+    }
+
+    /// The reason to record: the HMS code, else `HTTP_<status>`.
+    pub fn reason(&self, http_status: u16) -> String {
+        self.code.clone().unwrap_or_else(|| format!("HTTP_{http_status}"))
+    }
+
+    /// Whether a partial-success answer (`80100000`) lists `token` as illegal.
+    fn lists_illegal(&self, token: &str) -> bool {
+        let Some(msg) = &self.msg else { return false };
+        serde_json::from_str::<serde_json::Value>(msg)
+            .ok()
+            .and_then(|m| m.get("illegal_tokens").and_then(|t| t.as_array()).cloned())
+            .is_some_and(|tokens| tokens.iter().any(|t| t.as_str() == Some(token)))
+    }
+}
+
+/// Classifies an HMS Push Kit answer to a send to `device_token` (§6.3).
+pub fn classify_hms(status: u16, answer: &HmsAnswer, device_token: &str, retry_after: Option<Duration>) -> Outcome {
+    let ok = (200..300).contains(&status);
+    match answer.code.as_deref() {
+        Some("80000000") if ok => Outcome::Accepted,
+        Some("80100000") if answer.lists_illegal(device_token) => Outcome::Unregistered,
+        Some("80100000") if ok => Outcome::Accepted,
+        Some("80300007") => Outcome::Unregistered,
+        Some("80200003") => Outcome::RefreshAndRetry,
+        Some("80200001") => Outcome::Failed {
+            last_error: "HMS: OAuth authentication error 80200001".into(),
+        },
+        Some("80300002") => Outcome::Failed {
+            last_error: "HMS: the client may not send to this app (80300002)".into(),
+        },
+        _ if status == 429 || status >= 500 => Outcome::Retry { retry_after },
+        Some(_) if status == 401 => Outcome::RefreshAndRetry,
+        Some(code) if status == 403 => Outcome::Failed {
+            last_error: format!("HMS refused the client: 403 {code}"),
+        },
+        Some(code) if (400..500).contains(&status) || ok => Outcome::Rejected {
+            reason: code.to_owned(),
+        },
+        // No HMS code at all: whatever answered is not Push Kit.
+        _ => Outcome::Failed {
+            last_error: format!("unexpected HMS answer {status}: check hms.baseUrl"),
+        },
+    }
+}
+
 /// Parses `Retry-After`: delay seconds or an HTTP date (a date in the past means no wait).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -303,6 +375,76 @@ mod tests {
         assert_eq!(
             classify_fcm(503, &FcmError::default(), None),
             Outcome::Retry { retry_after: None }
+        );
+    }
+
+    fn hms(code: &str, msg: &str) -> HmsAnswer {
+        HmsAnswer::parse(
+            format!(
+                r#"{{"code":"{code}","msg":{},"requestId":"r"}}"#,
+                serde_json::to_string(msg).unwrap()
+            )
+            .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn hms_table() {
+        let ra = Some(Duration::from_secs(9));
+        assert_eq!(
+            classify_hms(200, &hms("80000000", "Success"), "t", None),
+            Outcome::Accepted
+        );
+        let partial = hms("80100000", r#"{"success":0,"failure":1,"illegal_tokens":["t"]}"#);
+        assert_eq!(classify_hms(200, &partial, "t", None), Outcome::Unregistered);
+        assert_eq!(classify_hms(200, &partial, "other", None), Outcome::Accepted);
+        assert_eq!(
+            classify_hms(400, &hms("80300007", "All the tokens are invalid"), "t", None),
+            Outcome::Unregistered
+        );
+        assert_eq!(
+            classify_hms(400, &hms("80100001", "bad"), "t", None),
+            Outcome::Rejected {
+                reason: "80100001".into()
+            }
+        );
+        assert_eq!(
+            classify_hms(413, &hms("80300008", "big"), "t", None),
+            Outcome::Rejected {
+                reason: "80300008".into()
+            }
+        );
+        assert_eq!(
+            classify_hms(401, &hms("80200003", "expired"), "t", None),
+            Outcome::RefreshAndRetry
+        );
+        assert!(matches!(
+            classify_hms(401, &hms("80200001", "auth"), "t", None),
+            Outcome::Failed { .. }
+        ));
+        assert!(matches!(
+            classify_hms(403, &hms("80300002", "no"), "t", None),
+            Outcome::Failed { .. }
+        ));
+        assert_eq!(
+            classify_hms(500, &hms("81000001", "internal"), "t", ra),
+            Outcome::Retry { retry_after: ra }
+        );
+        assert_eq!(
+            classify_hms(429, &HmsAnswer::default(), "t", ra),
+            Outcome::Retry { retry_after: ra }
+        );
+        assert!(matches!(
+            classify_hms(404, &HmsAnswer::parse(b"<html>"), "t", None),
+            Outcome::Failed { .. }
+        ));
+        assert!(matches!(
+            classify_hms(200, &HmsAnswer::parse(b"{}"), "t", None),
+            Outcome::Failed { .. }
+        ));
+        assert_eq!(
+            HmsAnswer::parse(br#"{"code":80000000}"#).code.as_deref(),
+            Some("80000000")
         );
     }
 
