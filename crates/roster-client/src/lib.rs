@@ -35,17 +35,38 @@
 //! - [`RosterError::Validation`] names the JSON path the server would name (`emails[1].address`,
 //!   `customAttributes.tier`, `userIdentity.phones[0].number`).
 //!
-//! ```no_run
+//! # Example
+//!
+//! A runnable example: it starts a Roster server in the process (the hidden lines, as the
+//! crate's own tests do) and acts as one device against it. In an app, the application code,
+//! the server's URL and the storage directory come from its configuration.
+//!
+//! ```
 //! use roster_client::{
 //!     Config, FieldChange, PersonalizeOptions, PushRegistration, PushServiceType, RosterClient,
 //!     SaveOutcome, SystemInfo, UserAttributes, UserChanges, UserIdentity,
 //! };
 //!
+//! # /// A Roster server on a free local port over a SQLite file in a temporary directory, with
+//! # /// one application: the server, its URL, the application code, the directory.
+//! # async fn example_server() -> (roster_server::RunningServer, String, String, tempfile::TempDir) {
+//! #     let dir = tempfile::tempdir().unwrap();
+//! #     let mut settings = roster_server::Settings { data_dir: dir.path().join("server"), ..Default::default() };
+//! #     settings.http.listen = "127.0.0.1:0".into();
+//! #     let store = roster_server::store::open_store(&settings.store_url()).await.unwrap();
+//! #     let server = roster_server::RunningServer::start(&settings, store).await.unwrap();
+//! #     let core = server.state.core.clone();
+//! #     let account = core.account_or_default(None).await.unwrap();
+//! #     let app = core.create_application(account.id, "Example").await.unwrap();
+//! #     let url = server.base_url();
+//! #     (server, url, app.application_code, dir)
+//! # }
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (server, server_url, application_code, dir) = example_server().await;
 //! let client = RosterClient::start(Config {
-//!     application_code: "8f2d41c9a7e35b06d1c4f8a29e7b3c50a6d9f1e24b8c7a3d05e6f19b2c4d8a71".into(),
-//!     base_url: "https://push.example.com/roster".parse()?,
-//!     storage_dir: "/var/lib/myapp/roster".into(),
+//!     application_code,                            // e.g. "8f2d41c9a7e35b06d1c4f8a29e7b3c50..."
+//!     base_url: server_url.parse()?,               // e.g. "https://push.example.com/roster"
+//!     storage_dir: dir.path().join("device"),      // e.g. "/var/lib/myapp/roster"
 //!     push: Some(PushRegistration { service_type: PushServiceType::Apns, token: "0b30557a".into() }),
 //!     system_info: SystemInfo { app_version: Some("3.2.1".into()), ..SystemInfo::detect() },
 //!     ..Config::default()
@@ -63,6 +84,7 @@
 //!     )
 //!     .await?;
 //! println!("logged in as {:?} ({:?})", user.external_user_id, user.user_type);
+//! assert_eq!(user.external_user_id.as_deref(), Some("cust-1001"));
 //!
 //! // Change the user; offline this is kept and retried.
 //! let mut changes = UserChanges { last_name: FieldChange::Set("Horvat".into()), ..Default::default() };
@@ -71,12 +93,18 @@
 //!     SaveOutcome::Reported(user) => println!("saved: {:?}", user.last_name),
 //!     SaveOutcome::Queued(why) => println!("kept for later: {why}"),
 //! }
+//! assert_eq!(client.user().last_name.as_deref(), Some("Horvat"));
 //!
 //! while let Ok(event) = events.try_recv() {
 //!     println!("{event:?}");
 //! }
 //! client.shutdown().await;
+//! # server.stop().await?;
 //! # Ok(())
+//! # }
+//! # fn main() {
+//! #     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! #     runtime.block_on(run()).unwrap();
 //! # }
 //! ```
 
