@@ -41,7 +41,10 @@ pub struct ApnsClient {
 struct ApnsInner {
     credentials: ApnsCredentials,
     pool: Http2Pool,
-    device_url: String,
+    /// The base URL, parsed once; each request only replaces the path.
+    base: reqwest::Url,
+    /// `{base path}/3/device/`
+    device_path: String,
     topic: HeaderValue,
     token: Mutex<Option<ProviderToken>>,
 }
@@ -69,9 +72,11 @@ impl ApnsClient {
             credentials.team_id()
         ))?;
         let topic = HeaderValue::from_str(credentials.topic()).expect("topic checked by ApnsCredentials::parse");
+        let base = reqwest::Url::parse(credentials.base_url()).expect("base URL checked by ApnsCredentials::parse");
         Ok(ApnsClient {
             inner: Arc::new(ApnsInner {
-                device_url: format!("{}/3/device/", credentials.base_url()),
+                device_path: format!("{}/3/device/", base.path().trim_end_matches('/')),
+                base,
                 credentials,
                 pool,
                 topic,
@@ -90,11 +95,7 @@ impl ApnsClient {
     /// classified (§6.3).
     pub async fn send(&self, message: &PushMessage, delivery_id: Uuid, device_token: &str) -> SendReport {
         let inner = &self.inner;
-        let url = format!(
-            "{}{}",
-            inner.device_url,
-            utf8_percent_encode(device_token, PATH_SEGMENT)
-        );
+        let url = self.device_url(device_token);
         let body = Bytes::from(apns_payload(message, delivery_id));
         let (push_type, priority) = apns_push_type(message);
         let expiration = HeaderValue::from(apns_expiration(message).max(0));
@@ -109,7 +110,7 @@ impl ApnsClient {
             let sent = inner
                 .pool
                 .client()
-                .post(&url)
+                .post(url.clone())
                 .header(AUTHORIZATION, bearer.clone())
                 .header(APNS_TOPIC, inner.topic.clone())
                 .header(APNS_ID, apns_id.clone())
@@ -157,6 +158,18 @@ impl ApnsClient {
                 credential_refreshed: refreshed,
             };
         }
+    }
+
+    /// `{base}/3/device/{token}`, the token percent-encoded (parsing a whole URL per request
+    /// costs more than the rest of the request building).
+    fn device_url(&self, device_token: &str) -> reqwest::Url {
+        let mut url = self.inner.base.clone();
+        url.set_path(&format!(
+            "{}{}",
+            self.inner.device_path,
+            utf8_percent_encode(device_token, PATH_SEGMENT)
+        ));
+        url
     }
 
     /// The cached provider token, regenerated once it is [`PROVIDER_TOKEN_LIFETIME`] old.
@@ -274,6 +287,27 @@ mod tests {
         let iat = claims["iat"].as_u64().unwrap();
         assert!(iat.abs_diff(unix_now().as_secs()) <= 2);
         assert_eq!(claims.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn device_urls_keep_the_base_path_and_escape_the_token() {
+        let url = client().device_url("ab12ef");
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/3/device/ab12ef");
+        assert_eq!(
+            client().device_url("../x?y#z").as_str(),
+            "http://127.0.0.1:9/3/device/..%2Fx%3Fy%23z"
+        );
+        let creds = ApnsCredentials::parse(
+            &json!({"teamId": fixtures::APNS_TEAM_ID, "keyId": fixtures::APNS_KEY_ID,
+            "privateKey": fixtures::APNS_PRIVATE_KEY_PEM, "topic": fixtures::APNS_TOPIC,
+            "environment": "production", "baseUrl": "https://gateway.example.com/apns/"}),
+        )
+        .unwrap();
+        let client = ApnsClient::new(creds, &Transport::new(Default::default()).unwrap()).unwrap();
+        assert_eq!(
+            client.device_url("ab").as_str(),
+            "https://gateway.example.com/apns/3/device/ab"
+        );
     }
 
     #[test]

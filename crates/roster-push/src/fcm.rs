@@ -34,7 +34,7 @@ struct FcmInner {
     credentials: FcmCredentials,
     pool: Http2Pool,
     token_client: reqwest::Client,
-    send_url: String,
+    send_url: reqwest::Url,
     token: TokenCache,
 }
 
@@ -53,11 +53,12 @@ impl FcmClient {
         let pool = transport.http2_pool(&format!("fcm {}", origin(credentials.base_url())))?;
         Ok(FcmClient {
             inner: Arc::new(FcmInner {
-                send_url: format!(
+                send_url: reqwest::Url::parse(&format!(
                     "{}/v1/projects/{}/messages:send",
                     credentials.base_url(),
                     credentials.project_id()
-                ),
+                ))
+                .expect("base URL and project id checked by FcmCredentials::parse"),
                 credentials,
                 pool,
                 token_client: transport.token_client().clone(),
@@ -90,7 +91,7 @@ impl FcmClient {
             let sent = inner
                 .pool
                 .client()
-                .post(&inner.send_url)
+                .post(inner.send_url.clone())
                 .header(AUTHORIZATION, bearer.clone())
                 .header(
                     CONTENT_TYPE,

@@ -25,7 +25,7 @@ struct HmsInner {
     credentials: HmsCredentials,
     pool: Http2Pool,
     token_client: reqwest::Client,
-    send_url: String,
+    send_url: reqwest::Url,
     token: TokenCache,
 }
 
@@ -35,7 +35,12 @@ impl HmsClient {
         let pool = transport.http2_pool(&format!("hms {}", origin(credentials.base_url())))?;
         Ok(HmsClient {
             inner: Arc::new(HmsInner {
-                send_url: format!("{}/v1/{}/messages:send", credentials.base_url(), credentials.app_id()),
+                send_url: reqwest::Url::parse(&format!(
+                    "{}/v1/{}/messages:send",
+                    credentials.base_url(),
+                    credentials.app_id()
+                ))
+                .expect("base URL and app id checked by HmsCredentials::parse"),
                 credentials,
                 pool,
                 token_client: transport.token_client().clone(),
@@ -68,7 +73,7 @@ impl HmsClient {
             let sent = inner
                 .pool
                 .client()
-                .post(&inner.send_url)
+                .post(inner.send_url.clone())
                 .header(AUTHORIZATION, bearer.clone())
                 .header(
                     CONTENT_TYPE,
