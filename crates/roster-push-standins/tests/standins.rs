@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Client;
-use roster_push_standins::{ApnsStandIn, ApnsStandInConfig, FcmAnswer, FcmStandIn, FcmStandInConfig, fixtures};
+use roster_push_standins::{
+    ApnsStandIn, ApnsStandInConfig, FcmAnswer, FcmStandIn, FcmStandInConfig, HmsStandIn, HmsStandInConfig, fixtures,
+};
 use serde_json::{Value, json};
 
 fn now() -> u64 {
@@ -426,4 +428,78 @@ async fn fcm_send_checks_the_bearer_and_the_message() {
         (stats.count(200), stats.count(400), stats.count(401), stats.count(403)),
         (1, 8, 4, 1)
     );
+}
+
+#[tokio::test]
+async fn hms_standin_checks_the_client_the_bearer_and_the_message() {
+    let standin = HmsStandIn::start(HmsStandInConfig::test()).await.unwrap();
+    let plain = Client::new();
+    let token_url = standin.token_url();
+    let form = |secret: &'static str| {
+        [
+            ("grant_type", "client_credentials"),
+            ("client_id", fixtures::HMS_CLIENT_ID),
+            ("client_secret", secret),
+        ]
+    };
+    let answer = plain.post(&token_url).form(&form("wrong")).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    assert_eq!(answer.json::<Value>().await.unwrap()["error"], 1101);
+    let answer = plain
+        .post(&token_url)
+        .form(&form(fixtures::HMS_CLIENT_SECRET))
+        .send()
+        .await
+        .unwrap();
+    let token: Value = answer.json().await.unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+
+    let url = format!("{}/v1/{}/messages:send", standin.base_url(), fixtures::HMS_APP_ID);
+    let ib = json!({"messageId": ID, "text": "hi", "notification": {}, "internal": {"sendDateTime": 1, "bulkId": "b"}});
+    let good = json!({"validate_only": false, "message": {"token": ["h1"], "android": {"urgency": "HIGH", "ttl": "60s"},
+                      "data": json!({"org_ib_d": ib}).to_string()}});
+    let client = h2();
+    let send = |auth: Option<String>, body: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let mut request = client.post(url).json(&body);
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (
+                status,
+                answer.json::<Value>().await.unwrap()["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        }
+    };
+    assert_eq!(send(Some(bearer.clone()), good.clone()).await, (200, "80000000".into()));
+    assert_eq!(send(None, good.clone()).await, (401, "80200003".into()));
+    let bad: [fn(&mut Value); 6] = [
+        |m| m["validate_only"] = json!(true),
+        |m| m["message"]["token"] = json!("h1"),
+        |m| m["message"]["android"]["urgency"] = json!("NORMAL"),
+        |m| m["message"]["android"]["ttl"] = json!(60),
+        |m| m["message"]["data"] = json!({"org_ib_d": "x"}),
+        |m| m["message"]["data"] = json!(r#"{"org_ib_d":"{\"messageId\":\"x\"}"}"#),
+    ];
+    for (i, edit) in bad.iter().enumerate() {
+        let mut body = good.clone();
+        edit(&mut body);
+        assert_eq!(
+            send(Some(bearer.clone()), body).await,
+            (400, "80100003".into()),
+            "case {i}"
+        );
+    }
+    let mut big = good.clone();
+    big["message"]["data"] = json!(json!({"org_ib_d": ib, "pad": "x".repeat(4096)}).to_string());
+    assert_eq!(send(Some(bearer.clone()), big).await, (413, "80300008".into()));
+    let stats = standin.stats();
+    assert_eq!((stats.token_requests, stats.tokens_issued, stats.sends), (2, 1, 9));
 }
