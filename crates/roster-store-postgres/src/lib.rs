@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod people;
 mod rows;
 mod sql;
 pub mod testing;

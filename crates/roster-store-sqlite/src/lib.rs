@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod people;
 mod rows;
 mod sql;
 mod tx;

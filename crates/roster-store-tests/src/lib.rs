@@ -28,6 +28,7 @@ use std::sync::Arc;
 use roster_store::Store;
 
 pub mod fixtures;
+pub mod people;
 pub mod scenarios;
 
 /// A fresh store under test, and what must outlive it (a temporary directory, a throw-away
