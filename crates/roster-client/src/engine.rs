@@ -115,6 +115,27 @@ enum Dep {
     Pending(RosterError),
 }
 
+/// A delta PATCH ready to send (client-sdk.md §6.2).
+struct PatchRequest {
+    target: ChangeTarget,
+    /// The delta entries taken for this request; the answer acknowledges or discards them.
+    snapshot: JsonMap,
+    body: JsonMap,
+    bearer: Option<String>,
+    /// The hash of the system-data block the body carries (installation only).
+    block_hash: Option<String>,
+    /// Whether the body carries a token change (installation only).
+    token_change: bool,
+}
+
+/// The name of a target in messages.
+fn target_name(target: ChangeTarget) -> &'static str {
+    match target {
+        ChangeTarget::Installation => "installation",
+        ChangeTarget::User => "user",
+    }
+}
+
 /// The minimum time between the starts of two passes (client-sdk.md §6.4).
 const PASS_SPACING: Duration = Duration::from_secs(1);
 
@@ -468,6 +489,22 @@ impl Engine {
         }
     }
 
+    /// Replies to the saves waiting for a request of `target`.
+    fn reply(&mut self, target: ChangeTarget, r: WaitResult) {
+        match target {
+            ChangeTarget::Installation => self.reply_inst(r),
+            ChangeTarget::User => self.reply_user(r),
+        }
+    }
+
+    /// `InstallationUpdated` or `UserUpdated`.
+    fn emit_updated(&self, target: ChangeTarget) {
+        match target {
+            ChangeTarget::Installation => self.emit_installation_updated(),
+            ChangeTarget::User => self.emit_user_updated(),
+        }
+    }
+
     /// Sends a request; a success resets the backoff (§6.5), a 429 sets `Retry-After`.
     async fn send(&mut self, call: Call<'_>) -> Result<Option<JsonMap>, Failure> {
         let r = self.transport.send(call).await;
@@ -704,7 +741,7 @@ impl Engine {
         let send_block = self.state.system_data.reported_hash.as_deref() != Some(hash.as_str()) || clear_pending;
         let token = self.state.token_change();
         if snapshot.is_empty() && !send_block && token.is_none() {
-            self.reply_inst(WaitResult::Reported);
+            self.reply(ChangeTarget::Installation, WaitResult::Reported);
             return Step::Done;
         }
         let mut body = snapshot.clone();
@@ -729,44 +766,98 @@ impl Engine {
             }
             None => {}
         }
+        let request = PatchRequest {
+            target: ChangeTarget::Installation,
+            snapshot,
+            body,
+            bearer: None,
+            block_hash: send_block.then_some(hash),
+            token_change: token.is_some(),
+        };
+        self.send_patch(&id, request).await
+    }
+
+    /// client-sdk.md §6.2: `PATCH /mobile/1/appinstance/{id}/user` with the user delta.
+    async fn step_patch_user(&mut self) -> Step {
+        let Some(id) = self.state.push_reg_id.clone() else {
+            return Step::Done;
+        };
+        if self.state.user.unreported.is_empty() {
+            self.reply(ChangeTarget::User, WaitResult::Reported);
+            return Step::Done;
+        }
+        let bearer = match self.jwt() {
+            Ok(b) => b,
+            Err(e) => {
+                self.api_error(Operation::PatchUser, &e);
+                return Step::Failed(e);
+            }
+        };
+        let snapshot = self.state.user.unreported.clone();
+        let request = PatchRequest {
+            target: ChangeTarget::User,
+            body: snapshot.clone(),
+            snapshot,
+            bearer,
+            block_hash: None,
+            token_change: false,
+        };
+        self.send_patch(&id, request).await
+    }
+
+    /// Sends a delta PATCH of the installation or the user and applies the answer
+    /// (client-sdk.md §6.2, classification §6.3), replying to the saves waiting for it.
+    async fn send_patch(&mut self, id: &str, request: PatchRequest) -> Step {
+        let PatchRequest {
+            target,
+            snapshot,
+            body,
+            bearer,
+            block_hash,
+            token_change,
+        } = request;
+        let (path, operation) = match target {
+            ChangeTarget::Installation => (format!("/mobile/1/appinstance/{id}"), Operation::PatchInstallation),
+            ChangeTarget::User => (format!("/mobile/1/appinstance/{id}/user"), Operation::PatchUser),
+        };
         let body = Value::Object(body);
-        let path = format!("/mobile/1/appinstance/{id}");
-        let call = Call::new(Method::PATCH, path).body(&body).caller(&id);
+        let call = Call::new(Method::PATCH, path).body(&body).caller(id).bearer(bearer);
         match self.send(call).await {
             Ok(resp) => {
                 let mut s = self.state.clone();
-                let before = s.installation.current.clone();
+                let before = s.pair(target).current.clone();
                 let current = match resp {
                     Some(m) => m,
                     None => {
-                        let mut c = s.installation_base();
+                        // No body: the confirmed copy with what was sent applied.
+                        let mut c = s.base(target);
                         if let Value::Object(sent) = &body {
-                            json::apply(&mut c, sent, Kind::Installation);
+                            json::apply(&mut c, sent, Kind::of(target));
                         }
                         c
                     }
                 };
-                s.installation.current = Some(current);
-                json::ack(&mut s.installation.unreported, &snapshot);
-                s.prune_installation_delta();
-                if send_block {
+                s.pair_mut(target).current = Some(current);
+                json::ack(&mut s.pair_mut(target).unreported, &snapshot);
+                s.prune_delta(target);
+                if let Some(hash) = block_hash {
                     s.system_data.reported_hash = Some(hash);
                     s.system_data.clear_pending = false;
                 }
                 if let Err(e) = self.commit(s) {
                     return Step::Failed(e);
                 }
-                if self.state.installation.current != before {
-                    self.emit_installation_updated();
+                if self.state.pair(target).current != before {
+                    self.emit_updated(target);
                 }
-                self.reply_inst(WaitResult::Reported);
+                self.reply(target, WaitResult::Reported);
                 Step::Done
             }
             Err(f) => {
-                self.api_error(Operation::PatchInstallation, &f.error);
-                match classify(&f.error, false) {
+                self.api_error(operation, &f.error);
+                match classify(&f.error, target == ChangeTarget::User) {
                     Class::NoRegistration => {
-                        self.reply_inst(WaitResult::Failed(RosterError::RegistrationLost));
+                        self.reply(target, WaitResult::Failed(RosterError::RegistrationLost));
                         match self.recover(&f.error, false) {
                             Ok(()) => Step::Recovered,
                             Err(e) => Step::Failed(e),
@@ -777,22 +868,13 @@ impl Engine {
                         // §6.2: the rejected entries are discarded so that one bad value does
                         // not block every later change.
                         let mut s = self.state.clone();
-                        let mut fields = json::ack(&mut s.installation.unreported, &snapshot);
-                        if send_block {
+                        let mut fields = json::ack(&mut s.pair_mut(target).unreported, &snapshot);
+                        if let Some(hash) = block_hash {
                             s.system_data.reported_hash = Some(hash);
                             s.system_data.clear_pending = false;
                         }
-                        if token.is_some() {
-                            let cur = s.installation.current.as_ref();
-                            let t = cur.and_then(|c| c.get("pushServiceType")).and_then(Value::as_str);
-                            let k = cur.and_then(|c| c.get("pushServiceToken")).and_then(Value::as_str);
-                            s.push = match (t.and_then(roster_model::PushServiceType::parse), k) {
-                                (Some(service_type), Some(token)) => Some(StoredPush {
-                                    service_type,
-                                    token: token.to_string(),
-                                }),
-                                _ => None,
-                            };
+                        if token_change {
+                            s.push = s.confirmed_push();
                             fields.push("pushServiceToken".into());
                         }
                         if let Err(e) = self.commit(s) {
@@ -800,90 +882,12 @@ impl Engine {
                         }
                         if !fields.is_empty() {
                             self.emit(Event::ChangesDiscarded {
-                                target: ChangeTarget::Installation,
+                                target,
                                 fields,
                                 error: Some(f.error.clone()),
                             });
                         }
-                        self.reply_inst(WaitResult::Failed(f.error));
-                        Step::Done
-                    }
-                }
-            }
-        }
-    }
-
-    /// client-sdk.md §6.2: `PATCH /mobile/1/appinstance/{id}/user` with the user delta.
-    async fn step_patch_user(&mut self) -> Step {
-        let Some(id) = self.state.push_reg_id.clone() else {
-            return Step::Done;
-        };
-        if self.state.user.unreported.is_empty() {
-            self.reply_user(WaitResult::Reported);
-            return Step::Done;
-        }
-        let snapshot = self.state.user.unreported.clone();
-        let bearer = match self.jwt() {
-            Ok(b) => b,
-            Err(e) => {
-                self.api_error(Operation::PatchUser, &e);
-                return Step::Failed(e);
-            }
-        };
-        let body = Value::Object(snapshot.clone());
-        let call = Call::new(Method::PATCH, format!("/mobile/1/appinstance/{id}/user"))
-            .body(&body)
-            .caller(&id)
-            .bearer(bearer);
-        match self.send(call).await {
-            Ok(resp) => {
-                let mut s = self.state.clone();
-                let before = s.user.current.clone();
-                let current = match resp {
-                    Some(m) => m,
-                    None => {
-                        let mut c = s.user_base();
-                        json::apply(&mut c, &snapshot, Kind::User);
-                        c
-                    }
-                };
-                s.user.current = Some(current);
-                json::ack(&mut s.user.unreported, &snapshot);
-                s.prune_user_delta();
-                if let Err(e) = self.commit(s) {
-                    return Step::Failed(e);
-                }
-                if self.state.user.current != before {
-                    self.emit_user_updated();
-                }
-                self.reply_user(WaitResult::Reported);
-                Step::Done
-            }
-            Err(f) => {
-                self.api_error(Operation::PatchUser, &f.error);
-                match classify(&f.error, true) {
-                    Class::NoRegistration => {
-                        self.reply_user(WaitResult::Failed(RosterError::RegistrationLost));
-                        match self.recover(&f.error, false) {
-                            Ok(()) => Step::Recovered,
-                            Err(e) => Step::Failed(e),
-                        }
-                    }
-                    Class::Retryable => Step::Failed(f.error),
-                    Class::Permanent => {
-                        let mut s = self.state.clone();
-                        let fields = json::ack(&mut s.user.unreported, &snapshot);
-                        if let Err(e) = self.commit(s) {
-                            return Step::Failed(e);
-                        }
-                        if !fields.is_empty() {
-                            self.emit(Event::ChangesDiscarded {
-                                target: ChangeTarget::User,
-                                fields,
-                                error: Some(f.error.clone()),
-                            });
-                        }
-                        self.reply_user(WaitResult::Failed(f.error));
+                        self.reply(target, WaitResult::Failed(f.error));
                         Step::Done
                     }
                 }
@@ -993,23 +997,27 @@ impl Engine {
     // Saves (client-sdk.md §6.1)
     // --------------------------------------------------------------------------------------------
 
+    /// Merges validated changes into the delta of `target` and persists them (client-sdk.md
+    /// §6.1 step 3); whether the delta still carries them afterwards (a change equal to the
+    /// confirmed value leaves nothing to send, so there is nothing to wait for).
+    fn accept(&mut self, target: ChangeTarget, patch: &JsonMap) -> Result<bool, RosterError> {
+        let mut s = self.state.clone();
+        let confirmed_attrs = json::attrs_of(&s.base(target));
+        json::merge(&mut s.pair_mut(target).unreported, patch, &confirmed_attrs);
+        s.prune_delta(target);
+        self.commit(s)?;
+        Ok(json::carries(&self.state.pair(target).unreported, patch))
+    }
+
     fn save_installation(&mut self, changes: InstallationChanges, waiter: InstWaiter) {
         let view = self.state.installation_local();
-        let patch = match changes.to_patch(&json::attrs_of(&view)) {
-            Ok(p) => p,
+        let accepted = changes
+            .to_patch(&json::attrs_of(&view))
+            .and_then(|patch| self.accept(ChangeTarget::Installation, &patch));
+        match accepted {
             Err(e) => return waiter.send(WaitResult::Failed(e), &Installation::default()),
-        };
-        let mut s = self.state.clone();
-        let base = s.installation_base();
-        json::merge(&mut s.installation.unreported, &patch, &json::attrs_of(&base));
-        s.prune_installation_delta();
-        if let Err(e) = self.commit(s) {
-            return waiter.send(WaitResult::Failed(e), &Installation::default());
-        }
-        if json::carries(&self.state.installation.unreported, &patch) {
-            self.inst_waiters.push(waiter);
-        } else {
-            waiter.send(WaitResult::Reported, &self.installation_view());
+            Ok(true) => self.inst_waiters.push(waiter),
+            Ok(false) => waiter.send(WaitResult::Reported, &self.installation_view()),
         }
         self.trigger();
     }
@@ -1043,25 +1051,18 @@ impl Engine {
             return;
         }
         let view = self.state.user_local();
-        let patch = match changes.to_patch(&json::attrs_of(&view)) {
-            Ok(p) => p,
+        let accepted = changes
+            .to_patch(&json::attrs_of(&view))
+            .and_then(|patch| self.accept(ChangeTarget::User, &patch));
+        match accepted {
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
-        };
-        let mut s = self.state.clone();
-        let base = s.user_base();
-        json::merge(&mut s.user.unreported, &patch, &json::attrs_of(&base));
-        s.prune_user_delta();
-        if let Err(e) = self.commit(s) {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        if json::carries(&self.state.user.unreported, &patch) {
-            self.user_waiters.push(reply);
-        } else {
-            let _ = reply.send(Ok(SaveOutcome::Reported(self.user_view())));
+            Ok(true) => self.user_waiters.push(reply),
+            Ok(false) => {
+                let _ = reply.send(Ok(SaveOutcome::Reported(self.user_view())));
+            }
         }
         self.trigger();
     }
@@ -1071,65 +1072,51 @@ impl Engine {
     // --------------------------------------------------------------------------------------------
 
     async fn fetch_installation(&mut self) -> Result<Installation, RosterError> {
-        if self.state.depersonalize_pending {
-            return Err(RosterError::DepersonalizationPending);
-        }
-        self.flush().await;
-        let id = self.ensure_registered().await?;
-        let call = Call::new(Method::GET, format!("/mobile/1/appinstance/{id}")).caller(&id);
-        let r = self.send(call).await;
-        self.trigger();
-        match r {
-            Ok(Some(m)) => {
-                let mut s = self.state.clone();
-                let before = s.installation.current.clone();
-                s.installation.current = Some(m);
-                s.prune_installation_delta();
-                self.commit(s)?;
-                if self.state.installation.current != before {
-                    self.emit_installation_updated();
-                }
-                Ok(self.installation_view())
-            }
-            Ok(None) => {
-                let e = RosterError::Network("malformed response: empty installation".into());
-                self.api_error(Operation::GetInstallation, &e);
-                Err(e)
-            }
-            Err(f) => Err(self.direct_failure(Operation::GetInstallation, f, false).await),
-        }
+        self.fetch(ChangeTarget::Installation).await?;
+        Ok(self.installation_view())
     }
 
     async fn fetch_user(&mut self) -> Result<User, RosterError> {
+        self.fetch(ChangeTarget::User).await?;
+        Ok(self.user_view())
+    }
+
+    /// GET of the own installation or the user: the confirmed copy is replaced, pending changes
+    /// stay pending (client-sdk.md §3).
+    async fn fetch(&mut self, target: ChangeTarget) -> Result<(), RosterError> {
         if self.state.depersonalize_pending {
             return Err(RosterError::DepersonalizationPending);
         }
         self.flush().await;
         let id = self.ensure_registered().await?;
-        let bearer = self.jwt().inspect_err(|e| self.api_error(Operation::GetUser, e))?;
-        let call = Call::new(Method::GET, format!("/mobile/1/appinstance/{id}/user"))
-            .caller(&id)
-            .bearer(bearer);
+        let (path, operation, bearer) = match target {
+            ChangeTarget::Installation => (format!("/mobile/1/appinstance/{id}"), Operation::GetInstallation, None),
+            ChangeTarget::User => {
+                let bearer = self.jwt().inspect_err(|e| self.api_error(Operation::GetUser, e))?;
+                (format!("/mobile/1/appinstance/{id}/user"), Operation::GetUser, bearer)
+            }
+        };
+        let call = Call::new(Method::GET, path).caller(&id).bearer(bearer);
         let r = self.send(call).await;
         self.trigger();
         match r {
             Ok(Some(m)) => {
                 let mut s = self.state.clone();
-                let before = s.user.current.clone();
-                s.user.current = Some(m);
-                s.prune_user_delta();
+                let before = s.pair(target).current.clone();
+                s.pair_mut(target).current = Some(m);
+                s.prune_delta(target);
                 self.commit(s)?;
-                if self.state.user.current != before {
-                    self.emit_user_updated();
+                if self.state.pair(target).current != before {
+                    self.emit_updated(target);
                 }
-                Ok(self.user_view())
+                Ok(())
             }
             Ok(None) => {
-                let e = RosterError::Network("malformed response: empty user".into());
-                self.api_error(Operation::GetUser, &e);
+                let e = RosterError::Network(format!("malformed response: empty {}", target_name(target)));
+                self.api_error(operation, &e);
                 Err(e)
             }
-            Err(f) => Err(self.direct_failure(Operation::GetUser, f, true).await),
+            Err(f) => Err(self.direct_failure(operation, f, target == ChangeTarget::User).await),
         }
     }
 

@@ -25,6 +25,16 @@ pub(crate) enum Kind {
     User,
 }
 
+impl Kind {
+    /// The PATCH semantics of the installation or the user.
+    pub(crate) fn of(target: crate::ChangeTarget) -> Kind {
+        match target {
+            crate::ChangeTarget::Installation => Kind::Installation,
+            crate::ChangeTarget::User => Kind::User,
+        }
+    }
+}
+
 /// Applies one delta entry (a top-level member) to `base`.
 fn apply_entry(base: &mut JsonMap, key: &str, value: &Value, kind: Kind) {
     if key == ATTRS {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    PrivacySettings, PushRegistration,
+    ChangeTarget, PrivacySettings, PushRegistration,
     json::{self, ATTRS, JsonMap, Kind},
 };
 
@@ -142,6 +142,53 @@ impl State {
     /// The confirmed user, or an empty one.
     pub(crate) fn user_base(&self) -> JsonMap {
         self.user.current.clone().unwrap_or_else(empty_user)
+    }
+
+    /// The confirmed copy and the pending delta of the installation or the user.
+    pub(crate) fn pair(&self, target: ChangeTarget) -> &Pair {
+        match target {
+            ChangeTarget::Installation => &self.installation,
+            ChangeTarget::User => &self.user,
+        }
+    }
+
+    /// See [`State::pair`].
+    pub(crate) fn pair_mut(&mut self, target: ChangeTarget) -> &mut Pair {
+        match target {
+            ChangeTarget::Installation => &mut self.installation,
+            ChangeTarget::User => &mut self.user,
+        }
+    }
+
+    /// [`State::installation_base`] or [`State::user_base`].
+    pub(crate) fn base(&self, target: ChangeTarget) -> JsonMap {
+        match target {
+            ChangeTarget::Installation => self.installation_base(),
+            ChangeTarget::User => self.user_base(),
+        }
+    }
+
+    /// [`State::prune_installation_delta`] or [`State::prune_user_delta`].
+    pub(crate) fn prune_delta(&mut self, target: ChangeTarget) {
+        match target {
+            ChangeTarget::Installation => self.prune_installation_delta(),
+            ChangeTarget::User => self.prune_user_delta(),
+        }
+    }
+
+    /// The token the server confirmed, as the one to hold after a token change was rejected
+    /// (client-sdk.md §6.2: the rejected change is discarded).
+    pub(crate) fn confirmed_push(&self) -> Option<StoredPush> {
+        let cur = self.installation.current.as_ref();
+        let service_type = cur
+            .and_then(|c| c.get("pushServiceType"))
+            .and_then(Value::as_str)
+            .and_then(PushServiceType::parse)?;
+        let token = cur.and_then(|c| c.get("pushServiceToken")).and_then(Value::as_str)?;
+        Some(StoredPush {
+            service_type,
+            token: token.to_string(),
+        })
     }
 
     /// Confirmed installation with the pending delta and the desired token applied (without
