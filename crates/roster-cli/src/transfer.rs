@@ -156,6 +156,31 @@ impl Record {
     }
 }
 
+/// The rows an [`Importer`] has not inserted yet.
+enum Batch {
+    None,
+    Persons(Vec<Person>),
+    Installations(Vec<Installation>),
+}
+
+impl Batch {
+    fn kind(&self) -> Option<Kind> {
+        match self {
+            Batch::None => None,
+            Batch::Persons(_) => Some(Kind::Row(RowKind::Person)),
+            Batch::Installations(_) => Some(Kind::Row(RowKind::Installation)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Batch::None => 0,
+            Batch::Persons(rows) => rows.len(),
+            Batch::Installations(rows) => rows.len(),
+        }
+    }
+}
+
 /// Where a keyset page starts: after the primary key of the previous page's last row.
 #[derive(Debug, Clone)]
 enum Cursor {
@@ -381,8 +406,9 @@ pub async fn import(args: ImportArgs, store_url: &str) -> anyhow::Result<()> {
             }
             let record: Record =
                 serde_json::from_str(&line).map_err(|e| anyhow!("line {number}: not a valid record: {e}"))?;
-            importer.put(record).await.with_context(|| format!("line {number}"))?;
+            importer.put(record, Some(number)).await?;
         }
+        importer.flush().await?;
         importer.check_complete(&header.counts).map_err(|e| {
             anyhow!("the dump ends at line {number}, before the end its header announces: {e} (is the file truncated?)")
         })
@@ -437,6 +463,10 @@ pub async fn migrate_store(args: MigrateStoreArgs) -> anyhow::Result<()> {
         let mut sink = Sink::Store(&mut importer);
         copy_rows(&mut *tx, &expected, &mut sink, &progress).await
     };
+    let copied = match copied {
+        Ok(_) => importer.flush().await,
+        Err(e) => Err(e),
+    };
     tx.rollback().await?;
     if let Err(e) = copied {
         importer.abort().await;
@@ -475,7 +505,7 @@ impl Sink<'_, '_> {
     async fn put(&mut self, record: Record) -> anyhow::Result<()> {
         match self {
             Sink::Dump(out) => out.line(&record),
-            Sink::Store(importer) => importer.put(record).await,
+            Sink::Store(importer) => importer.put(record, None).await,
         }
     }
 }
@@ -611,9 +641,8 @@ async fn copy_rows(
 /// an import in batches would leave a partial store that a rerun refuses as non-empty. The cost
 /// is one long transaction: SQLite holds its write lock (nobody else writes meanwhile, which an
 /// import into a fresh store does not mind) and PostgreSQL keeps the new rows in its log until
-/// commit. Measured here (`large_store_round_trip`, crates/roster-cli/tests/migrate_store.rs):
-/// 100,000 persons with 100,000 installations copy SQLite -> PostgreSQL in about 80 s and
-/// PostgreSQL -> SQLite in about 20 s, with flat memory; see docs/decisions.md.
+/// commit. Measured: see `large_store_round_trip` in crates/roster-cli/tests/migrate_store.rs
+/// and docs/decisions.md ("Moving a store").
 struct Importer<'p> {
     /// Kept so that the store outlives its transaction.
     _store: Arc<dyn Store>,
@@ -622,6 +651,12 @@ struct Importer<'p> {
     copied: Counts,
     /// The kind of the last record, to keep the dependency order.
     last: Option<Kind>,
+    /// Persons or installations not inserted yet: the kinds with many rows go in batches of
+    /// [`PAGE`] ([`Tx::insert_persons`], [`Tx::insert_installations`]), which PostgreSQL writes
+    /// in a few statements instead of several per row.
+    batch: Batch,
+    /// The dump lines of the batch (first, last), for messages.
+    batch_lines: Option<(u64, u64)>,
     progress: &'p Progress,
     expected: Counts,
     bar: Option<ProgressBar>,
@@ -647,6 +682,8 @@ impl<'p> Importer<'p> {
             tx: Some(tx),
             copied: Counts::default(),
             last: None,
+            batch: Batch::None,
+            batch_lines: None,
             progress,
             expected: *expected,
             bar: None,
@@ -660,36 +697,87 @@ impl<'p> Importer<'p> {
         }
     }
 
-    /// Inserts one record, exactly as it is.
-    async fn put(&mut self, record: Record) -> anyhow::Result<()> {
+    /// Inserts one record, exactly as it is (persons and installations in batches: a conflict
+    /// in a batch is reported with the batch's lines). `line`: where the record is in the dump.
+    async fn put(&mut self, record: Record, line: Option<u64>) -> anyhow::Result<()> {
+        let at = line.map(|n| format!("line {n}: ")).unwrap_or_default();
         let kind = record.kind();
         if let Some(last) = self.last
             && kind < last
         {
             bail!(
-                "{} after {}: records must come in dependency order (accounts, applications, JWT keys, \
-                 API keys, attribute definitions, persons, installations, merge-log entries)",
+                "{at}{} after {}: records must come in dependency order (accounts, applications, JWT \
+                 keys, API keys, attribute definitions, persons, installations, merge-log entries)",
                 record.describe(),
                 last.plural()
             );
         }
         if self.last != Some(kind) {
+            self.flush().await?;
             if let Some(bar) = self.bar.take() {
                 bar.finish();
             }
             self.bar = Some(self.progress.bar(kind, self.expected.get(kind)));
             self.last = Some(kind);
         }
-        let backend = self.backend;
-        record
-            .insert(self.tx()?)
-            .await
-            .with_context(|| format!("cannot store {} in {backend}", record.describe()))?;
-        *self.copied.slot(kind) += 1;
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
+        if let Some(n) = line {
+            let first = self.batch_lines.map_or(n, |(first, _)| first);
+            self.batch_lines = Some((first, n));
+        }
+        match (&mut self.batch, record) {
+            (Batch::None, Record::Person(p)) => self.batch = Batch::Persons(vec![p]),
+            (Batch::None, Record::Installation(i)) => self.batch = Batch::Installations(vec![i]),
+            (Batch::Persons(batch), Record::Person(p)) => batch.push(p),
+            (Batch::Installations(batch), Record::Installation(i)) => batch.push(i),
+            (_, record) => {
+                // Every other kind is few rows: one insert each, reported with its own line.
+                self.batch_lines = None;
+                let backend = self.backend;
+                record
+                    .insert(self.tx()?)
+                    .await
+                    .with_context(|| format!("{at}cannot store {} in {backend}", record.describe()))?;
+                self.counted(kind, 1);
+                return Ok(());
+            }
+        }
+        if self.batch.len() >= PAGE as usize {
+            self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Inserts the pending batch, if any.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Batch::None);
+        let lines = self.batch_lines.take();
+        let Some(kind) = batch.kind() else { return Ok(()) };
+        let n = batch.len();
+        let backend = self.backend;
+        let tx = self.tx()?;
+        let inserted = match &batch {
+            Batch::Persons(persons) => tx.insert_persons(persons).await,
+            Batch::Installations(insts) => tx.insert_installations(insts).await,
+            Batch::None => Ok(()),
+        };
+        inserted.with_context(|| {
+            let at = match lines {
+                Some((first, last)) if first == last => format!("line {first}: "),
+                Some((first, last)) => format!("lines {first}-{last}: "),
+                None => String::new(),
+            };
+            format!("{at}cannot store {n} {} in {backend}", kind.plural())
+        })?;
+        self.counted(kind, n as u64);
+        Ok(())
+    }
+
+    /// Counts rows as stored.
+    fn counted(&mut self, kind: Kind, n: u64) {
+        *self.copied.slot(kind) += n;
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
     }
 
     /// Checks that every row the header promised arrived.
@@ -714,6 +802,8 @@ impl<'p> Importer<'p> {
 
     /// Commits the whole import; how many rows of each kind it holds.
     async fn commit(mut self) -> anyhow::Result<Counts> {
+        self.flush().await?;
+        self.tx()?.refresh_statistics().await?;
         if let Some(bar) = self.bar.take() {
             bar.finish();
         }

@@ -112,12 +112,20 @@ impl Conn {
     }
 
     /// Runs a query expected to return at most one row, and decodes it.
-    pub(crate) async fn query_opt<T>(&mut self, query: PgQuery, decode: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Option<T>> {
+    pub(crate) async fn query_opt<T>(
+        &mut self,
+        query: PgQuery,
+        decode: fn(&PgRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
         self.fetch_optional(query).await?.as_ref().map(decode).transpose()
     }
 
     /// Runs a query and decodes every row.
-    pub(crate) async fn query_all<T>(&mut self, query: PgQuery, decode: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    pub(crate) async fn query_all<T>(
+        &mut self,
+        query: PgQuery,
+        decode: fn(&PgRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
         self.fetch_all(query).await?.iter().map(decode).collect()
     }
 
@@ -464,6 +472,65 @@ pub(crate) async fn insert_installation(c: &mut Conn, inst: &Installation) -> St
     c.execute(bind_installation(query, inst)?).await.map(drop)
 }
 
+/// Many installations in one statement: every column travels as one array, so a page of an
+/// import is one round trip instead of one per row.
+pub(crate) async fn insert_installations(c: &mut Conn, insts: &[Installation]) -> StoreResult<()> {
+    if insts.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&Installation) -> Option<String>| insts.iter().map(f).collect::<Vec<Option<String>>>();
+    let flag = |f: fn(&Installation) -> Option<bool>| insts.iter().map(f).collect::<Vec<Option<bool>>>();
+    let number = |f: fn(&Installation) -> Option<i64>| insts.iter().map(f).collect::<Vec<Option<i64>>>();
+    let custom_attributes = insts
+        .iter()
+        .map(|i| json(&i.custom_attributes))
+        .collect::<StoreResult<Vec<String>>>()?;
+    let query = sqlx::query(
+        "INSERT INTO installations (account_id, application_id, push_reg_id, person_id, \
+         push_service_type, provider, push_service_token, reg_enabled, is_primary, \
+         application_user_id, custom_attributes, notifications_enabled, sdk_version, app_version, \
+         os, os_version, device_manufacturer, device_model, device_name, device_secure, language, \
+         device_timezone_offset, inappchat, inbox, webrtcui, created_at, updated_at, last_seen_at, \
+         token_cleared_at, token_cleared_reason) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::bool[], $9::bool[], $10::text[], $11::text[], $12::bool[], $13::text[], \
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::bool[], \
+         $21::text[], $22::text[], $23::bool[], $24::bool[], $25::bool[], $26::int8[], $27::int8[], \
+         $28::int8[], $29::int8[], $30::text[])",
+    )
+    .bind(column(|i| Some(id(i.account_id))))
+    .bind(column(|i| Some(id(i.application_id))))
+    .bind(column(|i| Some(i.push_reg_id.clone())))
+    .bind(column(|i| Some(id(i.person_id))))
+    .bind(column(|i| i.push_service_type.map(|t| t.as_str().to_owned())))
+    .bind(column(|i| i.provider().map(|p| p.as_str().to_owned())))
+    .bind(column(|i| i.push_service_token.clone()))
+    .bind(flag(|i| Some(i.reg_enabled)))
+    .bind(flag(|i| Some(i.is_primary)))
+    .bind(column(|i| i.application_user_id.clone()))
+    .bind(custom_attributes)
+    .bind(flag(|i| i.system.notifications_enabled))
+    .bind(column(|i| i.system.sdk_version.clone()))
+    .bind(column(|i| i.system.app_version.clone()))
+    .bind(column(|i| i.system.os.clone()))
+    .bind(column(|i| i.system.os_version.clone()))
+    .bind(column(|i| i.system.device_manufacturer.clone()))
+    .bind(column(|i| i.system.device_model.clone()))
+    .bind(column(|i| i.system.device_name.clone()))
+    .bind(flag(|i| i.system.device_secure))
+    .bind(column(|i| i.system.language.clone()))
+    .bind(column(|i| i.system.device_timezone_offset.clone()))
+    .bind(flag(|i| i.system.inappchat))
+    .bind(flag(|i| i.system.inbox))
+    .bind(flag(|i| i.system.webrtcui))
+    .bind(number(|i| Some(i.created_at)))
+    .bind(number(|i| Some(i.updated_at)))
+    .bind(number(|i| Some(i.last_seen_at)))
+    .bind(number(|i| i.token_cleared_at))
+    .bind(column(|i| i.token_cleared_reason.map(|r| r.as_str().to_owned())));
+    c.execute(query).await.map(drop)
+}
+
 pub(crate) async fn update_installation(c: &mut Conn, inst: &Installation) -> StoreResult<()> {
     let query = sqlx::query(
         "UPDATE installations SET application_id = $2, person_id = $4, \
@@ -757,6 +824,109 @@ pub(crate) async fn insert_person(c: &mut Conn, person: &Person) -> StoreResult<
     insert_person_keys(c, person).await
 }
 
+/// Many persons in four statements (persons, phones, emails, tags), every column travelling as
+/// one array: a page of an import is four round trips instead of up to four per person.
+pub(crate) async fn insert_persons(c: &mut Conn, persons: &[Person]) -> StoreResult<()> {
+    if persons.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&Person) -> Option<String>| persons.iter().map(f).collect::<Vec<Option<String>>>();
+    let number = |f: fn(&Person) -> i64| persons.iter().map(f).collect::<Vec<i64>>();
+    let custom_attributes = persons
+        .iter()
+        .map(|p| json(&p.custom_attributes))
+        .collect::<StoreResult<Vec<String>>>()?;
+    c.execute(
+        sqlx::query(concat!(
+            "INSERT INTO persons (",
+            person_columns!(),
+            ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], \
+             $13::int8[])"
+        ))
+        .bind(column(|p| Some(id(p.account_id))))
+        .bind(column(|p| Some(id(p.id))))
+        .bind(column(|p| p.external_user_id.clone()))
+        .bind(column(|p| p.first_name.clone()))
+        .bind(column(|p| p.middle_name.clone()))
+        .bind(column(|p| p.last_name.clone()))
+        .bind(column(|p| p.gender.map(|g| g.as_str().to_owned())))
+        .bind(column(|p| p.birthday.clone()))
+        .bind(custom_attributes)
+        .bind(column(|p| Some(p.person_type.as_str().to_owned())))
+        .bind(number(|p| p.version))
+        .bind(number(|p| p.created_at))
+        .bind(number(|p| p.updated_at)),
+    )
+    .await?;
+    // The child rows of every person, flattened; positions 0-based, as in `insert_person_keys`.
+    let (mut owners, mut positions, mut values, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for p in persons {
+        for (position, number) in p.phones.iter().enumerate() {
+            owners.push((id(p.account_id), id(p.id)));
+            positions.push(position as i64);
+            values.push(number.clone());
+        }
+    }
+    if !values.is_empty() {
+        let (accounts, person_ids): (Vec<String>, Vec<String>) = owners.drain(..).unzip();
+        c.execute(
+            sqlx::query(
+                "INSERT INTO person_phones (account_id, person_id, position, number) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[])",
+            )
+            .bind(accounts)
+            .bind(person_ids)
+            .bind(std::mem::take(&mut positions))
+            .bind(std::mem::take(&mut values)),
+        )
+        .await?;
+    }
+    for p in persons {
+        for (position, address) in p.emails.iter().enumerate() {
+            owners.push((id(p.account_id), id(p.id)));
+            positions.push(position as i64);
+            values.push(address.clone());
+            keys.push(email_key(address));
+        }
+    }
+    if !values.is_empty() {
+        let (accounts, person_ids): (Vec<String>, Vec<String>) = owners.drain(..).unzip();
+        c.execute(
+            sqlx::query(
+                "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[])",
+            )
+            .bind(accounts)
+            .bind(person_ids)
+            .bind(std::mem::take(&mut positions))
+            .bind(std::mem::take(&mut values))
+            .bind(keys),
+        )
+        .await?;
+    }
+    for p in persons {
+        for tag in &p.tags {
+            owners.push((id(p.account_id), id(p.id)));
+            values.push(tag.clone());
+        }
+    }
+    if !values.is_empty() {
+        let (accounts, person_ids): (Vec<String>, Vec<String>) = owners.drain(..).unzip();
+        c.execute(
+            sqlx::query(
+                "INSERT INTO person_tags (account_id, person_id, tag) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
+            )
+            .bind(accounts)
+            .bind(person_ids)
+            .bind(values),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Replaces every field and key of a person. The old keys are deleted before the new ones are
 /// inserted, so a key released by this person can be taken by another one later in the same
 /// transaction, and a key this person already had is simply written again.
@@ -957,6 +1127,11 @@ pub(crate) async fn update_merge_entry(c: &mut Conn, entry: &MergeLogEntry) -> S
 // Keyset pages in primary-key order, filtered by account: the statements of the SQLite backend.
 // The first page starts after "" (every stored key is greater under COLLATE "C"), so each
 // statement is a plain range condition the planner can serve from the primary key index.
+
+/// `ANALYZE` of the whole schema, inside the transaction (so it sees the transaction's rows).
+pub(crate) async fn refresh_statistics(c: &mut Conn) -> StoreResult<()> {
+    c.execute(sqlx::query("ANALYZE")).await.map(drop)
+}
 
 pub(crate) async fn count_accounts(c: &mut Conn) -> StoreResult<u64> {
     c.count(sqlx::query("SELECT count(*) FROM accounts")).await

@@ -126,6 +126,10 @@ impl Tx for PgTx {
         sql::insert_installation(self.conn()?, inst).await
     }
 
+    async fn insert_installations(&mut self, insts: &[Installation]) -> StoreResult<()> {
+        sql::insert_installations(self.conn()?, insts).await
+    }
+
     async fn update_installation(&mut self, inst: &Installation) -> StoreResult<()> {
         sql::update_installation(self.conn()?, inst).await
     }
@@ -194,6 +198,10 @@ impl Tx for PgTx {
         sql::insert_person(self.conn()?, person).await
     }
 
+    async fn insert_persons(&mut self, persons: &[Person]) -> StoreResult<()> {
+        sql::insert_persons(self.conn()?, persons).await
+    }
+
     async fn update_person(&mut self, person: &Person) -> StoreResult<()> {
         sql::update_person(self.conn()?, person).await
     }
@@ -241,6 +249,10 @@ impl Tx for PgTx {
 
     async fn update_merge_entry(&mut self, entry: &MergeLogEntry) -> StoreResult<()> {
         sql::update_merge_entry(self.conn()?, entry).await
+    }
+
+    async fn refresh_statistics(&mut self) -> StoreResult<()> {
+        sql::refresh_statistics(self.conn()?).await
     }
 
     async fn count_accounts(&mut self) -> StoreResult<u64> {

@@ -100,6 +100,7 @@ macro_rules! store_behaviour_suite {
             snapshot_is_ordered_by_keys,
             keyset_pages_list_every_row_of_an_account_in_key_order,
             insert_attribute_definition_refuses_a_duplicate,
+            batch_inserts_store_what_single_inserts_store,
         }
     };
     (@expand (tests $backend:literal, $fresh:expr); $($name:ident,)*) => {

@@ -1336,3 +1336,84 @@ pub async fn insert_attribute_definition_refuses_a_duplicate(store: Arc<dyn Stor
     );
     assert_eq!(tx.count_rows(acc.id, RowKind::AttributeDefinition).await.unwrap(), 2);
 }
+
+/// `insert_persons` and `insert_installations` store exactly what one insert per row stores
+/// (every field, keys and tags in order, persons without any), also after `refresh_statistics`
+/// in the same transaction; an empty batch does nothing; a
+/// duplicate key inside a batch, or against a stored row, is the same conflict as one insert
+/// would meet.
+pub async fn batch_inserts_store_what_single_inserts_store(store: Arc<dyn Store>) {
+    let (acc, app) = seeded(&*store).await;
+    let mut persons = Vec::new();
+    for n in 0..7 {
+        let mut p = if n % 2 == 0 {
+            full_person(acc.id)
+        } else {
+            person(acc.id)
+        };
+        if n % 2 == 0 {
+            p.phones = vec![format!("38591000000{n}"), format!("14155550{n}00")];
+            p.emails = vec![format!("Z{n}@x.org"), format!("a{n}@x.org")];
+            p.external_user_id = Some(format!("ext-{n}"));
+        }
+        persons.push(p);
+    }
+    let mut insts: Vec<Installation> = persons
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            with_token(
+                installation(&app, p.id, 50 - n as i64),
+                PushServiceType::Firebase,
+                &format!("t{n}"),
+            )
+        })
+        .collect();
+    insts[0].is_primary = true;
+    insts[1].system.os = Some("iOS".into());
+    insts[1].token_cleared_reason = Some(TokenClearedReason::Unregistered);
+    insts[1].token_cleared_at = Some(3);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_persons(&[]).await.unwrap();
+    tx.insert_installations(&[]).await.unwrap();
+    tx.insert_persons(&persons).await.unwrap();
+    tx.insert_installations(&insts).await.unwrap();
+    // What an import does last: statistics refreshed inside the transaction, which goes on.
+    tx.refresh_statistics().await.unwrap();
+    assert_eq!(tx.count_rows(acc.id, RowKind::Person).await.unwrap(), 7);
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    persons.sort_by_key(|p| p.id);
+    insts.sort_by(|a, b| a.push_reg_id.cmp(&b.push_reg_id));
+    assert_eq!(snap.persons, persons);
+    assert_eq!(snap.installations, insts);
+    drop(tx);
+
+    // A key taken twice inside one batch, or a key already stored.
+    let mut a = person(acc.id);
+    a.phones = vec!["1999000001".into()];
+    let mut b = person(acc.id);
+    b.phones = vec!["1999000001".into()];
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(conflict_on(tx.insert_persons(&[a.clone(), b]).await), Constraint::Phone);
+    drop(tx);
+    let mut c = person(acc.id);
+    c.external_user_id = Some("ext-0".into());
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        conflict_on(tx.insert_persons(&[a, c]).await),
+        Constraint::ExternalUserId
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    let taker = with_token(installation(&app, persons[1].id, 60), PushServiceType::Gcm, "t3");
+    assert_eq!(
+        conflict_on(tx.insert_installations(&[taker]).await),
+        Constraint::PushToken
+    );
+    drop(tx);
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.snapshot().await.unwrap(), snap);
+}

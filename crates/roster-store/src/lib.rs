@@ -300,6 +300,14 @@ pub trait Tx: PeopleTx + Send {
     ) -> StoreResult<Vec<Installation>>;
     /// Inserts an installation (`Conflict(PushRegId | PushToken | PrimaryInstallation)`).
     async fn insert_installation(&mut self, inst: &Installation) -> StoreResult<()>;
+    /// Inserts installations as [`Tx::insert_installation`] does each, in as few statements as the
+    /// backend allows (import of a whole store); a conflict on any of them fails the call.
+    async fn insert_installations(&mut self, insts: &[Installation]) -> StoreResult<()> {
+        for inst in insts {
+            self.insert_installation(inst).await?;
+        }
+        Ok(())
+    }
     /// Writes every field of an existing installation (including its person).
     async fn update_installation(&mut self, inst: &Installation) -> StoreResult<()>;
     /// Deletes an installation; whether it existed.
@@ -344,6 +352,14 @@ pub trait Tx: PeopleTx + Send {
     ) -> StoreResult<Vec<Uuid>>;
     /// Inserts a person with its identity keys and tags.
     async fn insert_person(&mut self, person: &Person) -> StoreResult<()>;
+    /// Inserts persons as [`Tx::insert_person`] does each, in as few statements as the backend
+    /// allows (import of a whole store); a conflict on any of them fails the call.
+    async fn insert_persons(&mut self, persons: &[Person]) -> StoreResult<()> {
+        for person in persons {
+            self.insert_person(person).await?;
+        }
+        Ok(())
+    }
     /// Writes every field of an existing person, replacing its identity keys and tags.
     /// Identity keys released by this write are free for others after commit.
     async fn update_person(&mut self, person: &Person) -> StoreResult<()>;
@@ -391,6 +407,14 @@ pub trait Tx: PeopleTx + Send {
     // `after` of the next, and an empty page ends the walk. Inside one `begin_read` transaction
     // the pages of all kinds are one consistent state of the store.
 
+    /// After a bulk load in this transaction (an import): brings the query planner's statistics
+    /// up to date with the new rows, committed with them (PostgreSQL: `ANALYZE`, which may run
+    /// in a transaction; without it the planner sizes fresh tables as nearly empty and may walk
+    /// the account index and sort a whole account for every page of a later export). SQLite
+    /// does nothing: its page statements pin their index.
+    async fn refresh_statistics(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
     /// How many accounts the store holds.
     async fn count_accounts(&mut self) -> StoreResult<u64>;
     /// How many rows of `kind` an account owns.
