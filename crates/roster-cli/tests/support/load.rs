@@ -91,6 +91,35 @@ fn pool_email(i: usize) -> String {
     format!("e{i}@x.com")
 }
 
+/// One request of a device.
+struct Request<'a> {
+    /// The operation's name in the report.
+    op: &'static str,
+    method: &'static str,
+    path: &'a str,
+    /// The `pushregistrationid` header.
+    caller: Option<&'a str>,
+    body: Option<&'a Value>,
+}
+
+impl<'a> Request<'a> {
+    fn new(
+        op: &'static str,
+        method: &'static str,
+        path: &'a str,
+        caller: Option<&'a str>,
+        body: Option<&'a Value>,
+    ) -> Request<'a> {
+        Request {
+            op,
+            method,
+            path,
+            caller,
+            body,
+        }
+    }
+}
+
 /// One response.
 struct Reply {
     body: Value,
@@ -384,16 +413,14 @@ impl Device {
 
     /// Sends one request to a random server process and records its outcome; `Some` only for a
     /// `200` (an acknowledged request).
-    async fn call(
-        &mut self,
-        sh: &Shared,
-        op: &'static str,
-        method: &str,
-        path: &str,
-        caller: Option<&str>,
-        body: Option<&Value>,
-        allowed: Allowed,
-    ) -> Option<Reply> {
+    async fn call(&mut self, sh: &Shared, request: Request<'_>, allowed: Allowed) -> Option<Reply> {
+        let Request {
+            op,
+            method,
+            path,
+            caller,
+            body,
+        } = request;
         let base = sh.cfg.targets.choose(&mut self.rng).unwrap().clone();
         // Half the PATCHes the way the Android SDK sends them (mobile-api.md §1.2).
         let override_patch = method == "PATCH" && self.rng.random_bool(0.5);
@@ -499,7 +526,11 @@ impl Device {
             body["isPrimary"] = json!(true);
         }
         let Some(r) = self
-            .call(sh, "register", "POST", "/mobile/1/appinstance", None, Some(&body), OK)
+            .call(
+                sh,
+                Request::new("register", "POST", "/mobile/1/appinstance", None, Some(&body)),
+                OK,
+            )
             .await
         else {
             return;
@@ -524,7 +555,10 @@ impl Device {
 
     /// `GET` own installation: its own last writes, whichever process answers.
     async fn get_own(&mut self, sh: &Shared, me: &str) {
-        let Some(r) = self.call(sh, "get own", "GET", &ipath(me), Some(me), None, OK).await else {
+        let Some(r) = self
+            .call(sh, Request::new("get own", "GET", &ipath(me), Some(me), None), OK)
+            .await
+        else {
             return;
         };
         let expected = self.acked_name.map(|n| device_name(self.k, n));
@@ -548,7 +582,11 @@ impl Device {
             return;
         };
         let Some(r) = self
-            .call(sh, "get other", "GET", &ipath(&target), Some(me), None, OK_OR_FORBIDDEN)
+            .call(
+                sh,
+                Request::new("get other", "GET", &ipath(&target), Some(me), None),
+                OK_OR_FORBIDDEN,
+            )
             .await
         else {
             return;
@@ -584,7 +622,11 @@ impl Device {
             };
         }
         let Some(r) = self
-            .call(sh, "patch own", "PATCH", &ipath(me), Some(me), Some(&body), OK)
+            .call(
+                sh,
+                Request::new("patch own", "PATCH", &ipath(me), Some(me), Some(&body)),
+                OK,
+            )
             .await
         else {
             return;
@@ -607,7 +649,11 @@ impl Device {
         let b = self.rng.random_bool(0.6);
         let body = json!({ "isPrimary": b });
         if let Some(r) = self
-            .call(sh, "primary own", "PATCH", &ipath(me), Some(me), Some(&body), OK)
+            .call(
+                sh,
+                Request::new("primary own", "PATCH", &ipath(me), Some(me), Some(&body)),
+                OK,
+            )
             .await
             && r.body["isPrimary"] != b
         {
@@ -630,11 +676,7 @@ impl Device {
             if self
                 .call(
                     sh,
-                    "patch other invalid",
-                    "PATCH",
-                    &ipath(&target),
-                    Some(me),
-                    Some(&body),
+                    Request::new("patch other invalid", "PATCH", &ipath(&target), Some(me), Some(&body)),
                     FORBIDDEN,
                 )
                 .await
@@ -647,11 +689,7 @@ impl Device {
         if let Some(r) = self
             .call(
                 sh,
-                "primary other",
-                "PATCH",
-                &ipath(&target),
-                Some(me),
-                Some(&body),
+                Request::new("primary other", "PATCH", &ipath(&target), Some(me), Some(&body)),
                 OK_OR_FORBIDDEN,
             )
             .await
@@ -709,7 +747,10 @@ impl Device {
 
     async fn get_user(&mut self, sh: &Shared, me: &str) {
         let path = format!("{}/user", ipath(me));
-        if let Some(r) = self.call(sh, "get user", "GET", &path, Some(me), None, OK).await {
+        if let Some(r) = self
+            .call(sh, Request::new("get user", "GET", &path, Some(me), None), OK)
+            .await
+        {
             self.check_user(sh, "get user", me, &r.body);
         }
     }
@@ -789,7 +830,11 @@ impl Device {
         }
         let path = format!("{}/user", ipath(me));
         let Some(r) = self
-            .call(sh, "patch user", "PATCH", &path, Some(me), Some(&body), PATCH_USER)
+            .call(
+                sh,
+                Request::new("patch user", "PATCH", &path, Some(me), Some(&body)),
+                PATCH_USER,
+            )
             .await
         else {
             return;
@@ -846,7 +891,11 @@ impl Device {
         };
         let path = format!("{}/user", ipath(me));
         if self
-            .call(sh, "patch user invalid", "PATCH", &path, Some(me), Some(&body), allowed)
+            .call(
+                sh,
+                Request::new("patch user invalid", "PATCH", &path, Some(me), Some(&body)),
+                allowed,
+            )
             .await
             .is_some()
         {
@@ -906,7 +955,11 @@ impl Device {
         };
         let path = format!("{}/personalize?{query}", ipath(me));
         let Some(r) = self
-            .call(sh, "personalize", "POST", &path, Some(me), Some(&body), PERSONALIZE)
+            .call(
+                sh,
+                Request::new("personalize", "POST", &path, Some(me), Some(&body)),
+                PERSONALIZE,
+            )
             .await
         else {
             return;
@@ -972,7 +1025,10 @@ impl Device {
     /// Own depersonalize: afterwards the installation is alone on an anonymous person.
     async fn depersonalize(&mut self, sh: &Shared, me: &str) {
         let path = format!("{}/depersonalize", ipath(me));
-        if let Some(r) = self.call(sh, "depersonalize", "POST", &path, Some(me), None, OK).await {
+        if let Some(r) = self
+            .call(sh, Request::new("depersonalize", "POST", &path, Some(me), None), OK)
+            .await
+        {
             sh.clears
                 .lock()
                 .unwrap()
@@ -991,7 +1047,11 @@ impl Device {
         };
         let path = format!("{}/depersonalize", ipath(&target));
         if let Some(r) = self
-            .call(sh, "remote logout", "POST", &path, Some(me), None, OK_OR_FORBIDDEN)
+            .call(
+                sh,
+                Request::new("remote logout", "POST", &path, Some(me), None),
+                OK_OR_FORBIDDEN,
+            )
             .await
         {
             sh.clears
@@ -1012,7 +1072,11 @@ impl Device {
         let i = self.rng.random_range(0..self.abandoned.len());
         let old = self.abandoned[i].clone();
         if self
-            .call(sh, "delete expired", "DELETE", &ipath(&old), Some(me), None, OK)
+            .call(
+                sh,
+                Request::new("delete expired", "DELETE", &ipath(&old), Some(me), None),
+                OK,
+            )
             .await
             .is_some()
         {
