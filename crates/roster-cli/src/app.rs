@@ -148,8 +148,14 @@ fn show(app: &Application, json: bool) -> anyhow::Result<()> {
 /// The fields of an application for people.
 fn describe(app: &Application) -> String {
     let resource = ApplicationResource::from(app);
-    let provider =
-        |name: &str, configured: bool| format!("{name}: {}", if configured { "configured" } else { "not configured" });
+    let provider = |name: &str| {
+        let view = &resource.providers[name];
+        match (view["configured"].as_bool(), view["status"].as_str()) {
+            (Some(true), Some("OK") | None) => format!("{name}: configured"),
+            (Some(true), Some(status)) => format!("{name}: configured ({status})"),
+            _ => format!("{name}: not configured"),
+        }
+    };
     output::fields(&[
         ("id", resource.id.to_string()),
         ("application code", resource.application_code),
@@ -164,12 +170,7 @@ fn describe(app: &Application) -> String {
         ),
         (
             "providers",
-            [
-                provider("apns", resource.providers.apns.configured),
-                provider("fcm", resource.providers.fcm.configured),
-                provider("hms", resource.providers.hms.configured),
-            ]
-            .join(", "),
+            [provider("apns"), provider("fcm"), provider("hms")].join(", "),
         ),
         ("created", resource.created_at),
         ("updated", resource.updated_at),
