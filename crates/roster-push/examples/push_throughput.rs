@@ -63,8 +63,7 @@ async fn main() {
             let client = FcmClient::new(
                 FcmCredentials::parse(&standin.application_settings()).unwrap(),
                 &transport,
-            )
-            .unwrap();
+            );
             started = Instant::now();
             accepted = drive(tokens, concurrency, move |token| {
                 let client = client.clone();
@@ -84,8 +83,7 @@ async fn main() {
             let client = ApnsClient::new(
                 ApnsCredentials::parse(&standin.application_settings()).unwrap(),
                 &transport,
-            )
-            .unwrap();
+            );
             started = Instant::now();
             accepted = drive(tokens, concurrency, move |token| {
                 let client = client.clone();

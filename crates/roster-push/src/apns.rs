@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::Uri;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use jsonwebtoken::{Algorithm, Header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
@@ -15,7 +16,7 @@ use crate::credentials::ApnsCredentials;
 use crate::message::PushMessage;
 use crate::outcome::{Outcome, ProviderResponse, SendReport, classify_apns};
 use crate::payload::{apns_expiration, apns_payload, apns_push_type};
-use crate::transport::{Http2Pool, Transport, origin, retry_after, transport_failure, unix_now};
+use crate::transport::{Http2Pool, Transport, USER_AGENT_VALUE, origin, unix_now};
 
 /// Provider tokens are regenerated after this age (§6.4; APNs refuses them after 60 minutes and
 /// throttles regeneration more often than every 20).
@@ -41,8 +42,9 @@ pub struct ApnsClient {
 struct ApnsInner {
     credentials: ApnsCredentials,
     pool: Http2Pool,
-    /// The base URL, parsed once; each request only replaces the path.
-    base: reqwest::Url,
+    /// Scheme and authority of the base URL, parsed once; each request only adds its path.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
     /// `{base path}/3/device/`
     device_path: String,
     topic: HeaderValue,
@@ -64,25 +66,35 @@ struct Claims<'a> {
 impl ApnsClient {
     /// A client for `credentials`, sharing the HTTP/2 connections of `transport` with every other
     /// client of the same base URL and team.
-    pub fn new(credentials: ApnsCredentials, transport: &Transport) -> Result<Self, reqwest::Error> {
+    pub fn new(credentials: ApnsCredentials, transport: &Transport) -> Self {
         // Partitioned by team: a connection carries the provider tokens of one team only.
         let pool = transport.http2_pool(&format!(
             "apns {} {}",
             origin(credentials.base_url()),
             credentials.team_id()
-        ))?;
+        ));
         let topic = HeaderValue::from_str(credentials.topic()).expect("topic checked by ApnsCredentials::parse");
-        let base = reqwest::Url::parse(credentials.base_url()).expect("base URL checked by ApnsCredentials::parse");
-        Ok(ApnsClient {
+        let base: Uri = credentials
+            .base_url()
+            .parse()
+            .expect("base URL checked by ApnsCredentials::parse");
+        let parts = base.into_parts();
+        let path = parts
+            .path_and_query
+            .as_ref()
+            .map(|p| p.path().trim_end_matches('/'))
+            .unwrap_or("");
+        ApnsClient {
             inner: Arc::new(ApnsInner {
-                device_path: format!("{}/3/device/", base.path().trim_end_matches('/')),
-                base,
+                device_path: format!("{path}/3/device/"),
+                scheme: parts.scheme.expect("absolute URL checked by ApnsCredentials::parse"),
+                authority: parts.authority.expect("absolute URL checked by ApnsCredentials::parse"),
                 credentials,
                 pool,
                 topic,
                 token: Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// The credentials this client sends with.
@@ -95,7 +107,7 @@ impl ApnsClient {
     /// classified (§6.3).
     pub async fn send(&self, message: &PushMessage, delivery_id: Uuid, device_token: &str) -> SendReport {
         let inner = &self.inner;
-        let url = self.device_url(device_token);
+        let uri = self.device_uri(device_token);
         let body = Bytes::from(apns_payload(message, delivery_id));
         let (push_type, priority) = apns_push_type(message);
         let expiration = HeaderValue::from(apns_expiration(message).max(0));
@@ -107,38 +119,27 @@ impl ApnsClient {
                 Ok(bearer) => bearer,
                 Err(report) => return report,
             };
-            let sent = inner
-                .pool
-                .client()
-                .post(url.clone())
-                .header(AUTHORIZATION, bearer.clone())
-                .header(APNS_TOPIC, inner.topic.clone())
-                .header(APNS_ID, apns_id.clone())
-                .header(APNS_EXPIRATION, expiration.clone())
-                .header(APNS_PUSH_TYPE, HeaderValue::from_static(push_type))
-                .header(APNS_PRIORITY, HeaderValue::from_static(priority))
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .body(body.clone())
-                .send()
-                .await;
-            let (outcome, response) = match sent {
-                Err(error) => (Outcome::Retry { retry_after: None }, transport_failure(&error)),
+            let mut headers = HeaderMap::with_capacity(8);
+            headers.insert(AUTHORIZATION, bearer.clone());
+            headers.insert(APNS_TOPIC, inner.topic.clone());
+            headers.insert(APNS_ID, apns_id.clone());
+            headers.insert(APNS_EXPIRATION, expiration.clone());
+            headers.insert(APNS_PUSH_TYPE, HeaderValue::from_static(push_type));
+            headers.insert(APNS_PRIORITY, HeaderValue::from_static(priority));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+            let (outcome, response) = match inner.pool.post(uri.clone(), headers, body.clone()).await {
+                Err(response) => (Outcome::Retry { retry_after: None }, response),
                 Ok(answer) => {
-                    let status = answer.status().as_u16();
-                    let wait = retry_after(answer.headers());
-                    match answer.bytes().await {
-                        Err(error) => (Outcome::Retry { retry_after: None }, transport_failure(&error)),
-                        Ok(bytes) => {
-                            let reason = apns_reason(status, &bytes);
-                            (
-                                classify_apns(status, &reason, wait),
-                                ProviderResponse {
-                                    http_status: Some(status),
-                                    reason,
-                                },
-                            )
-                        }
-                    }
+                    let reason = apns_reason(answer.status, &answer.body);
+                    let outcome = classify_apns(answer.status, &reason, answer.retry_after);
+                    (
+                        outcome,
+                        ProviderResponse {
+                            http_status: Some(answer.status),
+                            reason,
+                        },
+                    )
                 }
             };
             let outcome = match outcome {
@@ -160,16 +161,20 @@ impl ApnsClient {
         }
     }
 
-    /// `{base}/3/device/{token}`, the token percent-encoded (parsing a whole URL per request
-    /// costs more than the rest of the request building).
-    fn device_url(&self, device_token: &str) -> reqwest::Url {
-        let mut url = self.inner.base.clone();
-        url.set_path(&format!(
+    /// `{base}/3/device/{token}`, the token percent-encoded.
+    fn device_uri(&self, device_token: &str) -> Uri {
+        let inner = &self.inner;
+        let path = format!(
             "{}{}",
-            self.inner.device_path,
+            inner.device_path,
             utf8_percent_encode(device_token, PATH_SEGMENT)
-        ));
-        url
+        );
+        Uri::builder()
+            .scheme(inner.scheme.clone())
+            .authority(inner.authority.clone())
+            .path_and_query(path)
+            .build()
+            .expect("a percent-encoded path is a valid URI path")
     }
 
     /// The cached provider token, regenerated once it is [`PROVIDER_TOKEN_LIFETIME`] old.
@@ -245,7 +250,7 @@ mod tests {
             "environment": "production", "baseUrl": "http://127.0.0.1:9"}),
         )
         .unwrap();
-        ApnsClient::new(creds, &Transport::new(Default::default()).unwrap()).unwrap()
+        ApnsClient::new(creds, &Transport::new(Default::default()).unwrap())
     }
 
     #[test]
@@ -291,10 +296,10 @@ mod tests {
 
     #[test]
     fn device_urls_keep_the_base_path_and_escape_the_token() {
-        let url = client().device_url("ab12ef");
-        assert_eq!(url.as_str(), "http://127.0.0.1:9/3/device/ab12ef");
+        let url = client().device_uri("ab12ef");
+        assert_eq!(url.to_string(), "http://127.0.0.1:9/3/device/ab12ef");
         assert_eq!(
-            client().device_url("../x?y#z").as_str(),
+            client().device_uri("../x?y#z").to_string(),
             "http://127.0.0.1:9/3/device/..%2Fx%3Fy%23z"
         );
         let creds = ApnsCredentials::parse(
@@ -303,9 +308,9 @@ mod tests {
             "environment": "production", "baseUrl": "https://gateway.example.com/apns/"}),
         )
         .unwrap();
-        let client = ApnsClient::new(creds, &Transport::new(Default::default()).unwrap()).unwrap();
+        let client = ApnsClient::new(creds, &Transport::new(Default::default()).unwrap());
         assert_eq!(
-            client.device_url("ab").as_str(),
+            client.device_uri("ab").to_string(),
             "https://gateway.example.com/apns/3/device/ab"
         );
     }

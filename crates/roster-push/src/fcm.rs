@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use crate::message::PushMessage;
 use crate::oauth::{AccessToken, TokenCache, credential_failure, request_token};
 use crate::outcome::{FcmError, Outcome, ProviderResponse, SendReport, classify_fcm};
 use crate::payload::fcm_body;
-use crate::transport::{Http2Pool, Transport, origin, retry_after, transport_failure, unix_now};
+use crate::transport::{Http2Pool, Transport, USER_AGENT_VALUE, origin, unix_now};
 
 /// OAuth scope of FCM sends.
 pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -34,7 +34,7 @@ struct FcmInner {
     credentials: FcmCredentials,
     pool: Http2Pool,
     token_client: reqwest::Client,
-    send_url: reqwest::Url,
+    send_url: http::Uri,
     token: TokenCache,
 }
 
@@ -49,22 +49,23 @@ struct AssertionClaims<'a> {
 
 impl FcmClient {
     /// A client for `credentials`, sharing HTTP/2 connections with every client of the same base URL.
-    pub fn new(credentials: FcmCredentials, transport: &Transport) -> Result<Self, reqwest::Error> {
-        let pool = transport.http2_pool(&format!("fcm {}", origin(credentials.base_url())))?;
-        Ok(FcmClient {
+    pub fn new(credentials: FcmCredentials, transport: &Transport) -> Self {
+        let pool = transport.http2_pool(&format!("fcm {}", origin(credentials.base_url())));
+        FcmClient {
             inner: Arc::new(FcmInner {
-                send_url: reqwest::Url::parse(&format!(
+                send_url: format!(
                     "{}/v1/projects/{}/messages:send",
                     credentials.base_url(),
                     credentials.project_id()
-                ))
+                )
+                .parse()
                 .expect("base URL and project id checked by FcmCredentials::parse"),
                 credentials,
                 pool,
                 token_client: transport.token_client().clone(),
                 token: TokenCache::new(),
             }),
-        })
+        }
     }
 
     /// The credentials this client sends with.
@@ -88,44 +89,33 @@ impl FcmClient {
                     return report;
                 }
             };
-            let sent = inner
-                .pool
-                .client()
-                .post(inner.send_url.clone())
-                .header(AUTHORIZATION, bearer.clone())
-                .header(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/json; charset=UTF-8"),
-                )
-                .body(body.clone())
-                .send()
-                .await;
-            let (outcome, response) = match sent {
-                Err(error) => (Outcome::Retry { retry_after: None }, transport_failure(&error)),
+            let mut headers = HeaderMap::with_capacity(3);
+            headers.insert(AUTHORIZATION, bearer.clone());
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=UTF-8"),
+            );
+            headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+            let (outcome, response) = match inner.pool.post(inner.send_url.clone(), headers, body.clone()).await {
+                Err(response) => (Outcome::Retry { retry_after: None }, response),
+                Ok(answer) if (200..300).contains(&answer.status) => (
+                    Outcome::Accepted,
+                    ProviderResponse {
+                        http_status: Some(answer.status),
+                        reason: "OK".into(),
+                    },
+                ),
                 Ok(answer) => {
-                    let status = answer.status().as_u16();
-                    let wait = retry_after(answer.headers());
-                    match answer.bytes().await {
-                        Err(error) => (Outcome::Retry { retry_after: None }, transport_failure(&error)),
-                        Ok(_) if (200..300).contains(&status) => (
-                            Outcome::Accepted,
-                            ProviderResponse {
-                                http_status: Some(status),
-                                reason: "OK".into(),
-                            },
-                        ),
-                        Ok(bytes) => {
-                            let error = FcmError::parse(&bytes);
-                            let reason = error.reason(status);
-                            (
-                                classify_fcm(status, &error, wait),
-                                ProviderResponse {
-                                    http_status: Some(status),
-                                    reason,
-                                },
-                            )
-                        }
-                    }
+                    let error = FcmError::parse(&answer.body);
+                    let reason = error.reason(answer.status);
+                    let outcome = classify_fcm(answer.status, &error, answer.retry_after);
+                    (
+                        outcome,
+                        ProviderResponse {
+                            http_status: Some(answer.status),
+                            reason,
+                        },
+                    )
                 }
             };
             let outcome = match outcome {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use uuid::Uuid;
 
 use crate::credentials::HmsCredentials;
@@ -12,7 +12,7 @@ use crate::message::PushMessage;
 use crate::oauth::{AccessToken, TokenCache, request_token};
 use crate::outcome::{HmsAnswer, Outcome, ProviderResponse, SendReport, classify_hms};
 use crate::payload::hms_body;
-use crate::transport::{Http2Pool, Transport, origin, retry_after, transport_failure, unix_now};
+use crate::transport::{Http2Pool, Transport, USER_AGENT_VALUE, origin, unix_now};
 
 /// Sends pushes for one application's HMS credentials. Cheap to clone; clones share the access
 /// token and the connection pool.
@@ -25,28 +25,25 @@ struct HmsInner {
     credentials: HmsCredentials,
     pool: Http2Pool,
     token_client: reqwest::Client,
-    send_url: reqwest::Url,
+    send_url: http::Uri,
     token: TokenCache,
 }
 
 impl HmsClient {
     /// A client for `credentials`, sharing HTTP/2 connections with every client of the same base URL.
-    pub fn new(credentials: HmsCredentials, transport: &Transport) -> Result<Self, reqwest::Error> {
-        let pool = transport.http2_pool(&format!("hms {}", origin(credentials.base_url())))?;
-        Ok(HmsClient {
+    pub fn new(credentials: HmsCredentials, transport: &Transport) -> Self {
+        let pool = transport.http2_pool(&format!("hms {}", origin(credentials.base_url())));
+        HmsClient {
             inner: Arc::new(HmsInner {
-                send_url: reqwest::Url::parse(&format!(
-                    "{}/v1/{}/messages:send",
-                    credentials.base_url(),
-                    credentials.app_id()
-                ))
-                .expect("base URL and app id checked by HmsCredentials::parse"),
+                send_url: format!("{}/v1/{}/messages:send", credentials.base_url(), credentials.app_id())
+                    .parse()
+                    .expect("base URL and app id checked by HmsCredentials::parse"),
                 credentials,
                 pool,
                 token_client: transport.token_client().clone(),
                 token: TokenCache::new(),
             }),
-        })
+        }
     }
 
     /// The credentials this client sends with.
@@ -70,37 +67,26 @@ impl HmsClient {
                     return report;
                 }
             };
-            let sent = inner
-                .pool
-                .client()
-                .post(inner.send_url.clone())
-                .header(AUTHORIZATION, bearer.clone())
-                .header(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/json; charset=UTF-8"),
-                )
-                .body(body.clone())
-                .send()
-                .await;
-            let (outcome, response) = match sent {
-                Err(error) => (Outcome::Retry { retry_after: None }, transport_failure(&error)),
+            let mut headers = HeaderMap::with_capacity(3);
+            headers.insert(AUTHORIZATION, bearer.clone());
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=UTF-8"),
+            );
+            headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+            let (outcome, response) = match inner.pool.post(inner.send_url.clone(), headers, body.clone()).await {
+                Err(response) => (Outcome::Retry { retry_after: None }, response),
                 Ok(answer) => {
-                    let status = answer.status().as_u16();
-                    let wait = retry_after(answer.headers());
-                    match answer.bytes().await {
-                        Err(error) => (Outcome::Retry { retry_after: None }, transport_failure(&error)),
-                        Ok(bytes) => {
-                            let parsed = HmsAnswer::parse(&bytes);
-                            let reason = parsed.reason(status);
-                            (
-                                classify_hms(status, &parsed, device_token, wait),
-                                ProviderResponse {
-                                    http_status: Some(status),
-                                    reason,
-                                },
-                            )
-                        }
-                    }
+                    let parsed = HmsAnswer::parse(&answer.body);
+                    let reason = parsed.reason(answer.status);
+                    let outcome = classify_hms(answer.status, &parsed, device_token, answer.retry_after);
+                    (
+                        outcome,
+                        ProviderResponse {
+                            http_status: Some(answer.status),
+                            reason,
+                        },
+                    )
                 }
             };
             let outcome = match outcome {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use roster_push::payload::apns_payload;
-use roster_push::{ApnsClient, ApnsCredentials, ContentKind, Outcome, PushContent, PushMessage, Transport};
+use roster_push::{
+    ApnsClient, ApnsCredentials, ContentKind, Outcome, PushContent, PushMessage, Transport, TransportSettings,
+};
 use roster_push_standins::{ApnsAnswer, ApnsStandIn, ApnsStandInConfig, fixtures};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -31,7 +33,7 @@ fn message() -> PushMessage {
 }
 
 fn client_for(settings: &Value, transport: &Transport) -> ApnsClient {
-    ApnsClient::new(ApnsCredentials::parse(settings).unwrap(), transport).unwrap()
+    ApnsClient::new(ApnsCredentials::parse(settings).unwrap(), transport)
 }
 
 async fn setup() -> (ApnsStandIn, ApnsClient) {
@@ -238,6 +240,54 @@ async fn no_answer_is_retryable() {
     assert_eq!(report.outcome, Outcome::Retry { retry_after: None });
     assert_eq!(report.response.http_status, None);
     assert_eq!(report.response.reason, "CONNECTION_ERROR");
+
+    // An https base URL whose server does not speak TLS: the handshake fails, retryable.
+    let standin = ApnsStandIn::start(ApnsStandInConfig::test()).await.unwrap();
+    let mut settings = standin.application_settings();
+    settings["baseUrl"] = json!(standin.base_url().replace("http://", "https://"));
+    let report = client_for(&settings, &Transport::new(Default::default()).unwrap())
+        .send(&message(), Uuid::new_v4(), "ab")
+        .await;
+    assert_eq!(report.outcome, Outcome::Retry { retry_after: None });
+    assert_eq!(report.response.reason, "CONNECTION_ERROR");
+    assert_eq!(standin.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_retryably() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut settings = ApnsStandIn::start(ApnsStandInConfig::test())
+        .await
+        .unwrap()
+        .application_settings();
+    settings["baseUrl"] = json!(format!("http://127.0.0.1:{port}"));
+    let transport = Transport::new(TransportSettings {
+        request_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let report = client_for(&settings, &transport)
+        .send(&message(), Uuid::new_v4(), "ab")
+        .await;
+    assert_eq!(report.outcome, Outcome::Retry { retry_after: None });
+    assert_eq!(
+        report.response,
+        roster_push::ProviderResponse {
+            http_status: None,
+            reason: "TIMEOUT".into()
+        }
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    holder.abort();
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ fn message() -> PushMessage {
 }
 
 fn client_for(settings: &Value, transport: &Transport) -> FcmClient {
-    FcmClient::new(FcmCredentials::parse(settings).unwrap(), transport).unwrap()
+    FcmClient::new(FcmCredentials::parse(settings).unwrap(), transport)
 }
 
 async fn setup(config: FcmStandInConfig) -> (FcmStandIn, FcmClient) {

@@ -31,7 +31,6 @@ fn client_for(settings: &Value) -> HmsClient {
         HmsCredentials::parse(settings).unwrap(),
         &Transport::new(Default::default()).unwrap(),
     )
-    .unwrap()
 }
 
 #[tokio::test]
