@@ -47,4 +47,44 @@ pub use fcm::FcmClient;
 pub use hms::HmsClient;
 pub use message::{ContentKind, Millis, PushContent, PushMessage};
 pub use outcome::{Outcome, ProviderResponse, SendReport};
-pub use transport::{Transport, TransportSettings};
+pub use transport::{Transport, TransportError, TransportSettings};
+
+/// Any of the three provider clients, for callers that deliver to all of them alike.
+#[derive(Clone)]
+pub enum ProviderClient {
+    /// Apple Push Notification service.
+    Apns(ApnsClient),
+    /// Firebase Cloud Messaging (`Firebase` and `GCM` installations).
+    Fcm(FcmClient),
+    /// Huawei Push Kit.
+    Hms(HmsClient),
+}
+
+impl ProviderClient {
+    /// Sends `message` to one device: one delivery attempt of the wrapped client.
+    pub async fn send(&self, message: &PushMessage, delivery_id: uuid::Uuid, device_token: &str) -> SendReport {
+        match self {
+            ProviderClient::Apns(client) => client.send(message, delivery_id, device_token).await,
+            ProviderClient::Fcm(client) => client.send(message, delivery_id, device_token).await,
+            ProviderClient::Hms(client) => client.send(message, delivery_id, device_token).await,
+        }
+    }
+}
+
+impl From<ApnsClient> for ProviderClient {
+    fn from(client: ApnsClient) -> Self {
+        ProviderClient::Apns(client)
+    }
+}
+
+impl From<FcmClient> for ProviderClient {
+    fn from(client: FcmClient) -> Self {
+        ProviderClient::Fcm(client)
+    }
+}
+
+impl From<HmsClient> for ProviderClient {
+    fn from(client: HmsClient) -> Self {
+        ProviderClient::Hms(client)
+    }
+}

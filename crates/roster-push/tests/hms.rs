@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use roster_push::payload::ib_json;
-use roster_push::{HmsClient, HmsCredentials, Outcome, ProviderResponse, PushContent, PushMessage, Transport};
+use roster_push::{
+    HmsClient, HmsCredentials, Outcome, ProviderClient, ProviderResponse, PushContent, PushMessage, Transport,
+};
 use roster_push_standins::{HmsAnswer, HmsStandIn, HmsStandInConfig};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -90,6 +92,14 @@ async fn every_outcome_of_the_table() {
     }
     let stats = standin.stats();
     assert_eq!((stats.sends, stats.tokens_issued, stats.send_connections), (8, 1, 1));
+
+    // The same through the provider-agnostic wrapper.
+    let any: ProviderClient = client.into();
+    standin.script("via-any", [HmsAnswer::InvalidTokens]);
+    assert_eq!(
+        any.send(&message(), Uuid::new_v4(), "via-any").await.outcome,
+        Outcome::Unregistered
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
