@@ -53,6 +53,7 @@ pub mod installation;
 pub mod invariants;
 pub mod jwt;
 pub mod manage;
+pub mod people;
 pub mod personalize;
 pub mod resolve;
 pub mod user;

@@ -201,8 +201,14 @@ pub async fn redact_merge_entries_purges_snapshots_and_the_persons_id(store: Arc
         e
     };
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(tx.merge_entry(acc.id, reversed.id).await.unwrap(), Some(redacted(&reversed)));
-    assert_eq!(tx.merge_entry(acc.id, as_source.id).await.unwrap(), Some(redacted(&as_source)));
+    assert_eq!(
+        tx.merge_entry(acc.id, reversed.id).await.unwrap(),
+        Some(redacted(&reversed))
+    );
+    assert_eq!(
+        tx.merge_entry(acc.id, as_source.id).await.unwrap(),
+        Some(redacted(&as_source))
+    );
     assert_eq!(tx.merge_entry(acc.id, unrelated.id).await.unwrap(), Some(unrelated));
     // The entries no longer name p: nothing is left to redact or list.
     assert_eq!(tx.redact_merge_entries(acc.id, p).await.unwrap(), 0);

@@ -9,7 +9,11 @@ pub mod paging;
 
 mod applications;
 mod attributes;
+mod idempotent;
+mod installations;
 mod keys;
+mod merges;
+mod people;
 mod providers;
 
 use axum::{
@@ -36,6 +40,9 @@ pub fn router() -> Router<AppState> {
         .merge(applications::routes())
         .merge(keys::routes())
         .merge(attributes::routes())
+        .merge(people::routes())
+        .merge(installations::routes())
+        .merge(merges::routes())
         .fallback(no_route)
         .layer(axum::middleware::map_response(envelope_for_405))
 }
