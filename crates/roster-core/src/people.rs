@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use roster_model::{
-    ApiError, ErrorCode, Installation, MergeLogEntry, MergeStatus, Millis, Person, PersonSnapshot, PersonType,
-    now_millis,
+    ApiError, ErrorCode, Installation, MergeBefore, MergeLogEntry, MergeStatus, Millis, Person, PersonSnapshot,
+    PersonType, now_millis,
     patch::{InstallationPatch, UserPatch},
     resources::{
         EraseReport, InstallationResource, MergeEntryResource, PERSON_EXPORT_FORMAT, PersonExport, PersonResource,
@@ -634,6 +634,19 @@ fn restore_data(person: &mut Person, s: &PersonSnapshot) {
     person.custom_attributes.clone_from(&s.custom_attributes);
 }
 
+/// The snapshots, target and source of an entry that may still be reversed, else
+/// `MERGE_NOT_REVERSIBLE` (people.md §9.3: already reversed, or snapshots purged or redacted).
+fn reversible_parts(entry: &MergeLogEntry) -> CoreResult<(MergeBefore, Uuid, Uuid)> {
+    let not_reversible = |why: &str| CoreError::api(ErrorCode::MergeNotReversible, format!("The merge {why}"));
+    if entry.status == MergeStatus::Reversed {
+        return Err(not_reversible("was already reversed"));
+    }
+    match (&entry.before, entry.target_person_id, entry.source_person_id) {
+        (Some(before), Some(target), Some(source)) => Ok((before.clone(), target, source)),
+        _ => Err(not_reversible("has no snapshots any more (purged or redacted)")),
+    }
+}
+
 /// people.md §9.3 inside a transaction.
 async fn reverse_in(
     tx: &mut dyn Tx,
@@ -642,22 +655,16 @@ async fn reverse_in(
     actor: &Value,
     now: Millis,
 ) -> CoreResult<MergeLogEntry> {
-    let mut entry = tx
+    let entry = tx
         .merge_entry(account_id, id)
         .await?
         .ok_or_else(|| not_found(format!("No merge-log entry {id}")))?;
-    let not_reversible = |why: &str| CoreError::api(ErrorCode::MergeNotReversible, format!("The merge {why}"));
-    if entry.status == MergeStatus::Reversed {
-        return Err(not_reversible("was already reversed"));
-    }
-    let (Some(before), Some(target_id), Some(source_id)) =
-        (entry.before.clone(), entry.target_person_id, entry.source_person_id)
-    else {
-        return Err(not_reversible("has no snapshots any more (purged or redacted)"));
-    };
+    let (_, target_id, source_id) = reversible_parts(&entry)?;
 
-    // Lock both persons, in id order (a concurrent reversal of the opposite pair takes them in
-    // the same order; any other deadlock is retried by the transaction runner).
+    // Lock both persons, in id order (a concurrent reversal of the same pair takes them in the
+    // same order; any other deadlock is retried by the transaction runner). Every change to the
+    // entry (a reversal, a GDPR erase of either person) holds one of these locks, so the entry
+    // read again now is the one to judge (invariant 19: reversed at most once).
     let (first, second) = if target_id < source_id {
         (target_id, source_id)
     } else {
@@ -667,6 +674,11 @@ async fn reverse_in(
     for pid in [first, second] {
         locked.insert(pid, tx.person(account_id, pid).await?);
     }
+    let mut entry = tx
+        .merge_entry(account_id, id)
+        .await?
+        .ok_or_else(|| not_found(format!("No merge-log entry {id}")))?;
+    let (before, _, _) = reversible_parts(&entry)?;
     let target = locked
         .remove(&target_id)
         .flatten()

@@ -933,6 +933,28 @@ async fn merge_log_list_get_and_reverse() {
     server.finish().await;
 }
 
+/// Concurrent reversals of one merge: exactly one succeeds, the others are
+/// `MERGE_NOT_REVERSIBLE` (invariant 19), whatever the interleaving.
+async fn concurrent_reversals_reverse_once() {
+    let server = TestServer::start().await;
+    let writer = key(&server, &["people:write"]).await;
+    server.register_personalized("u-1").await;
+    let b = server.register_android().await;
+    server.personalize_as(&b, "u-1").await;
+    let entry = server.snapshot().await.merge_log[0].id;
+    let path = format!("/api/v1/merges/{entry}/reverse");
+    let answers = futures::future::join_all((0..6).map(|_| api(&server, &writer, "POST", &path, None))).await;
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 1, "{:?}", answers.iter().map(|r| r.text()).collect::<Vec<_>>());
+    for r in answers.iter().filter(|r| r.status != 200) {
+        r.assert_error(409, "MERGE_NOT_REVERSIBLE");
+    }
+    let s = server.snapshot().await;
+    assert_eq!(s.merge_log[0].status, roster_model::MergeStatus::Reversed);
+    assert!(person_of(&s, &b).is_anonymous());
+    server.finish().await;
+}
+
 /// The merge log pages newest first with a cursor bound to its query; a change of the target
 /// after the merge makes the reversal `MERGE_REVERSAL_CONFLICT` and changes nothing.
 async fn merge_log_paging_and_reversal_conflict() {
@@ -1186,3 +1208,4 @@ on_every_backend!(
     gdpr_export_and_erase,
     scopes,
 );
+on_every_backend!(multi_thread: concurrent_reversals_reverse_once);

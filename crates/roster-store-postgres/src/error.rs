@@ -28,6 +28,13 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, Option<Constraint>)] = &[
     ("installations_primary_key", Some(Constraint::PrimaryInstallation)),
     ("attribute_definitions_pkey", Some(Constraint::AttributeDefinition)),
     ("merge_log_pkey", None),
+    // migrations/0003_audience.sql
+    ("person_attribute_values_pkey", None),
+    ("installation_attribute_values_pkey", None),
+    ("installation_search_pkey", None),
+    ("segments_pkey", None),
+    // roster_store::audience::SEGMENT_NAME_CONSTRAINT
+    ("segments_account_name_key", None),
 ];
 
 /// The rule behind a violated unique constraint or index.

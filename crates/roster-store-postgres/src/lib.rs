@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod audience;
 mod error;
 mod people;
 mod rows;
@@ -35,7 +36,10 @@ use crate::tx::PgTx;
 /// The schema migrations, in order: `(version, SQL)`. Applied at connect; a landed file is never
 /// edited, a change is a new file with the next version (the SQLite backend's scheme, with its
 /// own folder).
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (3, include_str!("../migrations/0003_audience.sql")),
+];
 
 /// Connections in the pool unless configured otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
@@ -153,6 +157,9 @@ impl PgStore {
                 continue;
             }
             sqlx::raw_sql(*script).execute(&mut *tx).await.map_err(map_err)?;
+            if *version == audience::INDEX_MIGRATION {
+                audience::backfill(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(roster_model::now_millis())

@@ -469,7 +469,9 @@ pub(crate) async fn insert_installation(c: &mut Conn, inst: &Installation) -> St
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
          $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
     );
-    c.execute(bind_installation(query, inst)?).await.map(drop)
+    c.execute(bind_installation(query, inst)?).await?;
+    // The audience index, in the same transaction.
+    crate::audience::replace_installation(c, inst).await
 }
 
 /// Many installations in one statement: every column travels as one array, so a page of an
@@ -528,7 +530,9 @@ pub(crate) async fn insert_installations(c: &mut Conn, insts: &[Installation]) -
     .bind(number(|i| Some(i.last_seen_at)))
     .bind(number(|i| i.token_cleared_at))
     .bind(column(|i| i.token_cleared_reason.map(|r| r.as_str().to_owned())));
-    c.execute(query).await.map(drop)
+    c.execute(query).await?;
+    // The audience index, in the same transaction.
+    crate::audience::index_new_installations(c, insts).await
 }
 
 pub(crate) async fn update_installation(c: &mut Conn, inst: &Installation) -> StoreResult<()> {
@@ -544,7 +548,9 @@ pub(crate) async fn update_installation(c: &mut Conn, inst: &Installation) -> St
          WHERE account_id = $1 AND push_reg_id = $3",
     );
     let changed = c.execute(bind_installation(query, inst)?).await?;
-    expect_one(changed)
+    expect_one(changed)?;
+    // The audience index, in the same transaction.
+    crate::audience::replace_installation(c, inst).await
 }
 
 pub(crate) async fn delete_installation(c: &mut Conn, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
@@ -821,7 +827,9 @@ pub(crate) async fn insert_person(c: &mut Conn, person: &Person) -> StoreResult<
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ));
     c.execute(bind_person(query, person)?).await?;
-    insert_person_keys(c, person).await
+    insert_person_keys(c, person).await?;
+    // The audience index, in the same transaction.
+    crate::audience::index_new_persons(c, std::slice::from_ref(person)).await
 }
 
 /// Many persons in four statements (persons, phones, emails, tags), every column travelling as
@@ -924,7 +932,8 @@ pub(crate) async fn insert_persons(c: &mut Conn, persons: &[Person]) -> StoreRes
         )
         .await?;
     }
-    Ok(())
+    // The audience index, in the same transaction.
+    crate::audience::index_new_persons(c, persons).await
 }
 
 /// Replaces every field and key of a person. The old keys are deleted before the new ones are
@@ -940,7 +949,9 @@ pub(crate) async fn update_person(c: &mut Conn, person: &Person) -> StoreResult<
     let changed = c.execute(bind_person(query, person)?).await?;
     expect_one(changed)?;
     delete_person_keys(c, person.account_id, person.id).await?;
-    insert_person_keys(c, person).await
+    insert_person_keys(c, person).await?;
+    // The audience index, in the same transaction.
+    crate::audience::replace_person(c, person).await
 }
 
 /// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still

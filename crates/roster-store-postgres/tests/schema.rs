@@ -226,11 +226,15 @@ async fn the_postgres_schema_mirrors_the_sqlite_schema() {
             "api_keys.scopes",
             "applications.providers",
             "attribute_definitions.object_schema",
+            "audience_jobs.audience_filter",
             "installations.custom_attributes",
             "merge_log.actor",
             "merge_log.before",
             "merge_log.dropped_attributes",
             "merge_log.reversed_by",
+            "messages.content",
+            "messages.destination",
+            "messages.options",
             "persons.custom_attributes",
         ]
     );

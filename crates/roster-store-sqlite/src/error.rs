@@ -72,6 +72,23 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, &str, Option<Constraint>)] = &[
         Some(Constraint::AttributeDefinition),
     ),
     ("merge_log_pkey", "merge_log.id", None),
+    // migrations/0003_audience.sql
+    (
+        "person_attribute_values_pkey",
+        "person_attribute_values.person_id, person_attribute_values.name, person_attribute_values.item, \
+         person_attribute_values.field",
+        None,
+    ),
+    (
+        "installation_attribute_values_pkey",
+        "installation_attribute_values.push_reg_id, installation_attribute_values.name, \
+         installation_attribute_values.item, installation_attribute_values.field",
+        None,
+    ),
+    ("installation_search_pkey", "installation_search.push_reg_id", None),
+    ("segments_pkey", "segments.id", None),
+    // roster_store::audience::SEGMENT_NAME_CONSTRAINT
+    ("segments_account_name_key", "segments.account_id, segments.name", None),
 ];
 
 /// The constraint named by the text after "UNIQUE constraint failed: ".

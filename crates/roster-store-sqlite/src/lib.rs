@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod audience;
 mod error;
 mod people;
 mod rows;
@@ -30,7 +31,10 @@ use crate::tx::{Handle, SqliteTx};
 
 /// The schema migrations, in order: `(version, SQL)`. Applied at open; a landed file is never
 /// edited, a change is a new file with the next version.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (3, include_str!("../migrations/0003_audience.sql")),
+];
 
 /// How many read-only connections `begin_read` can use at once.
 const READERS: usize = 4;
@@ -219,6 +223,9 @@ fn apply_migrations(conn: &Connection) -> StoreResult<()> {
                 .map_err(map_err)?;
             if done.is_none() {
                 conn.execute_batch(script).map_err(map_err)?;
+                if *version == audience::INDEX_MIGRATION {
+                    audience::backfill(conn)?;
+                }
                 conn.prepare_cached("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)")
                     .and_then(|mut s| s.execute((version, roster_model::now_millis())))
                     .map_err(map_err)?;

@@ -404,8 +404,9 @@ pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> Sto
          :language, :device_timezone_offset, :inappchat, :inbox, :webrtcui, :created_at, \
          :updated_at, :last_seen_at, :token_cleared_at, :token_cleared_reason)",
         inst,
-    )
-    .map(drop)
+    )?;
+    // The audience index, in the same transaction.
+    crate::audience::index_installation(conn, inst, crate::audience::Fresh::New)
 }
 
 pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
@@ -427,7 +428,9 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
          WHERE account_id = :account_id AND push_reg_id = :push_reg_id",
         inst,
     )?;
-    expect_one(changed)
+    expect_one(changed)?;
+    // The audience index, in the same transaction.
+    crate::audience::index_installation(conn, inst, crate::audience::Fresh::Existing)
 }
 
 pub(crate) fn delete_installation(conn: &Connection, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
@@ -659,7 +662,9 @@ pub(crate) fn insert_person(conn: &Connection, person: &Person) -> StoreResult<(
             person.updated_at,
         ],
     )?;
-    insert_person_keys(conn, person)
+    insert_person_keys(conn, person)?;
+    // The audience index, in the same transaction.
+    crate::audience::index_person(conn, person, crate::audience::Fresh::New)
 }
 
 /// Replaces every field and key of a person. The old keys are deleted before the new ones are
@@ -690,7 +695,9 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
     )?;
     expect_one(changed)?;
     delete_person_keys(conn, person.account_id, person.id)?;
-    insert_person_keys(conn, person)
+    insert_person_keys(conn, person)?;
+    // The audience index, in the same transaction.
+    crate::audience::index_person(conn, person, crate::audience::Fresh::Existing)
 }
 
 /// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still

@@ -12,7 +12,9 @@ use roster_model::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod audience;
 pub mod people;
+pub use audience::AudienceTx;
 pub use people::{MergeKey, PeopleTx};
 
 /// The stored schema's column order, identical in every backend (the schema comparison test in
@@ -238,7 +240,7 @@ pub trait Store: Send + Sync + 'static {
 /// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
-pub trait Tx: PeopleTx + Send {
+pub trait Tx: AudienceTx + PeopleTx + Send {
     /// Makes every write of the transaction durable, or fails and keeps none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.

@@ -1,0 +1,680 @@
+//! [`PushTx`] on PostgreSQL: the push tables of `migrations/0002_push.sql`, with the statements of
+//! the SQLite backend (`roster-store-sqlite/src/push.rs`) in PostgreSQL's dialect.
+//!
+//! Claims take row locks with `FOR UPDATE SKIP LOCKED`: any number of server processes may claim
+//! at once, each gets due rows that no other transaction is claiming, and nobody waits. A claim
+//! of deliveries commits at once (the lease in `next_attempt_at` then keeps the rows out of
+//! other claims); a claimed audience job stays locked until its chunk transaction ends.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
+use roster_store::columns::{id, json};
+use roster_store::push::{
+    AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
+    IdempotencyState, Message, SubmissionStatus,
+};
+use roster_store::{
+    PushTx, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns, installation_columns,
+    message_columns, page_limit, person_columns,
+};
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::rows::{self, enum_at, get, json_at, opt_uuid_at, uuid_at};
+use crate::sql::expect_one;
+use crate::tx::PgTx;
+
+fn message_row(row: &PgRow) -> StoreResult<Message> {
+    Ok(Message {
+        account_id: uuid_at(row, 0)?,
+        message_id: get(row, 1)?,
+        bulk_id: get(row, 2)?,
+        position: get(row, 3)?,
+        application_id: uuid_at(row, 4)?,
+        destination: json_at(row, 5)?,
+        content: json_at(row, 6)?,
+        options: json_at(row, 7)?,
+        target_only_primary: get(row, 8)?,
+        submission_status: enum_at(row, 9, SubmissionStatus::parse)?,
+        audience_state: enum_at(row, 10, AudienceState::parse)?,
+        audience_count: get(row, 11)?,
+        created_at: get(row, 12)?,
+        expires_at: get(row, 13)?,
+        updated_at: get(row, 14)?,
+    })
+}
+
+fn delivery_row(row: &PgRow) -> StoreResult<Delivery> {
+    Ok(Delivery {
+        account_id: uuid_at(row, 0)?,
+        delivery_id: uuid_at(row, 1)?,
+        message_id: get(row, 2)?,
+        application_id: uuid_at(row, 3)?,
+        push_reg_id: get(row, 4)?,
+        person_id: opt_uuid_at(row, 5)?,
+        provider: enum_at(row, 6, Provider::parse)?,
+        status: enum_at(row, 7, DeliveryStatus::parse)?,
+        attempts: get(row, 8)?,
+        provider_http_status: get(row, 9)?,
+        provider_reason: get(row, 10)?,
+        created_at: get(row, 11)?,
+        updated_at: get(row, 12)?,
+        last_attempt_at: get(row, 13)?,
+        next_attempt_at: get(row, 14)?,
+        claim_id: opt_uuid_at(row, 15)?,
+        delivered_at: get(row, 16)?,
+        seen_at: get(row, 17)?,
+    })
+}
+
+fn audience_job_row(row: &PgRow) -> StoreResult<AudienceJob> {
+    Ok(AudienceJob {
+        account_id: uuid_at(row, 0)?,
+        message_id: get(row, 1)?,
+        application_id: uuid_at(row, 2)?,
+        filter: json_at(row, 3)?,
+        target_only_primary: get(row, 4)?,
+        after_push_reg_id: get(row, 5)?,
+        created_at: get(row, 6)?,
+        updated_at: get(row, 7)?,
+    })
+}
+
+fn idempotency_row(row: &PgRow) -> StoreResult<IdempotencyRecord> {
+    let status: Option<i64> = get(row, 5)?;
+    Ok(IdempotencyRecord {
+        account_id: uuid_at(row, 0)?,
+        key: get(row, 1)?,
+        fingerprint: get(row, 2)?,
+        owner: uuid_at(row, 3)?,
+        state: enum_at(row, 4, IdempotencyState::parse)?,
+        response_status: status.map(|s| u16::try_from(s).unwrap_or(500)),
+        response_body: get(row, 6)?,
+        created_at: get(row, 7)?,
+        expires_at: get(row, 8)?,
+    })
+}
+
+/// One row of a person's phones, emails or tags: (kind, person, value).
+fn person_key_row(row: &PgRow) -> StoreResult<(i32, Uuid, String)> {
+    Ok((get(row, 0)?, uuid_at(row, 1)?, get(row, 3)?))
+}
+
+/// A `GROUP BY status` row of [`PushTx::delivery_counts`].
+fn count_row(row: &PgRow) -> StoreResult<(DeliveryStatus, i64, i64, i64)> {
+    Ok((
+        enum_at(row, 0, DeliveryStatus::parse)?,
+        get(row, 1)?,
+        get(row, 2)?,
+        get(row, 3)?,
+    ))
+}
+
+#[async_trait]
+impl PushTx for PgTx {
+    async fn insert_bulk(&mut self, bulk: &Bulk) -> StoreResult<()> {
+        self.conn()?
+            .execute(
+                sqlx::query("INSERT INTO bulks (account_id, bulk_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(id(bulk.account_id))
+                    .bind(bulk.bulk_id.clone())
+                    .bind(bulk.created_at),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn bulk_exists(&mut self, account_id: Uuid, bulk_id: &str) -> StoreResult<bool> {
+        let n = self
+            .conn()?
+            .count(
+                sqlx::query("SELECT count(*) FROM bulks WHERE account_id = $1 AND bulk_id = $2")
+                    .bind(id(account_id))
+                    .bind(bulk_id.to_owned()),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_message(&mut self, m: &Message) -> StoreResult<()> {
+        self.conn()?
+            .execute(
+                sqlx::query(concat!(
+                    "INSERT INTO messages (",
+                    message_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                ))
+                .bind(id(m.account_id))
+                .bind(m.message_id.clone())
+                .bind(m.bulk_id.clone())
+                .bind(m.position)
+                .bind(id(m.application_id))
+                .bind(json(&m.destination)?)
+                .bind(json(&m.content)?)
+                .bind(json(&m.options)?)
+                .bind(m.target_only_primary)
+                .bind(m.submission_status.as_str())
+                .bind(m.audience_state.as_str())
+                .bind(m.audience_count)
+                .bind(m.created_at)
+                .bind(m.expires_at)
+                .bind(m.updated_at),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn message(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<Option<Message>> {
+        self.conn()?
+            .query_opt(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE account_id = $1 AND message_id = $2"
+                ))
+                .bind(id(account_id))
+                .bind(message_id.to_owned()),
+                message_row,
+            )
+            .await
+    }
+
+    async fn messages_of_bulk(
+        &mut self,
+        account_id: Uuid,
+        bulk_id: &str,
+        after_position: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE account_id = $1 AND bulk_id = $2 AND position > $3 \
+                     ORDER BY position LIMIT $4"
+                ))
+                .bind(id(account_id))
+                .bind(bulk_id.to_owned())
+                .bind(after_position.unwrap_or(-1))
+                .bind(page_limit(limit)),
+                message_row,
+            )
+            .await
+    }
+
+    async fn set_message_audience(
+        &mut self,
+        account_id: Uuid,
+        message_id: &str,
+        state: AudienceState,
+        count: i64,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let changed = self
+            .conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE messages SET audience_state = $3, audience_count = $4, updated_at = $5 \
+                     WHERE account_id = $1 AND message_id = $2",
+                )
+                .bind(id(account_id))
+                .bind(message_id.to_owned())
+                .bind(state.as_str())
+                .bind(count)
+                .bind(now),
+            )
+            .await?;
+        expect_one(changed)
+    }
+
+    async fn insert_audience_job(&mut self, job: &AudienceJob) -> StoreResult<()> {
+        self.conn()?
+            .execute(
+                sqlx::query(concat!(
+                    "INSERT INTO audience_jobs (",
+                    audience_job_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ))
+                .bind(id(job.account_id))
+                .bind(job.message_id.clone())
+                .bind(id(job.application_id))
+                .bind(json(&job.filter)?)
+                .bind(job.target_only_primary)
+                .bind(job.after_push_reg_id.clone())
+                .bind(job.created_at)
+                .bind(job.updated_at),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn claim_audience_job(&mut self) -> StoreResult<Option<AudienceJob>> {
+        self.conn()?
+            .query_opt(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    audience_job_columns!(),
+                    " FROM audience_jobs ORDER BY updated_at, account_id, message_id LIMIT 1 \
+                     FOR UPDATE SKIP LOCKED"
+                )),
+                audience_job_row,
+            )
+            .await
+    }
+
+    async fn advance_audience_job(
+        &mut self,
+        account_id: Uuid,
+        message_id: &str,
+        after_push_reg_id: &str,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let changed = self
+            .conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE audience_jobs SET after_push_reg_id = $3, updated_at = $4 \
+                     WHERE account_id = $1 AND message_id = $2",
+                )
+                .bind(id(account_id))
+                .bind(message_id.to_owned())
+                .bind(after_push_reg_id.to_owned())
+                .bind(now),
+            )
+            .await?;
+        expect_one(changed)
+    }
+
+    async fn delete_audience_job(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<()> {
+        self.conn()?
+            .execute(
+                sqlx::query("DELETE FROM audience_jobs WHERE account_id = $1 AND message_id = $2")
+                    .bind(id(account_id))
+                    .bind(message_id.to_owned()),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Three round trips whatever the chunk size: the installations, their persons (not locked:
+    /// a filter reads them, nothing writes them), and the persons' phones, emails and tags.
+    async fn audience_chunk(
+        &mut self,
+        account_id: Uuid,
+        application_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Installation, Person)>> {
+        let c = self.conn()?;
+        let installations = c
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    " FROM installations WHERE application_id = $2 AND account_id = $1 AND push_reg_id > $3 \
+                     ORDER BY push_reg_id LIMIT $4"
+                ))
+                .bind(id(account_id))
+                .bind(id(application_id))
+                .bind(after.unwrap_or_default().to_owned())
+                .bind(page_limit(limit)),
+                rows::installation,
+            )
+            .await?;
+        if installations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut person_ids: Vec<String> = installations.iter().map(|i| id(i.person_id)).collect();
+        person_ids.sort_unstable();
+        person_ids.dedup();
+        let persons = c
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    person_columns!(),
+                    " FROM persons WHERE account_id = $1 AND id = ANY($2::text[])"
+                ))
+                .bind(id(account_id))
+                .bind(person_ids.clone()),
+                rows::person,
+            )
+            .await?;
+        let keys = c
+            .query_all(
+                sqlx::query(
+                    "SELECT 0, person_id, position, number FROM person_phones \
+                     WHERE account_id = $1 AND person_id = ANY($2::text[]) \
+                     UNION ALL \
+                     SELECT 1, person_id, position, address FROM person_emails \
+                     WHERE account_id = $1 AND person_id = ANY($2::text[]) \
+                     UNION ALL \
+                     SELECT 2, person_id, 0, tag FROM person_tags \
+                     WHERE account_id = $1 AND person_id = ANY($2::text[]) \
+                     ORDER BY 1, 2, 3, 4",
+                )
+                .bind(id(account_id))
+                .bind(person_ids),
+                person_key_row,
+            )
+            .await?;
+        let mut by_id: HashMap<Uuid, Person> = persons.into_iter().map(|p| (p.id, p)).collect();
+        for (kind, person_id, value) in keys {
+            let Some(p) = by_id.get_mut(&person_id) else { continue };
+            match kind {
+                0 => p.phones.push(value),
+                1 => p.emails.push(value),
+                2 => {
+                    p.tags.insert(value);
+                }
+                other => return Err(StoreError::Other(format!("unknown person key kind {other}"))),
+            }
+        }
+        installations
+            .into_iter()
+            .map(|inst| {
+                let person = by_id
+                    .get(&inst.person_id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Other(format!("installation {} has no person", inst.push_reg_id)))?;
+                Ok((inst, person))
+            })
+            .collect()
+    }
+
+    /// One statement for the whole list (`UNNEST` of one array per column).
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> StoreResult<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let col = |f: fn(&Delivery) -> String| deliveries.iter().map(f).collect::<Vec<String>>();
+        let opt = |f: fn(&Delivery) -> Option<String>| deliveries.iter().map(f).collect::<Vec<Option<String>>>();
+        let num = |f: fn(&Delivery) -> i64| deliveries.iter().map(f).collect::<Vec<i64>>();
+        let opt_num = |f: fn(&Delivery) -> Option<i64>| deliveries.iter().map(f).collect::<Vec<Option<i64>>>();
+        self.conn()?
+            .execute(
+                sqlx::query(concat!(
+                    "INSERT INTO deliveries (",
+                    delivery_columns!(),
+                    ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::text[], $12::int8[], \
+                     $13::int8[], $14::int8[], $15::int8[], $16::text[], $17::int8[], $18::int8[])"
+                ))
+                .bind(col(|d| id(d.account_id)))
+                .bind(col(|d| id(d.delivery_id)))
+                .bind(col(|d| d.message_id.clone()))
+                .bind(col(|d| id(d.application_id)))
+                .bind(opt(|d| d.push_reg_id.clone()))
+                .bind(opt(|d| d.person_id.map(id)))
+                .bind(col(|d| d.provider.as_str().to_owned()))
+                .bind(col(|d| d.status.as_str().to_owned()))
+                .bind(num(|d| d.attempts))
+                .bind(opt_num(|d| d.provider_http_status))
+                .bind(opt(|d| d.provider_reason.clone()))
+                .bind(num(|d| d.created_at))
+                .bind(num(|d| d.updated_at))
+                .bind(opt_num(|d| d.last_attempt_at))
+                .bind(num(|d| d.next_attempt_at))
+                .bind(opt(|d| d.claim_id.map(id)))
+                .bind(opt_num(|d| d.delivered_at))
+                .bind(opt_num(|d| d.seen_at)),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn delivery(&mut self, account_id: Uuid, delivery_id: Uuid) -> StoreResult<Option<Delivery>> {
+        self.conn()?
+            .query_opt(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = $1 AND delivery_id = $2"
+                ))
+                .bind(id(account_id))
+                .bind(id(delivery_id)),
+                delivery_row,
+            )
+            .await
+    }
+
+    async fn deliveries_of_message(
+        &mut self,
+        account_id: Uuid,
+        message_id: &str,
+        status: Option<DeliveryStatus>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        // One statement for both cases: a NULL status means every status.
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = $1 AND message_id = $2 \
+                     AND ($3::text IS NULL OR status = $3) AND delivery_id > $4 \
+                     ORDER BY delivery_id LIMIT $5"
+                ))
+                .bind(id(account_id))
+                .bind(message_id.to_owned())
+                .bind(status.map(|s| s.as_str().to_owned()))
+                .bind(after.map(id).unwrap_or_default())
+                .bind(page_limit(limit)),
+                delivery_row,
+            )
+            .await
+    }
+
+    async fn delivery_counts(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<DeliveryCounts> {
+        let rows = self
+            .conn()?
+            .query_all(
+                sqlx::query(
+                    "SELECT status, count(*), count(delivered_at), count(seen_at) FROM deliveries \
+                     WHERE account_id = $1 AND message_id = $2 GROUP BY status",
+                )
+                .bind(id(account_id))
+                .bind(message_id.to_owned()),
+                count_row,
+            )
+            .await?;
+        let mut counts = DeliveryCounts::default();
+        for (status, n, delivered, seen) in rows {
+            counts.by_status.insert(status, n.max(0) as u64);
+            counts.delivered += delivered.max(0) as u64;
+            counts.seen += seen.max(0) as u64;
+        }
+        Ok(counts)
+    }
+
+    async fn claim_deliveries(
+        &mut self,
+        now: Millis,
+        lease_until: Millis,
+        claim_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "UPDATE deliveries d SET next_attempt_at = $2, claim_id = $3 \
+                     FROM (SELECT account_id, delivery_id FROM deliveries \
+                           WHERE status = 'QUEUED' AND next_attempt_at <= $1 \
+                           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) due \
+                     WHERE d.account_id = due.account_id AND d.delivery_id = due.delivery_id \
+                     RETURNING ",
+                    "d.account_id, d.delivery_id, d.message_id, d.application_id, d.push_reg_id, d.person_id, \
+                     d.provider, d.status, d.attempts, d.provider_http_status, d.provider_reason, d.created_at, \
+                     d.updated_at, d.last_attempt_at, d.next_attempt_at, d.claim_id, d.delivered_at, d.seen_at"
+                ))
+                .bind(now)
+                .bind(lease_until)
+                .bind(id(claim_id))
+                .bind(page_limit(limit)),
+                delivery_row,
+            )
+            .await
+    }
+
+    async fn finish_attempt(&mut self, r: &AttemptResult) -> StoreResult<bool> {
+        // A retry (QUEUED again) releases the claim; a terminal status keeps it for the record.
+        let claim = r.status.is_terminal().then(|| id(r.claim_id));
+        let changed = self
+            .conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE deliveries SET status = $4, provider = $5, attempts = $6, provider_http_status = $7, \
+                     provider_reason = $8, last_attempt_at = $9, next_attempt_at = $10, claim_id = $11, \
+                     updated_at = $12 \
+                     WHERE account_id = $1 AND delivery_id = $2 AND claim_id = $3 AND status = 'QUEUED'",
+                )
+                .bind(id(r.account_id))
+                .bind(id(r.delivery_id))
+                .bind(id(r.claim_id))
+                .bind(r.status.as_str())
+                .bind(r.provider.as_str())
+                .bind(r.attempts)
+                .bind(r.provider_http_status)
+                .bind(r.provider_reason.clone())
+                .bind(r.last_attempt_at)
+                .bind(r.next_attempt_at)
+                .bind(claim)
+                .bind(r.now),
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn record_device_reports(
+        &mut self,
+        account_id: Uuid,
+        push_reg_id: &str,
+        delivery_ids: &[Uuid],
+        at: Millis,
+        seen: bool,
+    ) -> StoreResult<u64> {
+        if delivery_ids.is_empty() {
+            return Ok(0);
+        }
+        self.conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE deliveries SET delivered_at = coalesce(delivered_at, $4), \
+                     seen_at = CASE WHEN $5 THEN coalesce(seen_at, $4) ELSE seen_at END, updated_at = $4 \
+                     WHERE account_id = $1 AND delivery_id = ANY($2::text[]) AND push_reg_id = $3 \
+                     AND (delivered_at IS NULL OR ($5 AND seen_at IS NULL))",
+                )
+                .bind(id(account_id))
+                .bind(delivery_ids.iter().map(|d| id(*d)).collect::<Vec<String>>())
+                .bind(push_reg_id.to_owned())
+                .bind(at)
+                .bind(seen),
+            )
+            .await
+    }
+
+    async fn clear_token_if_held(
+        &mut self,
+        account_id: Uuid,
+        push_reg_id: &str,
+        token: &str,
+        reason: TokenClearedReason,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE installations SET push_service_token = NULL, token_cleared_at = $4, \
+                     token_cleared_reason = $5, updated_at = $4 \
+                     WHERE account_id = $1 AND push_reg_id = $2 AND push_service_token = $3",
+                )
+                .bind(id(account_id))
+                .bind(push_reg_id.to_owned())
+                .bind(token.to_owned())
+                .bind(now)
+                .bind(reason.as_str()),
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn idempotency_record(&mut self, account_id: Uuid, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        self.conn()?
+            .query_opt(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    idempotency_columns!(),
+                    " FROM idempotency_keys WHERE account_id = $1 AND idem_key = $2 FOR UPDATE"
+                ))
+                .bind(id(account_id))
+                .bind(key.to_owned()),
+                idempotency_row,
+            )
+            .await
+    }
+
+    async fn insert_idempotency_record(&mut self, r: &IdempotencyRecord) -> StoreResult<()> {
+        self.conn()?
+            .execute(
+                sqlx::query(concat!(
+                    "INSERT INTO idempotency_keys (",
+                    idempotency_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(id(r.account_id))
+                .bind(r.key.clone())
+                .bind(r.fingerprint.clone())
+                .bind(id(r.owner))
+                .bind(r.state.as_str())
+                .bind(r.response_status.map(i64::from))
+                .bind(r.response_body.clone())
+                .bind(r.created_at)
+                .bind(r.expires_at),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn put_idempotency_record(&mut self, r: &IdempotencyRecord) -> StoreResult<()> {
+        self.conn()?
+            .execute(
+                sqlx::query(concat!(
+                    "INSERT INTO idempotency_keys (",
+                    idempotency_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (account_id, idem_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                     owner = excluded.owner, state = excluded.state, response_status = excluded.response_status, \
+                     response_body = excluded.response_body, created_at = excluded.created_at, \
+                     expires_at = excluded.expires_at"
+                ))
+                .bind(id(r.account_id))
+                .bind(r.key.clone())
+                .bind(r.fingerprint.clone())
+                .bind(id(r.owner))
+                .bind(r.state.as_str())
+                .bind(r.response_status.map(i64::from))
+                .bind(r.response_body.clone())
+                .bind(r.created_at)
+                .bind(r.expires_at),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn delete_idempotency_record(&mut self, account_id: Uuid, key: &str, owner: Uuid) -> StoreResult<bool> {
+        let changed = self
+            .conn()?
+            .execute(
+                sqlx::query("DELETE FROM idempotency_keys WHERE account_id = $1 AND idem_key = $2 AND owner = $3")
+                    .bind(id(account_id))
+                    .bind(key.to_owned())
+                    .bind(id(owner)),
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+}

@@ -1,0 +1,350 @@
+//! [`AudienceTx`] on SQLite, and the maintenance of the audience index
+//! (`migrations/0003_audience.sql`, rows defined by `roster_store::audience::index`).
+//!
+//! Index rows are rewritten by `sql.rs` on every person and installation write, in the same
+//! transaction (each is a few cached single-row statements on the one writer connection); they
+//! are deleted with their owner by `ON DELETE CASCADE`. Filters run as the SQL of
+//! `roster_store::audience::translate`.
+
+use async_trait::async_trait;
+use roster_model::filter::Filter;
+use roster_model::{Installation, Person};
+use roster_store::audience::index::{self, SEARCH_COLUMNS, ValueRow};
+use roster_store::audience::translate::{self, Bind, Dialect, Statement};
+use roster_store::audience::{FoundPerson, Preview, SamplePerson, Scope, Segment};
+use roster_store::columns::{id, json};
+use roster_store::{AudienceTx, MAX_PAGE, StoreError, StoreResult};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, Row, params};
+use uuid::Uuid;
+
+use crate::error::map_err;
+use crate::rows::{bool_at, json_at, uuid_at};
+use crate::sql::{self, execute, expect_one, query_all, query_opt};
+use crate::tx::SqliteTx;
+
+/// The schema version that creates the index; [`backfill`] runs right after it.
+pub(crate) const INDEX_MIGRATION: i64 = 3;
+
+/// Which rows to write: the owner is new (nothing to delete) or may have rows already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    New,
+    Existing,
+}
+
+fn insert_value_rows(conn: &Connection, sql: &str, account: &str, owner: &str, rows: &[ValueRow]) -> StoreResult<()> {
+    for r in rows {
+        execute(
+            conn,
+            sql,
+            params![
+                account, owner, r.name, r.item, r.field, r.text, r.lower, r.num, r.boolean
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a person's index rows (people.md person write paths).
+pub(crate) fn index_person(conn: &Connection, person: &Person, fresh: Fresh) -> StoreResult<()> {
+    let (account, owner) = (id(person.account_id), id(person.id));
+    if fresh == Fresh::Existing {
+        execute(
+            conn,
+            "DELETE FROM person_attribute_values WHERE account_id = ?1 AND person_id = ?2",
+            params![account, owner],
+        )?;
+    }
+    insert_value_rows(
+        conn,
+        "INSERT INTO person_attribute_values (account_id, person_id, name, item, field, value_text, \
+         value_lower, value_num, value_bool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &account,
+        &owner,
+        &index::person_rows(person),
+    )
+}
+
+/// Writes an installation's index rows (installation write paths).
+pub(crate) fn index_installation(conn: &Connection, inst: &Installation, fresh: Fresh) -> StoreResult<()> {
+    let account = id(inst.account_id);
+    let owner = inst.push_reg_id.as_str();
+    let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = index::installation_search(inst);
+    execute(
+        conn,
+        "INSERT INTO installation_search (account_id, push_reg_id, os_lower, \
+         device_manufacturer_lower, device_model_lower, device_name_lower, language_lower, \
+         device_timezone_offset_lower, application_user_id_lower, os_version_lower, \
+         app_version_lower, sdk_version_lower, os_version_key, app_version_key, sdk_version_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+         ON CONFLICT (push_reg_id) DO UPDATE SET os_lower = excluded.os_lower, \
+         device_manufacturer_lower = excluded.device_manufacturer_lower, \
+         device_model_lower = excluded.device_model_lower, device_name_lower = excluded.device_name_lower, \
+         language_lower = excluded.language_lower, \
+         device_timezone_offset_lower = excluded.device_timezone_offset_lower, \
+         application_user_id_lower = excluded.application_user_id_lower, \
+         os_version_lower = excluded.os_version_lower, app_version_lower = excluded.app_version_lower, \
+         sdk_version_lower = excluded.sdk_version_lower, os_version_key = excluded.os_version_key, \
+         app_version_key = excluded.app_version_key, sdk_version_key = excluded.sdk_version_key",
+        params![account, owner, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12],
+    )?;
+    debug_assert_eq!(SEARCH_COLUMNS.len(), 13);
+    if fresh == Fresh::Existing {
+        execute(
+            conn,
+            "DELETE FROM installation_attribute_values WHERE account_id = ?1 AND push_reg_id = ?2",
+            params![account, owner],
+        )?;
+    }
+    insert_value_rows(
+        conn,
+        "INSERT INTO installation_attribute_values (account_id, push_reg_id, name, item, field, \
+         value_text, value_lower, value_num, value_bool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &account,
+        owner,
+        &index::installation_rows(inst),
+    )
+}
+
+/// Fills the index for every person and installation stored before it existed (run by the
+/// migration to [`INDEX_MIGRATION`], in its transaction), a page at a time.
+pub(crate) fn backfill(conn: &Connection) -> StoreResult<()> {
+    let accounts: Vec<Uuid> = query_all(conn, "SELECT id FROM accounts ORDER BY id", [], |r| uuid_at(r, 0))?;
+    for account in accounts {
+        let mut after = None;
+        loop {
+            let page = sql::persons_page(conn, account, after, MAX_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for person in &page {
+                index_person(conn, person, Fresh::New)?;
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = sql::installations_page(conn, account, after.as_deref(), MAX_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.push_reg_id.clone());
+            for inst in &page {
+                index_installation(conn, inst, Fresh::New)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sql_value(b: &Bind) -> StoreResult<SqlValue> {
+    Ok(match b {
+        Bind::Text(s) => SqlValue::Text(s.clone()),
+        Bind::Int(n) => SqlValue::Integer(*n),
+        Bind::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Bind::TextList(v) => SqlValue::Text(json(v)?),
+        Bind::IntList(v) => SqlValue::Text(json(v)?),
+    })
+}
+
+/// Runs a translated statement (not cached: its text depends on the filter).
+fn run<T>(conn: &Connection, st: &Statement, decode: fn(&Row<'_>) -> rusqlite::Result<T>) -> StoreResult<Vec<T>> {
+    let values = st.binds.iter().map(sql_value).collect::<StoreResult<Vec<_>>>()?;
+    let mut stmt = conn.prepare(&st.sql).map_err(map_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(values), decode)
+        .map_err(map_err)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(map_err)
+}
+
+fn count_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, i64>(idx)?.max(0) as u64)
+}
+
+fn person_or_gone(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<Person> {
+    // Inside one transaction the person of a matching row exists.
+    sql::person(conn, account_id, person_id)?
+        .ok_or_else(|| StoreError::Other(format!("person {person_id} of a matching row is missing")))
+}
+
+fn segment_row(row: &Row<'_>) -> rusqlite::Result<Segment> {
+    Ok(Segment {
+        account_id: uuid_at(row, 0)?,
+        id: uuid_at(row, 1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        filter: json_at(row, 4)?,
+        valid: bool_at(row, 5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
+const SEGMENT_COLUMNS: &str = "account_id, id, name, description, filter, valid, created_at, updated_at";
+
+#[async_trait]
+impl AudienceTx for SqliteTx {
+    async fn preview(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        primary_only: bool,
+        sample_size: u32,
+    ) -> StoreResult<Preview> {
+        let conn = self.conn()?;
+        let counts = run(
+            conn,
+            &translate::preview_counts(Dialect::Sqlite, scope, filter, primary_only),
+            |r| Ok((count_at(r, 0)?, count_at(r, 1)?, count_at(r, 2)?)),
+        )?;
+        let (installations, people, deliverable_installations) = counts.first().copied().unwrap_or_default();
+        let mut sample = Vec::new();
+        if sample_size > 0 && installations > 0 {
+            let ids = run(
+                conn,
+                &translate::preview_sample_people(Dialect::Sqlite, scope, filter, sample_size),
+                |r| uuid_at(r, 0),
+            )?;
+            let pairs = run(
+                conn,
+                &translate::preview_sample_installations(Dialect::Sqlite, scope, filter, &ids),
+                |r| Ok((uuid_at(r, 0)?, r.get::<_, String>(1)?)),
+            )?;
+            for person_id in ids {
+                let installations = pairs
+                    .iter()
+                    .filter(|(p, _)| *p == person_id)
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                sample.push(SamplePerson {
+                    person: person_or_gone(conn, scope.account_id, person_id)?,
+                    installations,
+                });
+            }
+        }
+        Ok(Preview {
+            people,
+            installations,
+            deliverable_installations,
+            sample,
+        })
+    }
+
+    async fn search_people(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<FoundPerson>> {
+        let conn = self.conn()?;
+        let ids = run(
+            conn,
+            &translate::search_people(Dialect::Sqlite, scope, filter, after, limit.min(MAX_PAGE)),
+            |r| uuid_at(r, 0),
+        )?;
+        let mut found = Vec::with_capacity(ids.len());
+        for person_id in ids {
+            found.push(FoundPerson {
+                person: person_or_gone(conn, scope.account_id, person_id)?,
+                installations: sql::installations_of_person(conn, scope.account_id, person_id, None)?,
+            });
+        }
+        Ok(found)
+    }
+
+    async fn audience_page(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        run(
+            self.conn()?,
+            &translate::audience_page(Dialect::Sqlite, scope, filter, after, limit.min(MAX_PAGE)),
+            |r| r.get(0),
+        )
+    }
+
+    async fn segment(&mut self, account_id: Uuid, segment_id: Uuid) -> StoreResult<Option<Segment>> {
+        query_opt(
+            self.conn()?,
+            &format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = ?1 AND id = ?2"),
+            params![id(account_id), id(segment_id)],
+            segment_row,
+        )
+    }
+
+    async fn segments(&mut self, account_id: Uuid) -> StoreResult<Vec<Segment>> {
+        query_all(
+            self.conn()?,
+            &format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = ?1 ORDER BY name, id"),
+            params![id(account_id)],
+            segment_row,
+        )
+    }
+
+    async fn insert_segment(&mut self, s: &Segment) -> StoreResult<()> {
+        execute(
+            self.conn()?,
+            &format!("INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                id(s.account_id),
+                id(s.id),
+                s.name,
+                s.description,
+                json(&s.filter)?,
+                s.valid,
+                s.created_at,
+                s.updated_at
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn update_segment(&mut self, s: &Segment) -> StoreResult<()> {
+        let changed = execute(
+            self.conn()?,
+            "UPDATE segments SET name = ?3, description = ?4, filter = ?5, valid = ?6, created_at = ?7, \
+             updated_at = ?8 WHERE account_id = ?1 AND id = ?2",
+            params![
+                id(s.account_id),
+                id(s.id),
+                s.name,
+                s.description,
+                json(&s.filter)?,
+                s.valid,
+                s.created_at,
+                s.updated_at
+            ],
+        )?;
+        expect_one(changed)
+    }
+
+    async fn delete_segment(&mut self, account_id: Uuid, segment_id: Uuid) -> StoreResult<bool> {
+        execute(
+            self.conn()?,
+            "DELETE FROM segments WHERE account_id = ?1 AND id = ?2",
+            params![id(account_id), id(segment_id)],
+        )
+        .map(|n| n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The segment decoder reads the columns in the table's order.
+    #[test]
+    fn segment_columns_are_the_table_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::apply_migrations(&conn).unwrap();
+        let cols: Vec<String> = conn
+            .prepare("PRAGMA table_info(segments)")
+            .unwrap()
+            .query_map([], |r| r.get("name"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(cols.join(", "), SEGMENT_COLUMNS);
+    }
+}

@@ -1,0 +1,586 @@
+//! [`PushTx`] on SQLite: the push tables of `migrations/0002_push.sql`.
+//!
+//! Claims: SQLite has one writer. A read-write transaction is `BEGIN IMMEDIATE` on the store's
+//! only writer connection (and the file's write lock keeps out other processes), so from its
+//! first statement no other transaction can read-then-write the queue until it ends. A claim
+//! (`UPDATE ... WHERE rowid IN (SELECT ... due ...) RETURNING`) therefore sees and takes due
+//! records that nobody else can take at the same moment: the single writer does what `FOR
+//! UPDATE SKIP LOCKED` does on PostgreSQL. Audience jobs likewise: the chunk transaction that
+//! claimed a job is the only writer until it commits or rolls back.
+
+use async_trait::async_trait;
+use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
+use roster_store::columns::{id, json};
+use roster_store::push::{
+    AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
+    IdempotencyState, Message, SubmissionStatus,
+};
+use roster_store::{
+    PushTx, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns, installation_columns,
+    message_columns, page_limit,
+};
+use rusqlite::{Connection, Row, params};
+use uuid::Uuid;
+
+use crate::rows::{self, bool_at, enum_at, json_at, opt_uuid_at, uuid_at};
+use crate::sql::{self, count, execute, expect_one, query_all, query_opt};
+use crate::tx::SqliteTx;
+
+fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        account_id: uuid_at(row, 0)?,
+        message_id: row.get(1)?,
+        bulk_id: row.get(2)?,
+        position: row.get(3)?,
+        application_id: uuid_at(row, 4)?,
+        destination: json_at(row, 5)?,
+        content: json_at(row, 6)?,
+        options: json_at(row, 7)?,
+        target_only_primary: bool_at(row, 8)?,
+        submission_status: enum_at(row, 9, SubmissionStatus::parse)?,
+        audience_state: enum_at(row, 10, AudienceState::parse)?,
+        audience_count: row.get(11)?,
+        created_at: row.get(12)?,
+        expires_at: row.get(13)?,
+        updated_at: row.get(14)?,
+    })
+}
+
+fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        account_id: uuid_at(row, 0)?,
+        delivery_id: uuid_at(row, 1)?,
+        message_id: row.get(2)?,
+        application_id: uuid_at(row, 3)?,
+        push_reg_id: row.get(4)?,
+        person_id: opt_uuid_at(row, 5)?,
+        provider: enum_at(row, 6, Provider::parse)?,
+        status: enum_at(row, 7, DeliveryStatus::parse)?,
+        attempts: row.get(8)?,
+        provider_http_status: row.get(9)?,
+        provider_reason: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+        last_attempt_at: row.get(13)?,
+        next_attempt_at: row.get(14)?,
+        claim_id: opt_uuid_at(row, 15)?,
+        delivered_at: row.get(16)?,
+        seen_at: row.get(17)?,
+    })
+}
+
+fn audience_job_row(row: &Row<'_>) -> rusqlite::Result<AudienceJob> {
+    Ok(AudienceJob {
+        account_id: uuid_at(row, 0)?,
+        message_id: row.get(1)?,
+        application_id: uuid_at(row, 2)?,
+        filter: json_at(row, 3)?,
+        target_only_primary: bool_at(row, 4)?,
+        after_push_reg_id: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
+fn idempotency_row(row: &Row<'_>) -> rusqlite::Result<IdempotencyRecord> {
+    let status: Option<i64> = row.get(5)?;
+    Ok(IdempotencyRecord {
+        account_id: uuid_at(row, 0)?,
+        key: row.get(1)?,
+        fingerprint: row.get(2)?,
+        owner: uuid_at(row, 3)?,
+        state: enum_at(row, 4, IdempotencyState::parse)?,
+        response_status: status.map(|s| u16::try_from(s).unwrap_or(500)),
+        response_body: row.get(6)?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+    })
+}
+
+fn insert_message(conn: &Connection, m: &Message) -> StoreResult<()> {
+    execute(
+        conn,
+        concat!(
+            "INSERT INTO messages (",
+            message_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        ),
+        params![
+            id(m.account_id),
+            m.message_id,
+            m.bulk_id,
+            m.position,
+            id(m.application_id),
+            json(&m.destination)?,
+            json(&m.content)?,
+            json(&m.options)?,
+            m.target_only_primary,
+            m.submission_status.as_str(),
+            m.audience_state.as_str(),
+            m.audience_count,
+            m.created_at,
+            m.expires_at,
+            m.updated_at,
+        ],
+    )
+    .map(drop)
+}
+
+fn insert_delivery(conn: &Connection, d: &Delivery) -> StoreResult<()> {
+    execute(
+        conn,
+        concat!(
+            "INSERT INTO deliveries (",
+            delivery_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        ),
+        params![
+            id(d.account_id),
+            id(d.delivery_id),
+            d.message_id,
+            id(d.application_id),
+            d.push_reg_id,
+            d.person_id.map(id),
+            d.provider.as_str(),
+            d.status.as_str(),
+            d.attempts,
+            d.provider_http_status,
+            d.provider_reason,
+            d.created_at,
+            d.updated_at,
+            d.last_attempt_at,
+            d.next_attempt_at,
+            d.claim_id.map(id),
+            d.delivered_at,
+            d.seen_at,
+        ],
+    )
+    .map(drop)
+}
+
+/// The persons of a chunk's installations, read one by one (each a few indexed lookups on the
+/// one connection, microseconds apiece) and shared between installations of the same person.
+fn with_persons(conn: &Connection, installations: Vec<Installation>) -> StoreResult<Vec<(Installation, Person)>> {
+    let mut cache: std::collections::HashMap<Uuid, Person> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(installations.len());
+    for inst in installations {
+        let person = match cache.get(&inst.person_id) {
+            Some(p) => p.clone(),
+            None => {
+                let p = sql::person(conn, inst.account_id, inst.person_id)?
+                    .ok_or_else(|| StoreError::Other(format!("installation {} has no person", inst.push_reg_id)))?;
+                cache.insert(p.id, p.clone());
+                p
+            }
+        };
+        out.push((inst, person));
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl PushTx for SqliteTx {
+    async fn insert_bulk(&mut self, bulk: &Bulk) -> StoreResult<()> {
+        execute(
+            self.conn()?,
+            "INSERT INTO bulks (account_id, bulk_id, created_at) VALUES (?1, ?2, ?3)",
+            params![id(bulk.account_id), bulk.bulk_id, bulk.created_at],
+        )
+        .map(drop)
+    }
+
+    async fn bulk_exists(&mut self, account_id: Uuid, bulk_id: &str) -> StoreResult<bool> {
+        count(
+            self.conn()?,
+            "SELECT count(*) FROM bulks WHERE account_id = ?1 AND bulk_id = ?2",
+            params![id(account_id), bulk_id],
+        )
+        .map(|n| n > 0)
+    }
+
+    async fn insert_message(&mut self, message: &Message) -> StoreResult<()> {
+        insert_message(self.conn()?, message)
+    }
+
+    async fn message(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<Option<Message>> {
+        query_opt(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE account_id = ?1 AND message_id = ?2"
+            ),
+            params![id(account_id), message_id],
+            message_row,
+        )
+    }
+
+    async fn messages_of_bulk(
+        &mut self,
+        account_id: Uuid,
+        bulk_id: &str,
+        after_position: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        query_all(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE account_id = ?1 AND bulk_id = ?2 AND position > ?3 \
+                 ORDER BY position LIMIT ?4"
+            ),
+            params![id(account_id), bulk_id, after_position.unwrap_or(-1), page_limit(limit)],
+            message_row,
+        )
+    }
+
+    async fn set_message_audience(
+        &mut self,
+        account_id: Uuid,
+        message_id: &str,
+        state: AudienceState,
+        count: i64,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let changed = execute(
+            self.conn()?,
+            "UPDATE messages SET audience_state = ?3, audience_count = ?4, updated_at = ?5 \
+             WHERE account_id = ?1 AND message_id = ?2",
+            params![id(account_id), message_id, state.as_str(), count, now],
+        )?;
+        expect_one(changed)
+    }
+
+    async fn insert_audience_job(&mut self, job: &AudienceJob) -> StoreResult<()> {
+        execute(
+            self.conn()?,
+            concat!(
+                "INSERT INTO audience_jobs (",
+                audience_job_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                id(job.account_id),
+                job.message_id,
+                id(job.application_id),
+                json(&job.filter)?,
+                job.target_only_primary,
+                job.after_push_reg_id,
+                job.created_at,
+                job.updated_at,
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn claim_audience_job(&mut self) -> StoreResult<Option<AudienceJob>> {
+        // The single writer holds the job until this transaction ends (module comment).
+        query_opt(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                audience_job_columns!(),
+                " FROM audience_jobs ORDER BY updated_at, account_id, message_id LIMIT 1"
+            ),
+            [],
+            audience_job_row,
+        )
+    }
+
+    async fn advance_audience_job(
+        &mut self,
+        account_id: Uuid,
+        message_id: &str,
+        after_push_reg_id: &str,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let changed = execute(
+            self.conn()?,
+            "UPDATE audience_jobs SET after_push_reg_id = ?3, updated_at = ?4 \
+             WHERE account_id = ?1 AND message_id = ?2",
+            params![id(account_id), message_id, after_push_reg_id, now],
+        )?;
+        expect_one(changed)
+    }
+
+    async fn delete_audience_job(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<()> {
+        execute(
+            self.conn()?,
+            "DELETE FROM audience_jobs WHERE account_id = ?1 AND message_id = ?2",
+            params![id(account_id), message_id],
+        )
+        .map(drop)
+    }
+
+    async fn audience_chunk(
+        &mut self,
+        account_id: Uuid,
+        application_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Installation, Person)>> {
+        let conn = self.conn()?;
+        let installations = query_all(
+            conn,
+            concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations \
+                 WHERE application_id = ?2 AND +account_id = ?1 AND push_reg_id > ?3 \
+                 ORDER BY push_reg_id LIMIT ?4"
+            ),
+            params![
+                id(account_id),
+                id(application_id),
+                after.unwrap_or_default(),
+                page_limit(limit)
+            ],
+            rows::installation,
+        )?;
+        with_persons(conn, installations)
+    }
+
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> StoreResult<()> {
+        let conn = self.conn()?;
+        for d in deliveries {
+            insert_delivery(conn, d)?;
+        }
+        Ok(())
+    }
+
+    async fn delivery(&mut self, account_id: Uuid, delivery_id: Uuid) -> StoreResult<Option<Delivery>> {
+        query_opt(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM deliveries WHERE account_id = ?1 AND delivery_id = ?2"
+            ),
+            params![id(account_id), id(delivery_id)],
+            delivery_row,
+        )
+    }
+
+    async fn deliveries_of_message(
+        &mut self,
+        account_id: Uuid,
+        message_id: &str,
+        status: Option<DeliveryStatus>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let conn = self.conn()?;
+        let after = after.map(id).unwrap_or_default();
+        match status {
+            None => query_all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = ?1 AND message_id = ?2 AND delivery_id > ?3 \
+                     ORDER BY delivery_id LIMIT ?4"
+                ),
+                params![id(account_id), message_id, after, page_limit(limit)],
+                delivery_row,
+            ),
+            Some(status) => query_all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = ?1 AND message_id = ?2 AND status = ?3 \
+                     AND delivery_id > ?4 ORDER BY delivery_id LIMIT ?5"
+                ),
+                params![id(account_id), message_id, status.as_str(), after, page_limit(limit)],
+                delivery_row,
+            ),
+        }
+    }
+
+    async fn delivery_counts(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<DeliveryCounts> {
+        let rows = query_all(
+            self.conn()?,
+            "SELECT status, count(*), count(delivered_at), count(seen_at) FROM deliveries \
+             WHERE account_id = ?1 AND message_id = ?2 GROUP BY status",
+            params![id(account_id), message_id],
+            |r| {
+                Ok((
+                    enum_at(r, 0, DeliveryStatus::parse)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )?;
+        let mut counts = DeliveryCounts::default();
+        for (status, n, delivered, seen) in rows {
+            counts.by_status.insert(status, n.max(0) as u64);
+            counts.delivered += delivered.max(0) as u64;
+            counts.seen += seen.max(0) as u64;
+        }
+        Ok(counts)
+    }
+
+    async fn claim_deliveries(
+        &mut self,
+        now: Millis,
+        lease_until: Millis,
+        claim_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        // Exclusive by the single writer (module comment).
+        query_all(
+            self.conn()?,
+            concat!(
+                "UPDATE deliveries SET next_attempt_at = ?2, claim_id = ?3 \
+                 WHERE rowid IN (SELECT rowid FROM deliveries \
+                 WHERE status = 'QUEUED' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?4) \
+                 RETURNING ",
+                delivery_columns!()
+            ),
+            params![now, lease_until, id(claim_id), page_limit(limit)],
+            delivery_row,
+        )
+    }
+
+    async fn finish_attempt(&mut self, r: &AttemptResult) -> StoreResult<bool> {
+        // A retry (QUEUED again) releases the claim; a terminal status keeps it for the record.
+        let claim = (r.status.is_terminal()).then(|| id(r.claim_id));
+        let changed = execute(
+            self.conn()?,
+            "UPDATE deliveries SET status = ?4, provider = ?5, attempts = ?6, provider_http_status = ?7, \
+             provider_reason = ?8, last_attempt_at = ?9, next_attempt_at = ?10, claim_id = ?11, updated_at = ?12 \
+             WHERE account_id = ?1 AND delivery_id = ?2 AND claim_id = ?3 AND status = 'QUEUED'",
+            params![
+                id(r.account_id),
+                id(r.delivery_id),
+                id(r.claim_id),
+                r.status.as_str(),
+                r.provider.as_str(),
+                r.attempts,
+                r.provider_http_status,
+                r.provider_reason,
+                r.last_attempt_at,
+                r.next_attempt_at,
+                claim,
+                r.now,
+            ],
+        )?;
+        Ok(changed > 0)
+    }
+
+    async fn record_device_reports(
+        &mut self,
+        account_id: Uuid,
+        push_reg_id: &str,
+        delivery_ids: &[Uuid],
+        at: Millis,
+        seen: bool,
+    ) -> StoreResult<u64> {
+        let conn = self.conn()?;
+        let mut changed = 0u64;
+        for delivery_id in delivery_ids {
+            let n = execute(
+                conn,
+                "UPDATE deliveries SET delivered_at = coalesce(delivered_at, ?4), \
+                 seen_at = CASE WHEN ?5 THEN coalesce(seen_at, ?4) ELSE seen_at END, updated_at = ?4 \
+                 WHERE account_id = ?1 AND delivery_id = ?2 AND push_reg_id = ?3 \
+                 AND (delivered_at IS NULL OR (?5 AND seen_at IS NULL))",
+                params![id(account_id), id(*delivery_id), push_reg_id, at, seen],
+            )?;
+            changed += n as u64;
+        }
+        Ok(changed)
+    }
+
+    async fn clear_token_if_held(
+        &mut self,
+        account_id: Uuid,
+        push_reg_id: &str,
+        token: &str,
+        reason: TokenClearedReason,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let changed = execute(
+            self.conn()?,
+            "UPDATE installations SET push_service_token = NULL, token_cleared_at = ?4, \
+             token_cleared_reason = ?5, updated_at = ?4 \
+             WHERE account_id = ?1 AND push_reg_id = ?2 AND push_service_token = ?3",
+            params![id(account_id), push_reg_id, token, now, reason.as_str()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    async fn idempotency_record(&mut self, account_id: Uuid, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        query_opt(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                idempotency_columns!(),
+                " FROM idempotency_keys WHERE account_id = ?1 AND idem_key = ?2"
+            ),
+            params![id(account_id), key],
+            idempotency_row,
+        )
+    }
+
+    async fn insert_idempotency_record(&mut self, r: &IdempotencyRecord) -> StoreResult<()> {
+        execute(
+            self.conn()?,
+            concat!(
+                "INSERT INTO idempotency_keys (",
+                idempotency_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                id(r.account_id),
+                r.key,
+                r.fingerprint,
+                id(r.owner),
+                r.state.as_str(),
+                r.response_status.map(i64::from),
+                r.response_body,
+                r.created_at,
+                r.expires_at,
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn put_idempotency_record(&mut self, r: &IdempotencyRecord) -> StoreResult<()> {
+        execute(
+            self.conn()?,
+            concat!(
+                "INSERT INTO idempotency_keys (",
+                idempotency_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (account_id, idem_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                 owner = excluded.owner, state = excluded.state, response_status = excluded.response_status, \
+                 response_body = excluded.response_body, created_at = excluded.created_at, \
+                 expires_at = excluded.expires_at"
+            ),
+            params![
+                id(r.account_id),
+                r.key,
+                r.fingerprint,
+                id(r.owner),
+                r.state.as_str(),
+                r.response_status.map(i64::from),
+                r.response_body,
+                r.created_at,
+                r.expires_at,
+            ],
+        )
+        .map(drop)
+    }
+
+    async fn delete_idempotency_record(&mut self, account_id: Uuid, key: &str, owner: Uuid) -> StoreResult<bool> {
+        let changed = execute(
+            self.conn()?,
+            "DELETE FROM idempotency_keys WHERE account_id = ?1 AND idem_key = ?2 AND owner = ?3",
+            params![id(account_id), key, id(owner)],
+        )?;
+        Ok(changed > 0)
+    }
+}

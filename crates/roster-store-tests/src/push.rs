@@ -1,0 +1,591 @@
+//! Scenarios of the push queue primitives ([`roster_store::PushTx`]): what every backend must
+//! answer for bulks, messages, delivery records, claims, audience jobs, device reports,
+//! compare-and-clear and idempotency records. Listed in
+//! [`store_behaviour_suite!`](crate::store_behaviour_suite) next to [`crate::scenarios`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_model::{Application, Provider, PushServiceType, TokenClearedReason};
+use roster_store::push::{
+    AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryStatus, IdempotencyRecord, IdempotencyState,
+    Message, SubmissionStatus, constraints,
+};
+use roster_store::{Constraint, Store};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::fixtures::{application, conflict_on, installation, person, seeded, with_token};
+
+/// A message of `app` in bulk `bulk_id` at `position`.
+pub fn message(app: &Application, bulk_id: &str, message_id: &str, position: i64) -> Message {
+    Message {
+        account_id: app.account_id,
+        message_id: message_id.into(),
+        bulk_id: bulk_id.into(),
+        position,
+        application_id: app.id,
+        destination: json!({"type": "EXTERNAL_USER_ID", "externalUserId": "cust-1"}),
+        content: json!({"type": "TEXT", "title": "Sale", "text": "20% off"}),
+        options: json!({"customPayload": {"deeplink": "acme://sale"}, "silent": false}),
+        target_only_primary: false,
+        submission_status: SubmissionStatus::PendingAccepted,
+        audience_state: AudienceState::Resolved,
+        audience_count: 0,
+        created_at: 5_000,
+        expires_at: 1_000_000,
+        updated_at: 5_000,
+    }
+}
+
+/// A `QUEUED` record of the message to `push_reg_id`, due at `due`.
+pub fn delivery(m: &Message, push_reg_id: &str, person_id: Uuid, due: i64) -> Delivery {
+    Delivery {
+        account_id: m.account_id,
+        delivery_id: Uuid::new_v4(),
+        message_id: m.message_id.clone(),
+        application_id: m.application_id,
+        push_reg_id: Some(push_reg_id.into()),
+        person_id: Some(person_id),
+        provider: Provider::Fcm,
+        status: DeliveryStatus::Queued,
+        attempts: 0,
+        provider_http_status: None,
+        provider_reason: None,
+        created_at: 5_000,
+        updated_at: 5_000,
+        last_attempt_at: None,
+        next_attempt_at: due,
+        claim_id: None,
+        delivered_at: None,
+        seen_at: None,
+    }
+}
+
+/// A bulk with one message, committed; returns the application and the message.
+async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
+    let (_, app) = seeded(store).await;
+    let m = message(&app, "bulk-1", "msg-1", 0);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_bulk(&Bulk {
+        account_id: app.account_id,
+        bulk_id: "bulk-1".into(),
+        created_at: 5_000,
+    })
+    .await
+    .unwrap();
+    tx.insert_message(&m).await.unwrap();
+    tx.commit().await.unwrap();
+    (app, m)
+}
+
+/// `n` due records of the message (to made-up installations), committed, by id.
+async fn queued(store: &dyn Store, m: &Message, n: usize, due: i64) -> Vec<Delivery> {
+    let records: Vec<Delivery> = (0..n)
+        .map(|_| delivery(m, &Uuid::new_v4().to_string(), Uuid::new_v4(), due))
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_deliveries(&records).await.unwrap();
+    tx.commit().await.unwrap();
+    records
+}
+
+async fn read_delivery(store: &dyn Store, d: &Delivery) -> Delivery {
+    let mut tx = store.begin_read().await.unwrap();
+    let got = tx
+        .delivery(d.account_id, d.delivery_id)
+        .await
+        .unwrap()
+        .expect("record exists");
+    tx.rollback().await.unwrap();
+    got
+}
+
+/// Bulks, messages, records, jobs and idempotency records read back as written; bulk ids,
+/// message ids and (message, installation) pairs are unique per account, and the same ids in
+/// another account are another bulk and message.
+pub async fn push_records_round_trip(store: Arc<dyn Store>) {
+    let (app, m) = bulk_with_message(store.as_ref()).await;
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(tx.bulk_exists(app.account_id, "bulk-1").await.unwrap());
+    assert!(!tx.bulk_exists(app.account_id, "bulk-2").await.unwrap());
+    assert_eq!(tx.message(app.account_id, "msg-1").await.unwrap(), Some(m.clone()));
+    assert_eq!(tx.message(Uuid::new_v4(), "msg-1").await.unwrap(), None);
+    tx.rollback().await.unwrap();
+
+    // Uniqueness per account, each violation named.
+    let mut tx = store.begin().await.unwrap();
+    let bulk = Bulk {
+        account_id: app.account_id,
+        bulk_id: "bulk-1".into(),
+        created_at: 6_000,
+    };
+    assert_eq!(
+        conflict_on(tx.insert_bulk(&bulk).await),
+        Constraint::Other(constraints::BULK_ID.into())
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        conflict_on(tx.insert_message(&message(&app, "bulk-1", "msg-1", 1)).await),
+        Constraint::Other(constraints::MESSAGE_ID.into())
+    );
+    drop(tx);
+
+    // Later messages of the bulk list in position order, paged.
+    let mut tx = store.begin().await.unwrap();
+    for (i, id) in ["msg-3", "msg-2"].iter().enumerate() {
+        let mut later = message(&app, "bulk-1", id, 2 - i as i64);
+        later.audience_state = AudienceState::Resolving;
+        later.target_only_primary = true;
+        later.submission_status = SubmissionStatus::RejectedNoDeliverableInstallation;
+        tx.insert_message(&later).await.unwrap();
+    }
+    tx.set_message_audience(app.account_id, "msg-2", AudienceState::Resolved, 7, 9_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    let ids = |ms: Vec<Message>| ms.into_iter().map(|m| m.message_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(tx.messages_of_bulk(app.account_id, "bulk-1", None, 10).await.unwrap()),
+        ["msg-1", "msg-2", "msg-3"]
+    );
+    assert_eq!(
+        ids(tx.messages_of_bulk(app.account_id, "bulk-1", Some(0), 1).await.unwrap()),
+        ["msg-2"]
+    );
+    let m2 = tx.message(app.account_id, "msg-2").await.unwrap().unwrap();
+    assert_eq!(
+        (m2.audience_state, m2.audience_count, m2.updated_at),
+        (AudienceState::Resolved, 7, 9_000)
+    );
+    assert!(m2.target_only_primary);
+    assert_eq!(
+        m2.submission_status,
+        SubmissionStatus::RejectedNoDeliverableInstallation
+    );
+    tx.rollback().await.unwrap();
+
+    // A record reads back field for field; a second one for the same installation conflicts.
+    let mut d = delivery(&m, "0b9e2f8a-6c1d-4a3e-9f7b-5d2c1e0a8b64", Uuid::new_v4(), 5_000);
+    d.provider = Provider::Apns;
+    d.provider_http_status = Some(429);
+    d.provider_reason = Some("TooManyRequests".into());
+    d.last_attempt_at = Some(5_100);
+    d.attempts = 2;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_deliveries(std::slice::from_ref(&d)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(read_delivery(store.as_ref(), &d).await, d);
+    let mut twin = d.clone();
+    twin.delivery_id = Uuid::new_v4();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        conflict_on(tx.insert_deliveries(&[twin]).await),
+        Constraint::Other(constraints::DELIVERY_PER_INSTALLATION.into())
+    );
+    drop(tx);
+
+    // Audience jobs and idempotency records.
+    let job = AudienceJob {
+        account_id: app.account_id,
+        message_id: "msg-3".into(),
+        application_id: app.id,
+        filter: json!({"$or": [{"tags": "vip"}, {"installation.os": "iOS"}]}),
+        target_only_primary: true,
+        after_push_reg_id: None,
+        created_at: 5_000,
+        updated_at: 5_000,
+    };
+    let record = IdempotencyRecord {
+        account_id: app.account_id,
+        key: "key-1".into(),
+        fingerprint: "f1".into(),
+        owner: Uuid::new_v4(),
+        state: IdempotencyState::Running,
+        response_status: None,
+        response_body: None,
+        created_at: 5_000,
+        expires_at: 90_000,
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_audience_job(&job).await.unwrap();
+    tx.put_idempotency_record(&record).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.claim_audience_job().await.unwrap(), Some(job.clone()));
+    let done = IdempotencyRecord {
+        state: IdempotencyState::Done,
+        response_status: Some(200),
+        response_body: Some(b"{\"bulkId\":\"b\"}".to_vec()),
+        ..record.clone()
+    };
+    assert_eq!(
+        tx.idempotency_record(app.account_id, "key-1").await.unwrap(),
+        Some(record.clone())
+    );
+    tx.put_idempotency_record(&done).await.unwrap();
+    assert!(
+        !tx.delete_idempotency_record(app.account_id, "key-1", Uuid::new_v4())
+            .await
+            .unwrap(),
+        "only the owner deletes"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.idempotency_record(app.account_id, "key-1").await.unwrap(),
+        Some(done)
+    );
+    assert_eq!(tx.idempotency_record(Uuid::new_v4(), "key-1").await.unwrap(), None);
+    assert!(
+        tx.delete_idempotency_record(app.account_id, "key-1", record.owner)
+            .await
+            .unwrap()
+    );
+    assert_eq!(tx.idempotency_record(app.account_id, "key-1").await.unwrap(), None);
+    tx.delete_audience_job(app.account_id, "msg-3").await.unwrap();
+    assert_eq!(tx.claim_audience_job().await.unwrap(), None);
+    tx.commit().await.unwrap();
+}
+
+/// Concurrent claims never take the same record: every due record is claimed exactly once, a
+/// record that is not due yet is not claimed, and a claim holds its records for its lease.
+pub async fn claims_are_exclusive(store: Arc<dyn Store>) {
+    let (_, m) = bulk_with_message(store.as_ref()).await;
+    let due = queued(store.as_ref(), &m, 40, 1_000).await;
+    let later = queued(store.as_ref(), &m, 1, 65_000).await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let claim = Uuid::new_v4();
+            let mut got = Vec::new();
+            loop {
+                let mut tx = store.begin().await.unwrap();
+                let batch = tx.claim_deliveries(10_000, 70_000, claim, 3).await.unwrap();
+                tx.commit().await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                assert!(batch.len() <= 3);
+                for d in &batch {
+                    assert_eq!(d.claim_id, Some(claim));
+                    assert_eq!(d.next_attempt_at, 70_000, "claimed until the end of the lease");
+                    assert_eq!(d.status, DeliveryStatus::Queued);
+                }
+                got.extend(batch.into_iter().map(|d| d.delivery_id));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: BTreeSet<Uuid> = all.iter().copied().collect();
+    assert_eq!(all.len(), distinct.len(), "a record was claimed twice");
+    let expected: BTreeSet<Uuid> = due.iter().map(|d| d.delivery_id).collect();
+    assert_eq!(distinct, expected, "every due record, and only those");
+    assert!(!distinct.contains(&later[0].delivery_id));
+
+    // Within the lease nothing is due; after it (a worker died) everything is, most overdue first.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.claim_deliveries(60_000, 99_000, Uuid::new_v4(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = tx.claim_deliveries(80_000, 99_000, Uuid::new_v4(), 1).await.unwrap();
+    let rest = tx.claim_deliveries(80_000, 99_000, Uuid::new_v4(), 100).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].delivery_id, later[0].delivery_id, "most overdue first");
+    assert_eq!(rest.len(), 40);
+}
+
+/// An attempt's result applies only under the claim it was made with and only while the record
+/// is `QUEUED`; a retry releases the claim; terminal statuses never change, and device reports
+/// add their times without touching the status.
+pub async fn attempts_need_their_claim_and_terminal_statuses_stay(store: Arc<dyn Store>) {
+    let (_, m) = bulk_with_message(store.as_ref()).await;
+    let records = queued(store.as_ref(), &m, 2, 1_000).await;
+    let claim = Uuid::new_v4();
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx.claim_deliveries(2_000, 62_000, claim, 10).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let d = &records[0];
+    let result = |status, claim_id, attempts, next| AttemptResult {
+        account_id: d.account_id,
+        delivery_id: d.delivery_id,
+        claim_id,
+        status,
+        provider: Provider::Apns,
+        attempts,
+        provider_http_status: Some(500),
+        provider_reason: Some("InternalServerError".into()),
+        last_attempt_at: Some(2_100),
+        next_attempt_at: next,
+        now: 2_100,
+    };
+
+    // Another claim's answer does not apply.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        !tx.finish_attempt(&result(DeliveryStatus::Accepted, Uuid::new_v4(), 1, 0))
+            .await
+            .unwrap()
+    );
+    // A retry: QUEUED again, due later, claim released.
+    assert!(
+        tx.finish_attempt(&result(DeliveryStatus::Queued, claim, 1, 3_000))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let after_retry = read_delivery(store.as_ref(), d).await;
+    assert_eq!(
+        (
+            after_retry.status,
+            after_retry.attempts,
+            after_retry.next_attempt_at,
+            after_retry.claim_id
+        ),
+        (DeliveryStatus::Queued, 1, 3_000, None)
+    );
+    assert_eq!(after_retry.provider, Provider::Apns);
+    assert_eq!(after_retry.provider_http_status, Some(500));
+    assert_eq!(after_retry.updated_at, 2_100);
+    // The old claim is gone with the retry: it cannot finish the record any more.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        !tx.finish_attempt(&result(DeliveryStatus::Accepted, claim, 2, 0))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    // Claimed again, accepted: terminal, and nothing changes it afterwards.
+    let claim2 = Uuid::new_v4();
+    let mut tx = store.begin().await.unwrap();
+    let got = tx.claim_deliveries(3_000, 63_000, claim2, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let mut accepted = result(DeliveryStatus::Accepted, claim2, 2, 63_000);
+    accepted.provider_http_status = Some(200);
+    accepted.provider_reason = Some("OK".into());
+    assert!(tx.finish_attempt(&accepted).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    for status in DeliveryStatus::ALL {
+        assert!(!tx.finish_attempt(&result(status, claim2, 3, 0)).await.unwrap());
+    }
+    assert!(
+        tx.claim_deliveries(1_000_000, 2_000_000, Uuid::new_v4(), 10)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+    tx.commit().await.unwrap();
+    let final_ = read_delivery(store.as_ref(), d).await;
+    assert_eq!((final_.status, final_.attempts), (DeliveryStatus::Accepted, 2));
+    assert_eq!(final_.provider_reason.as_deref(), Some("OK"));
+
+    // Device reports: only for the installation the record was made to; first report wins; the
+    // status stays.
+    let push_reg_id = d.push_reg_id.clone().unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.record_device_reports(d.account_id, "someone-else", &[d.delivery_id], 7_000, true)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        tx.record_device_reports(
+            d.account_id,
+            &push_reg_id,
+            &[d.delivery_id, Uuid::new_v4()],
+            7_000,
+            false
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(
+        tx.record_device_reports(d.account_id, &push_reg_id, &[d.delivery_id], 8_000, false)
+            .await
+            .unwrap(),
+        0,
+        "the first delivered report wins"
+    );
+    assert_eq!(
+        tx.record_device_reports(d.account_id, &push_reg_id, &[d.delivery_id], 9_000, true)
+            .await
+            .unwrap(),
+        1
+    );
+    tx.commit().await.unwrap();
+    let reported = read_delivery(store.as_ref(), d).await;
+    assert_eq!(
+        (reported.status, reported.delivered_at, reported.seen_at),
+        (DeliveryStatus::Accepted, Some(7_000), Some(9_000))
+    );
+
+    // Counts per status, with the reports.
+    let mut tx = store.begin_read().await.unwrap();
+    let counts = tx.delivery_counts(d.account_id, &m.message_id).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(counts.count(DeliveryStatus::Accepted), 1);
+    assert_eq!(counts.count(DeliveryStatus::Queued), 1);
+    assert_eq!(counts.total(), 2);
+    assert_eq!((counts.delivered, counts.seen), (1, 1));
+}
+
+/// A claimed audience job is held by its chunk transaction: another transaction never gets it
+/// with the cursor it had before that chunk committed (it skips it on PostgreSQL, waits for the
+/// single writer on SQLite), and the walk sees an application's installations in pushRegId
+/// order with their persons.
+pub async fn audience_jobs_resume_at_their_cursor(store: Arc<dyn Store>) {
+    let (app, m) = bulk_with_message(store.as_ref()).await;
+    let other_app = application(app.account_id);
+    let owner = person(app.account_id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_application(&other_app).await.unwrap();
+    tx.insert_person(&owner).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let inst = with_token(
+            installation(&app, owner.id, 3_000 + i),
+            PushServiceType::Firebase,
+            &format!("t{i}"),
+        );
+        ids.push(inst.push_reg_id.clone());
+        tx.insert_installation(&inst).await.unwrap();
+    }
+    tx.insert_installation(&installation(&other_app, owner.id, 3_000))
+        .await
+        .unwrap();
+    tx.insert_audience_job(&AudienceJob {
+        account_id: app.account_id,
+        message_id: m.message_id.clone(),
+        application_id: app.id,
+        filter: json!({}),
+        target_only_primary: false,
+        after_push_reg_id: None,
+        created_at: 5_000,
+        updated_at: 5_000,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    ids.sort();
+
+    let mut first = store.begin().await.unwrap();
+    let job = first.claim_audience_job().await.unwrap().expect("a job");
+    let chunk = first
+        .audience_chunk(app.account_id, app.id, job.after_push_reg_id.as_deref(), 3)
+        .await
+        .unwrap();
+    let walked: Vec<String> = chunk.iter().map(|(i, _)| i.push_reg_id.clone()).collect();
+    assert_eq!(walked, ids[..3]);
+    assert!(
+        chunk
+            .iter()
+            .all(|(i, p)| p.id == owner.id && i.application_id == app.id)
+    );
+    // A second claimer, while the first chunk is open.
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let got = tx.claim_audience_job().await.unwrap();
+            tx.commit().await.unwrap();
+            got
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first
+        .advance_audience_job(app.account_id, &m.message_id, &walked[2], 6_000)
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+    match second.await.unwrap() {
+        None => {}
+        Some(seen) => assert_eq!(
+            seen.after_push_reg_id.as_deref(),
+            Some(walked[2].as_str()),
+            "a job is never handed out with the cursor of a chunk in progress"
+        ),
+    }
+    // The walk resumes at the cursor and ends with an empty chunk.
+    let mut tx = store.begin().await.unwrap();
+    let job = tx.claim_audience_job().await.unwrap().unwrap();
+    assert_eq!(job.updated_at, 6_000);
+    let rest = tx
+        .audience_chunk(app.account_id, app.id, job.after_push_reg_id.as_deref(), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|(i, _)| i.push_reg_id.clone()).collect::<Vec<_>>(),
+        ids[3..]
+    );
+    assert!(
+        tx.audience_chunk(app.account_id, app.id, Some(&ids[4]), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        tx.audience_chunk(Uuid::new_v4(), app.id, None, 3)
+            .await
+            .unwrap()
+            .is_empty(),
+        "filtered by account"
+    );
+    tx.rollback().await.unwrap();
+}
+
+/// Compare-and-clear (people.md §2.3): the token goes only if the installation still holds it.
+pub async fn compare_and_clear_takes_only_the_held_token(store: Arc<dyn Store>) {
+    let (_, app) = seeded(store.as_ref()).await;
+    let owner = person(app.account_id);
+    let inst = with_token(installation(&app, owner.id, 3_000), PushServiceType::Apns, "abc123");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&owner).await.unwrap();
+    tx.insert_installation(&inst).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let reason = TokenClearedReason::Unregistered;
+    assert!(
+        !tx.clear_token_if_held(app.account_id, &inst.push_reg_id, "other", reason, 4_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.clear_token_if_held(Uuid::new_v4(), &inst.push_reg_id, "abc123", reason, 4_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tx.clear_token_if_held(app.account_id, &inst.push_reg_id, "abc123", reason, 4_000)
+            .await
+            .unwrap()
+    );
+    let cleared = tx.installation(&inst.push_reg_id).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(cleared.push_service_token, None);
+    assert_eq!(cleared.token_cleared_reason, Some(TokenClearedReason::Unregistered));
+    assert_eq!((cleared.token_cleared_at, cleared.updated_at), (Some(4_000), 4_000));
+    assert_eq!(
+        cleared.push_service_type,
+        Some(PushServiceType::Apns),
+        "everything else stays"
+    );
+}
