@@ -335,3 +335,23 @@ async fn the_wire_carries_the_spec_headers_and_payloads() {
         assert!(request.headers.get("apns-collapse-id").is_none());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_origin_spreads_streams_over_that_many_connections() {
+    let standin = ApnsStandIn::start(ApnsStandInConfig::test()).await.unwrap();
+    let transport = Transport::new(TransportSettings {
+        connections_per_origin: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let client = client_for(&standin.application_settings(), &transport);
+    let msg = message();
+    let sends = (0..90).map(|i| {
+        let client = client.clone();
+        let msg = &msg;
+        async move { client.send(msg, Uuid::new_v4(), &format!("{i:064x}")).await }
+    });
+    assert!(join_all(sends).await.iter().all(|r| r.outcome == Outcome::Accepted));
+    let stats = standin.stats();
+    assert_eq!((stats.requests, stats.connections, stats.provider_tokens), (90, 3, 1));
+}
