@@ -28,6 +28,13 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, Option<Constraint>)] = &[
     ("installations_primary_key", Some(Constraint::PrimaryInstallation)),
     ("attribute_definitions_pkey", Some(Constraint::AttributeDefinition)),
     ("merge_log_pkey", None),
+    // migrations/0002_push.sql (roster_store::push::constraints names them)
+    ("bulks_pkey", None),
+    ("messages_pkey", None),
+    ("audience_jobs_pkey", None),
+    ("deliveries_pkey", None),
+    ("deliveries_message_installation_key", None),
+    ("idempotency_keys_pkey", None),
     // migrations/0003_audience.sql
     ("person_attribute_values_pkey", None),
     ("installation_attribute_values_pkey", None),

@@ -17,6 +17,7 @@
 mod audience;
 mod error;
 mod people;
+mod push;
 mod rows;
 mod sql;
 pub mod testing;
@@ -38,6 +39,7 @@ use crate::tx::PgTx;
 /// own folder).
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_push.sql")),
     (3, include_str!("../migrations/0003_audience.sql")),
 ];
 

@@ -72,6 +72,25 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, &str, Option<Constraint>)] = &[
         Some(Constraint::AttributeDefinition),
     ),
     ("merge_log_pkey", "merge_log.id", None),
+    // migrations/0002_push.sql (roster_store::push::constraints names them)
+    ("bulks_pkey", "bulks.account_id, bulks.bulk_id", None),
+    ("messages_pkey", "messages.account_id, messages.message_id", None),
+    (
+        "audience_jobs_pkey",
+        "audience_jobs.account_id, audience_jobs.message_id",
+        None,
+    ),
+    ("deliveries_pkey", "deliveries.account_id, deliveries.delivery_id", None),
+    (
+        "deliveries_message_installation_key",
+        "deliveries.account_id, deliveries.message_id, deliveries.push_reg_id",
+        None,
+    ),
+    (
+        "idempotency_keys_pkey",
+        "idempotency_keys.account_id, idempotency_keys.idem_key",
+        None,
+    ),
     // migrations/0003_audience.sql
     (
         "person_attribute_values_pkey",

@@ -13,6 +13,7 @@
 mod audience;
 mod error;
 mod people;
+mod push;
 mod rows;
 mod sql;
 mod tx;
@@ -33,6 +34,7 @@ use crate::tx::{Handle, SqliteTx};
 /// edited, a change is a new file with the next version.
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_push.sql")),
     (3, include_str!("../migrations/0003_audience.sql")),
 ];
 

@@ -30,6 +30,7 @@ use roster_store::Store;
 pub mod audience;
 pub mod fixtures;
 pub mod people;
+pub mod push;
 pub mod scenarios;
 
 /// A fresh store under test, and what must outlive it (a temporary directory, a throw-away
@@ -79,6 +80,28 @@ where
 macro_rules! store_behaviour_suite {
     ($backend:literal, $fresh:expr $(,)?) => {
         $crate::store_behaviour_suite!(@list (tests $backend, $fresh));
+        $crate::store_behaviour_suite!(@push (tests $backend, $fresh));
+    };
+    // The scenarios of the push queue primitives (`push.rs`).
+    (@push $what:tt) => {
+        $crate::store_behaviour_suite! { @expand_push $what;
+            push_records_round_trip,
+            claims_are_exclusive,
+            attempts_need_their_claim_and_terminal_statuses_stay,
+            audience_jobs_resume_at_their_cursor,
+            compare_and_clear_takes_only_the_held_token,
+        }
+    };
+    (@expand_push (tests $backend:literal, $fresh:expr); $($name:ident,)*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::run($backend, stringify!($name), $fresh, $crate::push::$name).await;
+            }
+        )*
+    };
+    (@expand_push (names); $($name:ident,)*) => {
+        &[$(stringify!($name)),*]
     };
     // The one list of scenarios (a unit test compares it with `scenarios`).
     (@list $what:tt) => {
@@ -129,6 +152,21 @@ mod tests {
             .map(|rest| rest.split('(').next().unwrap_or(rest))
             .collect();
         let mut listed = listed.to_vec();
+        defined.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, defined);
+        assert!(!listed.is_empty());
+    }
+
+    /// Every `pub async fn` of `push` is in the macro's push list, and nothing else is.
+    #[test]
+    fn the_suite_runs_every_push_scenario() {
+        let mut listed: Vec<&str> = store_behaviour_suite!(@push (names)).to_vec();
+        let mut defined: Vec<&str> = include_str!("push.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .map(|rest| rest.split('(').next().unwrap_or(rest))
+            .collect();
         defined.sort_unstable();
         listed.sort_unstable();
         assert_eq!(listed, defined);

@@ -14,8 +14,10 @@ use uuid::Uuid;
 
 pub mod audience;
 pub mod people;
+pub mod push;
 pub use audience::AudienceTx;
 pub use people::{MergeKey, PeopleTx};
+pub use push::PushTx;
 
 /// The stored schema's column order, identical in every backend (the schema comparison test in
 /// roster-store-postgres checks the tables), and the stored form of values that every backend
@@ -240,7 +242,7 @@ pub trait Store: Send + Sync + 'static {
 /// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
-pub trait Tx: AudienceTx + PeopleTx + Send {
+pub trait Tx: AudienceTx + PeopleTx + PushTx + Send {
     /// Makes every write of the transaction durable, or fails and keeps none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.
