@@ -71,11 +71,20 @@ enum Write {
     Depersonalize,
 }
 
+/// What the store shows of a device's installation.
+#[derive(Debug, PartialEq)]
+struct ObservedInstallation {
+    token: Option<String>,
+    device_name: Option<String>,
+    seq: Option<Value>,
+    /// The `externalUserId` of the person owning it.
+    owner: Option<String>,
+}
+
 /// What the store shows of one device's data (compared with [`Model::expected`]).
 #[derive(Debug, PartialEq)]
 struct Observed {
-    /// token, deviceName, seq, the owner's `externalUserId`.
-    installation: Option<(Option<String>, Option<String>, Option<Value>, Option<String>)>,
+    installation: Option<ObservedInstallation>,
     /// The person `crash-{k}`: its `useq`.
     person: Option<Option<Value>>,
 }
@@ -122,13 +131,11 @@ impl Model {
 
     fn expected(&self, k: usize) -> Observed {
         Observed {
-            installation: self.installation.as_ref().map(|(_, token)| {
-                (
-                    Some(token.clone()),
-                    Some(name(k, self.name)),
-                    self.seq.map(|n| json!(n)),
-                    self.personalized.then(|| ext(k)),
-                )
+            installation: self.installation.as_ref().map(|(_, token)| ObservedInstallation {
+                token: Some(token.clone()),
+                device_name: Some(name(k, self.name)),
+                seq: self.seq.map(|n| json!(n)),
+                owner: self.personalized.then(|| ext(k)),
             }),
             person: self.person_exists.then(|| self.user_seq.map(|n| json!(n))),
         }
@@ -142,16 +149,22 @@ fn observe(s: &Snapshot, k: usize, installation: Option<&str>) -> Observed {
         .find(|p| p.external_user_id.as_deref() == Some(&ext(k)));
     Observed {
         installation: installation.map(|id| match s.installations.iter().find(|i| i.push_reg_id == id) {
-            None => (None, None, None, Some("<installation missing>".into())),
-            Some(i) => (
-                i.push_service_token.clone(),
-                i.system.device_name.clone(),
-                i.custom_attributes.get("seq").cloned(),
-                s.persons
+            None => ObservedInstallation {
+                token: None,
+                device_name: None,
+                seq: None,
+                owner: Some("<installation missing>".into()),
+            },
+            Some(i) => ObservedInstallation {
+                token: i.push_service_token.clone(),
+                device_name: i.system.device_name.clone(),
+                seq: i.custom_attributes.get("seq").cloned(),
+                owner: s
+                    .persons
                     .iter()
                     .find(|p| p.id == i.person_id)
                     .map_or(Some("<person missing>".into()), |p| p.external_user_id.clone()),
-            ),
+            },
         }),
         person: person.map(|p| p.custom_attributes.get("useq").cloned()),
     }
@@ -309,7 +322,8 @@ impl CrashDevice {
         let Some(write) = write else {
             // A read: it must show the acknowledged state, also right after a restart.
             let expected = self.model.expected(k);
-            let (token, device_name, ..) = expected.installation.expect("reads need an installation");
+            let ObservedInstallation { token, device_name, .. } =
+                expected.installation.expect("reads need an installation");
             let wrong = if reply.get("instances").is_some() {
                 reply.get("externalUserId").and_then(Value::as_str)
                     != self.model.personalized.then(|| ext(k)).as_deref()
