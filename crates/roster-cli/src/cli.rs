@@ -42,6 +42,11 @@ pub enum Command {
     MigrateStore(MigrateStoreArgs),
     /// Act as one device (an installation) against a running server, with the client SDK.
     Device(DeviceArgs),
+    /// Find, show, export (GDPR) and erase people through a running server's management API.
+    People {
+        #[command(subcommand)]
+        command: crate::people::PeopleCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -280,7 +285,7 @@ impl Command {
             // Both stores are named by flags; the defaults (config file, environment) still set
             // up logging.
             Command::MigrateStore(_) => Some(&NO_STORE_FLAGS),
-            Command::Config { .. } | Command::Device(_) => None,
+            Command::Config { .. } | Command::Device(_) | Command::People { .. } => None,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod output;
+pub mod people;
 pub mod resource;
 pub mod serve;
 pub mod transfer;
@@ -42,6 +43,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return runtime.block_on(device::run(args));
     }
+    if let Command::People { command } = command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(people::run(command));
+    }
     let Some(store) = command.store_args() else {
         return config_example();
     };
@@ -56,7 +61,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Export(args) => transfer::export(args, &settings.store_url()).await,
             Command::Import(args) => transfer::import(args, &settings.store_url()).await,
             Command::MigrateStore(args) => transfer::migrate_store(args).await,
-            Command::Config { .. } | Command::Device(_) => config_example(),
+            Command::Config { .. } | Command::Device(_) | Command::People { .. } => config_example(),
         }
     })
 }
