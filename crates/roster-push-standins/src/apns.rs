@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::fixtures;
 use crate::server::{Handler, Scripts, Server, StatusCounts, json, unix_secs};
+use crate::shape::{self, ApnsPayload};
 
 /// What the stand-in answers to a request that passes every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,46 +406,37 @@ fn is_canonical_uuid(id: &str) -> bool {
 
 /// The payload shape of management-api.md §6.4 "APNs".
 fn check_payload(body: &[u8], push_type: &str, apns_id: Option<&str>) -> Result<(), String> {
-    let payload: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_string())?;
-    let aps = payload.get("aps").and_then(Value::as_object).ok_or("no aps object")?;
+    let payload: ApnsPayload = shape::parse(body)?;
+    let aps = payload.aps.ok_or("no aps object")?;
     if push_type == "alert" {
-        let alert = aps
-            .get("alert")
-            .and_then(Value::as_object)
-            .ok_or("alert push without aps.alert object")?;
-        if !alert.get("body").is_some_and(Value::is_string) {
+        let alert = aps.alert.ok_or("alert push without aps.alert object")?;
+        if alert.body.is_none() {
             return Err("aps.alert.body missing".into());
         }
-        if aps.contains_key("content-available") {
+        if aps.content_available.is_some() {
             return Err("alert push with content-available".into());
         }
     } else {
-        if aps.get("content-available").and_then(Value::as_u64) != Some(1) {
+        if aps.content_available != Some(1) {
             return Err("background push without content-available 1".into());
         }
-        if aps.keys().any(|k| k != "content-available") {
+        if aps.alert.is_some() || aps.sound.is_some() || aps.badge.is_some() || aps.mutable_content.is_some() {
             return Err("background push with visible aps members".into());
         }
     }
-    let message_id = payload.get("messageId").and_then(Value::as_str).ok_or("no messageId")?;
+    let message_id = payload.message_id.ok_or("no messageId")?;
     if let Some(id) = apns_id
         && id != message_id
     {
         return Err("messageId differs from apns-id".into());
     }
-    let internal = payload
-        .get("internalData")
-        .and_then(Value::as_object)
-        .ok_or("no internalData object")?;
-    if !internal.get("sendDateTime").is_some_and(Value::is_i64) || !internal.get("bulkId").is_some_and(Value::is_string)
-    {
+    let internal = payload.internal_data.ok_or("no internalData object")?;
+    if internal.send_date_time.is_none() || internal.bulk_id.is_none() {
         return Err("internalData needs sendDateTime and bulkId".into());
     }
-    if push_type == "background" && !internal.get("silent").is_some_and(Value::is_object) {
+    if push_type == "background" && internal.silent.is_none() {
         return Err("background push without internalData.silent".into());
     }
-    if payload.get("customPayload").is_some_and(|c| !c.is_object()) {
-        return Err("customPayload is not an object".into());
-    }
+    let _ = payload.custom_payload; // an object when present, or the parse failed
     Ok(())
 }

@@ -19,6 +19,7 @@ use serde_json::{Value, json as json_value};
 
 use crate::fixtures;
 use crate::server::{Handler, Scripts, Server, StatusCounts, json, unix_secs};
+use crate::shape::{self, FcmBody, IbData};
 
 /// The scope an assertion must ask for.
 pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -345,14 +346,15 @@ fn fcm_error(
 impl Handler for FcmState {
     fn handle(&self, request: http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
         self.sends.fetch_add(1, Ordering::Relaxed);
-        let parsed = serde_json::from_slice::<Value>(&body).ok();
+        let parsed: Result<FcmBody, String> = shape::parse(&body);
         let device_token = parsed
             .as_ref()
-            .and_then(|v| v.pointer("/message/token"))
-            .and_then(Value::as_str)
+            .ok()
+            .and_then(|b| b.message.as_ref())
+            .and_then(|m| m.token.as_deref())
             .unwrap_or("")
             .to_owned();
-        let response = self.answer(&request, parsed.as_ref(), &device_token);
+        let response = self.answer(&request, &parsed, &device_token);
         self.statuses.add(response.status());
         if self.config.record {
             self.recorded
@@ -373,7 +375,7 @@ impl FcmState {
     fn answer(
         &self,
         request: &http::request::Parts,
-        body: Option<&Value>,
+        body: &Result<FcmBody, String>,
         device_token: &str,
     ) -> Response<Full<Bytes>> {
         let path = request.uri.path();
@@ -409,10 +411,7 @@ impl FcmState {
                 None,
             );
         }
-        if let Err(why) = body
-            .ok_or_else(|| "Invalid JSON payload received.".to_string())
-            .and_then(check_message)
-        {
+        if let Err(why) = check_message(body) {
             return fcm_error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_ARGUMENT",
@@ -493,57 +492,39 @@ impl FcmState {
 }
 
 /// The data-only message shape of management-api.md §6.4 "FCM".
-fn check_message(body: &Value) -> Result<(), String> {
-    let message = body
-        .get("message")
-        .and_then(Value::as_object)
-        .ok_or("no message object")?;
-    if message.get("token").and_then(Value::as_str).is_none_or(str::is_empty) {
+fn check_message(body: &Result<FcmBody, String>) -> Result<(), String> {
+    let body = body
+        .as_ref()
+        .map_err(|e| format!("Invalid JSON payload received: {e}"))?;
+    let message = body.message.as_ref().ok_or("no message object")?;
+    if message.token.as_deref().is_none_or(str::is_empty) {
         return Err("message.token missing".into());
     }
-    if message.contains_key("notification") {
+    if message.notification.is_some() {
         return Err("Roster sends data-only messages: unexpected message.notification".into());
     }
-    let android = message
-        .get("android")
-        .and_then(Value::as_object)
-        .ok_or("no message.android")?;
-    if android.get("priority").and_then(Value::as_str) != Some("HIGH") {
+    let android = message.android.as_ref().ok_or("no message.android")?;
+    if android.priority.as_deref() != Some("HIGH") {
         return Err("message.android.priority must be HIGH".into());
     }
-    let ttl = android.get("ttl").and_then(Value::as_str).unwrap_or("");
-    let digits = ttl.strip_suffix('s').unwrap_or("");
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let ttl = android.ttl.as_deref().unwrap_or("");
+    if !shape::is_duration(ttl) {
         return Err(format!("Invalid value at 'message.android.ttl' ({ttl})"));
     }
-    let data = message
-        .get("data")
-        .and_then(Value::as_object)
-        .ok_or("no message.data")?;
-    let mut size = 0;
-    for (key, value) in data {
-        let value = value
-            .as_str()
-            .ok_or_else(|| format!("Invalid value at 'message.data[{key}]': not a string"))?;
-        size += key.len() + value.len();
-    }
-    if size > 4096 {
+    let data = message.data.as_ref().ok_or("no message.data")?;
+    if data.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > 4096 {
         return Err("Android message is too big".into());
     }
-    let ib = data.get("org_ib_d").and_then(Value::as_str).ok_or("no data.org_ib_d")?;
-    let ib: Value = serde_json::from_str(ib).map_err(|_| "data.org_ib_d is not JSON".to_string())?;
-    if !ib.get("messageId").is_some_and(Value::is_string) || !ib.get("text").is_some_and(Value::is_string) {
+    let ib = data.get("org_ib_d").ok_or("no data.org_ib_d")?;
+    let ib: IbData = serde_json::from_str(ib).map_err(|_| "data.org_ib_d is not the IB JSON object".to_string())?;
+    if ib.message_id.is_none() || ib.text.is_none() {
         return Err("org_ib_d needs messageId and text".into());
     }
-    if !ib.get("notification").is_some_and(Value::is_object) {
+    if ib.notification.is_none() {
         return Err("org_ib_d.notification must be an object".into());
     }
-    let internal = ib
-        .get("internal")
-        .and_then(Value::as_object)
-        .ok_or("no org_ib_d.internal")?;
-    if !internal.get("sendDateTime").is_some_and(Value::is_i64) || !internal.get("bulkId").is_some_and(Value::is_string)
-    {
+    let internal = ib.internal.ok_or("no org_ib_d.internal")?;
+    if internal.send_date_time.is_none() || internal.bulk_id.is_none() {
         return Err("org_ib_d.internal needs sendDateTime and bulkId".into());
     }
     Ok(())

@@ -28,6 +28,7 @@ pub mod fcm;
 pub mod fixtures;
 pub mod hms;
 mod server;
+mod shape;
 
 pub use apns::{ApnsAnswer, ApnsRequest, ApnsStandIn, ApnsStandInConfig, ApnsStats};
 pub use fcm::{FcmAnswer, FcmRequest, FcmStandIn, FcmStandInConfig, FcmStats};
