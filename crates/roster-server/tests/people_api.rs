@@ -933,6 +933,91 @@ async fn merge_log_list_get_and_reverse() {
     server.finish().await;
 }
 
+/// Reversal when the source person survived the merge (it had another installation) and the
+/// personalize made the device primary: the source is restored in place (version one higher),
+/// the device goes back with its old flag, the target's former primary gets its flag back;
+/// `Idempotency-Key` replays the answer. A change of the source after a merge is
+/// `MERGE_REVERSAL_CONFLICT`.
+async fn reversal_with_a_surviving_source_and_the_targets_primary() {
+    let server = TestServer::start().await;
+    let writer = key(&server, &["people:write"]).await;
+    let a = server.register_primary(&format!("fcm-{}", Uuid::new_v4())).await;
+    server.personalize_as(&a, "u-1").await;
+    // X: anonymous with two installations (personalized, then its key removed by management).
+    let c = server.register_personalized("x").await;
+    let d = server.register_android().await;
+    server.personalize_as(&d, "x").await;
+    let x = person_id_of(&server, &c).await;
+    api(
+        &server,
+        &writer,
+        "PATCH",
+        &format!("/api/v1/people/{x}"),
+        Some(json!({"externalUserId": null})),
+    )
+    .await
+    .ok();
+    let before = server.snapshot().await;
+    let (t0, x0) = (person_of(&before, &a).clone(), person_of(&before, &c).clone());
+    assert!(x0.is_anonymous() && inst(&before, &a).is_primary && !inst(&before, &c).is_primary);
+    server
+        .personalize_ok(&c, ext_identity("u-1"), "setDeviceAsPrimary=true")
+        .await;
+    let merged = server.snapshot().await;
+    assert!(inst(&merged, &c).is_primary && !inst(&merged, &a).is_primary);
+    let entry = merged.merge_log.iter().find(|e| e.push_reg_id == c).unwrap().clone();
+    assert!(!entry.source_deleted);
+
+    let path = format!("/api/v1/merges/{}/reverse", entry.id);
+    let r = api_with(&server, &writer, "POST", &path, &[("idempotency-key", "rev-1")], None)
+        .await
+        .ok();
+    assert_eq!(r.json()["status"], "REVERSED");
+    let after = server.snapshot().await;
+    let (t1, x1) = (person_of(&after, &a), person_of(&after, &c));
+    assert_eq!(x1.id, x);
+    assert!(t1.data_equals(&t0) && x1.data_equals(&x0));
+    assert_eq!(x1.version, x0.version + 1);
+    assert_eq!(t1.version, person_of(&merged, &a).version + 1);
+    assert!(!inst(&after, &c).is_primary, "the device's own flag was false");
+    assert!(
+        inst(&after, &a).is_primary,
+        "the target's former primary is primary again"
+    );
+    // Replayed with the same key: the same answer, nothing changes.
+    let again = api_with(&server, &writer, "POST", &path, &[("idempotency-key", "rev-1")], None)
+        .await
+        .ok();
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, r.body);
+    assert_same_store(&after, &server.snapshot().await, "replayed reversal");
+
+    // Merged again; then the surviving source changes (its other device edits the user).
+    server.personalize_as(&c, "u-1").await;
+    let entry = server
+        .snapshot()
+        .await
+        .merge_log
+        .into_iter()
+        .find(|e| e.push_reg_id == c && e.status == roster_model::MergeStatus::Applied)
+        .unwrap();
+    common::people_helpers::patch_user(&server, &d, &json!({"firstName": "changed"}))
+        .await
+        .ok();
+    let before = server.snapshot().await;
+    api(
+        &server,
+        &writer,
+        "POST",
+        &format!("/api/v1/merges/{}/reverse", entry.id),
+        None,
+    )
+    .await
+    .assert_error(409, "MERGE_REVERSAL_CONFLICT");
+    assert_same_store(&before, &server.snapshot().await, "source changed");
+    server.finish().await;
+}
+
 /// Concurrent reversals of one merge: exactly one succeeds, the others are
 /// `MERGE_NOT_REVERSIBLE` (invariant 19), whatever the interleaving.
 async fn concurrent_reversals_reverse_once() {
@@ -1207,5 +1292,6 @@ on_every_backend!(
     merge_log_paging_and_reversal_conflict,
     gdpr_export_and_erase,
     scopes,
+    reversal_with_a_surviving_source_and_the_targets_primary,
 );
 on_every_backend!(multi_thread: concurrent_reversals_reverse_once);
