@@ -49,12 +49,14 @@ macro_rules! in_read_tx {
 
 pub mod admin;
 pub mod attributes;
+pub mod idempotency;
 pub mod installation;
 pub mod invariants;
 pub mod jwt;
 pub mod manage;
 pub mod people;
 pub mod personalize;
+pub mod push;
 pub mod resolve;
 pub mod user;
 

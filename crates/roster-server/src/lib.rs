@@ -1,6 +1,7 @@
 //! Roster's HTTP server: the SDK mobile API (`/mobile/...`) and health. Handlers are thin:
 //! decode and authenticate, call one core operation, encode.
 
+pub mod delivery;
 pub mod management;
 pub mod mobile;
 pub mod ratelimit;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub core: Core,
     pub mobile: Arc<MobileState>,
     pub base_path: String,
+    /// Shared with the delivery workers (delivery.rs).
+    pub push: Arc<delivery::PushState>,
 }
 
 impl AppState {
@@ -53,6 +56,10 @@ impl AppState {
             core,
             mobile,
             base_path: settings.base_path(),
+            push: Arc::new(delivery::PushState {
+                idempotency_ttl_hours: settings.management.idempotency_ttl_hours,
+                ..delivery::PushState::default()
+            }),
         }
     }
 }
@@ -73,6 +80,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", management::router())
+        .merge(management::push::router())
         .fallback(mobile_fallback)
         .with_state(state)
 }
@@ -152,6 +160,8 @@ pub struct RunningServer {
     pub state: AppState,
     handle: JoinHandle<std::io::Result<()>>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The push delivery workers (`delivery.enabled`).
+    workers: Option<delivery::DeliveryWorkers>,
 }
 
 impl RunningServer {
@@ -169,6 +179,15 @@ impl RunningServer {
     ) -> anyhow::Result<RunningServer> {
         let addr = listener.local_addr()?;
         let state = AppState::new(store, settings);
+        let workers = if settings.delivery.enabled {
+            Some(delivery::DeliveryWorkers::start(
+                state.core.clone(),
+                &settings.delivery,
+                state.push.clone(),
+            )?)
+        } else {
+            None
+        };
         let base_path: Arc<str> = state.base_path.clone().into();
         let router = router(state.clone());
         let service = tower::service_fn(move |req: Request<Body>| {
@@ -190,13 +209,18 @@ impl RunningServer {
             state,
             handle,
             shutdown: tx,
+            workers,
         })
     }
 
     /// Stops accepting, finishes requests in flight, and waits for the server task.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.handle.await??;
+        let served = self.handle.await;
+        if let Some(workers) = self.workers {
+            workers.stop().await;
+        }
+        served??;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
-use roster_core::{Auth, Core, personalize::PersonalizeFlags, resolve::Addressing};
+use roster_core::{Auth, Core, personalize::PersonalizeFlags, push::ReportKind, resolve::Addressing};
 use roster_model::{
     ApiError, Application, ErrorCode,
     patch::{InstallationPatch, PersonalizeBody, UserPatch, parse_body_object},
@@ -430,11 +430,23 @@ async fn handle(
             core.caller_event(&app, at).await?;
             Ok(response::empty())
         }
-        Messages => Ok(response::json_bytes(
-            http::StatusCode::OK,
-            br#"{"payloads":[]}"#.to_vec(),
-        )),
-        Seen | DeliveryReport => Ok(response::empty()),
+        // management-api.md §6.6: reports of the caller's deliveries.
+        Messages => {
+            core.record_device_reports(&app, caller_header, ReportKind::Sync, &body).await?;
+            Ok(response::json_bytes(
+                http::StatusCode::OK,
+                br#"{"payloads":[]}"#.to_vec(),
+            ))
+        }
+        Seen | DeliveryReport => {
+            let kind = if endpoint == Seen {
+                ReportKind::Seen
+            } else {
+                ReportKind::DeliveryReport
+            };
+            core.record_device_reports(&app, caller_header, kind, &body).await?;
+            Ok(response::empty())
+        }
         MobileOriginated => Ok(response::json(&mo_echo(&body))),
         BaseUrl | Version => unreachable!("answered before authentication"),
     }

@@ -23,6 +23,8 @@ pub struct Settings {
     pub mobile: MobileSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
+    pub management: ManagementSettings,
+    pub delivery: DeliverySettings,
 }
 
 /// `[http]`.
@@ -72,6 +74,34 @@ pub struct LimitSettings {
     pub attribute_definitions: u64,
 }
 
+/// `[management]` (management-api.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// How long answers of requests with an `Idempotency-Key` are kept (§3.3).
+    pub idempotency_ttl_hours: u64,
+}
+
+/// `[delivery]`: the push delivery workers of this process (management-api.md §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Run the workers in this process (audience resolution and provider calls).
+    pub enabled: bool,
+    /// Provider calls in flight at once in this process.
+    pub workers: usize,
+    /// Provider calls in flight at once per application and provider.
+    pub per_application: usize,
+    /// How often idle workers look for new work, in milliseconds (a send accepted by this
+    /// process wakes them at once).
+    pub poll_interval_ms: u64,
+    /// Installations per audience-resolution chunk (one transaction each).
+    pub chunk_size: u32,
+    /// How long a claimed delivery stays with its worker before another may take it (a worker
+    /// that died is replaced after this), in seconds. Longer than one provider call (30 s).
+    pub lease_seconds: u64,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -91,6 +121,8 @@ impl Default for Settings {
             mobile: MobileSettings::default(),
             limits: LimitSettings::default(),
             log: LogSettings::default(),
+            management: ManagementSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -150,6 +182,27 @@ impl Default for LimitSettings {
     }
 }
 
+impl Default for ManagementSettings {
+    fn default() -> Self {
+        ManagementSettings {
+            idempotency_ttl_hours: 24,
+        }
+    }
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            enabled: true,
+            workers: 64,
+            per_application: 32,
+            poll_interval_ms: 1000,
+            chunk_size: 1000,
+            lease_seconds: 120,
+        }
+    }
+}
+
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
@@ -169,6 +222,8 @@ impl std::fmt::Debug for Settings {
             .field("mobile", &self.mobile)
             .field("limits", &self.limits)
             .field("log", &self.log)
+            .field("management", &self.management)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -284,6 +339,25 @@ per_application_burst = 0.0
 [limits]
 # Custom attribute definitions per account and scope.
 attribute_definitions = 500
+
+[management]
+# How long the answer of a request with an Idempotency-Key is kept for replays, in hours.
+idempotency_ttl_hours = 24
+
+[delivery]
+# Run the push delivery workers in this process (audience resolution and provider calls). With
+# several processes on one PostgreSQL, any number of them may deliver.
+enabled = true
+# Provider calls in flight at once in this process, and per application and provider.
+workers = 64
+per_application = 32
+# How often idle workers look for new work, in milliseconds (a send accepted by this process
+# wakes them at once).
+poll_interval_ms = 1000
+# Installations per audience-resolution chunk of a MULTIPLE destination (one transaction each).
+chunk_size = 1000
+# Seconds a claimed delivery stays with its worker; a worker that died is replaced after this.
+lease_seconds = 120
 
 [log]
 # "text" or "json".

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod paging;
+pub mod push;
 
 mod applications;
 mod attributes;
@@ -13,6 +14,7 @@ mod idempotent;
 mod installations;
 mod keys;
 mod merges;
+mod messages;
 mod people;
 mod providers;
 
@@ -43,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(people::routes())
         .merge(installations::routes())
         .merge(merges::routes())
+        .merge(messages::routes())
         .fallback(no_route)
         .layer(axum::middleware::map_response(envelope_for_405))
 }

@@ -1,0 +1,353 @@
+//! The delivery workers of one server process (management-api.md §6, design.md "Fan-out"):
+//!
+//! - the **resolver** resolves `MULTIPLE` audiences one chunk (one transaction) at a time,
+//!   taking turns between jobs ([`Core::resolve_audience_chunk`]);
+//! - the **sender** claims due delivery records for a lease ([`Core::claim_deliveries`]), calls
+//!   the provider for each (at most `delivery.workers` calls in flight in the process, and at
+//!   most `delivery.per_application` per application and provider), and records the answer
+//!   ([`Core::finish_delivery`]).
+//!
+//! Nothing here is the only copy of a fact: the queue is the store. Any number of processes run
+//! these loops on one PostgreSQL (claims skip each other's rows); a process that dies leaves its
+//! claims to expire and be taken again (at-least-once). Provider clients are pooled per
+//! application and provider, and rebuilt when the application's provider settings change.
+//! Both loops poll every `delivery.poll_interval_ms` and wake at once when a send is accepted
+//! in this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use roster_core::Core;
+use roster_core::push::{AttemptOutcome, ClaimedDelivery, provider_key, push_message};
+use roster_model::{Application, Provider, now_millis};
+use roster_push::retry::is_expired;
+use roster_push::{
+    ApnsClient, ApnsCredentials, FcmClient, FcmCredentials, HmsClient, HmsCredentials, Outcome, ProviderResponse,
+    SendReport, Transport, TransportSettings,
+};
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use crate::settings::DeliverySettings;
+
+/// Most records one claim takes.
+const MAX_BATCH: usize = 256;
+
+/// How long `stop` lets provider calls in flight finish before abandoning them (their claims
+/// then expire and another worker sends them again).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What request handlers share with the workers: a nudge for new work, and the settings the
+/// sending API needs.
+#[derive(Debug, Default)]
+pub struct PushState {
+    /// New delivery records may be due.
+    pub deliveries_ready: Notify,
+    /// New audience jobs may wait.
+    pub jobs_ready: Notify,
+    /// `management.idempotency_ttl_hours`.
+    pub idempotency_ttl_hours: u64,
+}
+
+impl PushState {
+    /// Wakes both loops of this process (work was just committed).
+    pub fn wake(&self) {
+        self.deliveries_ready.notify_one();
+        self.jobs_ready.notify_one();
+    }
+}
+
+/// The running loops of this process.
+pub struct DeliveryWorkers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DeliveryWorkers {
+    /// Starts the resolver and the sender.
+    pub fn start(core: Core, settings: &DeliverySettings, push: Arc<PushState>) -> anyhow::Result<DeliveryWorkers> {
+        let transport = Transport::new(TransportSettings::default())?;
+        let (stop, stopped) = watch::channel(false);
+        let poll = Duration::from_millis(settings.poll_interval_ms.max(1));
+        let resolver = tokio::spawn(resolve_loop(
+            core.clone(),
+            push.clone(),
+            settings.chunk_size.max(1),
+            poll,
+            stopped.clone(),
+        ));
+        let sender = Sender {
+            core,
+            push,
+            clients: Arc::new(ClientPool::new(transport)),
+            in_flight: Arc::new(Semaphore::new(settings.workers.max(1))),
+            per_application: settings.per_application.max(1),
+            app_limits: Arc::new(Mutex::new(HashMap::new())),
+            lease: Duration::from_secs(settings.lease_seconds.max(1)),
+            poll,
+        };
+        let sender = tokio::spawn(sender.run(stopped));
+        Ok(DeliveryWorkers {
+            stop,
+            tasks: vec![resolver, sender],
+        })
+    }
+
+    /// Stops claiming new work, lets provider calls in flight finish (for a while), and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a delivery worker panicked");
+            }
+        }
+    }
+}
+
+/// Sleeps until woken, the poll interval passes, or the workers stop.
+async fn idle(wake: &Notify, poll: Duration, stopped: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(poll) => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+async fn resolve_loop(
+    core: Core,
+    push: Arc<PushState>,
+    chunk_size: u32,
+    poll: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while !*stopped.borrow() {
+        match core.resolve_audience_chunk(chunk_size).await {
+            // A chunk committed: its records are due now.
+            Ok(true) => push.deliveries_ready.notify_one(),
+            Ok(false) => idle(&push.jobs_ready, poll, &mut stopped).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "audience resolution failed; retrying later");
+                idle(&push.jobs_ready, poll, &mut stopped).await;
+            }
+        }
+    }
+}
+
+/// One semaphore per (application, provider).
+type AppLimits = HashMap<(Uuid, Provider), Arc<Semaphore>>;
+
+/// The sender loop and what its delivery tasks share.
+#[derive(Clone)]
+struct Sender {
+    core: Core,
+    push: Arc<PushState>,
+    clients: Arc<ClientPool>,
+    /// `delivery.workers`: provider calls in flight in this process.
+    in_flight: Arc<Semaphore>,
+    per_application: usize,
+    /// `delivery.per_application`: one semaphore per (application, provider).
+    app_limits: Arc<Mutex<AppLimits>>,
+    lease: Duration,
+    poll: Duration,
+}
+
+impl Sender {
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        while !*stopped.borrow() {
+            while tasks.try_join_next().is_some() {}
+            // Claim only what can start now, so that claimed records do not wait out their lease
+            // in memory.
+            let free = self.in_flight.available_permits().min(MAX_BATCH);
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = stopped.changed() => {}
+                }
+                continue;
+            }
+            match self.core.claim_deliveries(self.lease, free as u32).await {
+                Ok(batch) if batch.is_empty() => idle(&self.push.deliveries_ready, self.poll, &mut stopped).await,
+                Ok(batch) => {
+                    for claimed in batch {
+                        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let this = self.clone();
+                        tasks.spawn(async move {
+                            this.deliver(claimed).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming deliveries failed; retrying later");
+                    idle(&self.push.deliveries_ready, self.poll, &mut stopped).await;
+                }
+            }
+        }
+        let drained = tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                abandoned = tasks.len(),
+                "provider calls still running at stop; their claims will expire and be retried"
+            );
+            tasks.abort_all();
+        }
+    }
+
+    fn app_limit(&self, app: Uuid, provider: Provider) -> Arc<Semaphore> {
+        let mut limits = self.app_limits.lock().unwrap_or_else(|p| p.into_inner());
+        limits
+            .entry((app, provider))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_application)))
+            .clone()
+    }
+
+    /// One delivery attempt, from the claimed record to the recorded answer.
+    async fn deliver(&self, claimed: ClaimedDelivery) {
+        let outcome = self.attempt(&claimed).await;
+        match self.core.finish_delivery(&claimed, &outcome).await {
+            Ok(Some(status)) => {
+                tracing::debug!(delivery_id = %claimed.delivery.delivery_id, status = status.as_str(), "delivery attempt recorded")
+            }
+            Ok(None) => tracing::info!(
+                delivery_id = %claimed.delivery.delivery_id,
+                "the claim expired before the answer was recorded; another worker owns the delivery"
+            ),
+            // The claim expires and the delivery is attempted again (at-least-once).
+            Err(e) => tracing::warn!(
+                delivery_id = %claimed.delivery.delivery_id,
+                error = %e,
+                "recording a delivery attempt failed"
+            ),
+        }
+    }
+
+    async fn attempt(&self, claimed: &ClaimedDelivery) -> AttemptOutcome {
+        let not_sent = |reason: &str| AttemptOutcome::NotSent {
+            reason: reason.to_owned(),
+        };
+        let Some(message) = &claimed.message else {
+            return not_sent("MESSAGE_DELETED");
+        };
+        if is_expired(message.expires_at, now_millis()) {
+            return AttemptOutcome::Expired;
+        }
+        let Some(app) = &claimed.application else {
+            return not_sent("APPLICATION_DELETED");
+        };
+        let Some(inst) = &claimed.installation else {
+            return not_sent("INSTALLATION_DELETED");
+        };
+        let (Some(provider), Some(token), true) = (inst.provider(), &inst.push_service_token, inst.reg_enabled) else {
+            return not_sent("INSTALLATION_NOT_DELIVERABLE");
+        };
+        let limit = self.app_limit(app.id, provider);
+        let Ok(_slot) = limit.acquire_owned().await else {
+            return not_sent("WORKER_STOPPED");
+        };
+        let report = match self.clients.client(app, provider) {
+            Err(report) => report,
+            Ok(client) => {
+                client
+                    .send(&push_message(message), claimed.delivery.delivery_id, token)
+                    .await
+            }
+        };
+        AttemptOutcome::Sent {
+            report,
+            token: token.clone(),
+        }
+    }
+}
+
+/// A provider client of one application.
+#[derive(Clone)]
+enum ProviderClient {
+    Apns(ApnsClient),
+    Fcm(FcmClient),
+    Hms(HmsClient),
+}
+
+impl ProviderClient {
+    async fn send(&self, message: &roster_push::PushMessage, delivery_id: Uuid, token: &str) -> SendReport {
+        match self {
+            ProviderClient::Apns(c) => c.send(message, delivery_id, token).await,
+            ProviderClient::Fcm(c) => c.send(message, delivery_id, token).await,
+            ProviderClient::Hms(c) => c.send(message, delivery_id, token).await,
+        }
+    }
+}
+
+/// Clients per (application, provider), each with the settings it was built from: reused while
+/// the stored settings are the same (connections and provider tokens stay warm), rebuilt when
+/// they change.
+struct ClientPool {
+    transport: Transport,
+    clients: Mutex<HashMap<(Uuid, Provider), (Value, ProviderClient)>>,
+}
+
+impl ClientPool {
+    fn new(transport: Transport) -> ClientPool {
+        ClientPool {
+            transport,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for `app`'s current settings of `provider`, or the report of why there is none
+    /// (§6.3: not configured, or settings that cannot be used).
+    fn client(&self, app: &Application, provider: Provider) -> Result<ProviderClient, SendReport> {
+        let Some(settings) = app.providers.get(provider_key(provider)).filter(|v| v.is_object()) else {
+            return Err(SendReport::provider_not_configured(provider.as_str()));
+        };
+        // What delivery writes back (status, lastError) is no change of credentials.
+        let mut credentials = settings.clone();
+        if let Some(obj) = credentials.as_object_mut() {
+            obj.remove("status");
+            obj.remove("lastError");
+        }
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((built_from, client)) = clients.get(&(app.id, provider))
+            && *built_from == credentials
+        {
+            return Ok(client.clone());
+        }
+        let built = match provider {
+            Provider::Apns => ApnsCredentials::parse(&credentials)
+                .map_err(|e| e.to_string())
+                .map(|c| ApnsClient::new(c, &self.transport))
+                .map(ProviderClient::Apns),
+            Provider::Fcm => FcmCredentials::parse(&credentials)
+                .map_err(|e| e.to_string())
+                .map(|c| FcmClient::new(c, &self.transport))
+                .map(ProviderClient::Fcm),
+            Provider::Hms => HmsCredentials::parse(&credentials)
+                .map_err(|e| e.to_string())
+                .map(|c| HmsClient::new(c, &self.transport))
+                .map(ProviderClient::Hms),
+        };
+        match built {
+            Ok(client) => {
+                clients.insert((app.id, provider), (credentials, client.clone()));
+                Ok(client)
+            }
+            Err(why) => Err(SendReport {
+                outcome: Outcome::Failed {
+                    last_error: format!("the stored {} settings cannot be used: {why}", provider.as_str()),
+                },
+                response: ProviderResponse {
+                    http_status: None,
+                    reason: "PROVIDER_SETTINGS_INVALID".into(),
+                },
+                credential_refreshed: false,
+            }),
+        }
+    }
+}
