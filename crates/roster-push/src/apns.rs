@@ -313,6 +313,17 @@ mod tests {
             client.device_uri("ab").to_string(),
             "https://gateway.example.com/apns/3/device/ab"
         );
+        let creds = ApnsCredentials::parse(
+            &json!({"teamId": fixtures::APNS_TEAM_ID, "keyId": fixtures::APNS_KEY_ID,
+            "privateKey": fixtures::APNS_PRIVATE_KEY_PEM, "topic": fixtures::APNS_TOPIC,
+            "environment": "production", "baseUrl": "https://gätewäy.example.com"}),
+        )
+        .unwrap();
+        let client = ApnsClient::new(creds, &Transport::new(Default::default()).unwrap());
+        assert_eq!(
+            client.device_uri("ab").to_string(),
+            "https://xn--gtewy-grad.example.com/3/device/ab"
+        );
     }
 
     #[test]

@@ -451,7 +451,8 @@ fn optional_url(obj: &Map<String, Value>, name: &str, errors: &mut Vec<FieldErro
                     && url.username().is_empty()
                     && url.password().is_none() =>
             {
-                Some(s.trim_end_matches('/').to_owned())
+                // The normalised form: ASCII only (punycode hosts), so it is also a valid `http::Uri`.
+                Some(url.as_str().trim_end_matches('/').to_owned())
             }
             _ => {
                 errors.push(field_error(name, "must be an absolute http or https URL without query"));
@@ -513,6 +514,11 @@ mod tests {
         let creds = ApnsCredentials::parse(&v).unwrap();
         assert_eq!(creds.base_url(), "http://127.0.0.1:9");
         assert_eq!(creds.environment(), ApnsEnvironment::Production);
+        v["baseUrl"] = json!("https://exämple.com/apns/");
+        assert_eq!(
+            ApnsCredentials::parse(&v).unwrap().base_url(),
+            "https://xn--exmple-cua.com/apns"
+        );
     }
 
     #[test]
