@@ -47,7 +47,11 @@ impl Server {
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                        let Ok((stream, _)) = accepted else {
+                            // Out of file descriptors, usually: let connections close first.
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
                         counter.fetch_add(1, Ordering::Relaxed);
                         open.spawn(serve_connection(stream, handler.clone()));
