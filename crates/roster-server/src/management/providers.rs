@@ -1,14 +1,14 @@
 //! Provider settings of an application (management-api.md §7.1): PATCH semantics (a provider
 //! object replaces the given members and keeps the others, so a secret need not be re-sent;
 //! `null` removes the provider), and the syntax check on save through the credential parsers of
-//! roster-push (APNs, FCM) — providers are never contacted on save.
+//! roster-push — providers are never contacted on save.
 //!
 //! The stored document is the write shape of each provider plus `status` (`OK`, or `ERROR` with
 //! `lastError`, set by delivery). Saving a provider resets its status to `OK`. Secrets are kept in
 //! the store as given: the database is the trust boundary of a self-hosted server
 //! (docs/decisions.md).
 
-use roster_push::{ApnsCredentials, CredentialError, FcmCredentials};
+use roster_push::{ApnsCredentials, CredentialError, FcmCredentials, HmsCredentials};
 use serde_json::{Map, Value};
 
 use super::error::Problems;
@@ -59,7 +59,7 @@ pub fn apply_patch(stored: &Value, patch: &Value, path: &str, problems: &mut Pro
                 let checked = match provider.as_str() {
                     "apns" => ApnsCredentials::parse(&merged).map(drop),
                     "fcm" => FcmCredentials::parse(&merged).map(drop),
-                    _ => check_hms(&merged),
+                    _ => HmsCredentials::parse(&merged).map(drop),
                 };
                 match checked {
                     Ok(()) => {
@@ -83,36 +83,4 @@ pub fn apply_patch(stored: &Value, patch: &Value, path: &str, problems: &mut Pro
         }
     }
     (problems.len() == before).then_some(Value::Object(out))
-}
-
-/// HMS settings (delivery to HMS is not built yet; its settings are kept and checked): `appId`,
-/// `clientId`, `clientSecret` required strings; `baseUrl`, `tokenUrl` optional http(s) URLs.
-fn check_hms(value: &Value) -> Result<(), CredentialError> {
-    let mut errors = Vec::new();
-    for name in ["appId", "clientId", "clientSecret"] {
-        match value.get(name) {
-            Some(Value::String(s)) if !s.trim().is_empty() => {}
-            Some(_) => errors.push(field(name, "must be a non-empty string")),
-            None => errors.push(field(name, "is required")),
-        }
-    }
-    for name in ["baseUrl", "tokenUrl"] {
-        match value.get(name) {
-            None => {}
-            Some(Value::String(s)) if s.starts_with("https://") || s.starts_with("http://") => {}
-            Some(_) => errors.push(field(name, "must be an http or https URL")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(CredentialError(errors))
-    }
-}
-
-fn field(name: &str, message: &str) -> roster_push::FieldError {
-    roster_push::FieldError {
-        field: name.to_string(),
-        message: message.to_string(),
-    }
 }
