@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod management;
+pub mod metrics;
 pub mod mobile;
 pub mod ratelimit;
 pub mod response;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub base_path: String,
     /// Shared with the delivery workers (delivery.rs).
     pub push: Arc<delivery::PushState>,
+    /// Request metrics of this process (`GET /metrics`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
                 idempotency_ttl_hours: settings.management.idempotency_ttl_hours,
                 ..delivery::PushState::default()
             }),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 }
@@ -75,12 +79,43 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
     }
 }
 
+/// `GET /metrics` (management-api.md §9): Prometheus text, no auth.
+async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState>) -> Response<Body> {
+    let body = state.metrics.render().into_bytes();
+    let len = body.len();
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// Tags the response of a routed request with its route template, for the metrics.
+async fn label_route(
+    matched: Option<axum::extract::MatchedPath>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let mut response = next.run(req).await;
+    if let Some(m) = matched {
+        response
+            .extensions_mut()
+            .insert(metrics::RouteLabel(m.as_str().to_string()));
+    }
+    response
+}
+
 /// The router of the non-mobile routes; everything else goes to the mobile dispatcher.
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .nest("/api/v1", management::router())
         .merge(management::push::router())
+        .layer(axum::middleware::from_fn(label_route))
         .fallback(mobile_fallback)
         .with_state(state)
 }
@@ -96,7 +131,14 @@ async fn mobile_fallback(
 
 /// Normalises the path (§1.1), strips the base path, tags the response with `X-Request-Id`,
 /// and runs the request in a span.
-async fn entry(router: Router, base_path: Arc<str>, mut req: Request<Body>) -> Response<Body> {
+async fn entry(
+    router: Router,
+    base_path: Arc<str>,
+    metrics: Arc<metrics::Metrics>,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let method = metrics::method_label(req.method());
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let span = tracing::info_span!("request", id = %request_id, method = %req.method(), path = tracing::field::Empty, status = tracing::field::Empty);
     async move {
@@ -111,6 +153,7 @@ async fn entry(router: Router, base_path: Arc<str>, mut req: Request<Body>) -> R
                 .filter(|rest| rest.starts_with('/'))
                 .map(str::to_string)
         };
+        let route_path = stripped.clone();
         let mut response = match stripped {
             None => response::error(&roster_model::ApiError::new(
                 roster_model::ErrorCode::ResourceNotFound,
@@ -138,6 +181,14 @@ async fn entry(router: Router, base_path: Arc<str>, mut req: Request<Body>) -> R
             }
         };
         tracing::Span::current().record("status", response.status().as_u16());
+        let route = match response.extensions().get::<metrics::RouteLabel>() {
+            Some(label) => label.0.clone(),
+            None => route_path
+                .as_deref()
+                .and_then(mobile::route_label)
+                .unwrap_or_else(|| "unmatched".to_string()),
+        };
+        metrics.observe(&route, method, response.status().as_u16(), started.elapsed());
         if response.status().is_server_error() {
             tracing::warn!("answered with a server fault");
         } else {
@@ -190,10 +241,12 @@ impl RunningServer {
         };
         let base_path: Arc<str> = state.base_path.clone().into();
         let router = router(state.clone());
+        let metrics = state.metrics.clone();
         let service = tower::service_fn(move |req: Request<Body>| {
             let router = router.clone();
             let base_path = base_path.clone();
-            async move { Ok::<_, std::convert::Infallible>(entry(router, base_path, req).await) }
+            let metrics = metrics.clone();
+            async move { Ok::<_, std::convert::Infallible>(entry(router, base_path, metrics, req).await) }
         });
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let make = axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<SocketAddr>(service);

@@ -62,6 +62,20 @@ struct Route<'p> {
     push_reg_id: Option<&'p str>,
 }
 
+/// The route template of a mobile path for metrics (`/mobile/1/appinstance/{pushRegId}/user`), or
+/// `None` when no mobile route matches.
+pub fn route_label(path: &str) -> Option<String> {
+    let r = route(path)?;
+    Some(match r.push_reg_id {
+        Some(id) => path
+            .split('/')
+            .map(|seg| if seg == id { "{pushRegId}" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => path.to_string(),
+    })
+}
+
 /// Matches a normalised path (base path already stripped).
 fn route(path: &str) -> Option<Route<'_>> {
     use Endpoint::*;
@@ -432,7 +446,8 @@ async fn handle(
         }
         // management-api.md §6.6: reports of the caller's deliveries.
         Messages => {
-            core.record_device_reports(&app, caller_header, ReportKind::Sync, &body).await?;
+            core.record_device_reports(&app, caller_header, ReportKind::Sync, &body)
+                .await?;
             Ok(response::json_bytes(
                 http::StatusCode::OK,
                 br#"{"payloads":[]}"#.to_vec(),
