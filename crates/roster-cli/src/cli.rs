@@ -47,6 +47,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::people::PeopleCommand,
     },
+    /// Send a push through a running server's management API and follow its delivery.
+    Push {
+        #[command(subcommand)]
+        command: crate::push::PushCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -285,7 +290,7 @@ impl Command {
             // Both stores are named by flags; the defaults (config file, environment) still set
             // up logging.
             Command::MigrateStore(_) => Some(&NO_STORE_FLAGS),
-            Command::Config { .. } | Command::Device(_) | Command::People { .. } => None,
+            Command::Config { .. } | Command::Device(_) | Command::People { .. } | Command::Push { .. } => None,
         }
     }
 }

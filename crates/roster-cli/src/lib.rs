@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod output;
 pub mod people;
+pub mod push;
 pub mod resource;
 pub mod serve;
 pub mod transfer;
@@ -47,6 +48,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return runtime.block_on(people::run(command));
     }
+    if let Command::Push { command } = command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(push::run(command));
+    }
     let Some(store) = command.store_args() else {
         return config_example();
     };
@@ -61,7 +66,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Export(args) => transfer::export(args, &settings.store_url()).await,
             Command::Import(args) => transfer::import(args, &settings.store_url()).await,
             Command::MigrateStore(args) => transfer::migrate_store(args).await,
-            Command::Config { .. } | Command::Device(_) | Command::People { .. } => config_example(),
+            Command::Config { .. } | Command::Device(_) | Command::People { .. } | Command::Push { .. } => {
+                config_example()
+            }
         }
     })
 }
