@@ -248,15 +248,15 @@ impl Server {
     }
 }
 
-/// Waits until no other session is connected to a PostgreSQL database: after a SIGKILL, so that
-/// a commit the dead server had sent cannot land after the store is read; after a check, so that
-/// its pool is gone before the next server starts.
+/// Waits until no other client session is connected to a PostgreSQL database: after a SIGKILL,
+/// so that a commit the dead server had sent cannot land after the store is read.
 pub async fn wait_for_sessions_to_end(url: &str) {
     use sqlx::{Connection, PgConnection};
     let mut conn = PgConnection::connect(url).await.unwrap();
     for _ in 0..300 {
         let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
         )
         .fetch_one(&mut conn)
         .await
