@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{Resp, TestServer, ipath, user_path};
-use roster_push_standins::{ApnsAnswer, ApnsStandIn, ApnsStandInConfig, FcmAnswer, FcmStandIn, FcmStandInConfig};
+use roster_push_standins::{
+    ApnsAnswer, ApnsStandIn, ApnsStandInConfig, FcmAnswer, FcmStandIn, FcmStandInConfig, HmsAnswer, HmsStandIn,
+    HmsStandInConfig,
+};
 use roster_server::{RunningServer, Settings, settings::MobileRateSettings};
 use serde_json::{Value, json};
 
@@ -484,6 +487,69 @@ async fn multiple_destinations_resolve_in_chunks() {
     f.finish().await;
 }
 
+/// A saved segment as the audience (§5.3): its filter, in conjunction with the destination's
+/// own; an unknown segment and one that is no longer valid are `400` at `segmentId`.
+async fn segments_as_destinations() {
+    let f = fixture().await;
+    let mut ids = BTreeMap::new();
+    for (token, tags, os) in [
+        ("s-1", vec!["beta"], "iOS"),
+        ("s-2", vec!["beta"], "Android"),
+        ("s-3", vec![], "iOS"),
+    ] {
+        let id = f.fcm_install(token, json!({"os": os})).await;
+        f.patch_user(&id, json!({"tags": tags})).await;
+        ids.insert(token, id);
+    }
+    let now = common::now_ms();
+    let segment = |name: &str, valid: bool| roster_store::audience::Segment {
+        account_id: f.ts.app.account_id,
+        id: uuid::Uuid::new_v4(),
+        name: name.into(),
+        description: None,
+        filter: json!({"tags": "beta"}),
+        valid,
+        created_at: now,
+        updated_at: now,
+    };
+    let (beta, broken) = (segment("beta", true), segment("broken", false));
+    let mut tx = f.ts.store.begin().await.unwrap();
+    tx.insert_segment(&beta).await.unwrap();
+    tx.insert_segment(&broken).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let answer = f
+        .send(&f.message(vec![
+            json!({"type": "MULTIPLE", "segmentId": beta.id.to_string()}),
+            json!({"type": "MULTIPLE", "segmentId": beta.id.to_string(), "filter": {"installation.os": "iOS"}}),
+        ]))
+        .await
+        .ok()
+        .json();
+    for (i, want) in [vec!["s-1", "s-2"], vec!["s-1"]].into_iter().enumerate() {
+        let mid = message_id(&answer["messages"][i]);
+        f.done(&mid).await;
+        let got: BTreeSet<String> = f.records_by_installation(&mid).await.into_keys().collect();
+        let want: BTreeSet<String> = want.iter().map(|t| ids[t].clone()).collect();
+        assert_eq!(got, want);
+    }
+    let r = f
+        .send(&f.message(vec![
+            json!({"type": "MULTIPLE", "segmentId": broken.id.to_string()}),
+            json!({"type": "MULTIPLE", "segmentId": uuid::Uuid::new_v4().to_string()}),
+        ]))
+        .await;
+    r.assert_error(400, "BAD_REQUEST");
+    assert_eq!(
+        error_paths(&r),
+        BTreeSet::from([
+            "messages[0].destinations[0].segmentId".to_string(),
+            "messages[0].destinations[1].segmentId".to_string()
+        ])
+    );
+    f.finish().await;
+}
+
 // --- provider outcomes ----------------------------------------------------------------------------
 
 /// APNs answers (§6.3): 200, 400 BadDeviceToken (token kept), 410 Unregistered (token cleared
@@ -644,7 +710,10 @@ async fn fcm_outcomes_and_provider_status() {
     assert_eq!(r["providerResponse"]["httpStatus"], 401);
     let fcm = f.app_resource().await["providers"]["fcm"].clone();
     assert_eq!(fcm["status"], "ERROR");
-    assert!(fcm["lastError"].as_str().unwrap().contains("THIRD_PARTY_AUTH_ERROR"), "{fcm}");
+    assert!(
+        fcm["lastError"].as_str().unwrap().contains("THIRD_PARTY_AUTH_ERROR"),
+        "{fcm}"
+    );
     let ok = f
         .send_one(json!({"type": "REGISTRATION", "pushRegistrationId": ids[0]}))
         .await;
@@ -652,6 +721,43 @@ async fn fcm_outcomes_and_provider_status() {
     let fcm = f.app_resource().await["providers"]["fcm"].clone();
     assert_eq!(fcm["status"], "OK");
     assert!(fcm.get("lastError").is_none(), "{fcm}");
+    f.finish().await;
+}
+
+/// HMS installations are delivered through the HMS client: accepted, and a token listed as
+/// illegal is unregistered (token cleared).
+async fn hms_delivery() {
+    let f = fixture().await;
+    let hms = HmsStandIn::start(HmsStandInConfig::test()).await.unwrap();
+    f.patch_app(json!({"providers": {"hms": hms.application_settings()}}))
+        .await;
+    let ok =
+        f.ts.register(json!({"pushServiceType": "HMS", "pushServiceToken": "h-ok"}))
+            .await;
+    let gone =
+        f.ts.register(json!({"pushServiceType": "HMS", "pushServiceToken": "h-gone"}))
+            .await;
+    hms.script("h-gone", [HmsAnswer::IllegalToken]);
+    let answer = f
+        .send(&f.message(vec![
+            json!({"type": "REGISTRATION", "pushRegistrationId": ok}),
+            json!({"type": "REGISTRATION", "pushRegistrationId": gone}),
+        ]))
+        .await
+        .ok()
+        .json();
+    let mut statuses = Vec::new();
+    for e in answer["messages"].as_array().unwrap() {
+        f.done(&message_id(e)).await;
+        let r = f.records(&message_id(e)).await.remove(0);
+        assert_eq!(r["provider"], "HMS");
+        statuses.push(r["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(statuses, ["ACCEPTED", "UNREGISTERED"]);
+    let snapshot = f.ts.snapshot().await;
+    let cleared = snapshot.installations.iter().find(|i| i.push_reg_id == gone).unwrap();
+    assert_eq!(cleared.push_service_token, None);
+    assert_eq!(hms.recorded().iter().filter(|r| r.status == 200).count(), 2);
     f.finish().await;
 }
 
@@ -1124,6 +1230,8 @@ on_every_backend!(
     apns_outcomes,
     fcm_outcomes_and_provider_status,
     provider_not_configured,
+    segments_as_destinations,
+    hms_delivery,
     invalid_requests_change_nothing,
     idempotency_keys,
     restart_resumes_a_send,
