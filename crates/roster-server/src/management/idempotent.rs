@@ -32,8 +32,23 @@ where
     F: FnOnce(Option<IdempotencyHold>, Bytes) -> Fut,
     Fut: Future<Output = MgmtResult<Response<Body>>>,
 {
+    run_limited(state, caller, req, MAX_BODY_BYTES, op).await
+}
+
+/// [`run`] with another body limit (`POST /push/3/messages`: 8 MiB, §3.1).
+pub(super) async fn run_limited<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    req: Request,
+    limit: usize,
+    op: F,
+) -> MgmtResult<Response<Body>>
+where
+    F: FnOnce(Option<IdempotencyHold>, Bytes) -> Fut,
+    Fut: Future<Output = MgmtResult<Response<Body>>>,
+{
     let (parts, body) = req.into_parts();
-    let bytes = read_body(body, MAX_BODY_BYTES).await?;
+    let bytes = read_body(body, limit).await?;
     let key = match parts.headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str().ok().filter(|k| is_valid_key(k)) {
