@@ -58,6 +58,7 @@ pub mod people;
 pub mod personalize;
 pub mod push;
 pub mod resolve;
+pub mod segments;
 pub mod user;
 
 use std::sync::Arc;

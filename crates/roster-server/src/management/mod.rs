@@ -17,6 +17,8 @@ mod merges;
 mod messages;
 mod people;
 mod providers;
+mod search;
+mod segments;
 
 use axum::{
     Router,
@@ -43,6 +45,8 @@ pub fn router() -> Router<AppState> {
         .merge(keys::routes())
         .merge(attributes::routes())
         .merge(people::routes())
+        .merge(search::routes())
+        .merge(segments::routes())
         .merge(installations::routes())
         .merge(merges::routes())
         .merge(messages::routes())
