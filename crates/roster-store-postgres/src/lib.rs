@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_push.sql")),
     (3, include_str!("../migrations/0003_audience.sql")),
+    (4, include_str!("../migrations/0004_push_erase.sql")),
 ];
 
 /// Connections in the pool unless configured otherwise.

@@ -576,6 +576,52 @@ impl PushTx for PgTx {
             .await
     }
 
+    async fn deliveries_of_installations(
+        &mut self,
+        account_id: Uuid,
+        push_reg_ids: &[String],
+    ) -> StoreResult<Vec<Delivery>> {
+        if push_reg_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = $1 AND push_reg_id = ANY($2::text[]) ORDER BY delivery_id"
+                ))
+                .bind(id(account_id))
+                .bind(push_reg_ids.to_vec()),
+                delivery_row,
+            )
+            .await
+    }
+
+    async fn anonymise_deliveries(
+        &mut self,
+        account_id: Uuid,
+        person_id: Uuid,
+        push_reg_ids: &[String],
+        now: Millis,
+    ) -> StoreResult<u64> {
+        self.conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE deliveries SET status = CASE WHEN status = 'QUEUED' THEN 'FAILED' ELSE status END, \
+                     provider_http_status = CASE WHEN status = 'QUEUED' THEN NULL ELSE provider_http_status END, \
+                     provider_reason = CASE WHEN status = 'QUEUED' THEN 'ERASED' ELSE provider_reason END, \
+                     push_reg_id = NULL, person_id = NULL, updated_at = $4 \
+                     WHERE account_id = $1 AND (person_id = $2 OR push_reg_id = ANY($3::text[]))",
+                )
+                .bind(id(account_id))
+                .bind(id(person_id))
+                .bind(push_reg_ids.to_vec())
+                .bind(now),
+            )
+            .await
+    }
+
     async fn clear_token_if_held(
         &mut self,
         account_id: Uuid,

@@ -26,6 +26,18 @@ use crate::rows::{self, bool_at, enum_at, json_at, opt_uuid_at, uuid_at};
 use crate::sql::{self, count, execute, expect_one, query_all, query_opt};
 use crate::tx::SqliteTx;
 
+/// The start of GDPR erase's statement (management-api.md §8.2 step 3), the time as `?3`: a
+/// record loses its ids, and one still `QUEUED` becomes `FAILED` with reason `ERASED` (every
+/// expression reads the row as it was).
+macro_rules! erase_set {
+    () => {
+        "UPDATE deliveries SET status = CASE WHEN status = 'QUEUED' THEN 'FAILED' ELSE status END, \
+         provider_http_status = CASE WHEN status = 'QUEUED' THEN NULL ELSE provider_http_status END, \
+         provider_reason = CASE WHEN status = 'QUEUED' THEN 'ERASED' ELSE provider_reason END, \
+         push_reg_id = NULL, person_id = NULL, updated_at = ?3 "
+    };
+}
+
 fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         account_id: uuid_at(row, 0)?,
@@ -490,6 +502,46 @@ impl PushTx for SqliteTx {
                 params![id(account_id), id(*delivery_id), push_reg_id, at, seen],
             )?;
             changed += n as u64;
+        }
+        Ok(changed)
+    }
+
+    async fn deliveries_of_installations(
+        &mut self,
+        account_id: Uuid,
+        push_reg_ids: &[String],
+    ) -> StoreResult<Vec<Delivery>> {
+        let conn = self.conn()?;
+        let mut out = Vec::new();
+        for push_reg_id in push_reg_ids {
+            out.extend(query_all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = ?1 AND push_reg_id = ?2"
+                ),
+                params![id(account_id), push_reg_id],
+                delivery_row,
+            )?);
+        }
+        out.sort_by_key(|d| d.delivery_id);
+        Ok(out)
+    }
+
+    async fn anonymise_deliveries(
+        &mut self,
+        account_id: Uuid,
+        person_id: Uuid,
+        push_reg_ids: &[String],
+        now: Millis,
+    ) -> StoreResult<u64> {
+        const ERASE: &str = concat!(erase_set!(), "WHERE account_id = ?1 AND person_id = ?2");
+        const ERASE_INSTALLATION: &str = concat!(erase_set!(), "WHERE account_id = ?1 AND push_reg_id = ?2");
+        let conn = self.conn()?;
+        let mut changed = execute(conn, ERASE, params![id(account_id), id(person_id), now])? as u64;
+        for push_reg_id in push_reg_ids {
+            changed += execute(conn, ERASE_INSTALLATION, params![id(account_id), push_reg_id, now])? as u64;
         }
         Ok(changed)
     }

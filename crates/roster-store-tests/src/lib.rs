@@ -90,6 +90,7 @@ macro_rules! store_behaviour_suite {
             attempts_need_their_claim_and_terminal_statuses_stay,
             audience_jobs_resume_at_their_cursor,
             compare_and_clear_takes_only_the_held_token,
+            erase_anonymises_deliveries,
         }
     };
     (@expand_push (tests $backend:literal, $fresh:expr); $($name:ident,)*) => {

@@ -589,3 +589,87 @@ pub async fn compare_and_clear_takes_only_the_held_token(store: Arc<dyn Store>) 
         "everything else stays"
     );
 }
+
+/// GDPR (management-api.md §8): the export finds the records made to a person's installations;
+/// erase takes `pushRegId` and `personId` off them (and off records naming the person), turns the
+/// `QUEUED` ones into `FAILED` with reason `ERASED`, and leaves other persons' records alone.
+pub async fn erase_anonymises_deliveries(store: Arc<dyn Store>) {
+    let (_, m) = bulk_with_message(store.as_ref()).await;
+    let person = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    let mut queued_one = delivery(&m, "inst-1", person, 1_000);
+    let mut accepted = delivery(&m, "inst-2", person, 1_000);
+    accepted.status = DeliveryStatus::Accepted;
+    accepted.provider_http_status = Some(200);
+    accepted.provider_reason = Some("OK".into());
+    // Made to an installation of the person while it belonged to someone else (before a merge).
+    let before_merge = delivery(&m, "inst-3", other, 1_000);
+    // Named by the person, to an installation that is gone.
+    let gone = delivery(&m, "inst-gone", person, 1_000);
+    let unrelated = delivery(&m, "inst-9", other, 1_000);
+    queued_one.provider_http_status = Some(500);
+    let all = [
+        queued_one.clone(),
+        accepted.clone(),
+        before_merge.clone(),
+        gone.clone(),
+        unrelated.clone(),
+    ];
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_deliveries(&all).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let installations = ["inst-1".to_string(), "inst-2".to_string(), "inst-3".to_string()];
+    let mut tx = store.begin_read().await.unwrap();
+    let exported = tx
+        .deliveries_of_installations(m.account_id, &installations)
+        .await
+        .unwrap();
+    assert!(
+        tx.deliveries_of_installations(Uuid::new_v4(), &installations)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.rollback().await.unwrap();
+    let mut want: Vec<Uuid> = vec![queued_one.delivery_id, accepted.delivery_id, before_merge.delivery_id];
+    want.sort();
+    assert_eq!(exported.iter().map(|d| d.delivery_id).collect::<Vec<_>>(), want);
+
+    let mut tx = store.begin().await.unwrap();
+    let changed = tx
+        .anonymise_deliveries(m.account_id, person, &installations, 9_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(changed, 4);
+    let q = read_delivery(store.as_ref(), &queued_one).await;
+    assert_eq!((q.push_reg_id.clone(), q.person_id), (None, None));
+    assert_eq!(q.status, DeliveryStatus::Failed);
+    assert_eq!(
+        (q.provider_http_status, q.provider_reason.as_deref()),
+        (None, Some("ERASED"))
+    );
+    assert_eq!(q.updated_at, 9_000);
+    let a = read_delivery(store.as_ref(), &accepted).await;
+    assert_eq!(
+        (a.push_reg_id.clone(), a.person_id, a.status),
+        (None, None, DeliveryStatus::Accepted)
+    );
+    assert_eq!(
+        a.provider_reason.as_deref(),
+        Some("OK"),
+        "a terminal record keeps its answer"
+    );
+    assert_eq!(read_delivery(store.as_ref(), &before_merge).await.push_reg_id, None);
+    assert_eq!(read_delivery(store.as_ref(), &gone).await.person_id, None);
+    assert_eq!(read_delivery(store.as_ref(), &unrelated).await, unrelated);
+    // An anonymised QUEUED record is no longer due.
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx.claim_deliveries(10_000, 20_000, Uuid::new_v4(), 10).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|d| d.delivery_id).collect::<Vec<_>>(),
+        [unrelated.delivery_id]
+    );
+}

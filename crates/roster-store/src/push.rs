@@ -460,6 +460,24 @@ pub trait PushTx: Send {
         seen: bool,
     ) -> StoreResult<u64>;
 
+    /// GDPR export (management-api.md §8.1): the records made to these installations, by
+    /// `deliveryId`.
+    async fn deliveries_of_installations(
+        &mut self,
+        account_id: Uuid,
+        push_reg_ids: &[String],
+    ) -> StoreResult<Vec<Delivery>>;
+    /// GDPR erase, step 3 (management-api.md §8.2): the records made to these installations or
+    /// naming the person lose `pushRegId` and `personId`; those still `QUEUED` become `FAILED`
+    /// with reason `ERASED` (nothing more is sent). How many records changed.
+    async fn anonymise_deliveries(
+        &mut self,
+        account_id: Uuid,
+        person_id: Uuid,
+        push_reg_ids: &[String],
+        now: Millis,
+    ) -> StoreResult<u64>;
+
     // --- token hygiene ------------------------------------------------------------------------
     /// Compare-and-clear (people.md §2.3): clears the installation's token with `reason` only if
     /// it still holds exactly `token`; whether it did.
