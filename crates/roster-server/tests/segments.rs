@@ -987,10 +987,89 @@ async fn idempotent_segment_creation() {
     server.finish().await;
 }
 
+/// A segment whose filter names an attribute that is no longer defined becomes `valid: false`
+/// when definitions change (`roster_core::segments::invalidate_segments`, run by the transaction
+/// that deletes a definition); previewing it is refused at `segmentId`, and a new filter makes it
+/// valid again.
+async fn invalid_segments() {
+    let server = TestServer::start().await;
+    let writer = key(&server, &["people:write"]).await;
+    let account_id = server.app.account_id;
+    // Saved while an attribute `gone` existed, as a deletion would leave it.
+    let now = common::now_ms();
+    let stale = roster_store::audience::Segment {
+        account_id,
+        id: Uuid::new_v4(),
+        name: "stale".into(),
+        description: None,
+        filter: json!({"gone": {"$gt": 1}}),
+        valid: true,
+        created_at: now,
+        updated_at: now,
+    };
+    let fine = api(
+        &server,
+        &writer,
+        "POST",
+        "/api/v1/segments",
+        Some(json!({"name": "fine", "filter": {"tags": "x"}})),
+    )
+    .await;
+    assert_eq!(fine.status, 201);
+    let mut tx = server.store.begin().await.unwrap();
+    tx.insert_segment(&stale).await.unwrap();
+    let marked = roster_core::segments::invalidate_segments(tx.as_mut(), account_id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(marked, 1, "only the segment using the missing attribute");
+    let path = format!("/api/v1/segments/{}", stale.id);
+    assert_eq!(
+        api(&server, &writer, "GET", &path, None).await.ok().json()["valid"],
+        false
+    );
+    let fine_id = fine.json()["id"].as_str().unwrap().to_string();
+    let still = api(&server, &writer, "GET", &format!("/api/v1/segments/{fine_id}"), None)
+        .await
+        .ok();
+    assert_eq!(still.json()["valid"], true);
+    let r = api(
+        &server,
+        &writer,
+        "POST",
+        "/api/v1/segments/preview",
+        Some(json!({"segmentId": stale.id})),
+    )
+    .await;
+    r.assert_error(400, "BAD_REQUEST");
+    assert_eq!(problem_paths(&r), ["segmentId"]);
+    let r = api(
+        &server,
+        &writer,
+        "PATCH",
+        &path,
+        Some(json!({"filter": {"tags": "vip"}})),
+    )
+    .await
+    .ok();
+    assert_eq!(r.json()["valid"], true);
+    let r = api(
+        &server,
+        &writer,
+        "POST",
+        "/api/v1/segments/preview",
+        Some(json!({"segmentId": stale.id})),
+    )
+    .await;
+    assert_eq!(counts(&r.ok()), (0, 0, 0));
+    server.finish().await;
+}
+
 on_every_backend!(
     segments_crud_and_validation,
     preview_counts_and_sample,
     people_search_pages_and_scope,
     scopes,
     idempotent_segment_creation,
+    invalid_segments,
 );

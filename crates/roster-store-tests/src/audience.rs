@@ -767,9 +767,9 @@ fn expected(snap: &Snapshot, scope: Scope, filter: &Filter) -> Expected {
     Expected { pairs, found }
 }
 
-/// Checks every filter on both scopes (all applications, the first one): preview counts with and
-/// without `targetOnlyPrimaryDevices`, the sample, people search (one page, and walked in small
-/// pages for some), and the audience walked in pages. Returns how many (filter, scope) pairs
+/// Checks every filter on both scopes (all applications, the first one): preview counts (with
+/// `targetOnlyPrimaryDevices` too for every other filter), the sample, people search (one page,
+/// and walked in small pages for every 7th filter), and the audience walked in pages (every 3rd). Returns how many (filter, scope) pairs
 /// matched something, so that a caller can tell the filters were not all empty.
 pub async fn check_filters(store: &dyn Store, pop: &Population, filters: &[Value]) -> usize {
     let mut tx = store.begin_read().await.unwrap();
@@ -789,7 +789,10 @@ pub async fn check_filters(store: &dyn Store, pop: &Population, filters: &[Value
             if !want.pairs.is_empty() {
                 non_empty += 1;
             }
-            for primary_only in [false, true] {
+            // `targetOnlyPrimaryDevices` on every other filter (each statement costs a round
+            // trip on PostgreSQL; the suite must stay fast).
+            let primary_modes: &[bool] = if n % 2 == 0 { &[false, true] } else { &[false] };
+            for &primary_only in primary_modes {
                 let sample_size = [0, 1, 3, 100][n % 4];
                 let got = tx.preview(scope, &filter, primary_only, sample_size).await.unwrap();
                 assert_eq!(got.installations, want.pairs.len() as u64, "installations of {ctx}");
@@ -835,6 +838,9 @@ pub async fn check_filters(store: &dyn Store, pop: &Population, filters: &[Value
                 }
                 assert_eq!(walked, want.found, "paged search of {ctx}");
             }
+            if n % 3 != 0 {
+                continue;
+            }
             let mut audience = Vec::new();
             let mut after: Option<String> = None;
             loop {
@@ -865,19 +871,19 @@ async fn vocab_of(store: &dyn Store, account_id: Uuid) -> Vocab {
     Vocab::of(&snap, account_id)
 }
 
-/// Hundreds of seeded random filters over a seeded population: the store's preview counts and
+/// Two hundred seeded random filters over a seeded population: the store's preview counts and
 /// sample, people search and audience pages equal what `Filter::matches` computes over the
 /// snapshot, for the whole account and for one application.
 pub async fn random_filters_agree_with_the_reference(store: Arc<dyn Store>) {
     let seed = 0x5EED_0001;
     let pop = seed_population(&*store, seed, 120).await;
     let vocab = vocab_of(&*store, pop.account.id).await;
-    let filters = random_filters(seed, &vocab, 300);
+    let filters = random_filters(seed, &vocab, 200);
     let non_empty = check_filters(&*store, &pop, &filters).await;
     // The generator is meant to hit: most filters must match something somewhere.
     assert!(
-        non_empty > 150,
-        "only {non_empty} of 600 (filter, scope) pairs matched anything"
+        non_empty > 100,
+        "only {non_empty} of 400 (filter, scope) pairs matched anything"
     );
     // Every operator of §4.4 appears among the filters.
     let all = serde_json::to_string(&filters).unwrap();
