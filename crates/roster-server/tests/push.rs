@@ -761,6 +761,27 @@ async fn hms_delivery() {
     f.finish().await;
 }
 
+/// Provider clients are pooled per application and rebuilt when its provider settings change:
+/// after the FCM settings point at another endpoint, the next push goes there.
+async fn clients_follow_provider_settings() {
+    let f = fixture().await;
+    let id = f.fcm_install("p-1", json!({})).await;
+    let first = f
+        .send_one(json!({"type": "REGISTRATION", "pushRegistrationId": id}))
+        .await;
+    f.done(&message_id(&first)).await;
+    let moved = FcmStandIn::start(FcmStandInConfig::test()).await.unwrap();
+    f.patch_app(json!({"providers": {"fcm": moved.application_settings()}}))
+        .await;
+    let second = f
+        .send_one(json!({"type": "REGISTRATION", "pushRegistrationId": id}))
+        .await;
+    let m = f.done(&message_id(&second)).await;
+    assert_eq!(m["deliveries"]["ACCEPTED"], 1);
+    assert_eq!((f.fcm.stats().sends, moved.stats().sends), (1, 1));
+    f.finish().await;
+}
+
 /// An installation whose provider has no credentials in the application: FAILED with reason
 /// PROVIDER_NOT_CONFIGURED and no provider call.
 async fn provider_not_configured() {
@@ -1230,6 +1251,7 @@ on_every_backend!(
     apns_outcomes,
     fcm_outcomes_and_provider_status,
     provider_not_configured,
+    clients_follow_provider_settings,
     segments_as_destinations,
     hms_delivery,
     invalid_requests_change_nothing,
