@@ -513,8 +513,8 @@ impl Core {
     }
 
     /// `GET /api/v1/people/{personId}/export` (management-api.md §8.1): everything held about
-    /// the person, read in one consistent snapshot. `deliveries` is empty: delivery records of
-    /// installations are not readable from the store by installation yet (docs/status.md).
+    /// the person, read in one consistent snapshot, including the retained delivery records of
+    /// its current installations with the content of their messages.
     pub async fn export_person(&self, account_id: Uuid, person_id: Uuid) -> CoreResult<PersonExport> {
         let now = now_millis();
         in_read_tx!(self, |tx| async {
@@ -524,6 +524,23 @@ impl Core {
                 .ok_or_else(|| no_person(person_id))?;
             let view = person_view_in(tx, person).await?;
             let merges = tx.merge_entries_naming(account_id, person_id).await?;
+            let ids: Vec<String> = view.installations.iter().map(|i| i.push_reg_id.clone()).collect();
+            let mut deliveries = Vec::new();
+            let mut messages: HashMap<String, Option<roster_store::push::Message>> = HashMap::new();
+            for d in tx.deliveries_of_installations(account_id, &ids).await? {
+                if !messages.contains_key(&d.message_id) {
+                    let m = tx.message(account_id, &d.message_id).await?;
+                    messages.insert(d.message_id.clone(), m);
+                }
+                let message = messages.get(&d.message_id).and_then(Option::as_ref);
+                let code = view
+                    .installations
+                    .iter()
+                    .find(|i| Some(&i.push_reg_id) == d.push_reg_id.as_ref())
+                    .map(|i| view.code(i))
+                    .filter(|c| !c.is_empty());
+                deliveries.push(export_delivery(&d, message, code));
+            }
             Ok::<_, CoreError>(PersonExport {
                 format: PERSON_EXPORT_FORMAT.to_string(),
                 exported_at: timestamp(now),
@@ -534,7 +551,7 @@ impl Core {
                     .iter()
                     .map(|i| InstallationResource::of(i, view.code(i)).with_token(i))
                     .collect(),
-                deliveries: Vec::new(),
+                deliveries,
                 merges: merges.iter().map(|e| MergeEntryResource::of(e, true)).collect(),
             })
         })
@@ -542,9 +559,8 @@ impl Core {
 
     /// `DELETE /api/v1/people/{personId}` (management-api.md §8.2), in one transaction: deletes
     /// the person's installations in every application and the person with its keys and
-    /// attributes, and redacts the merge-log entries naming it. A second call is `404`.
-    /// Delivery records are not anonymised here yet (docs/status.md): `deliveriesAnonymised`
-    /// is 0.
+    /// attributes, anonymises the delivery records of those installations (those still `QUEUED`
+    /// fail with `ERASED`), and redacts the merge-log entries naming it. A second call is `404`.
     pub async fn erase_person(&self, account_id: Uuid, person_id: Uuid) -> CoreResult<EraseReport> {
         let now = now_millis();
         in_write_tx!(self, |tx| async {
@@ -553,6 +569,8 @@ impl Core {
                 .await?
                 .ok_or_else(|| no_person(person_id))?;
             let installations = tx.installations_of_person(account_id, person_id, None).await?;
+            let ids: Vec<String> = installations.iter().map(|i| i.push_reg_id.clone()).collect();
+            let anonymised = tx.anonymise_deliveries(account_id, person_id, &ids, now).await?;
             for inst in &installations {
                 tx.delete_installation(account_id, &inst.push_reg_id).await?;
             }
@@ -562,11 +580,48 @@ impl Core {
                 person_id,
                 erased_at: timestamp(now),
                 installations_deleted: installations.len() as u64,
-                deliveries_anonymised: 0,
+                deliveries_anonymised: anonymised,
                 merge_entries_redacted: redacted,
             })
         })
     }
+}
+
+/// management-api.md §8.1: one delivery record in a GDPR export, with its message's content and
+/// custom payload.
+fn export_delivery(
+    d: &roster_store::push::Delivery,
+    message: Option<&roster_store::push::Message>,
+    application_code: Option<&str>,
+) -> Value {
+    let mut out = Map::new();
+    out.insert("deliveryId".into(), json!(d.delivery_id));
+    out.insert("messageId".into(), json!(d.message_id));
+    if let Some(m) = message {
+        out.insert("bulkId".into(), json!(m.bulk_id));
+    }
+    if let Some(id) = &d.push_reg_id {
+        out.insert("pushRegId".into(), json!(id));
+    }
+    if let Some(code) = application_code {
+        out.insert("applicationCode".into(), json!(code));
+    }
+    out.insert("status".into(), json!(d.status.as_str()));
+    out.insert("createdAt".into(), json!(timestamp(d.created_at)));
+    out.insert("updatedAt".into(), json!(timestamp(d.updated_at)));
+    if let Some(at) = d.delivered_at {
+        out.insert("deliveredAt".into(), json!(timestamp(at)));
+    }
+    if let Some(at) = d.seen_at {
+        out.insert("seenAt".into(), json!(timestamp(at)));
+    }
+    if let Some(m) = message {
+        out.insert("content".into(), m.content.clone());
+        if let Some(p) = m.options.get("customPayload") {
+            out.insert("customPayload".into(), p.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// Stores the `200` answer of a held `Idempotency-Key` in the operation's transaction: the

@@ -1121,8 +1121,10 @@ async fn merge_log_paging_and_reversal_conflict() {
 /// and erase (person, installations in every application, redacted merge entries; devices get
 /// `NO_REGISTRATION`; a second erase is `404`).
 async fn gdpr_export_and_erase() {
-    let server = TestServer::start().await;
+    // Delivery stays off so that the push below stays QUEUED until the erase fails it.
+    let server = TestServer::start_with(|s| s.delivery.enabled = false).await;
     let writer = key(&server, &["people:write"]).await;
+    let pusher = key(&server, &["push:send"]).await;
     let token = format!("fcm-{}", Uuid::new_v4());
     let phone = register_with_token(&server, &token).await;
     server.personalize_as(&phone, "u-1").await;
@@ -1132,6 +1134,26 @@ async fn gdpr_export_and_erase() {
     common::people_helpers::personalize_in(&server, &other, &tablet, &ext_identity("u-1"), NO_FLAGS).await;
     let bystander = server.register_personalized("u-2").await;
     let pid = person_id_of(&server, &phone).await;
+    let sent = server
+        .call_with(
+            "POST",
+            "/push/3/messages",
+            &[("authorization", &format!("App {pusher}"))],
+            None,
+            Some(
+                serde_json::to_vec(&json!({"messages": [{
+                    "sender": server.app.application_code,
+                    "destinations": [{"type": "EXTERNAL_USER_ID", "externalUserId": "u-1"}],
+                    "content": {"title": "Hi", "text": "Hello"},
+                    "options": {"customPayload": {"deeplink": "acme://x"}}}],
+                    "options": {"schedule": {"bulkId": "gdpr-1"}}}))
+                .unwrap(),
+            ),
+        )
+        .await
+        .ok()
+        .json();
+    let message_id = sent["messages"][0]["messageId"].as_str().unwrap().to_string();
 
     let r = api(&server, &writer, "GET", &format!("/api/v1/people/{pid}/export"), None)
         .await
@@ -1154,7 +1176,19 @@ async fn gdpr_export_and_erase() {
         installations[1]["pushServiceToken"],
         inst(&s, &tablet).push_service_token.clone().unwrap()
     );
-    assert_eq!(doc["deliveries"], json!([]));
+    // The push reached the phone (the tablet is in another application): one record, with its
+    // message's content and custom payload.
+    let deliveries = doc["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let d = &deliveries[0];
+    assert_eq!(d["messageId"], message_id);
+    assert_eq!(d["bulkId"], "gdpr-1");
+    assert_eq!(d["pushRegId"], phone);
+    assert_eq!(d["applicationCode"], server.app.application_code);
+    assert_eq!(d["status"], "QUEUED");
+    assert_eq!(d["content"]["text"], "Hello");
+    assert_eq!(d["customPayload"], json!({"deeplink": "acme://x"}));
+    assert!(is_timestamp(&d["createdAt"]));
     let merges = doc["merges"].as_array().unwrap();
     assert_eq!(merges.len(), 1);
     assert!(merges[0]["before"]["target"].is_object());
@@ -1167,7 +1201,24 @@ async fn gdpr_export_and_erase() {
     assert_eq!(report["personId"], pid.to_string());
     assert!(is_timestamp(&report["erasedAt"]));
     assert_eq!(report["installationsDeleted"], 2);
-    assert_eq!(report["deliveriesAnonymised"], 0);
+    assert_eq!(report["deliveriesAnonymised"], 1);
+    // The record stays, anonymised, and will never be sent.
+    let records = server
+        .call_with(
+            "GET",
+            &format!("/api/v1/messages/{message_id}/deliveries"),
+            &[("authorization", &format!("App {pusher}"))],
+            None,
+            None,
+        )
+        .await
+        .ok()
+        .json();
+    let record = &records["items"][0];
+    assert_eq!(record["status"], "FAILED", "{record}");
+    assert_eq!(record["providerResponse"]["reason"], "ERASED");
+    assert_eq!(record["pushRegId"], Value::Null);
+    assert_eq!(record["personId"], Value::Null);
     assert_eq!(report["mergeEntriesRedacted"], 1);
 
     let s = server.snapshot().await;
