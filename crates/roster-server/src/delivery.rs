@@ -14,6 +14,7 @@
 //! Both loops poll every `delivery.poll_interval_ms` and wake at once when a send is accepted
 //! in this process.
 
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +51,9 @@ pub struct PushState {
     pub jobs_ready: Notify,
     /// `management.idempotency_ttl_hours`.
     pub idempotency_ttl_hours: u64,
+    /// Recorded delivery attempts of this process by provider and resulting status (`QUEUED`:
+    /// retry scheduled), exported on `/metrics` as `roster_delivery_attempts_total`.
+    pub attempts: Family<Vec<(String, String)>, Counter>,
 }
 
 impl PushState {
@@ -214,6 +218,14 @@ impl Sender {
         let outcome = self.attempt(&claimed).await;
         match self.core.finish_delivery(&claimed, &outcome).await {
             Ok(Some(status)) => {
+                let provider = claimed.delivery.provider.as_str().to_string();
+                self.push
+                    .attempts
+                    .get_or_create(&vec![
+                        ("provider".to_string(), provider),
+                        ("status".to_string(), status.as_str().to_string()),
+                    ])
+                    .inc();
                 tracing::debug!(delivery_id = %claimed.delivery.delivery_id, status = status.as_str(), "delivery attempt recorded")
             }
             Ok(None) => tracing::info!(

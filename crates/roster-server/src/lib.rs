@@ -55,15 +55,22 @@ impl AppState {
             create_per_ip: RateLimiter::new(rate.create_per_ip_rps, rate.create_per_ip_burst),
             per_application: RateLimiter::new(rate.per_application_rps, rate.per_application_burst),
         });
+        let push = Arc::new(delivery::PushState {
+            idempotency_ttl_hours: settings.management.idempotency_ttl_hours,
+            ..delivery::PushState::default()
+        });
+        let metrics = Arc::new(metrics::Metrics::new());
+        metrics.register(
+            "roster_delivery_attempts",
+            "Delivery attempts recorded by this process, by provider and resulting status",
+            push.attempts.clone(),
+        );
         AppState {
             core,
             mobile,
             base_path: settings.base_path(),
-            push: Arc::new(delivery::PushState {
-                idempotency_ttl_hours: settings.management.idempotency_ttl_hours,
-                ..delivery::PushState::default()
-            }),
-            metrics: Arc::new(metrics::Metrics::new()),
+            push,
+            metrics,
         }
     }
 }

@@ -644,6 +644,19 @@ async fn apns_outcomes() {
     // A refreshed provider token: the stand-in verified two distinct ones.
     assert!(f.apns.stats().provider_tokens >= 2);
     assert_eq!(f.app_resource().await["providers"]["apns"]["status"], "OK");
+    // Every recorded attempt is counted on /metrics by provider and resulting status (QUEUED: a
+    // retry was scheduled).
+    let metrics = f.ts.call_with("GET", "/metrics", &[], None, None).await.ok().text();
+    for (status, n) in [
+        ("ACCEPTED", 4),
+        ("REJECTED", 1),
+        ("UNREGISTERED", 1),
+        ("EXPIRED", 1),
+        ("QUEUED", 3),
+    ] {
+        let line = format!(r#"roster_delivery_attempts_total{{provider="APNS",status="{status}"}} {n}"#);
+        assert!(metrics.lines().any(|l| l == line), "{line} missing in\n{metrics}");
+    }
     f.finish().await;
 }
 
