@@ -18,6 +18,7 @@ mod audience;
 mod error;
 mod people;
 mod push;
+mod retention;
 mod rows;
 mod sql;
 pub mod testing;
@@ -42,6 +43,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_push.sql")),
     (3, include_str!("../migrations/0003_audience.sql")),
     (4, include_str!("../migrations/0004_push_erase.sql")),
+    (5, include_str!("../migrations/0005_retention.sql")),
 ];
 
 /// Connections in the pool unless configured otherwise.

@@ -14,6 +14,7 @@ mod audience;
 mod error;
 mod people;
 mod push;
+mod retention;
 mod rows;
 mod sql;
 mod tx;
@@ -37,6 +38,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_push.sql")),
     (3, include_str!("../migrations/0003_audience.sql")),
     (4, include_str!("../migrations/0004_push_erase.sql")),
+    (5, include_str!("../migrations/0005_retention.sql")),
 ];
 
 /// How many read-only connections `begin_read` can use at once.

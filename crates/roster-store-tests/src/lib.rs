@@ -31,6 +31,7 @@ pub mod audience;
 pub mod fixtures;
 pub mod people;
 pub mod push;
+pub mod retention;
 pub mod scenarios;
 
 /// A fresh store under test, and what must outlive it (a temporary directory, a throw-away

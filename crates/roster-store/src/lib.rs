@@ -15,9 +15,11 @@ use uuid::Uuid;
 pub mod audience;
 pub mod people;
 pub mod push;
+pub mod retention;
 pub use audience::AudienceTx;
 pub use people::{MergeKey, PeopleTx};
 pub use push::PushTx;
+pub use retention::RetentionTx;
 
 /// The stored schema's column order, identical in every backend (the schema comparison test in
 /// roster-store-postgres checks the tables), and the stored form of values that every backend
@@ -242,7 +244,7 @@ pub trait Store: Send + Sync + 'static {
 /// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
-pub trait Tx: AudienceTx + PeopleTx + PushTx + Send {
+pub trait Tx: AudienceTx + PeopleTx + PushTx + RetentionTx + Send {
     /// Makes every write of the transaction durable, or fails and keeps none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.
