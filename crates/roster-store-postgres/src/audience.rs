@@ -17,7 +17,9 @@ use roster_store::audience::index::{self, ValueRow};
 use roster_store::audience::translate::{self, Bind, Dialect, Statement};
 use roster_store::audience::{FoundPerson, Preview, SamplePerson, Scope, Segment};
 use roster_store::columns::{id, json};
-use roster_store::{AudienceTx, MAX_PAGE, StoreError, StoreResult, installation_columns, person_columns};
+use roster_store::{
+    AudienceTx, MAX_PAGE, Snapshot, StoreError, StoreResult, installation_columns, page_limit, person_columns,
+};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
@@ -634,4 +636,41 @@ impl AudienceTx for PgTx {
             .await
             .map(|n| n > 0)
     }
+
+    async fn count_segments(&mut self, account_id: Uuid) -> StoreResult<u64> {
+        self.conn()?
+            .count(sqlx::query("SELECT count(*) FROM segments WHERE account_id = $1").bind(id(account_id)))
+            .await
+    }
+
+    async fn segments_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Segment>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    segment_columns!(),
+                    " FROM segments WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(id(account_id))
+                .bind(after.map(id).unwrap_or_default())
+                .bind(page_limit(limit)),
+                segment_row,
+            )
+            .await
+    }
+}
+
+/// Fills the segments of a [`Snapshot`], by (account, id).
+pub(crate) async fn snapshot_into(c: &mut Conn, snapshot: &mut Snapshot) -> StoreResult<()> {
+    snapshot.segments = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                segment_columns!(),
+                " FROM segments ORDER BY account_id, id"
+            )),
+            segment_row,
+        )
+        .await?;
+    Ok(())
 }

@@ -13,17 +13,17 @@ use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
-    IdempotencyState, Message, SubmissionStatus,
+    IdempotencyState, Message, PushTable, SubmissionStatus,
 };
 use roster_store::{
-    PushTx, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns, installation_columns,
-    message_columns, page_limit, person_columns,
+    PushTx, Snapshot, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns,
+    installation_columns, message_columns, page_limit, person_columns,
 };
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::rows::{self, enum_at, get, json_at, opt_uuid_at, uuid_at};
-use crate::sql::expect_one;
+use crate::sql::{Conn, expect_one};
 use crate::tx::PgTx;
 
 fn message_row(row: &PgRow) -> StoreResult<Message> {
@@ -723,4 +723,168 @@ impl PushTx for PgTx {
             .await?;
         Ok(changed > 0)
     }
+
+    async fn count_push_rows(&mut self, account_id: Uuid, table: PushTable) -> StoreResult<u64> {
+        let sql = match table {
+            PushTable::Bulk => "SELECT count(*) FROM bulks WHERE account_id = $1",
+            PushTable::Message => "SELECT count(*) FROM messages WHERE account_id = $1",
+            PushTable::AudienceJob => "SELECT count(*) FROM audience_jobs WHERE account_id = $1",
+            PushTable::Delivery => "SELECT count(*) FROM deliveries WHERE account_id = $1",
+            PushTable::IdempotencyRecord => "SELECT count(*) FROM idempotency_keys WHERE account_id = $1",
+        };
+        self.conn()?.count(sqlx::query(sql).bind(id(account_id))).await
+    }
+
+    async fn bulks_page(&mut self, account_id: Uuid, after: Option<&str>, limit: u32) -> StoreResult<Vec<Bulk>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(
+                    "SELECT account_id, bulk_id, created_at FROM bulks WHERE account_id = $1 AND bulk_id > $2 \
+                     ORDER BY bulk_id LIMIT $3",
+                )
+                .bind(id(account_id))
+                .bind(after.unwrap_or_default().to_owned())
+                .bind(page_limit(limit)),
+                bulk_row,
+            )
+            .await
+    }
+
+    async fn messages_page(&mut self, account_id: Uuid, after: Option<&str>, limit: u32) -> StoreResult<Vec<Message>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE account_id = $1 AND message_id > $2 ORDER BY message_id LIMIT $3"
+                ))
+                .bind(id(account_id))
+                .bind(after.unwrap_or_default().to_owned())
+                .bind(page_limit(limit)),
+                message_row,
+            )
+            .await
+    }
+
+    async fn audience_jobs_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceJob>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    audience_job_columns!(),
+                    " FROM audience_jobs WHERE account_id = $1 AND message_id > $2 ORDER BY message_id LIMIT $3"
+                ))
+                .bind(id(account_id))
+                .bind(after.unwrap_or_default().to_owned())
+                .bind(page_limit(limit)),
+                audience_job_row,
+            )
+            .await
+    }
+
+    async fn deliveries_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    delivery_columns!(),
+                    " FROM deliveries WHERE account_id = $1 AND delivery_id > $2 ORDER BY delivery_id LIMIT $3"
+                ))
+                .bind(id(account_id))
+                .bind(after.map(id).unwrap_or_default())
+                .bind(page_limit(limit)),
+                delivery_row,
+            )
+            .await
+    }
+
+    async fn idempotency_records_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<IdempotencyRecord>> {
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    idempotency_columns!(),
+                    " FROM idempotency_keys WHERE account_id = $1 AND idem_key > $2 ORDER BY idem_key LIMIT $3"
+                ))
+                .bind(id(account_id))
+                .bind(after.unwrap_or_default().to_owned())
+                .bind(page_limit(limit)),
+                idempotency_row,
+            )
+            .await
+    }
+}
+
+fn bulk_row(row: &PgRow) -> StoreResult<Bulk> {
+    Ok(Bulk {
+        account_id: uuid_at(row, 0)?,
+        bulk_id: get(row, 1)?,
+        created_at: get(row, 2)?,
+    })
+}
+
+/// Fills the push tables of a [`Snapshot`], each by (account, primary key).
+pub(crate) async fn snapshot_into(c: &mut Conn, snapshot: &mut Snapshot) -> StoreResult<()> {
+    snapshot.bulks = c
+        .query_all(
+            sqlx::query("SELECT account_id, bulk_id, created_at FROM bulks ORDER BY account_id, bulk_id"),
+            bulk_row,
+        )
+        .await?;
+    snapshot.messages = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages ORDER BY account_id, message_id"
+            )),
+            message_row,
+        )
+        .await?;
+    snapshot.audience_jobs = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                audience_job_columns!(),
+                " FROM audience_jobs ORDER BY account_id, message_id"
+            )),
+            audience_job_row,
+        )
+        .await?;
+    snapshot.deliveries = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM deliveries ORDER BY account_id, delivery_id"
+            )),
+            delivery_row,
+        )
+        .await?;
+    snapshot.idempotency_records = c
+        .query_all(
+            sqlx::query(concat!(
+                "SELECT ",
+                idempotency_columns!(),
+                " FROM idempotency_keys ORDER BY account_id, idem_key"
+            )),
+            idempotency_row,
+        )
+        .await?;
+    Ok(())
 }

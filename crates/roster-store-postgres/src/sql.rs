@@ -1498,5 +1498,6 @@ pub(crate) async fn snapshot(c: &mut Conn) -> StoreResult<Snapshot> {
         installations,
         attribute_definitions,
         merge_log,
+        ..Snapshot::default()
     })
 }

@@ -321,6 +321,10 @@ impl Tx for PgTx {
     }
 
     async fn snapshot(&mut self) -> StoreResult<Snapshot> {
-        sql::snapshot(self.conn()?).await
+        let conn = self.conn()?;
+        let mut snapshot = sql::snapshot(conn).await?;
+        crate::audience::snapshot_into(conn, &mut snapshot).await?;
+        crate::push::snapshot_into(conn, &mut snapshot).await?;
+        Ok(snapshot)
     }
 }

@@ -13,14 +13,14 @@ use roster_store::audience::index::{self, SEARCH_COLUMNS, ValueRow};
 use roster_store::audience::translate::{self, Bind, Dialect, Statement};
 use roster_store::audience::{FoundPerson, Preview, SamplePerson, Scope, Segment};
 use roster_store::columns::{id, json};
-use roster_store::{AudienceTx, MAX_PAGE, StoreError, StoreResult};
+use roster_store::{AudienceTx, MAX_PAGE, Snapshot, StoreError, StoreResult, page_limit};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
 use crate::error::map_err;
 use crate::rows::{bool_at, json_at, uuid_at};
-use crate::sql::{self, execute, expect_one, query_all, query_opt};
+use crate::sql::{self, count, execute, expect_one, query_all, query_opt};
 use crate::tx::SqliteTx;
 
 /// The schema version that creates the index; [`backfill`] runs right after it.
@@ -327,6 +327,34 @@ impl AudienceTx for SqliteTx {
         )
         .map(|n| n > 0)
     }
+
+    async fn count_segments(&mut self, account_id: Uuid) -> StoreResult<u64> {
+        count(
+            self.conn()?,
+            "SELECT count(*) FROM segments WHERE account_id = ?1",
+            params![id(account_id)],
+        )
+    }
+
+    async fn segments_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Segment>> {
+        query_all(
+            self.conn()?,
+            &format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"),
+            params![id(account_id), after.map(id).unwrap_or_default(), page_limit(limit)],
+            segment_row,
+        )
+    }
+}
+
+/// Fills the segments of a [`Snapshot`], by (account, id).
+pub(crate) fn snapshot_into(conn: &Connection, snapshot: &mut Snapshot) -> StoreResult<()> {
+    snapshot.segments = query_all(
+        conn,
+        &format!("SELECT {SEGMENT_COLUMNS} FROM segments ORDER BY account_id, id"),
+        [],
+        segment_row,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

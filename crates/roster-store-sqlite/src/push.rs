@@ -13,11 +13,11 @@ use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
-    IdempotencyState, Message, SubmissionStatus,
+    IdempotencyState, Message, PushTable, SubmissionStatus,
 };
 use roster_store::{
-    PushTx, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns, installation_columns,
-    message_columns, page_limit,
+    PushTx, Snapshot, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns,
+    installation_columns, message_columns, page_limit,
 };
 use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
@@ -635,4 +635,151 @@ impl PushTx for SqliteTx {
         )?;
         Ok(changed > 0)
     }
+
+    async fn count_push_rows(&mut self, account_id: Uuid, table: PushTable) -> StoreResult<u64> {
+        let sql = match table {
+            PushTable::Bulk => "SELECT count(*) FROM bulks WHERE account_id = ?1",
+            PushTable::Message => "SELECT count(*) FROM messages WHERE account_id = ?1",
+            PushTable::AudienceJob => "SELECT count(*) FROM audience_jobs WHERE account_id = ?1",
+            PushTable::Delivery => "SELECT count(*) FROM deliveries WHERE account_id = ?1",
+            PushTable::IdempotencyRecord => "SELECT count(*) FROM idempotency_keys WHERE account_id = ?1",
+        };
+        count(self.conn()?, sql, params![id(account_id)])
+    }
+
+    async fn bulks_page(&mut self, account_id: Uuid, after: Option<&str>, limit: u32) -> StoreResult<Vec<Bulk>> {
+        query_all(
+            self.conn()?,
+            "SELECT account_id, bulk_id, created_at FROM bulks WHERE account_id = ?1 AND bulk_id > ?2 \
+             ORDER BY bulk_id LIMIT ?3",
+            params![id(account_id), after.unwrap_or_default(), page_limit(limit)],
+            bulk_row,
+        )
+    }
+
+    async fn messages_page(&mut self, account_id: Uuid, after: Option<&str>, limit: u32) -> StoreResult<Vec<Message>> {
+        query_all(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE account_id = ?1 AND message_id > ?2 ORDER BY message_id LIMIT ?3"
+            ),
+            params![id(account_id), after.unwrap_or_default(), page_limit(limit)],
+            message_row,
+        )
+    }
+
+    async fn audience_jobs_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceJob>> {
+        query_all(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                audience_job_columns!(),
+                " FROM audience_jobs WHERE account_id = ?1 AND message_id > ?2 ORDER BY message_id LIMIT ?3"
+            ),
+            params![id(account_id), after.unwrap_or_default(), page_limit(limit)],
+            audience_job_row,
+        )
+    }
+
+    async fn deliveries_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        query_all(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM deliveries WHERE account_id = ?1 AND delivery_id > ?2 ORDER BY delivery_id LIMIT ?3"
+            ),
+            params![id(account_id), after.map(id).unwrap_or_default(), page_limit(limit)],
+            delivery_row,
+        )
+    }
+
+    async fn idempotency_records_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<IdempotencyRecord>> {
+        query_all(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                idempotency_columns!(),
+                " FROM idempotency_keys WHERE account_id = ?1 AND idem_key > ?2 ORDER BY idem_key LIMIT ?3"
+            ),
+            params![id(account_id), after.unwrap_or_default(), page_limit(limit)],
+            idempotency_row,
+        )
+    }
+}
+
+fn bulk_row(row: &Row<'_>) -> rusqlite::Result<Bulk> {
+    Ok(Bulk {
+        account_id: uuid_at(row, 0)?,
+        bulk_id: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
+/// Fills the push tables of a [`Snapshot`], each by (account, primary key).
+pub(crate) fn snapshot_into(conn: &Connection, snapshot: &mut Snapshot) -> StoreResult<()> {
+    snapshot.bulks = query_all(
+        conn,
+        "SELECT account_id, bulk_id, created_at FROM bulks ORDER BY account_id, bulk_id",
+        [],
+        bulk_row,
+    )?;
+    snapshot.messages = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages ORDER BY account_id, message_id"
+        ),
+        [],
+        message_row,
+    )?;
+    snapshot.audience_jobs = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            audience_job_columns!(),
+            " FROM audience_jobs ORDER BY account_id, message_id"
+        ),
+        [],
+        audience_job_row,
+    )?;
+    snapshot.deliveries = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries ORDER BY account_id, delivery_id"
+        ),
+        [],
+        delivery_row,
+    )?;
+    snapshot.idempotency_records = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            idempotency_columns!(),
+            " FROM idempotency_keys ORDER BY account_id, idem_key"
+        ),
+        [],
+        idempotency_row,
+    )?;
+    Ok(())
 }

@@ -1217,5 +1217,6 @@ pub(crate) fn snapshot(conn: &Connection) -> StoreResult<Snapshot> {
         installations,
         attribute_definitions,
         merge_log,
+        ..Snapshot::default()
     })
 }

@@ -398,6 +398,10 @@ impl Tx for SqliteTx {
     }
 
     async fn snapshot(&mut self) -> StoreResult<Snapshot> {
-        sql::snapshot(self.conn()?)
+        let conn = self.conn()?;
+        let mut snapshot = sql::snapshot(conn)?;
+        crate::audience::snapshot_into(conn, &mut snapshot)?;
+        crate::push::snapshot_into(conn, &mut snapshot)?;
+        Ok(snapshot)
     }
 }

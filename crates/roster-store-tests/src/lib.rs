@@ -92,6 +92,7 @@ macro_rules! store_behaviour_suite {
             audience_jobs_resume_at_their_cursor,
             compare_and_clear_takes_only_the_held_token,
             erase_anonymises_deliveries,
+            push_and_segment_pages_walk_each_account,
         }
     };
     (@expand_push (tests $backend:literal, $fresh:expr); $($name:ident,)*) => {

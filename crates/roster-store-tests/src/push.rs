@@ -673,3 +673,177 @@ pub async fn erase_anonymises_deliveries(store: Arc<dyn Store>) {
         [unrelated.delivery_id]
     );
 }
+
+/// Export's walk of the push and segment tables: per account, counts and keyset pages by primary
+/// key (`limit` 1 walks one row at a time, `after` the last key), rows read back field for field
+/// (a claimed record keeps its claim and lease, an idempotency record its stored answer), another
+/// account's rows never mixed in; the snapshot holds every row of every account by key.
+pub async fn push_and_segment_pages_walk_each_account(store: Arc<dyn Store>) {
+    use roster_store::audience::Segment;
+    use roster_store::push::PushTable;
+
+    let (app, m1) = bulk_with_message(store.as_ref()).await;
+    let account = app.account_id;
+    let (other_app, other_m) = bulk_with_message(store.as_ref()).await;
+    let other = other_app.account_id;
+    let mut m2 = message(&app, "bulk-1", "msg-0", 1);
+    m2.audience_state = AudienceState::Resolving;
+    m2.destination = json!({"type": "MULTIPLE", "filter": {"tags": {"contains": "vip"}}});
+    let job = AudienceJob {
+        account_id: account,
+        message_id: "msg-0".into(),
+        application_id: app.id,
+        filter: json!({"tags": {"contains": "vip"}}),
+        target_only_primary: true,
+        after_push_reg_id: Some("4f1c".into()),
+        created_at: 5_000,
+        updated_at: 5_500,
+    };
+    let mut claimed = delivery(&m1, "7a0b", Uuid::new_v4(), 9_000);
+    claimed.claim_id = Some(Uuid::new_v4());
+    claimed.attempts = 1;
+    let mut accepted = delivery(&m1, "7a0c", Uuid::new_v4(), 5_000);
+    accepted.status = DeliveryStatus::Accepted;
+    accepted.provider_http_status = Some(200);
+    accepted.delivered_at = Some(6_000);
+    accepted.seen_at = Some(6_100);
+    let mut erased = delivery(&m1, "7a0d", Uuid::new_v4(), 5_000);
+    erased.push_reg_id = None;
+    erased.person_id = None;
+    erased.status = DeliveryStatus::Failed;
+    erased.provider_reason = Some("ERASED".into());
+    let done = IdempotencyRecord {
+        account_id: account,
+        key: "k-2".into(),
+        fingerprint: "f".repeat(64),
+        owner: Uuid::new_v4(),
+        state: IdempotencyState::Done,
+        response_status: Some(200),
+        response_body: Some(br#"{"bulkId":"bulk-1"}"#.to_vec()),
+        created_at: 5_000,
+        expires_at: 1_000,
+    };
+    let running = IdempotencyRecord {
+        key: "k-1".into(),
+        state: IdempotencyState::Running,
+        response_status: None,
+        response_body: None,
+        ..done.clone()
+    };
+    let segment = |account_id: Uuid, name: &str, valid: bool| Segment {
+        account_id,
+        id: Uuid::new_v4(),
+        name: name.into(),
+        description: valid.then(|| "buyers".into()),
+        filter: json!({"tags": {"contains": name}}),
+        valid,
+        created_at: 3_000,
+        updated_at: 3_500,
+    };
+    let segments = [segment(account, "vip", true), segment(account, "old", false)];
+    let other_segment = segment(other, "vip", true);
+    let other_delivery = delivery(&other_m, "7a0b", Uuid::new_v4(), 5_000);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_message(&m2).await.unwrap();
+    tx.insert_audience_job(&job).await.unwrap();
+    tx.insert_deliveries(&[
+        claimed.clone(),
+        accepted.clone(),
+        erased.clone(),
+        other_delivery.clone(),
+    ])
+    .await
+    .unwrap();
+    tx.insert_idempotency_record(&done).await.unwrap();
+    tx.insert_idempotency_record(&running).await.unwrap();
+    for s in segments.iter().chain([&other_segment]) {
+        tx.insert_segment(s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    let mut counts = Vec::new();
+    for table in PushTable::ALL {
+        counts.push(tx.count_push_rows(account, table).await.unwrap());
+    }
+    assert_eq!(counts, [1, 2, 1, 3, 2]);
+    assert_eq!(tx.count_segments(account).await.unwrap(), 2);
+    assert_eq!(tx.count_segments(other).await.unwrap(), 1);
+    assert_eq!(tx.count_push_rows(other, PushTable::Delivery).await.unwrap(), 1);
+    assert_eq!(tx.count_push_rows(Uuid::new_v4(), PushTable::Bulk).await.unwrap(), 0);
+
+    // One row per page, each page after the last key of the one before.
+    let mut walked = Vec::new();
+    let mut after = None;
+    while let Some(row) = tx.deliveries_page(account, after, 1).await.unwrap().pop() {
+        after = Some(row.delivery_id);
+        walked.push(row);
+    }
+    let mut expected = vec![claimed.clone(), accepted.clone(), erased.clone()];
+    expected.sort_by_key(|d| d.delivery_id.hyphenated().to_string());
+    assert_eq!(walked, expected);
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    while let Some(row) = tx.messages_page(account, after.as_deref(), 1).await.unwrap().pop() {
+        after = Some(row.message_id.clone());
+        walked.push(row);
+    }
+    assert_eq!(walked, [m2.clone(), m1.clone()]);
+    let keys: Vec<String> = tx
+        .idempotency_records_page(account, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["k-1", "k-2"]);
+    let page = tx.idempotency_records_page(account, Some("k-1"), 10).await.unwrap();
+    assert_eq!(page, [done.clone()]);
+    assert_eq!(tx.audience_jobs_page(account, None, 10).await.unwrap(), [job.clone()]);
+    assert!(
+        tx.audience_jobs_page(account, Some("msg-0"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bulks = tx.bulks_page(account, None, 10).await.unwrap();
+    assert_eq!(bulks.iter().map(|b| b.bulk_id.as_str()).collect::<Vec<_>>(), ["bulk-1"]);
+    assert!(tx.bulks_page(account, Some("bulk-1"), 10).await.unwrap().is_empty());
+    let mut sorted = segments.to_vec();
+    sorted.sort_by_key(|s| s.id.hyphenated().to_string());
+    assert_eq!(tx.segments_page(account, None, 10).await.unwrap(), sorted);
+    assert_eq!(
+        tx.segments_page(account, Some(sorted[0].id), 10).await.unwrap(),
+        sorted[1..]
+    );
+    assert_eq!(
+        tx.segments_page(other, None, 10).await.unwrap(),
+        [other_segment.clone()]
+    );
+    assert_eq!(
+        tx.deliveries_page(other, None, 10).await.unwrap(),
+        [other_delivery.clone()]
+    );
+
+    // The snapshot: every account's rows, by (account, key).
+    let snapshot = tx.snapshot().await.unwrap();
+    tx.rollback().await.unwrap();
+    let by_key = |a: Uuid, key: String| (a.hyphenated().to_string(), key);
+    let mut keys: Vec<_> = snapshot
+        .deliveries
+        .iter()
+        .map(|d| by_key(d.account_id, d.delivery_id.to_string()))
+        .collect();
+    assert_eq!(keys.len(), 4);
+    let unsorted = keys.clone();
+    keys.sort();
+    assert_eq!(unsorted, keys);
+    assert!(snapshot.deliveries.contains(&claimed) && snapshot.deliveries.contains(&other_delivery));
+    assert_eq!(snapshot.segments.len(), 3);
+    assert!(snapshot.segments.contains(&other_segment));
+    assert_eq!(snapshot.bulks.len(), 2);
+    assert_eq!(snapshot.messages.len(), 3);
+    assert_eq!(snapshot.audience_jobs, [job.clone()]);
+    assert_eq!(snapshot.idempotency_records.len(), 2);
+    assert!(snapshot.idempotency_records.contains(&done));
+}

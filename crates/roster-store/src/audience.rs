@@ -12,6 +12,7 @@ pub mod translate;
 use async_trait::async_trait;
 use roster_model::filter::Filter;
 use roster_model::{Installation, Millis, Person};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -20,7 +21,8 @@ pub use translate::Scope;
 use crate::StoreResult;
 
 /// A saved filter (management-api.md §7.6).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Segment {
     pub account_id: Uuid,
     pub id: Uuid,
@@ -109,6 +111,13 @@ pub trait AudienceTx: Send {
     async fn update_segment(&mut self, segment: &Segment) -> StoreResult<()>;
     /// Deletes a segment; whether it existed.
     async fn delete_segment(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
+
+    /// How many segments the account has (export, `roster migrate-store`).
+    async fn count_segments(&mut self, account_id: Uuid) -> StoreResult<u64>;
+    /// A keyset page of the account's segments by id, after `after`, at most `limit` (capped at
+    /// [`MAX_PAGE`](crate::MAX_PAGE)), as [`Tx`](crate::Tx)'s `*_page` methods: export walks the
+    /// table with it, and [`AudienceTx::insert_segment`] stores each row as is.
+    async fn segments_page(&mut self, account_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Segment>>;
 }
 
 /// The name of the unique constraint on (account, segment name), as a `Constraint::Other`.

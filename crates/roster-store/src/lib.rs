@@ -183,6 +183,24 @@ pub struct Snapshot {
     pub installations: Vec<Installation>,
     pub attribute_definitions: Vec<AttributeDefinition>,
     pub merge_log: Vec<MergeLogEntry>,
+    /// Segments, by (account, id).
+    #[serde(default)]
+    pub segments: Vec<audience::Segment>,
+    /// Push bulks, by (account, bulkId).
+    #[serde(default)]
+    pub bulks: Vec<push::Bulk>,
+    /// Push messages, by (account, messageId).
+    #[serde(default)]
+    pub messages: Vec<push::Message>,
+    /// Audience-resolution jobs, by (account, messageId).
+    #[serde(default)]
+    pub audience_jobs: Vec<push::AudienceJob>,
+    /// Delivery records, by (account, deliveryId).
+    #[serde(default)]
+    pub deliveries: Vec<push::Delivery>,
+    /// Idempotency records (expired ones included), by (account, key).
+    #[serde(default)]
+    pub idempotency_records: Vec<push::IdempotencyRecord>,
 }
 
 /// The kinds of rows an account owns, in dependency order: a row refers only to rows of kinds

@@ -17,6 +17,7 @@
 
 use async_trait::async_trait;
 use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -75,7 +76,8 @@ pub mod constraints {
 }
 
 /// The status of a delivery record (management-api.md §6.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeliveryStatus {
     Queued,
     Accepted,
@@ -120,7 +122,8 @@ impl DeliveryStatus {
 }
 
 /// The submission status of a message (management-api.md §5.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SubmissionStatus {
     /// `PENDING_ACCEPTED`: deliveries queued, or audience resolution queued.
     PendingAccepted,
@@ -153,7 +156,8 @@ impl SubmissionStatus {
 }
 
 /// Whether a message's audience is still being resolved (management-api.md §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AudienceState {
     Resolving,
     Resolved,
@@ -179,7 +183,8 @@ impl AudienceState {
 }
 
 /// A bulk: the messages of one `POST /push/3/messages` (`bulkId` unique per account).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Bulk {
     pub account_id: Uuid,
     pub bulk_id: String,
@@ -187,7 +192,8 @@ pub struct Bulk {
 }
 
 /// A message: one destination of one sent message (management-api.md §5.4, §6.7).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Message {
     pub account_id: Uuid,
     pub message_id: String,
@@ -214,7 +220,8 @@ pub struct Message {
 }
 
 /// A delivery record: one (message, installation) pair (management-api.md §6.2).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub account_id: Uuid,
     /// Also the message id in the push payload, which the device reports back.
@@ -245,7 +252,8 @@ pub struct Delivery {
 }
 
 /// The audience-resolution job of a `MULTIPLE` message (management-api.md §6.1).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AudienceJob {
     pub account_id: Uuid,
     pub message_id: String,
@@ -303,7 +311,8 @@ impl DeliveryCounts {
 }
 
 /// Whether the request that holds an idempotency key is still running (management-api.md §3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum IdempotencyState {
     Running,
     Done,
@@ -330,7 +339,8 @@ impl IdempotencyState {
 
 /// An `Idempotency-Key` of an account: the request it was first used with, and its answer once
 /// there is one (management-api.md §3.3).
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct IdempotencyRecord {
     pub account_id: Uuid,
     pub key: String,
@@ -356,6 +366,28 @@ impl std::fmt::Debug for IdempotencyRecord {
             .field("response_status", &self.response_status)
             .finish_non_exhaustive()
     }
+}
+
+/// The push tables, for counting a whole store's rows (export, `roster migrate-store`), in
+/// dependency order: a row refers only to rows of tables before its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PushTable {
+    Bulk,
+    Message,
+    AudienceJob,
+    Delivery,
+    IdempotencyRecord,
+}
+
+impl PushTable {
+    /// Every table, in dependency order.
+    pub const ALL: [PushTable; 5] = [
+        PushTable::Bulk,
+        PushTable::Message,
+        PushTable::AudienceJob,
+        PushTable::Delivery,
+        PushTable::IdempotencyRecord,
+    ];
 }
 
 /// Push primitives inside one transaction (a supertrait of [`Tx`](crate::Tx)). Every method
@@ -502,4 +534,40 @@ pub trait PushTx: Send {
     async fn put_idempotency_record(&mut self, record: &IdempotencyRecord) -> StoreResult<()>;
     /// Deletes the record of a key if `owner` still holds it; whether it did.
     async fn delete_idempotency_record(&mut self, account_id: Uuid, key: &str, owner: Uuid) -> StoreResult<bool>;
+
+    // --- streaming every row (export, `roster migrate-store`) ---------------------------------
+    //
+    // Keyset pages as those of [`Tx`](crate::Tx): up to `limit` rows (at most
+    // [`MAX_PAGE`](crate::MAX_PAGE)) of one account whose primary key is greater than `after`,
+    // ordered by that key (text keys compared as the backend stores them), read without locks.
+    // The insert methods above store rows as given (ids, times, claims and all), so a page read
+    // from one store inserts as is into another.
+
+    /// How many rows of `table` an account owns (expired idempotency records included).
+    async fn count_push_rows(&mut self, account_id: Uuid, table: PushTable) -> StoreResult<u64>;
+    /// An account's bulks by `bulkId`.
+    async fn bulks_page(&mut self, account_id: Uuid, after: Option<&str>, limit: u32) -> StoreResult<Vec<Bulk>>;
+    /// An account's messages by `messageId`.
+    async fn messages_page(&mut self, account_id: Uuid, after: Option<&str>, limit: u32) -> StoreResult<Vec<Message>>;
+    /// An account's audience jobs by `messageId`.
+    async fn audience_jobs_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AudienceJob>>;
+    /// An account's delivery records by `deliveryId`.
+    async fn deliveries_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// An account's idempotency records by key (expired ones included).
+    async fn idempotency_records_page(
+        &mut self,
+        account_id: Uuid,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<IdempotencyRecord>>;
 }
