@@ -2,18 +2,25 @@
 //! backends (SQLite <-> PostgreSQL) with nothing lost, through one streaming core.
 //!
 //! The core reads a store kind by kind in dependency order (accounts, applications, JWT keys,
-//! API keys, attribute definitions, persons, installations, merge log), each kind account by
+//! API keys, attribute definitions, persons, installations, merge log, segments, push bulks,
+//! messages, audience jobs, delivery records, idempotency records), each kind account by
 //! account in keyset pages of [`PAGE`] rows ordered by primary key, all inside one read
 //! transaction (one consistent state, also while `roster serve` writes), and hands every row as a
 //! [`Record`] to a sink: a dump file (`export`) or the insert methods of another store (`import`
 //! reads the records back from a dump; `migrate-store` skips the file). Memory stays flat: one
 //! page at a time, whatever the size of the store.
 //!
-//! The dump is JSON lines. Line 1 is the [`Header`]: `{"format":"roster-dump","version":1,
+//! The audience index (the value tables a filter is evaluated on) is not dumped: it is derived
+//! from persons and installations, and the target store rebuilds it as they are inserted.
+//!
+//! The dump is JSON lines. Line 1 is the [`Header`]: `{"format":"roster-dump","version":2,
 //! "sourceBackend":…,"exportedAt":…,"counts":{…}}`. Every further line is one row,
 //! `{"kind":"person",…}`, with the domain object's fields (the store's own serde form, so ids,
 //! versions, timestamps, hashes and JSON values travel exactly). A dump holds secrets (JWT key
 //! secrets, provider credentials, API key hashes): the file is created readable by its owner only.
+//!
+//! Version 1 dumps (written before segments and push rows were carried) are still read: they
+//! simply hold no rows of those kinds.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
@@ -28,6 +35,8 @@ use roster_model::{
 };
 use roster_server::settings::redact_url;
 use roster_server::store::open_store;
+use roster_store::audience::Segment;
+use roster_store::push::{AudienceJob, Bulk, Delivery, IdempotencyRecord, Message, PushTable};
 use roster_store::{RowKind, Store, StoreResult, Tx};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -37,23 +46,36 @@ use crate::output;
 
 /// The `format` of a dump's header.
 pub const FORMAT: &str = "roster-dump";
-/// The dump version this build writes, and the only one it reads.
-pub const VERSION: u64 = 1;
+/// The dump version this build writes.
+pub const VERSION: u64 = 2;
+/// The oldest dump version this build reads (version 1 has no segment or push rows).
+pub const OLDEST_VERSION: u64 = 1;
 /// Rows per keyset page read from a store.
 pub const PAGE: u32 = 500;
 
 /// What a dump holds, in the order it holds it: accounts, then the kinds of rows an account owns
-/// ([`RowKind`], dependency order).
+/// ([`RowKind`], dependency order), then segments and the push tables ([`PushTable`], dependency
+/// order: a message refers to its bulk, a job and a delivery record to their message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Account,
     Row(RowKind),
+    Segment,
+    Push(PushTable),
 }
 
 impl Kind {
     /// Every kind, in dependency order.
     pub fn all() -> impl Iterator<Item = Kind> {
-        std::iter::once(Kind::Account).chain(RowKind::ALL.into_iter().map(Kind::Row))
+        std::iter::once(Kind::Account)
+            .chain(RowKind::ALL.into_iter().map(Kind::Row))
+            .chain(std::iter::once(Kind::Segment))
+            .chain(PushTable::ALL.into_iter().map(Kind::Push))
+    }
+
+    /// The kinds an account owns, in dependency order.
+    fn owned() -> impl Iterator<Item = Kind> {
+        Kind::all().filter(|k| *k != Kind::Account)
     }
 
     /// The plural for people ("API keys").
@@ -67,6 +89,12 @@ impl Kind {
             Kind::Row(RowKind::Person) => "persons",
             Kind::Row(RowKind::Installation) => "installations",
             Kind::Row(RowKind::MergeLogEntry) => "merge-log entries",
+            Kind::Segment => "segments",
+            Kind::Push(PushTable::Bulk) => "bulks",
+            Kind::Push(PushTable::Message) => "messages",
+            Kind::Push(PushTable::AudienceJob) => "audience jobs",
+            Kind::Push(PushTable::Delivery) => "delivery records",
+            Kind::Push(PushTable::IdempotencyRecord) => "idempotency records",
         }
     }
 
@@ -81,6 +109,12 @@ impl Kind {
             Kind::Row(RowKind::Person) => "person",
             Kind::Row(RowKind::Installation) => "installation",
             Kind::Row(RowKind::MergeLogEntry) => "merge-log entry",
+            Kind::Segment => "segment",
+            Kind::Push(PushTable::Bulk) => "bulk",
+            Kind::Push(PushTable::Message) => "message",
+            Kind::Push(PushTable::AudienceJob) => "audience job",
+            Kind::Push(PushTable::Delivery) => "delivery record",
+            Kind::Push(PushTable::IdempotencyRecord) => "idempotency record",
         }
     }
 }
@@ -98,6 +132,14 @@ pub enum Record {
     Installation(Installation),
     /// Boxed: an entry with its before-images is several times the size of any other row.
     MergeLogEntry(Box<MergeLogEntry>),
+    Segment(Segment),
+    Bulk(Bulk),
+    Message(Message),
+    AudienceJob(AudienceJob),
+    /// As stored, a claimed record with its claim and lease (see docs/decisions.md).
+    Delivery(Delivery),
+    /// Expired ones included: the answer of a replay must not depend on when the store moved.
+    IdempotencyRecord(IdempotencyRecord),
 }
 
 impl Record {
@@ -112,6 +154,12 @@ impl Record {
             Record::Person(_) => Kind::Row(RowKind::Person),
             Record::Installation(_) => Kind::Row(RowKind::Installation),
             Record::MergeLogEntry(_) => Kind::Row(RowKind::MergeLogEntry),
+            Record::Segment(_) => Kind::Segment,
+            Record::Bulk(_) => Kind::Push(PushTable::Bulk),
+            Record::Message(_) => Kind::Push(PushTable::Message),
+            Record::AudienceJob(_) => Kind::Push(PushTable::AudienceJob),
+            Record::Delivery(_) => Kind::Push(PushTable::Delivery),
+            Record::IdempotencyRecord(_) => Kind::Push(PushTable::IdempotencyRecord),
         }
     }
 
@@ -126,6 +174,12 @@ impl Record {
             Record::Person(p) => Cursor::Id(p.id),
             Record::Installation(i) => Cursor::PushRegId(i.push_reg_id.clone()),
             Record::MergeLogEntry(e) => Cursor::Id(e.id),
+            Record::Segment(s) => Cursor::Id(s.id),
+            Record::Bulk(b) => Cursor::Text(b.bulk_id.clone()),
+            Record::Message(m) => Cursor::Text(m.message_id.clone()),
+            Record::AudienceJob(j) => Cursor::Text(j.message_id.clone()),
+            Record::Delivery(d) => Cursor::Id(d.delivery_id),
+            Record::IdempotencyRecord(r) => Cursor::Text(r.key.clone()),
         }
     }
 
@@ -136,6 +190,7 @@ impl Record {
             Cursor::JwtKey(app, kid) => format!("{kid:?} of application {app}"),
             Cursor::Definition(scope, name) => format!("{name:?} ({})", scope.as_str()),
             Cursor::PushRegId(id) => id,
+            Cursor::Text(key) => format!("{key:?}"),
         };
         format!("{} {key}", self.kind().singular())
     }
@@ -152,6 +207,12 @@ impl Record {
             Record::Person(p) => tx.insert_person(p).await,
             Record::Installation(i) => tx.insert_installation(i).await,
             Record::MergeLogEntry(e) => tx.insert_merge_entry(e).await,
+            Record::Segment(s) => tx.insert_segment(s).await,
+            Record::Bulk(b) => tx.insert_bulk(b).await,
+            Record::Message(m) => tx.insert_message(m).await,
+            Record::AudienceJob(j) => tx.insert_audience_job(j).await,
+            Record::Delivery(d) => tx.insert_deliveries(std::slice::from_ref(d)).await,
+            Record::IdempotencyRecord(r) => tx.insert_idempotency_record(r).await,
         }
     }
 }
@@ -161,6 +222,7 @@ enum Batch {
     None,
     Persons(Vec<Person>),
     Installations(Vec<Installation>),
+    Deliveries(Vec<Delivery>),
 }
 
 impl Batch {
@@ -169,6 +231,7 @@ impl Batch {
             Batch::None => None,
             Batch::Persons(_) => Some(Kind::Row(RowKind::Person)),
             Batch::Installations(_) => Some(Kind::Row(RowKind::Installation)),
+            Batch::Deliveries(_) => Some(Kind::Push(PushTable::Delivery)),
         }
     }
 
@@ -177,6 +240,7 @@ impl Batch {
             Batch::None => 0,
             Batch::Persons(rows) => rows.len(),
             Batch::Installations(rows) => rows.len(),
+            Batch::Deliveries(rows) => rows.len(),
         }
     }
 }
@@ -188,9 +252,12 @@ enum Cursor {
     JwtKey(Uuid, String),
     Definition(AttributeScope, String),
     PushRegId(String),
+    /// A text key: bulk id, message id, idempotency key.
+    Text(String),
 }
 
 /// How many rows of each kind: a dump header's promise, or what was copied.
+/// The kinds that came with version 2 are absent from a version 1 header (0).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Counts {
@@ -202,6 +269,18 @@ pub struct Counts {
     pub person: u64,
     pub installation: u64,
     pub merge_log_entry: u64,
+    #[serde(default)]
+    pub segment: u64,
+    #[serde(default)]
+    pub bulk: u64,
+    #[serde(default)]
+    pub message: u64,
+    #[serde(default)]
+    pub audience_job: u64,
+    #[serde(default)]
+    pub delivery: u64,
+    #[serde(default)]
+    pub idempotency_record: u64,
 }
 
 impl Counts {
@@ -215,6 +294,12 @@ impl Counts {
             Kind::Row(RowKind::Person) => &mut self.person,
             Kind::Row(RowKind::Installation) => &mut self.installation,
             Kind::Row(RowKind::MergeLogEntry) => &mut self.merge_log_entry,
+            Kind::Segment => &mut self.segment,
+            Kind::Push(PushTable::Bulk) => &mut self.bulk,
+            Kind::Push(PushTable::Message) => &mut self.message,
+            Kind::Push(PushTable::AudienceJob) => &mut self.audience_job,
+            Kind::Push(PushTable::Delivery) => &mut self.delivery,
+            Kind::Push(PushTable::IdempotencyRecord) => &mut self.idempotency_record,
         }
     }
 
@@ -255,6 +340,10 @@ impl Counts {
             for kind in RowKind::ALL {
                 *counts.slot(Kind::Row(kind)) += tx.count_rows(account, kind).await?;
             }
+            counts.segment += tx.count_segments(account).await?;
+            for table in PushTable::ALL {
+                *counts.slot(Kind::Push(table)) += tx.count_push_rows(account, table).await?;
+            }
         }
         Ok(counts)
     }
@@ -266,7 +355,7 @@ impl Counts {
 pub struct Header {
     /// Always [`FORMAT`].
     pub format: String,
-    /// [`VERSION`] when written by this build.
+    /// [`VERSION`] when written by this build; [`OLDEST_VERSION`] up to [`VERSION`] are read.
     pub version: u64,
     /// `sqlite` or `postgres`.
     pub source_backend: String,
@@ -288,8 +377,10 @@ impl Header {
             );
         }
         match value.get("version").and_then(|v| v.as_u64()) {
-            Some(VERSION) => {}
-            Some(other) => bail!("line 1: dump version {other} is not supported: this roster reads version {VERSION}"),
+            Some(v) if (OLDEST_VERSION..=VERSION).contains(&v) => {}
+            Some(other) => bail!(
+                "line 1: dump version {other} is not supported: this roster reads versions {OLDEST_VERSION} to {VERSION}"
+            ),
             None => bail!("line 1: the header has no numeric \"version\""),
         }
         serde_json::from_value(value).map_err(|e| anyhow!("line 1: invalid {FORMAT} header: {e}"))
@@ -523,16 +614,48 @@ async fn account_ids(tx: &mut dyn Tx) -> StoreResult<Vec<Uuid>> {
 }
 
 /// The page of rows of `kind` of an account after `after`.
-async fn read_page(
-    tx: &mut dyn Tx,
-    account: Uuid,
-    kind: RowKind,
-    after: Option<&Cursor>,
-) -> anyhow::Result<Vec<Record>> {
+async fn read_page(tx: &mut dyn Tx, account: Uuid, kind: Kind, after: Option<&Cursor>) -> anyhow::Result<Vec<Record>> {
     let id = || match after {
         None => Ok(None),
         Some(Cursor::Id(id)) => Ok(Some(*id)),
         Some(other) => Err(anyhow!("a {other:?} cursor for {kind:?} rows")),
+    };
+    let text = || match after {
+        None => Ok(None),
+        Some(Cursor::Text(key)) => Ok(Some(key.as_str())),
+        Some(other) => Err(anyhow!("a {other:?} cursor for {kind:?} rows")),
+    };
+    let kind = match kind {
+        Kind::Account => bail!("accounts are not rows of an account"),
+        Kind::Row(kind) => kind,
+        Kind::Segment => {
+            let rows = tx.segments_page(account, id()?, PAGE).await?;
+            return Ok(rows.into_iter().map(Record::Segment).collect());
+        }
+        Kind::Push(table) => {
+            return Ok(match table {
+                PushTable::Bulk => {
+                    let rows = tx.bulks_page(account, text()?, PAGE).await?;
+                    rows.into_iter().map(Record::Bulk).collect()
+                }
+                PushTable::Message => {
+                    let rows = tx.messages_page(account, text()?, PAGE).await?;
+                    rows.into_iter().map(Record::Message).collect()
+                }
+                PushTable::AudienceJob => {
+                    let rows = tx.audience_jobs_page(account, text()?, PAGE).await?;
+                    rows.into_iter().map(Record::AudienceJob).collect()
+                }
+                PushTable::Delivery => {
+                    let rows = tx.deliveries_page(account, id()?, PAGE).await?;
+                    rows.into_iter().map(Record::Delivery).collect()
+                }
+                PushTable::IdempotencyRecord => {
+                    let rows = tx.idempotency_records_page(account, text()?, PAGE).await?;
+                    rows.into_iter().map(Record::IdempotencyRecord).collect()
+                }
+            });
+        }
     };
     Ok(match kind {
         RowKind::Application => {
@@ -606,8 +729,8 @@ async fn copy_rows(
         }
     }
     bar.finish();
-    for kind in RowKind::ALL {
-        let bar = progress.bar(Kind::Row(kind), expected.get(Kind::Row(kind)));
+    for kind in Kind::owned() {
+        let bar = progress.bar(kind, expected.get(kind));
         for &account in &accounts {
             let mut after: Option<Cursor> = None;
             loop {
@@ -616,7 +739,7 @@ async fn copy_rows(
                 after = Some(last.cursor());
                 for record in page {
                     sink.put(record).await?;
-                    *copied.slot(Kind::Row(kind)) += 1;
+                    *copied.slot(kind) += 1;
                     bar.inc(1);
                 }
             }
@@ -707,7 +830,8 @@ impl<'p> Importer<'p> {
         {
             bail!(
                 "{at}{} after {}: records must come in dependency order (accounts, applications, JWT \
-                 keys, API keys, attribute definitions, persons, installations, merge-log entries)",
+                 keys, API keys, attribute definitions, persons, installations, merge-log entries, segments, \
+                 bulks, messages, audience jobs, delivery records, idempotency records)",
                 record.describe(),
                 last.plural()
             );
@@ -729,6 +853,8 @@ impl<'p> Importer<'p> {
             (Batch::None, Record::Installation(i)) => self.batch = Batch::Installations(vec![i]),
             (Batch::Persons(batch), Record::Person(p)) => batch.push(p),
             (Batch::Installations(batch), Record::Installation(i)) => batch.push(i),
+            (Batch::None, Record::Delivery(d)) => self.batch = Batch::Deliveries(vec![d]),
+            (Batch::Deliveries(batch), Record::Delivery(d)) => batch.push(d),
             (_, record) => {
                 // Every other kind is few rows: one insert each, reported with its own line.
                 self.batch_lines = None;
@@ -758,6 +884,7 @@ impl<'p> Importer<'p> {
         let inserted = match &batch {
             Batch::Persons(persons) => tx.insert_persons(persons).await,
             Batch::Installations(insts) => tx.insert_installations(insts).await,
+            Batch::Deliveries(records) => tx.insert_deliveries(records).await,
             Batch::None => Ok(()),
         };
         inserted.with_context(|| {
@@ -957,7 +1084,7 @@ mod tests {
         let mut sorted = kinds.clone();
         sorted.sort();
         assert_eq!(kinds, sorted);
-        assert_eq!(kinds.len(), 8);
+        assert_eq!(kinds.len(), 14);
     }
 
     #[test]
@@ -981,12 +1108,23 @@ mod tests {
         let good = r#"{"format":"roster-dump","version":1,"sourceBackend":"sqlite","exportedAt":"2025-01-01T00:00:00Z","counts":{"account":1,"application":0,"jwtKey":0,"apiKey":0,"attributeDefinition":0,"person":2,"installation":0,"mergeLogEntry":0}}"#;
         let header = Header::parse(good).unwrap();
         assert_eq!((header.counts.account, header.counts.person), (1, 2));
-        let newer = good.replace("\"version\":1", "\"version\":2");
+        // Version 1 headers have no counts of the kinds version 2 added: 0.
+        assert_eq!(
+            (header.version, header.counts.delivery, header.counts.segment),
+            (1, 0, 0)
+        );
+        let current = good.replace("\"version\":1", "\"version\":2").replace(
+            "\"mergeLogEntry\":0",
+            "\"mergeLogEntry\":0,\"segment\":3,\"delivery\":4",
+        );
+        let header = Header::parse(&current).unwrap();
+        assert_eq!((header.counts.segment, header.counts.delivery), (3, 4));
+        let newer = good.replace("\"version\":1", "\"version\":3");
         assert!(
             Header::parse(&newer)
                 .unwrap_err()
                 .to_string()
-                .contains("version 2 is not supported")
+                .contains("version 3 is not supported")
         );
         let other = r#"{"kind":"account"}"#;
         assert!(
