@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::push::PushCommand,
     },
+    /// Saved segments and audience previews through a running server's management API.
+    Segment {
+        #[command(subcommand)]
+        command: crate::segment::SegmentCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -290,7 +295,11 @@ impl Command {
             // Both stores are named by flags; the defaults (config file, environment) still set
             // up logging.
             Command::MigrateStore(_) => Some(&NO_STORE_FLAGS),
-            Command::Config { .. } | Command::Device(_) | Command::People { .. } | Command::Push { .. } => None,
+            Command::Config { .. }
+            | Command::Device(_)
+            | Command::People { .. }
+            | Command::Push { .. }
+            | Command::Segment { .. } => None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! takes the same store flags (`--config`, `--data-dir`, `--database-url`) and works directly on
 //! the store, also while `roster serve` runs on it.
 
+pub mod api;
 pub mod apikey;
 pub mod app;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod output;
 pub mod people;
 pub mod push;
 pub mod resource;
+pub mod segment;
 pub mod serve;
 pub mod transfer;
 
@@ -52,6 +54,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return runtime.block_on(push::run(command));
     }
+    if let Command::Segment { command } = command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(segment::run(command));
+    }
     let Some(store) = command.store_args() else {
         return config_example();
     };
@@ -66,9 +72,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Export(args) => transfer::export(args, &settings.store_url()).await,
             Command::Import(args) => transfer::import(args, &settings.store_url()).await,
             Command::MigrateStore(args) => transfer::migrate_store(args).await,
-            Command::Config { .. } | Command::Device(_) | Command::People { .. } | Command::Push { .. } => {
-                config_example()
-            }
+            Command::Config { .. }
+            | Command::Device(_)
+            | Command::People { .. }
+            | Command::Push { .. }
+            | Command::Segment { .. } => config_example(),
         }
     })
 }

@@ -4,25 +4,16 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{ArgGroup, Args, Subcommand};
+use clap::{ArgGroup, Subcommand};
 use roster_model::resources::{EraseReport, InstallationResource, PersonResource};
 use serde_json::Value;
 
-use crate::output;
-
-/// The server a command talks to and the API key it uses.
-#[derive(Debug, Clone, Args)]
-pub struct ServerArgs {
-    /// Base URL of the running server, e.g. http://127.0.0.1:8080.
-    #[arg(long, env = "ROSTER_SERVER", value_name = "URL")]
-    pub server: String,
-    /// A management API key (people:read; people:write for erase).
-    #[arg(long, env = "ROSTER_API_KEY", value_name = "KEY", hide_env_values = true)]
-    pub api_key: String,
-}
+use crate::{
+    api::{Api, ServerArgs},
+    output,
+};
 
 /// `roster people ...`.
 #[derive(Debug, Subcommand)]
@@ -117,7 +108,7 @@ pub async fn run(command: PeopleCommand) -> anyhow::Result<()> {
         PeopleCommand::Export { id, out, server } => {
             let api = Api::new(&server)?;
             let bytes = api
-                .get_bytes(&format!("/api/v1/people/{}/export", person_id(&id)?))
+                .call("GET", &format!("/api/v1/people/{}/export", person_id(&id)?), None)
                 .await?;
             match out {
                 None => {
@@ -150,7 +141,7 @@ pub async fn run(command: PeopleCommand) -> anyhow::Result<()> {
                 let person: PersonResource = serde_json::from_value(api.get(&path).await?)?;
                 confirm_erase(&person)?;
             }
-            let report: EraseReport = serde_json::from_value(api.send("DELETE", &path).await?)?;
+            let report: EraseReport = serde_json::from_value(api.json("DELETE", &path, None).await?)?;
             if json {
                 return output::json(&report);
             }
@@ -212,101 +203,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// A person id as typed: it must be a UUID (so that nothing typed can change the request path).
 fn person_id(id: &str) -> anyhow::Result<uuid::Uuid> {
     uuid::Uuid::parse_str(id.trim()).with_context(|| format!("{id:?} is not a person id (a UUID)"))
-}
-
-/// A query value, percent-encoded outside RFC 3986 unreserved characters.
-fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The management API of one server, with one key.
-struct Api {
-    base: String,
-    auth: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(server: &ServerArgs) -> anyhow::Result<Api> {
-        let base = server.server.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("--server must be an http:// or https:// URL, got {:?}", server.server);
-        }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .context("cannot set up the HTTP client")?;
-        Ok(Api {
-            base,
-            auth: format!("Bearer {}", server.api_key.trim()),
-            http,
-        })
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send("GET", path).await
-    }
-
-    async fn get_query(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
-        let query: String = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", query_value(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        self.get(&format!("{path}?{query}")).await
-    }
-
-    async fn send(&self, method: &str, path: &str) -> anyhow::Result<Value> {
-        let bytes = self.call(method, path).await?;
-        serde_json::from_slice(&bytes).context("the server's answer is not JSON")
-    }
-
-    async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        self.call("GET", path).await
-    }
-
-    /// One request; a refusal becomes an error with the server's text and code.
-    async fn call(&self, method: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-        let url = format!("{}{path}", self.base);
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let response = self
-            .http
-            .request(method, &url)
-            .header(reqwest::header::AUTHORIZATION, &self.auth)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the server at {}", self.base))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("the server at {} did not answer completely", self.base))?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        let envelope: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let exception = envelope
-            .as_ref()
-            .map(|e| &e["requestError"]["serviceException"])
-            .filter(|e| e.is_object());
-        match exception {
-            Some(e) => {
-                let text = e["text"].as_str().unwrap_or("refused");
-                let code = e["messageId"].as_str().unwrap_or("?");
-                bail!("{text} ({code}, HTTP {})", status.as_u16())
-            }
-            None => bail!("the server answered HTTP {}", status.as_u16()),
-        }
-    }
 }
 
 /// Prints a person resource (the server's JSON) as JSON or readable text.
@@ -397,6 +293,7 @@ mod tests {
 
     #[test]
     fn query_values_are_encoded_and_ids_are_uuids() {
+        use crate::api::query_value;
         assert_eq!(query_value("a.b-c_d~e"), "a.b-c_d~e");
         assert_eq!(query_value("x&y=1#"), "x%26y%3D1%23");
         assert_eq!(query_value("+385 91"), "%2B385%2091");

@@ -10,7 +10,10 @@ use clap::{ArgGroup, Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::output;
+use crate::{
+    api::{Api, ServerArgs},
+    output,
+};
 
 /// The delivery statuses in the order of management-api.md §6.2.
 const STATUSES: [&str; 6] = ["QUEUED", "ACCEPTED", "REJECTED", "UNREGISTERED", "EXPIRED", "FAILED"];
@@ -26,12 +29,9 @@ pub enum PushCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("destination").required(true).multiple(false)))]
 pub struct SendArgs {
-    /// Base URL of the running server, e.g. http://127.0.0.1:8080.
-    #[arg(long, env = "ROSTER_SERVER", value_name = "URL")]
-    pub server: String,
-    /// A management API key with the scope push:send.
-    #[arg(long, env = "ROSTER_API_KEY", value_name = "KEY", hide_env_values = true)]
-    pub api_key: String,
+    /// The server and a management API key with the scope push:send.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// The sending application (id or application code) [default: the account's only
     /// application, found with an admin key].
     #[arg(long, value_name = "APP")]
@@ -82,73 +82,6 @@ pub async fn run(command: PushCommand) -> anyhow::Result<()> {
     }
 }
 
-/// A management API client for one server and key.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    auth: String,
-}
-
-impl Api {
-    fn new(server: &str, key: &str) -> anyhow::Result<Api> {
-        Ok(Api {
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
-            base: server.trim_end_matches('/').to_owned(),
-            auth: format!("App {key}"),
-        })
-    }
-
-    /// Sends a request; a refusal becomes an error with the envelope's text, code and the
-    /// invalid fields.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(reqwest::header::AUTHORIZATION, &self.auth);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the server at {}", self.base))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("the server at {} did not answer completely", self.base))?;
-        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if status.is_success() {
-            return value.with_context(|| format!("the server answered {path} with something that is not JSON"));
-        }
-        let exception = value
-            .as_ref()
-            .map(|e| &e["requestError"]["serviceException"])
-            .filter(|e| e.is_object());
-        match exception {
-            Some(e) => {
-                let mut message = format!(
-                    "{} ({}, HTTP {})",
-                    e["text"].as_str().unwrap_or("refused"),
-                    e["messageId"].as_str().unwrap_or("?"),
-                    status.as_u16()
-                );
-                if let Some(fields) = e["validationErrors"].as_object() {
-                    for (path, problems) in fields {
-                        let problems: Vec<&str> = problems
-                            .as_array()
-                            .map(|a| a.iter().filter_map(Value::as_str).collect())
-                            .unwrap_or_default();
-                        message.push_str(&format!("\n  {path}: {}", problems.join("; ")));
-                    }
-                }
-                bail!(message)
-            }
-            None => bail!("the server answered HTTP {}", status.as_u16()),
-        }
-    }
-}
-
 /// The destination of §5.2 the flags name.
 fn destination(args: &SendArgs) -> anyhow::Result<Value> {
     let mut d = if let Some(x) = &args.external_user_id {
@@ -182,7 +115,7 @@ async fn sender(api: &Api, app: Option<&str>) -> anyhow::Result<String> {
         return Ok(app.to_owned());
     }
     let apps = api
-        .call(reqwest::Method::GET, "/api/v1/applications?limit=2", None)
+        .get("/api/v1/applications?limit=2")
         .await
         .context("name the sending application with --app (finding it needs an admin key)")?;
     match apps["items"].as_array().map(Vec::as_slice) {
@@ -196,7 +129,7 @@ async fn sender(api: &Api, app: Option<&str>) -> anyhow::Result<String> {
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.server, &args.api_key)?;
+    let api = Api::new(&args.server)?;
     let destination = destination(&args)?;
     let mut content = json!({"type": "TEXT", "text": args.text});
     if let Some(title) = &args.title {
@@ -215,11 +148,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         message["options"] = json!({"customPayload": payload});
     }
     let answer = api
-        .call(
-            reqwest::Method::POST,
-            "/push/3/messages",
-            Some(&json!({"messages": [message]})),
-        )
+        .json("POST", "/push/3/messages", Some(&json!({"messages": [message]})))
         .await?;
     let element = &answer["messages"][0];
     let message_id = element["messageId"]
@@ -242,7 +171,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let last = loop {
-        let m = api.call(reqwest::Method::GET, &path, None).await?;
+        let m = api.get(&path).await?;
         let total = m["audience"]["installations"].as_u64().unwrap_or(0);
         let queued = m["deliveries"]["QUEUED"].as_u64().unwrap_or(0);
         bar.set_length(total);
