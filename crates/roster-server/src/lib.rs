@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod mobile;
 pub mod ratelimit;
 pub mod response;
+pub mod retention;
 pub mod settings;
 pub mod store;
 
@@ -220,6 +221,8 @@ pub struct RunningServer {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The push delivery workers (`delivery.enabled`).
     workers: Option<delivery::DeliveryWorkers>,
+    /// The retention sweeper (`retention.sweep_interval_seconds` > 0).
+    sweeper: Option<retention::Sweeper>,
 }
 
 impl RunningServer {
@@ -246,6 +249,7 @@ impl RunningServer {
         } else {
             None
         };
+        let sweeper = retention::Sweeper::start(state.core.store().clone(), &settings.retention, &settings.merge_log);
         let base_path: Arc<str> = state.base_path.clone().into();
         let router = router(state.clone());
         let metrics = state.metrics.clone();
@@ -270,6 +274,7 @@ impl RunningServer {
             handle,
             shutdown: tx,
             workers,
+            sweeper,
         })
     }
 
@@ -279,6 +284,9 @@ impl RunningServer {
         let served = self.handle.await;
         if let Some(workers) = self.workers {
             workers.stop().await;
+        }
+        if let Some(sweeper) = self.sweeper {
+            sweeper.stop().await;
         }
         served??;
         Ok(())

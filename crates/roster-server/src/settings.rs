@@ -25,6 +25,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub management: ManagementSettings,
     pub delivery: DeliverySettings,
+    pub retention: RetentionSettings,
+    pub merge_log: MergeLogSettings,
 }
 
 /// `[http]`.
@@ -102,6 +104,31 @@ pub struct DeliverySettings {
     pub lease_seconds: u64,
 }
 
+/// `[retention]`: how long push records are kept (management-api.md §6.7) and how often this
+/// process sweeps. 0 days keeps those rows forever; 0 seconds runs no sweeper in this process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Delivery records are purged this many days after their last change (never while `QUEUED`).
+    pub deliveries_days: u64,
+    /// Messages are purged this many days after they were sent, once none of their delivery
+    /// records remain.
+    pub messages_days: u64,
+    /// Seconds between two sweeps of this process (the first one shortly after start).
+    pub sweep_interval_seconds: u64,
+}
+
+/// `[merge_log]` (people.md §9.2). 0 days keeps them forever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MergeLogSettings {
+    /// The snapshots of a merge are purged this many days after it (the merge can no longer be
+    /// reversed; the entry stays).
+    pub image_retention_days: u64,
+    /// Entries are deleted this many days after the merge.
+    pub entry_retention_days: u64,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,6 +150,8 @@ impl Default for Settings {
             log: LogSettings::default(),
             management: ManagementSettings::default(),
             delivery: DeliverySettings::default(),
+            retention: RetentionSettings::default(),
+            merge_log: MergeLogSettings::default(),
         }
     }
 }
@@ -203,6 +232,25 @@ impl Default for DeliverySettings {
     }
 }
 
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            deliveries_days: 30,
+            messages_days: 90,
+            sweep_interval_seconds: 3600,
+        }
+    }
+}
+
+impl Default for MergeLogSettings {
+    fn default() -> Self {
+        MergeLogSettings {
+            image_retention_days: 90,
+            entry_retention_days: 365,
+        }
+    }
+}
+
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
@@ -224,6 +272,8 @@ impl std::fmt::Debug for Settings {
             .field("log", &self.log)
             .field("management", &self.management)
             .field("delivery", &self.delivery)
+            .field("retention", &self.retention)
+            .field("merge_log", &self.merge_log)
             .finish()
     }
 }
@@ -358,6 +408,22 @@ poll_interval_ms = 1000
 chunk_size = 1000
 # Seconds a claimed delivery stays with its worker; a worker that died is replaced after this.
 lease_seconds = 120
+
+[retention]
+# Delivery records are purged this many days after their last change (never while QUEUED), and
+# messages this many days after they were sent once none of their records remain; 0 keeps them.
+# Expired Idempotency-Key records are purged by the same sweep.
+deliveries_days = 30
+messages_days = 90
+# Seconds between two sweeps of this process; 0 runs no sweeper here. Several processes may
+# sweep the same store at once.
+sweep_interval_seconds = 3600
+
+[merge_log]
+# Days after a merge when its snapshots are purged (it can then no longer be reversed; the
+# entry stays), and when the entry itself is deleted; 0 keeps them.
+image_retention_days = 90
+entry_retention_days = 365
 
 [log]
 # "text" or "json".
