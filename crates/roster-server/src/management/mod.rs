@@ -15,6 +15,7 @@ mod installations;
 mod keys;
 mod merges;
 mod messages;
+mod openapi;
 mod people;
 mod providers;
 mod search;
@@ -50,6 +51,7 @@ pub fn router() -> Router<AppState> {
         .merge(installations::routes())
         .merge(merges::routes())
         .merge(messages::routes())
+        .merge(openapi::routes())
         .fallback(no_route)
         .layer(axum::middleware::map_response(envelope_for_405))
 }
