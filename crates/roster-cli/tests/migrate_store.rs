@@ -2,7 +2,11 @@
 //! through the real server's mobile API on SQLite is moved to PostgreSQL (a fresh database) and
 //! from there, through a dump file, to a second SQLite file; the three snapshots must be equal and
 //! satisfy the invariants, and a server started on the moved store must serve what was
-//! registered before the move. Refusals (a non-empty target, a damaged dump) must change nothing.
+//! registered before the move. The store also holds a segment, a sent message with its delivery
+//! records (delivered through the FCM stand-in) and idempotency records; a segment preview answers
+//! the same after the move (the audience index is rebuilt, not copied). A version 1 dump (no
+//! segment or push rows) still imports. Refusals (a non-empty target, a damaged dump) must change
+//! nothing.
 //!
 //! Without `ROSTER_TEST_POSTGRES_URL` the PostgreSQL legs are skipped (with a line saying so) and
 //! the same moves run SQLite -> SQLite.
@@ -16,8 +20,10 @@ use std::{
 };
 
 use roster_model::{AttributeDefinition, AttributeScope, AttributeType, DefinitionOrigin, SchemaField};
+use roster_push_standins::{FcmStandIn, FcmStandInConfig};
 use roster_server::store::open_store;
 use roster_store::Snapshot;
+use roster_store::push::DeliveryStatus;
 use roster_store_postgres::testing::{TestDbGuard, fresh_test_database, test_base_url};
 use serde_json::{Value, json};
 
@@ -205,12 +211,58 @@ fn counts_of(s: &Snapshot) -> Value {
         "person": s.persons.len(),
         "installation": s.installations.len(),
         "mergeLogEntry": s.merge_log.len(),
+        "segment": s.segments.len(),
+        "bulk": s.bulks.len(),
+        "message": s.messages.len(),
+        "audienceJob": s.audience_jobs.len(),
+        "delivery": s.deliveries.len(),
+        "idempotencyRecord": s.idempotency_records.len(),
     })
+}
+
+/// A management API request with an API key (and an `Idempotency-Key` if given); the status and
+/// the JSON body.
+async fn manage(
+    serve: &Serve,
+    key: &str,
+    method: &str,
+    path: &str,
+    idem: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", serve.base),
+        )
+        .header("authorization", format!("App {key}"));
+    if let Some(k) = idem {
+        rb = rb.header("idempotency-key", k);
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The preview of a segment (management-api.md §7.6) with a sample of every owner.
+async fn preview(serve: &Serve, key: &str, segment_id: &str) -> Value {
+    let body = json!({"segmentId": segment_id, "sampleSize": 10});
+    let (status, answer) = manage(serve, key, "POST", "/api/v1/segments/preview", None, Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
 }
 
 /// What the source store holds besides its snapshot: the installations to read back after a move.
 struct Built {
     code: String,
+    /// An admin API key (moved with the store).
+    admin_key: String,
+    /// The segment, and its preview before the move.
+    segment_id: String,
+    preview: Value,
     /// (pushRegId, its GET answer before the move).
     served: Vec<(String, Value)>,
 }
@@ -218,7 +270,9 @@ struct Built {
 /// Builds a non-trivial store at `url` through the CLI and the mobile API: three applications
 /// (one requiring JWTs), JWT keys, API keys, a LIST_OF_OBJECTS definition, people with every
 /// standard field, tags and typed attributes, installations with primaries, a merge done by
-/// personalize, and a depersonalized installation.
+/// personalize, a depersonalized installation, a segment and a push message sent to the
+/// customer and to the segment (delivered through the FCM stand-in, APNs not configured), both
+/// with an `Idempotency-Key`.
 async fn build_store(dir: &Path, url: &str) -> Built {
     let shop = json_of(
         dir,
@@ -263,7 +317,7 @@ async fn build_store(dir: &Path, url: &str) -> Built {
             ],
         );
     }
-    json_of(
+    let admin = json_of(
         dir,
         &[
             "apikey",
@@ -277,6 +331,7 @@ async fn build_store(dir: &Path, url: &str) -> Built {
             "--json",
         ],
     );
+    let admin_key = admin["key"].as_str().unwrap().to_string();
     json_of(
         dir,
         &[
@@ -422,8 +477,67 @@ async fn build_store(dir: &Path, url: &str) -> Built {
             .await;
         served.push((id.clone(), inst));
     }
+
+    // Push: FCM through the stand-in (the iPhone's APNs is not configured: its records fail).
+    let fcm = FcmStandIn::start(FcmStandInConfig::test()).await.unwrap();
+    let shop_id = shop["id"].as_str().unwrap();
+    let providers = json!({"providers": {"fcm": fcm.application_settings()}});
+    let path = format!("/api/v1/applications/{shop_id}");
+    let (status, answer) = manage(&serve, &admin_key, "PATCH", &path, None, Some(providers)).await;
+    assert_eq!(status, 200, "{answer}");
+    let segment = json!({"name": "VIP", "description": "tagged vip", "filter": {"tags": "vip"}});
+    let (status, segment) = manage(
+        &serve,
+        &admin_key,
+        "POST",
+        "/api/v1/segments",
+        Some("seg-1"),
+        Some(segment),
+    )
+    .await;
+    assert_eq!(status, 201, "{segment}");
+    let segment_id = segment["id"].as_str().unwrap().to_string();
+    let send = json!({"messages": [{
+        "sender": code,
+        "destinations": [
+            {"type": "EXTERNAL_USER_ID", "externalUserId": "cust-1001"},
+            {"type": "MULTIPLE", "segmentId": segment_id}
+        ],
+        "content": {"title": "Sale", "text": "20% off today"},
+        "options": {"customPayload": {"deeplink": "acme://sale"}}
+    }]});
+    let (status, sent) = manage(
+        &serve,
+        &admin_key,
+        "POST",
+        "/push/3/messages",
+        Some("send-1"),
+        Some(send),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    for m in sent["messages"].as_array().unwrap() {
+        let id = m["messageId"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, m) = manage(&serve, &admin_key, "GET", &format!("/api/v1/messages/{id}"), None, None).await;
+            assert_eq!(status, 200, "{m}");
+            if m["done"] == true {
+                break;
+            }
+            assert!(Instant::now() < deadline, "message never done: {m}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let preview = preview(&serve, &admin_key, &segment_id).await;
     drop(serve);
-    Built { code, served }
+    Built {
+        code,
+        served,
+        admin_key,
+        segment_id,
+        preview,
+    }
 }
 
 /// Checks that a store built by [`build_store`] holds what the move must carry.
@@ -460,6 +574,21 @@ fn assert_non_trivial(s: &Snapshot) {
             .any(|p| p.external_user_id.as_deref() == Some("cust-2002"))
     );
     assert!(s.persons.iter().any(|p| p.is_anonymous()));
+    // Segment, message and delivery history, idempotency records.
+    assert_eq!(s.segments.len(), 1);
+    assert_eq!(s.bulks.len(), 1);
+    assert_eq!(s.messages.len(), 2);
+    assert!(s.audience_jobs.is_empty(), "both audiences are resolved");
+    assert_eq!(s.deliveries.len(), 4, "the customer's two installations, twice");
+    let statuses: std::collections::BTreeSet<_> = s.deliveries.iter().map(|d| d.status).collect();
+    assert_eq!(
+        statuses,
+        [DeliveryStatus::Accepted, DeliveryStatus::Failed].into_iter().collect(),
+        "{:?}",
+        s.deliveries
+    );
+    assert_eq!(s.idempotency_records.len(), 2);
+    assert!(s.idempotency_records.iter().all(|r| r.response_body.is_some()));
 }
 
 // --- the tests ------------------------------------------------------------------------------------
@@ -507,7 +636,7 @@ async fn a_store_moves_between_backends_with_nothing_lost() {
     let header: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert_eq!(
         (header["format"].as_str(), header["version"].as_u64()),
-        (Some("roster-dump"), Some(1))
+        (Some("roster-dump"), Some(2))
     );
     #[cfg(unix)]
     {
@@ -520,6 +649,65 @@ async fn a_store_moves_between_backends_with_nothing_lost() {
     let summary = json_of(d, &["import", dump_arg, "--database-url", &last, "--json"]);
     assert_eq!(summary["counts"], counts_of(&original), "{summary}");
     assert_eq!(checked_snapshot(&last).await, original);
+
+    // A version 1 dump (as written before segments and push rows were carried: those lines and
+    // counts absent) still imports, with none of them.
+    let v1: String = lines
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let mut value: Value = serde_json::from_str(line).unwrap();
+            if i == 0 {
+                value["version"] = json!(1);
+                let counts = value["counts"].as_object_mut().unwrap();
+                for kind in [
+                    "segment",
+                    "bulk",
+                    "message",
+                    "audienceJob",
+                    "delivery",
+                    "idempotencyRecord",
+                ] {
+                    counts.remove(kind).unwrap();
+                }
+            } else if [
+                "segment",
+                "bulk",
+                "message",
+                "audienceJob",
+                "delivery",
+                "idempotencyRecord",
+            ]
+            .contains(&value["kind"].as_str().unwrap())
+            {
+                return None;
+            }
+            Some(format!("{value}\n"))
+        })
+        .collect();
+    let v1_path = d.join("v1.jsonl");
+    std::fs::write(&v1_path, v1).unwrap();
+    let v1_store = sqlite_url(&d.join("v1.db"));
+    ok(
+        d,
+        &[
+            "import",
+            v1_path.to_str().unwrap(),
+            "--database-url",
+            &v1_store,
+            "--quiet",
+        ],
+    );
+    let expected = Snapshot {
+        segments: vec![],
+        bulks: vec![],
+        messages: vec![],
+        audience_jobs: vec![],
+        deliveries: vec![],
+        idempotency_records: vec![],
+        ..original.clone()
+    };
+    assert_eq!(checked_snapshot(&v1_store).await, expected);
 
     // The moved store serves what was registered before the move (PostgreSQL when available).
     let serve = Serve::start(d, &middle);
@@ -534,6 +722,21 @@ async fn a_store_moves_between_backends_with_nothing_lost() {
             .await;
         assert_eq!(&after, before);
     }
+    // The audience index was rebuilt by the inserts: the segment previews as before the move.
+    assert_eq!(
+        preview(&serve, &built.admin_key, &built.segment_id).await,
+        built.preview
+    );
+    let (status, m) = manage(
+        &serve,
+        &built.admin_key,
+        "GET",
+        &format!("/api/v1/messages?bulkId={}", original.bulks[0].bulk_id),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, m["items"].as_array().map(Vec::len)), (200, Some(2)), "{m}");
     drop(serve);
     if let Some((_, guard)) = pg {
         guard.cleanup().await.unwrap();
@@ -709,7 +912,7 @@ async fn a_damaged_dump_is_refused_with_its_line_and_leaves_the_target_empty() {
         ),
         (
             "another version",
-            joined(&[&lines[0].replace("\"version\":1", "\"version\":99"), lines[1]]),
+            joined(&[&lines[0].replace("\"version\":2", "\"version\":99"), lines[1]]),
             "dump version 99 is not supported",
         ),
         (
