@@ -27,6 +27,7 @@ macro_rules! retention_store_suite {
             deliveries_messages_and_bulks_purge_by_age,
             idempotency_records_purge_after_they_expire,
             merge_snapshots_then_entries_purge_by_age,
+            concurrent_sweeps_purge_each_row_once,
         }
     };
     (@expand (tests $backend:literal, $fresh:expr); $($name:ident,)*) => {
@@ -342,4 +343,54 @@ pub async fn merge_snapshots_then_entries_purge_by_age(store: Arc<dyn Store>) {
     assert!(tx.merge_entry(acc.id, older.id).await.unwrap().is_some());
     assert!(tx.merge_entry(acc.id, young.id).await.unwrap().is_some());
     tx.commit().await.unwrap();
+}
+
+/// Sweeps running at once (several server processes) share the work: every aged record is
+/// purged exactly once, none fails, and the young ones stay.
+pub async fn concurrent_sweeps_purge_each_row_once(store: Arc<dyn Store>) {
+    const AGED: u64 = 600;
+    let (_, app) = seeded(&*store).await;
+    let m = message_at(&app, "b", "m", 1_000);
+    let records: Vec<Delivery> = (0..AGED + 20)
+        .map(|i| {
+            let at = if i < AGED { 2_000 + i as i64 } else { 50_000 };
+            record(&m, &format!("inst-{i:04}"), DeliveryStatus::Accepted, at)
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_bulk(&bulk(&app, "b", 1_000)).await.unwrap();
+    tx.insert_message(&m).await.unwrap();
+    tx.insert_deliveries(&records).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let sweeps: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut purged = 0;
+                loop {
+                    let mut tx = store.begin().await.unwrap();
+                    let n = tx.purge_deliveries(10_000, 50).await.unwrap();
+                    tx.commit().await.unwrap();
+                    purged += n;
+                    if n == 0 {
+                        return purged;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for sweep in sweeps {
+        total += sweep.await.unwrap();
+    }
+    assert_eq!(total, AGED);
+    let mut tx = store.begin_read().await.unwrap();
+    let left = tx
+        .deliveries_of_message(app.account_id, "m", None, None, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 20);
+    assert!(left.iter().all(|d| d.updated_at == 50_000));
 }
