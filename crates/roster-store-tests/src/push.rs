@@ -788,7 +788,7 @@ pub async fn push_and_segment_pages_walk_each_account(store: Arc<dyn Store>) {
         after = Some(row.message_id.clone());
         walked.push(row);
     }
-    assert_eq!(walked, [m2.clone(), m1.clone()]);
+    assert_eq!(walked, [m2, m1.clone()]);
     let keys: Vec<String> = tx
         .idempotency_records_page(account, None, 10)
         .await
@@ -798,8 +798,11 @@ pub async fn push_and_segment_pages_walk_each_account(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(keys, ["k-1", "k-2"]);
     let page = tx.idempotency_records_page(account, Some("k-1"), 10).await.unwrap();
-    assert_eq!(page, [done.clone()]);
-    assert_eq!(tx.audience_jobs_page(account, None, 10).await.unwrap(), [job.clone()]);
+    assert_eq!(page, std::slice::from_ref(&done));
+    assert_eq!(
+        tx.audience_jobs_page(account, None, 10).await.unwrap(),
+        std::slice::from_ref(&job)
+    );
     assert!(
         tx.audience_jobs_page(account, Some("msg-0"), 10)
             .await
@@ -818,11 +821,11 @@ pub async fn push_and_segment_pages_walk_each_account(store: Arc<dyn Store>) {
     );
     assert_eq!(
         tx.segments_page(other, None, 10).await.unwrap(),
-        [other_segment.clone()]
+        std::slice::from_ref(&other_segment)
     );
     assert_eq!(
         tx.deliveries_page(other, None, 10).await.unwrap(),
-        [other_delivery.clone()]
+        std::slice::from_ref(&other_delivery)
     );
 
     // The snapshot: every account's rows, by (account, key).
@@ -843,7 +846,7 @@ pub async fn push_and_segment_pages_walk_each_account(store: Arc<dyn Store>) {
     assert!(snapshot.segments.contains(&other_segment));
     assert_eq!(snapshot.bulks.len(), 2);
     assert_eq!(snapshot.messages.len(), 3);
-    assert_eq!(snapshot.audience_jobs, [job.clone()]);
+    assert_eq!(snapshot.audience_jobs, std::slice::from_ref(&job));
     assert_eq!(snapshot.idempotency_records.len(), 2);
     assert!(snapshot.idempotency_records.contains(&done));
 }
