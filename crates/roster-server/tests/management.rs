@@ -646,4 +646,158 @@ on_every_backend!(
     jwt_keys,
     api_keys,
     attribute_definitions,
+    api_key_deletion,
 );
+
+/// `DELETE /api/v1/apikeys/{id}` (§7.2): effective with the next request; the account keeps an
+/// unexpired admin key; keys of other accounts are not found.
+async fn api_key_deletion() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let id_of = |secret: &str, list: &Value| -> String {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| secret.starts_with(k["keyPrefix"].as_str().unwrap()))
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let created = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/apikeys",
+        Some(json!({"name": "ci", "scopes": ["people:read"]})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let (reader, reader_id) = (
+        created.json()["key"].as_str().unwrap().to_string(),
+        created.json()["id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        api(&server, Some(&reader), "GET", "/api/v1/attributes", None)
+            .await
+            .status,
+        200
+    );
+    let r = api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/apikeys/{reader_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // Gone at once: the next request with it is unauthenticated, and it is no longer listed.
+    api(&server, Some(&reader), "GET", "/api/v1/attributes", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/apikeys/{reader_id}"),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/apikeys/{reader_id}"),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    api(&server, Some(&admin), "DELETE", "/api/v1/apikeys/not-a-uuid", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    // The only admin key cannot delete itself, even with an expired admin key beside it.
+    let expired = server
+        .core()
+        .create_api_key(
+            server.app.account_id,
+            "expiring",
+            &["admin".to_string()],
+            Some(common::now_ms() + 300),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let list = api(&server, Some(&admin), "GET", "/api/v1/apikeys", None).await.json();
+    let admin_id = id_of(&admin, &list);
+    let r = api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/apikeys/{admin_id}"),
+        None,
+    )
+    .await;
+    r.assert_error(409, "LAST_ADMIN_KEY");
+    // Refused: nothing changed, the key still works.
+    assert_eq!(
+        api(&server, Some(&admin), "GET", "/api/v1/apikeys", None).await.json(),
+        list
+    );
+    // The expired admin key itself may go.
+    let r = api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/apikeys/{}", expired.key.id),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // With a second unexpired admin key, the first can delete itself; then the second is the last.
+    let second = key(&server, &["admin", "push:send"]).await;
+    let r = api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/apikeys/{admin_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    api(&server, Some(&admin), "GET", "/api/v1/apikeys", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    let list = api(&server, Some(&second), "GET", "/api/v1/apikeys", None).await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let second_id = id_of(&second, &list);
+    api(
+        &server,
+        Some(&second),
+        "DELETE",
+        &format!("/api/v1/apikeys/{second_id}"),
+        None,
+    )
+    .await
+    .assert_error(409, "LAST_ADMIN_KEY");
+
+    // Another account's key: not found, and untouched.
+    let other = other_account_key(&server).await;
+    let other_list = api(&server, Some(&other), "GET", "/api/v1/apikeys", None).await.json();
+    let other_id = id_of(&other, &other_list);
+    api(
+        &server,
+        Some(&second),
+        "DELETE",
+        &format!("/api/v1/apikeys/{other_id}"),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    assert_eq!(
+        api(&server, Some(&other), "GET", "/api/v1/apikeys", None).await.status,
+        200
+    );
+    server.finish().await;
+}

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod audience;
 mod error;
 mod people;

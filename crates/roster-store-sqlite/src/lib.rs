@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod audience;
 mod error;
 mod people;

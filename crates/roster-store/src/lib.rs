@@ -12,10 +12,12 @@ use roster_model::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod admin;
 pub mod audience;
 pub mod people;
 pub mod push;
 pub mod retention;
+pub use admin::AdminTx;
 pub use audience::AudienceTx;
 pub use people::{MergeKey, PeopleTx};
 pub use push::PushTx;
@@ -262,7 +264,7 @@ pub trait Store: Send + Sync + 'static {
 /// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
-pub trait Tx: AudienceTx + PeopleTx + PushTx + RetentionTx + Send {
+pub trait Tx: AdminTx + AudienceTx + PeopleTx + PushTx + RetentionTx + Send {
     /// Makes every write of the transaction durable, or fails and keeps none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.

@@ -18,7 +18,7 @@ use crate::AppState;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/apikeys", get(list).post(create))
-        .route("/apikeys/{id}", get(show))
+        .route("/apikeys/{id}", get(show).delete(remove))
 }
 
 async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) -> MgmtResult<Response<Body>> {
@@ -119,4 +119,17 @@ async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): Path
     let id = Uuid::parse_str(&p[0]).map_err(|_| MgmtError::not_found(format!("No API key {}", p[0])))?;
     let key = state.core.api_key(caller.account_id(), id).await?;
     Ok(ok(&ApiKeyResource::from(&key)))
+}
+
+/// `DELETE /api/v1/apikeys/{id}`: `204`, effective with the next request (`409 LAST_ADMIN_KEY`
+/// for the account's last unexpired `admin` key).
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let id = Uuid::parse_str(&p[0]).map_err(|_| MgmtError::not_found(format!("No API key {}", p[0])))?;
+    state.core.delete_api_key(caller.account_id(), id).await?;
+    Ok(super::no_content())
 }
