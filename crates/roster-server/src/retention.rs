@@ -83,11 +83,14 @@ async fn drain(
     let Some(before) = before else { return Ok(0) };
     let mut total = 0;
     loop {
+        if *stopped.borrow() {
+            return Ok(total);
+        }
         let mut tx = store.begin().await?;
         let n = purge(&mut *tx, before, BATCH).await?;
         tx.commit().await?;
         total += n;
-        if n < u64::from(BATCH) || *stopped.borrow() {
+        if n < u64::from(BATCH) {
             return Ok(total);
         }
         // Let requests waiting for the writer (SQLite) go first.
@@ -201,5 +204,21 @@ async fn sweep_loop(
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
         wait = interval;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_count_whole_days_back_and_zero_keeps_forever() {
+        let now = 1_700_000_000_000;
+        assert_eq!(cutoff(now, 0), None);
+        assert_eq!(cutoff(now, 30), Some(now - 30 * DAY_MS));
+        assert_eq!(cutoff(now, 1), Some(now - DAY_MS));
+        // Absurd settings saturate instead of wrapping into the future.
+        assert_eq!(cutoff(now, u64::MAX), Some(now.saturating_sub(Millis::MAX)));
+        assert!(cutoff(now, u64::MAX).unwrap() < 0);
     }
 }

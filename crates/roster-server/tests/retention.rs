@@ -264,4 +264,47 @@ async fn one_sweep_purges_what_aged_and_keeps_the_rest() {
     server.finish().await;
 }
 
-on_every_backend!(one_sweep_purges_what_aged_and_keeps_the_rest);
+/// The server's own sweeper runs every `retention.sweep_interval_seconds` (here 1 s) and stops
+/// with the server: an aged record disappears without anyone asking.
+async fn the_server_sweeps_by_itself() {
+    let server = TestServer::start_with(|s| s.retention.sweep_interval_seconds = 1).await;
+    let now = roster_model::now_millis();
+    let record = |key: &str, expires_at: i64| IdempotencyRecord {
+        account_id: server.app.account_id,
+        key: key.into(),
+        fingerprint: "f".into(),
+        owner: Uuid::new_v4(),
+        state: IdempotencyState::Done,
+        response_status: Some(200),
+        response_body: Some(b"{}".to_vec()),
+        created_at: now - 25 * 3_600_000,
+        expires_at,
+    };
+    let mut tx = server.store.begin().await.unwrap();
+    tx.insert_idempotency_record(&record("expired", now - 3_600_000))
+        .await
+        .unwrap();
+    tx.insert_idempotency_record(&record("live", now + 3_600_000))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut tx = server.store.begin().await.unwrap();
+        let expired = tx.idempotency_record(server.app.account_id, "expired").await.unwrap();
+        let live = tx.idempotency_record(server.app.account_id, "live").await.unwrap();
+        tx.rollback().await.unwrap();
+        assert!(live.is_some(), "a live record stays");
+        if expired.is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sweep within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.finish().await;
+}
+
+on_every_backend!(
+    one_sweep_purges_what_aged_and_keeps_the_rest,
+    the_server_sweeps_by_itself
+);
