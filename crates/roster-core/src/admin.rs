@@ -6,12 +6,29 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use rand::RngCore;
-use roster_model::{Account, ApiError, ApiKey, Application, ErrorCode, JwtKey, now_millis};
+use roster_model::{
+    Account, ApiError, ApiKey, Application, ErrorCode, JwtKey, now_millis,
+    resources::{ApiKeyResource, ApplicationResource, JwtKeyCreated},
+};
 use roster_store::{Constraint, StoreError, Tx};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Core, CoreError, CoreResult};
+use crate::{
+    Core, CoreError, CoreResult,
+    idempotency::{IdempotencyHold, store_answer},
+    manage::ProvidersUpdate,
+};
+
+/// The settings of a new application (`POST /api/v1/applications`).
+#[derive(Clone, Default)]
+pub struct NewApplication {
+    pub name: String,
+    pub require_jwt_for_user_data: bool,
+    pub restrict_user_data_from_sdk: bool,
+    /// The provider settings, applied to an empty document (already validated by the caller).
+    pub providers: Option<ProvidersUpdate>,
+}
 
 /// The scopes of management-api.md §1.2.
 pub const SCOPES: &[&str] = &["people:read", "people:write", "push:send", "admin"];
@@ -80,27 +97,50 @@ impl Core {
         })
     }
 
-    /// Creates an application in an account (management-api.md §7.1).
+    /// Creates an application in an account (management-api.md §7.1) with default settings.
     pub async fn create_application(&self, account_id: Uuid, name: &str) -> CoreResult<Application> {
-        let chars = name.chars().count();
+        let new = NewApplication {
+            name: name.to_string(),
+            ..NewApplication::default()
+        };
+        self.create_application_with(account_id, &new, None).await
+    }
+
+    /// `POST /api/v1/applications`: creates an application with its settings in one transaction,
+    /// storing the `201` answer of a held `Idempotency-Key` with it.
+    pub async fn create_application_with(
+        &self,
+        account_id: Uuid,
+        new: &NewApplication,
+        hold: Option<&IdempotencyHold>,
+    ) -> CoreResult<Application> {
+        let chars = new.name.chars().count();
         if chars == 0 || chars > 100 {
-            return Err(bad("name must be 1 to 100 characters"));
+            return Err(CoreError::Api(
+                ApiError::new(ErrorCode::BadRequest, "name must be 1 to 100 characters").at("name"),
+            ));
         }
         let now = now_millis();
         in_write_tx!(self, |tx| async {
+            let empty = serde_json::json!({});
+            let providers = match &new.providers {
+                None => empty,
+                Some(update) => update(&empty).ok_or_else(|| bad("invalid provider settings"))?,
+            };
             let app = Application {
                 account_id,
                 id: Uuid::new_v4(),
-                name: name.to_string(),
+                name: new.name.clone(),
                 application_code: new_application_code(),
                 enabled: true,
-                require_jwt_for_user_data: false,
-                restrict_user_data_from_sdk: false,
-                providers: serde_json::json!({}),
+                require_jwt_for_user_data: new.require_jwt_for_user_data,
+                restrict_user_data_from_sdk: new.restrict_user_data_from_sdk,
+                providers,
                 created_at: now,
                 updated_at: now,
             };
             tx.insert_application(&app).await?;
+            store_answer(tx, hold, 201, &ApplicationResource::from(&app), now).await?;
             Ok(app)
         })
     }
@@ -161,6 +201,17 @@ impl Core {
     /// Creates a JWT key for an application (`kid` generated when absent): 32 random secret
     /// bytes, handed out once in standard base64 (management-api.md §7.1).
     pub async fn create_jwt_key(&self, app: &Application, kid: Option<&str>) -> CoreResult<CreatedJwtKey> {
+        self.create_jwt_key_held(app, kid, None).await
+    }
+
+    /// [`Core::create_jwt_key`], storing the `201` answer of a held `Idempotency-Key` (with the
+    /// secret: the key's secret is stored in the store anyway) in the same transaction.
+    pub async fn create_jwt_key_held(
+        &self,
+        app: &Application,
+        kid: Option<&str>,
+        hold: Option<&IdempotencyHold>,
+    ) -> CoreResult<CreatedJwtKey> {
         let kid = match kid {
             Some(k) => {
                 let ok = (1..=64).contains(&k.len())
@@ -198,7 +249,12 @@ impl Core {
                     ErrorCode::AlreadyExists,
                     format!("kid {kid} already exists"),
                 )),
-                other => other.map(|()| key).map_err(CoreError::from),
+                Err(e) => Err(e.into()),
+                Ok(()) => {
+                    let shown = JwtKeyCreated::new(&key, &STANDARD.encode(&key.secret));
+                    store_answer(tx, hold, 201, &shown, now).await?;
+                    Ok(key)
+                }
             }
         })?;
         Ok(CreatedJwtKey {
@@ -228,6 +284,21 @@ impl Core {
         scopes: &[String],
         expires_at: Option<i64>,
     ) -> CoreResult<CreatedApiKey> {
+        self.create_api_key_held(account_id, name, scopes, expires_at, None)
+            .await
+    }
+
+    /// [`Core::create_api_key`], storing the `201` answer of a held `Idempotency-Key` in the same
+    /// transaction — without `key` (management-api.md §3.3: Roster keeps only the key's hash, so a
+    /// replay omits it).
+    pub async fn create_api_key_held(
+        &self,
+        account_id: Uuid,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<i64>,
+        hold: Option<&IdempotencyHold>,
+    ) -> CoreResult<CreatedApiKey> {
         if scopes.is_empty() || scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
             return Err(bad(format!(
                 "scopes must be a non-empty subset of {}",
@@ -243,7 +314,10 @@ impl Core {
             return Err(bad("expiresAt must be in the future"));
         }
         let (key, secret) = new_api_key(account_id, name, scopes, expires_at, now);
-        in_write_tx!(self, |tx| async { Ok(tx.insert_api_key(&key).await?) })?;
+        in_write_tx!(self, |tx| async {
+            tx.insert_api_key(&key).await?;
+            store_answer(tx, hold, 201, &ApiKeyResource::from(&key), now).await
+        })?;
         Ok(CreatedApiKey { key, secret })
     }
 

@@ -4,7 +4,10 @@
 //! same fingerprint get that answer again without effect.
 
 use roster_model::{ErrorCode, Millis, now_millis};
-use roster_store::push::{IdempotencyRecord, IdempotencyState};
+use roster_store::{
+    StoreError, Tx,
+    push::{IdempotencyRecord, IdempotencyState},
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -157,6 +160,23 @@ impl Core {
             Ok::<_, CoreError>(())
         })
     }
+}
+
+/// Stores the answer of a held `Idempotency-Key` in the operation's own transaction (§3.3): the
+/// status and the resource's JSON, byte for byte what the route sends. Nothing without a hold.
+pub async fn store_answer(
+    tx: &mut dyn Tx,
+    hold: Option<&IdempotencyHold>,
+    status: u16,
+    resource: &impl serde::Serialize,
+    now: Millis,
+) -> CoreResult<()> {
+    if let Some(hold) = hold {
+        let body = serde_json::to_vec(resource)
+            .map_err(|e| CoreError::Store(StoreError::Other(format!("answer did not serialise: {e}"))))?;
+        tx.put_idempotency_record(&done_record(hold, status, body, now)).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

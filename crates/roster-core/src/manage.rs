@@ -3,8 +3,8 @@
 //! live in roster-server.
 
 use roster_model::{
-    ApiError, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType, DefinitionOrigin, ErrorCode,
-    SchemaField, now_millis, validate::check_attribute_name,
+    ApiError, ApiKey, Application, AttributeDefinition, AttributeScope, AttributeType,
+    DefinitionOrigin, ErrorCode, SchemaField, now_millis, validate::check_attribute_name,
 };
 use roster_store::{StoreError, Tx};
 use uuid::Uuid;
@@ -16,7 +16,8 @@ pub const MAX_SCHEMA_FIELDS: usize = 50;
 
 /// Computes the new `providers` document from the one stored when the change commits (so that
 /// concurrent changes of other providers are kept); `None` when the change no longer applies.
-pub type ProvidersUpdate = std::sync::Arc<dyn Fn(&serde_json::Value) -> Option<serde_json::Value> + Send + Sync>;
+pub type ProvidersUpdate =
+    std::sync::Arc<dyn Fn(&serde_json::Value) -> Option<serde_json::Value> + Send + Sync>;
 
 /// The changes of `PATCH /api/v1/applications/{appRef}` (`None` keeps a setting).
 #[derive(Clone, Default)]
@@ -34,7 +35,11 @@ fn not_found(what: impl Into<String>) -> CoreError {
 }
 
 /// people.md §8.2: checks a definition's name and schema. Errors carry their JSON path.
-pub fn check_definition(name: &str, attr_type: AttributeType, schema: Option<&[SchemaField]>) -> Result<(), ApiError> {
+pub fn check_definition(
+    name: &str,
+    attr_type: AttributeType,
+    schema: Option<&[SchemaField]>,
+) -> Result<(), ApiError> {
     check_attribute_name(name, "name")?;
     match (attr_type, schema) {
         (AttributeType::ListOfObjects, None) => Err(ApiError::format(
@@ -123,6 +128,7 @@ impl Core {
         name: &str,
         attr_type: AttributeType,
         schema: Option<Vec<SchemaField>>,
+        hold: Option<&crate::idempotency::IdempotencyHold>,
     ) -> CoreResult<AttributeDefinition> {
         check_definition(name, attr_type, schema.as_deref())?;
         let def = AttributeDefinition {
@@ -136,7 +142,11 @@ impl Core {
         };
         let max = self.settings().max_attribute_definitions;
         in_write_tx!(self, |tx| async {
-            if tx.attribute_definition(account_id, scope, name).await?.is_some() {
+            if tx
+                .attribute_definition(account_id, scope, name)
+                .await?
+                .is_some()
+            {
                 return Err(CoreError::api(
                     ErrorCode::AlreadyExists,
                     format!("{} attribute {name} is already defined", scope.as_str()),
@@ -152,18 +162,27 @@ impl Core {
                     format!("{} attribute {name} is already defined", scope.as_str()),
                 ));
             }
+            let shown = roster_model::resources::AttributeDefinitionResource::from(&stored);
+            crate::idempotency::store_answer(tx, hold, 201, &shown, stored.created_at).await?;
             Ok(stored)
         })
     }
 
     /// `PATCH /api/v1/applications/{appRef}`: applies the changes in one transaction.
-    pub async fn change_application(&self, app: &Application, changes: &ApplicationChanges) -> CoreResult<Application> {
+    pub async fn change_application(
+        &self,
+        app: &Application,
+        changes: &ApplicationChanges,
+    ) -> CoreResult<Application> {
         if let Some(name) = &changes.name {
             let n = name.chars().count();
             if n == 0 || n > 100 {
-                return Err(ApiError::new(ErrorCode::BadRequest, "name must be 1 to 100 characters")
-                    .at("name")
-                    .into());
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "name must be 1 to 100 characters",
+                )
+                .at("name")
+                .into());
             }
         }
         let now = now_millis();
@@ -196,108 +215,12 @@ impl Core {
     }
 }
 
-/// How many owners of an application's installations one round of [`Core::delete_application`]
-/// locks and empties.
-const OWNERS_PER_ROUND: u32 = 500;
-
-/// The advisory lock under which the admin keys of an account are counted and deleted.
-fn admin_keys_lock(account_id: Uuid) -> String {
-    format!("admin-keys:{account_id}")
-}
-
-/// Whether a key grants `admin` and has not expired at `now` (the check of the authentication).
-fn is_live_admin(key: &ApiKey, now: i64) -> bool {
-    key.scopes.iter().any(|s| s == "admin") && !key.expires_at.is_some_and(|at| at <= now)
-}
-
-impl Core {
-    /// `DELETE /api/v1/apikeys/{id}` (management-api.md §7.2): `404` for a key of another
-    /// account, `409 LAST_ADMIN_KEY` for the last unexpired `admin` key of the account. The key
-    /// is gone for every request that authenticates after the commit (each one reads the store).
-    pub async fn delete_api_key(&self, account_id: Uuid, id: Uuid) -> CoreResult<()> {
-        let now = now_millis();
-        in_write_tx!(self, |tx| async {
-            // Two deletions of the last two admin keys must not both see the other one.
-            tx.lock_key(&admin_keys_lock(account_id)).await?;
-            let key = tx
-                .api_key_for_update(account_id, id)
-                .await?
-                .ok_or_else(|| not_found(format!("No API key {id}")))?;
-            if is_live_admin(&key, now) {
-                let others = tx
-                    .api_keys(account_id)
-                    .await?
-                    .iter()
-                    .filter(|k| k.id != id && is_live_admin(k, now))
-                    .count();
-                if others == 0 {
-                    return Err(CoreError::api(
-                        ErrorCode::LastAdminKey,
-                        "This is the last unexpired admin key of the account; create another one first",
-                    ));
-                }
-            }
-            tx.delete_api_key(account_id, id).await?;
-            Ok(())
-        })
-    }
-
-    /// `DELETE /api/v1/applications/{appRef}` (management-api.md §7.1, people.md §10), in one
-    /// transaction: the application's installations (each owner locked first, in id order;
-    /// anonymous owners left without installations deleted with them), then its messages with
-    /// their delivery records, its JWT keys and the application.
-    pub async fn delete_application(&self, app: &Application) -> CoreResult<()> {
-        let (account_id, app_id) = (app.account_id, app.id);
-        in_write_tx!(self, |tx| async {
-            // Locked first: from here on no installation of it can be inserted elsewhere.
-            if tx.application_for_update(account_id, app_id).await?.is_none() {
-                return Err(not_found(format!("No application {app_id}")));
-            }
-            loop {
-                let owners = tx.installation_owners(account_id, app_id, OWNERS_PER_ROUND).await?;
-                if owners.is_empty() {
-                    break;
-                }
-                for owner in &owners {
-                    crate::resolve::lock_person(tx, account_id, *owner).await?;
-                }
-                tx.delete_installations_of_owners(account_id, app_id, &owners).await?;
-                for owner in &owners {
-                    if let Some(person) = tx.person(account_id, *owner).await?
-                        && person.is_anonymous()
-                        && tx.count_installations_of_person(account_id, person.id).await? == 0
-                    {
-                        tx.delete_person(account_id, person.id).await?;
-                    }
-                }
-            }
-            if !tx.delete_application(account_id, app_id).await? {
-                return Err(not_found(format!("No application {app_id}")));
-            }
-            Ok(())
-        })
-    }
-
-    /// `DELETE /api/v1/attributes/{scope}/{name}` (management-api.md §7.3), in one transaction:
-    /// the definition, every stored value of it in that scope (a person's `version` goes up),
-    /// and every segment whose filter no longer parses becomes `valid: false`.
-    pub async fn delete_definition(&self, account_id: Uuid, scope: AttributeScope, name: &str) -> CoreResult<()> {
-        let now = now_millis();
-        in_write_tx!(self, |tx| async {
-            if !tx.delete_attribute_definition(account_id, scope, name).await? {
-                return Err(not_found(format!("No {} attribute named {name}", scope.as_str())));
-            }
-            tx.delete_attribute_values(account_id, scope, name, now).await?;
-            crate::segments::invalidate_segments(tx, account_id).await?;
-            Ok(())
-        })
-    }
-}
-
 async fn current_application(tx: &mut dyn Tx, app: &Application) -> CoreResult<Application> {
     match tx.application(app.account_id, app.id).await {
         Ok(Some(a)) => Ok(a),
-        Ok(None) | Err(StoreError::NotFound) => Err(not_found(format!("No application {}", app.id))),
+        Ok(None) | Err(StoreError::NotFound) => {
+            Err(not_found(format!("No application {}", app.id)))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -325,13 +248,20 @@ mod tests {
             .is_ok()
         );
         let path = |r: Result<(), ApiError>| r.unwrap_err().path.unwrap();
-        assert_eq!(path(check_definition("$x", AttributeType::String, None)), "name");
+        assert_eq!(
+            path(check_definition("$x", AttributeType::String, None)),
+            "name"
+        );
         assert_eq!(
             path(check_definition("o", AttributeType::ListOfObjects, None)),
             "objectSchema"
         );
         assert_eq!(
-            path(check_definition("o", AttributeType::ListOfObjects, Some(&[]))),
+            path(check_definition(
+                "o",
+                AttributeType::ListOfObjects,
+                Some(&[])
+            )),
             "objectSchema"
         );
         assert_eq!(
@@ -346,7 +276,10 @@ mod tests {
             path(check_definition(
                 "o",
                 AttributeType::ListOfObjects,
-                Some(&[field("a", AttributeType::String), field("a", AttributeType::Decimal)])
+                Some(&[
+                    field("a", AttributeType::String),
+                    field("a", AttributeType::Decimal)
+                ])
             )),
             "objectSchema[1].name"
         );
@@ -362,7 +295,11 @@ mod tests {
             .map(|i| field(&format!("f{i}"), AttributeType::String))
             .collect();
         assert_eq!(
-            path(check_definition("o", AttributeType::ListOfObjects, Some(&many))),
+            path(check_definition(
+                "o",
+                AttributeType::ListOfObjects,
+                Some(&many)
+            )),
             "objectSchema"
         );
     }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::{
     Core, CoreError, CoreResult,
     attributes::apply_attribute_patch,
-    idempotency::{IdempotencyHold, done_record},
+    idempotency::{IdempotencyHold, store_answer},
     installation::{apply_installation_patch, delete_installation_in, enforce_uniqueness},
     personalize::depersonalize_in,
     user::{apply_user_fields, ensure_new_keys_free, save_person, validate_user_fields},
@@ -454,7 +454,7 @@ impl Core {
             let mut inst = lock_installation(tx, account_id, push_reg_id).await?;
             depersonalize_in(tx, &mut inst, now).await?;
             let view = view_of_installation(tx, inst).await?;
-            store_answer(tx, hold, &view.resource(), now).await?;
+            store_answer(tx, hold, 200, &view.resource(), now).await?;
             Ok(view)
         })
     }
@@ -507,7 +507,7 @@ impl Core {
         let now = now_millis();
         in_write_tx!(self, |tx| async {
             let entry = reverse_in(tx, account_id, id, &actor, now).await?;
-            store_answer(tx, hold, &MergeEntryResource::of(&entry, true), now).await?;
+            store_answer(tx, hold, 200, &MergeEntryResource::of(&entry, true), now).await?;
             Ok(entry)
         })
     }
@@ -622,22 +622,6 @@ fn export_delivery(
         }
     }
     Value::Object(out)
-}
-
-/// Stores the `200` answer of a held `Idempotency-Key` in the operation's transaction: the
-/// resource's JSON, byte for byte what the route sends (management-api.md §3.3).
-async fn store_answer(
-    tx: &mut dyn Tx,
-    hold: Option<&IdempotencyHold>,
-    resource: &impl serde::Serialize,
-    now: Millis,
-) -> CoreResult<()> {
-    if let Some(hold) = hold {
-        let body = serde_json::to_vec(resource)
-            .map_err(|e| CoreError::Store(StoreError::Other(format!("answer did not serialise: {e}"))))?;
-        tx.put_idempotency_record(&done_record(hold, 200, body, now)).await?;
-    }
-    Ok(())
 }
 
 /// management-api.md §2: a `PHONE_INVALID` or `EMAIL_INVALID` names its field in

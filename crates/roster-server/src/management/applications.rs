@@ -3,11 +3,14 @@
 use axum::{
     Router,
     body::Body,
-    extract::State,
+    extract::{Request, State},
     routing::{delete, get},
 };
 use http::{Response, StatusCode};
-use roster_core::manage::{ApplicationChanges, ProvidersUpdate};
+use roster_core::{
+    admin::NewApplication,
+    manage::{ApplicationChanges, ProvidersUpdate},
+};
 use roster_model::{
     ErrorCode,
     resources::{ApplicationResource, JwtKeyCreated, JwtKeyItem},
@@ -18,9 +21,9 @@ use super::{
     JsonBody, PathParams, QueryPairs,
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
-    json_with, no_content, object, ok, opt_bool, opt_str,
+    idempotent, json_with, no_content, object, ok, opt_bool, opt_str,
     paging::{PageRequest, page_json},
-    providers,
+    parse_json, providers,
 };
 use crate::AppState;
 
@@ -69,45 +72,45 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     Ok(ok(&page_json(items, next)))
 }
 
-async fn create(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> MgmtResult<Response<Body>> {
+async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {
     caller.require(Scope::Admin)?;
-    object(&body)?;
-    let mut problems = Problems::default();
-    let name = match body.get("name") {
-        Some(Value::String(s)) if (1..=100).contains(&s.chars().count()) => Some(s.as_str()),
-        Some(Value::String(_)) => {
-            problems.add("name", "must be 1 to 100 characters");
-            None
-        }
-        Some(_) => {
-            problems.add("name", "must be a string");
-            None
-        }
-        None => {
-            problems.add("name", "is required");
-            None
-        }
-    };
-    let require_jwt = opt_bool(&body, "requireJwtForUserData", &mut problems);
-    let restrict = opt_bool(&body, "restrictUserDataFromSdk", &mut problems);
-    let providers = providers_update(&Value::Object(Default::default()), &body, &mut problems);
-    problems.finish()?;
-    let app = state
-        .core
-        .create_application(caller.account_id(), name.unwrap_or_default())
-        .await?;
-    let app = if require_jwt.is_some() || restrict.is_some() || providers.is_some() {
-        let changes = ApplicationChanges {
-            require_jwt_for_user_data: require_jwt,
-            restrict_user_data_from_sdk: restrict,
-            providers,
-            ..ApplicationChanges::default()
+    let (st, by) = (&state, &caller);
+    idempotent::run(st, by, req, move |hold, bytes| async move {
+        let body = parse_json(&bytes)?;
+        object(&body)?;
+        let mut problems = Problems::default();
+        let name = match body.get("name") {
+            Some(Value::String(s)) if (1..=100).contains(&s.chars().count()) => s.clone(),
+            Some(Value::String(_)) => {
+                problems.add("name", "must be 1 to 100 characters");
+                String::new()
+            }
+            Some(_) => {
+                problems.add("name", "must be a string");
+                String::new()
+            }
+            None => {
+                problems.add("name", "is required");
+                String::new()
+            }
         };
-        state.core.change_application(&app, &changes).await?
-    } else {
-        app
-    };
-    Ok(json_with(StatusCode::CREATED, &ApplicationResource::from(&app)))
+        let require_jwt = opt_bool(&body, "requireJwtForUserData", &mut problems);
+        let restrict = opt_bool(&body, "restrictUserDataFromSdk", &mut problems);
+        let providers = providers_update(&Value::Object(Default::default()), &body, &mut problems);
+        problems.finish()?;
+        let new = NewApplication {
+            name,
+            require_jwt_for_user_data: require_jwt.unwrap_or(false),
+            restrict_user_data_from_sdk: restrict.unwrap_or(false),
+            providers,
+        };
+        let app = st
+            .core
+            .create_application_with(by.account_id(), &new, hold.as_ref())
+            .await?;
+        Ok(json_with(StatusCode::CREATED, &ApplicationResource::from(&app)))
+    })
+    .await
 }
 
 async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): PathParams) -> MgmtResult<Response<Body>> {
@@ -162,19 +165,24 @@ async fn create_jwt_key(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(p): PathParams,
-    JsonBody(body): JsonBody,
+    req: Request,
 ) -> MgmtResult<Response<Body>> {
     caller.require(Scope::Admin)?;
     let app = app_of(&state, &caller, &p[0]).await?;
-    object(&body)?;
-    let mut problems = Problems::default();
-    let kid = opt_str(&body, "kid", &mut problems);
-    problems.finish()?;
-    let created = state.core.create_jwt_key(&app, kid).await?;
-    Ok(json_with(
-        StatusCode::CREATED,
-        &JwtKeyCreated::new(&created.key, &created.secret_base64),
-    ))
+    let (st, by) = (&state, &caller);
+    idempotent::run(st, by, req, move |hold, bytes| async move {
+        let body = parse_json(&bytes)?;
+        object(&body)?;
+        let mut problems = Problems::default();
+        let kid = opt_str(&body, "kid", &mut problems);
+        problems.finish()?;
+        let created = st.core.create_jwt_key_held(&app, kid, hold.as_ref()).await?;
+        Ok(json_with(
+            StatusCode::CREATED,
+            &JwtKeyCreated::new(&created.key, &created.secret_base64),
+        ))
+    })
+    .await
 }
 
 async fn delete_jwt_key(

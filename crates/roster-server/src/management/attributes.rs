@@ -1,16 +1,22 @@
 //! Attribute definitions (management-api.md §7.3): read `people:read`, write `admin`.
 
-use axum::{Router, body::Body, extract::State, routing::get};
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    routing::get,
+};
 use http::{Response, StatusCode};
 use roster_model::{AttributeScope, AttributeType, SchemaField, resources::AttributeDefinitionResource};
 use serde_json::Value;
 
 use super::{
-    JsonBody, PathParams, QueryPairs,
+    PathParams, QueryPairs,
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
-    json_with, object, ok,
+    idempotent, json_with, object, ok,
     paging::{PageRequest, page_json},
+    parse_json,
 };
 use crate::AppState;
 
@@ -41,70 +47,75 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     Ok(ok(&page_json(items, next)))
 }
 
-async fn create(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> MgmtResult<Response<Body>> {
+async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {
     caller.require(Scope::Admin)?;
-    object(&body)?;
-    let mut problems = Problems::default();
-    let scope = match body.get("scope").and_then(Value::as_str).and_then(scope_of) {
-        Some(s) => Some(s),
-        None => {
-            problems.add("scope", "must be PERSON or INSTALLATION");
-            None
-        }
-    };
-    let name = match body.get("name") {
-        Some(Value::String(s)) => Some(s.as_str()),
-        _ => {
-            problems.add("name", "must be a string");
-            None
-        }
-    };
-    let attr_type = match body.get("type").and_then(Value::as_str).and_then(AttributeType::parse) {
-        Some(t) => Some(t),
-        None => {
-            problems.add(
-                "type",
-                "must be one of STRING, DECIMAL, BOOLEAN, DATE, DATE_TIME, LIST_OF_OBJECTS",
-            );
-            None
-        }
-    };
-    let schema = match body.get("objectSchema") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(fields)) => {
-            let mut out = Vec::with_capacity(fields.len());
-            for (i, f) in fields.iter().enumerate() {
-                let fname = f.get("name").and_then(Value::as_str);
-                let ftype = f.get("type").and_then(Value::as_str).and_then(AttributeType::parse);
-                if !f.is_object() || fname.is_none() {
-                    problems.add(format!("objectSchema[{i}].name"), "must be a string");
-                }
-                if ftype.is_none() {
-                    problems.add(format!("objectSchema[{i}].type"), "must be a scalar attribute type");
-                }
-                if let (Some(name), Some(field_type)) = (fname, ftype) {
-                    out.push(SchemaField {
-                        name: name.to_string(),
-                        field_type,
-                    });
-                }
+    let (st, by) = (&state, &caller);
+    idempotent::run(st, by, req, move |hold, bytes| async move {
+        let body = parse_json(&bytes)?;
+        object(&body)?;
+        let mut problems = Problems::default();
+        let scope = match body.get("scope").and_then(Value::as_str).and_then(scope_of) {
+            Some(s) => Some(s),
+            None => {
+                problems.add("scope", "must be PERSON or INSTALLATION");
+                None
             }
-            Some(out)
-        }
-        Some(_) => {
-            problems.add("objectSchema", "must be an array of {name, type}");
-            None
-        }
-    };
-    problems.finish()?;
-    let (Some(scope), Some(name), Some(attr_type)) = (scope, name, attr_type) else {
-        return Err(MgmtError::internal("validated fields missing"));
-    };
-    let def = state
-        .core
-        .create_definition(caller.account_id(), scope, name, attr_type, schema)
-        .await?;
-    Ok(json_with(StatusCode::CREATED, &AttributeDefinitionResource::from(&def)))
+        };
+        let name = match body.get("name") {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => {
+                problems.add("name", "must be a string");
+                None
+            }
+        };
+        let attr_type = match body.get("type").and_then(Value::as_str).and_then(AttributeType::parse) {
+            Some(t) => Some(t),
+            None => {
+                problems.add(
+                    "type",
+                    "must be one of STRING, DECIMAL, BOOLEAN, DATE, DATE_TIME, LIST_OF_OBJECTS",
+                );
+                None
+            }
+        };
+        let schema = match body.get("objectSchema") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(fields)) => {
+                let mut out = Vec::with_capacity(fields.len());
+                for (i, f) in fields.iter().enumerate() {
+                    let fname = f.get("name").and_then(Value::as_str);
+                    let ftype = f.get("type").and_then(Value::as_str).and_then(AttributeType::parse);
+                    if !f.is_object() || fname.is_none() {
+                        problems.add(format!("objectSchema[{i}].name"), "must be a string");
+                    }
+                    if ftype.is_none() {
+                        problems.add(format!("objectSchema[{i}].type"), "must be a scalar attribute type");
+                    }
+                    if let (Some(name), Some(field_type)) = (fname, ftype) {
+                        out.push(SchemaField {
+                            name: name.to_string(),
+                            field_type,
+                        });
+                    }
+                }
+                Some(out)
+            }
+            Some(_) => {
+                problems.add("objectSchema", "must be an array of {name, type}");
+                None
+            }
+        };
+        problems.finish()?;
+        let (Some(scope), Some(name), Some(attr_type)) = (scope, name, attr_type) else {
+            return Err(MgmtError::internal("validated fields missing"));
+        };
+        let def = st
+            .core
+            .create_definition(by.account_id(), scope, name, attr_type, schema, hold.as_ref())
+            .await?;
+        Ok(json_with(StatusCode::CREATED, &AttributeDefinitionResource::from(&def)))
+    })
+    .await
 }
 
 async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): PathParams) -> MgmtResult<Response<Body>> {
