@@ -32,6 +32,8 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use crate::error::{join_err, map_err};
 use crate::tx::{Handle, SqliteTx};
 
+pub use retention::PURGE_STATEMENTS;
+
 /// The schema migrations, in order: `(version, SQL)`. Applied at open; a landed file is never
 /// edited, a change is a new file with the next version.
 pub const MIGRATIONS: &[(i64, &str)] = &[
