@@ -36,6 +36,8 @@ use crate::error::map_err;
 use crate::sql::Conn;
 use crate::tx::PgTx;
 
+pub use retention::PURGE_STATEMENTS;
+
 /// The schema migrations, in order: `(version, SQL)`. Applied at connect; a landed file is never
 /// edited, a change is a new file with the next version (the SQLite backend's scheme, with its
 /// own folder).
