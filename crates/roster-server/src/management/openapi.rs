@@ -224,6 +224,13 @@ const OPERATIONS: &[Op] = &[
         ..op("get", "/api/v1/apikeys/{id}", "getApiKey", "API keys")
     },
     Op {
+        summary: "Delete an API key, effective immediately (not the last unexpired admin key)",
+        scope: ADMIN,
+        ok: (204, None),
+        errors: &[404, 409],
+        ..op("delete", "/api/v1/apikeys/{id}", "deleteApiKey", "API keys")
+    },
+    Op {
         summary: "List attribute definitions, ordered by name",
         scope: READ,
         query: &[("scope", "PERSON or INSTALLATION; both when absent")],
