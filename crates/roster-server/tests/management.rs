@@ -647,6 +647,7 @@ on_every_backend!(
     api_keys,
     attribute_definitions,
     api_key_deletion,
+    application_deletion,
 );
 
 /// `DELETE /api/v1/apikeys/{id}` (§7.2): effective with the next request; the account keeps an
@@ -799,5 +800,162 @@ async fn api_key_deletion() {
         api(&server, Some(&other), "GET", "/api/v1/apikeys", None).await.status,
         200
     );
+    server.finish().await;
+}
+
+/// `DELETE /api/v1/applications/{appRef}` (§7.1, people.md §10): installations, the anonymous
+/// persons they leave empty, JWT keys, messages and delivery records go; personalized persons
+/// and the other applications stay.
+async fn application_deletion() {
+    use common::people_helpers::{personalize_in, register_in};
+    let server = TestServer::start_with(|s| s.delivery.enabled = false).await;
+    let admin = key(&server, &["admin"]).await;
+    let sender = key(&server, &["push:send"]).await;
+    let doomed = server.other_app().await;
+    let anonymous = register_in(&server, &doomed).await;
+    let personalized = register_in(&server, &doomed).await;
+    personalize_in(
+        &server,
+        &doomed,
+        &personalized,
+        &common::ext_identity("keeper"),
+        "",
+    )
+    .await;
+    let kept = server.register_android().await;
+    let kid = api(
+        &server,
+        Some(&admin),
+        "POST",
+        &format!("/api/v1/applications/{}/jwt-keys", doomed.id),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(kid.status, 201, "{}", kid.text());
+    // One message in each application, its records left queued (no delivery workers).
+    let send = |app_code: String, id: String| {
+        let body = json!({"messages": [{
+            "sender": app_code,
+            "destinations": [{"type": "REGISTRATION", "pushRegistrationId": id}],
+            "content": {"text": "hello"}
+        }]});
+        let (server, sender) = (&server, &sender);
+        async move {
+            let r = api(server, Some(sender), "POST", "/push/3/messages", Some(body)).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["messages"][0]["messageId"].as_str().unwrap().to_string()
+        }
+    };
+    let doomed_message = send(doomed.application_code.clone(), anonymous.clone()).await;
+    let kept_message = send(server.app.application_code.clone(), kept.clone()).await;
+    let other = other_account_key(&server).await;
+    let before = server.snapshot().await;
+    let anonymous_owner = common::people_helpers::inst(&before, &anonymous).person_id;
+    let keeper = common::people_helpers::inst(&before, &personalized).person_id;
+    assert!(
+        before.deliveries.iter().any(|d| d.application_id == doomed.id),
+        "no record queued"
+    );
+    assert!(before.jwt_keys.iter().any(|k| k.application_id == doomed.id));
+
+    // Another account does not see it; a caller without `admin` may not delete it.
+    api(
+        &server,
+        Some(&other),
+        "DELETE",
+        &format!("/api/v1/applications/{}", doomed.id),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    api(
+        &server,
+        Some(&sender),
+        "DELETE",
+        &format!("/api/v1/applications/{}", doomed.id),
+        None,
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
+    assert_eq!(server.snapshot().await, before, "a refused deletion changed the store");
+
+    // By code (appRef is an id or a code).
+    let r = api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/applications/{}", doomed.application_code),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/applications/{}", doomed.id),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/applications/{}", doomed.id),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    // Its devices are refused by the mobile API.
+    let r = server
+        .call_with(
+            "GET",
+            &common::ipath(&anonymous),
+            &[("authorization", &format!("App {}", doomed.application_code))],
+            Some(&anonymous),
+            None,
+        )
+        .await;
+    r.assert_error(401, "INVALID_APPLICATION_CODE");
+    api(
+        &server,
+        Some(&sender),
+        "GET",
+        &format!("/api/v1/messages/{doomed_message}"),
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+
+    let after = server.snapshot().await;
+    assert!(after.applications.iter().all(|a| a.id != doomed.id));
+    assert!(after.installations.iter().all(|i| i.application_id != doomed.id));
+    assert!(after.jwt_keys.iter().all(|k| k.application_id != doomed.id));
+    assert!(after.messages.iter().all(|m| m.application_id != doomed.id));
+    assert!(after.deliveries.iter().all(|d| d.application_id != doomed.id));
+    assert!(after.audience_jobs.iter().all(|j| j.application_id != doomed.id));
+    // The emptied anonymous person went with its installation; the personalized one stays.
+    assert!(after.persons.iter().all(|p| p.id != anonymous_owner));
+    let keeper = common::people_helpers::person(&after, keeper).expect("personalized person kept");
+    assert_eq!(keeper.external_user_id.as_deref(), Some("keeper"));
+    // The other application is untouched: its installation, message and records.
+    assert!(after.applications.iter().any(|a| a.id == server.app.id));
+    assert!(after.installations.iter().any(|i| i.push_reg_id == kept));
+    assert!(after.messages.iter().any(|m| m.application_id == server.app.id));
+    assert!(after.deliveries.iter().any(|d| d.application_id == server.app.id));
+    assert_eq!(
+        api(
+            &server,
+            Some(&sender),
+            "GET",
+            &format!("/api/v1/messages/{kept_message}"),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    server.call("GET", &common::ipath(&kept), Some(&kept), None).await.ok();
     server.finish().await;
 }

@@ -30,7 +30,7 @@ use crate::AppState;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/applications", get(list).post(create))
-        .route("/applications/{app_ref}", get(show).patch(change))
+        .route("/applications/{app_ref}", get(show).patch(change).delete(remove))
         .route(
             "/applications/{app_ref}/jwt-keys",
             get(list_jwt_keys).post(create_jwt_key),
@@ -197,4 +197,17 @@ async fn delete_jwt_key(
     } else {
         Err(MgmtError::new(ErrorCode::NotFound, format!("No JWT key {}", p[1])))
     }
+}
+
+/// `DELETE /api/v1/applications/{appRef}`: `204`; the application goes with its installations
+/// (and the anonymous persons they leave empty), JWT keys, messages and delivery records.
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let app = app_of(&state, &caller, &p[0]).await?;
+    state.core.delete_application(&app).await?;
+    Ok(no_content())
 }
