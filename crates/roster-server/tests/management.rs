@@ -648,6 +648,7 @@ on_every_backend!(
     attribute_definitions,
     api_key_deletion,
     application_deletion,
+    attribute_deletion,
 );
 
 /// `DELETE /api/v1/apikeys/{id}` (§7.2): effective with the next request; the account keeps an
@@ -814,14 +815,7 @@ async fn application_deletion() {
     let doomed = server.other_app().await;
     let anonymous = register_in(&server, &doomed).await;
     let personalized = register_in(&server, &doomed).await;
-    personalize_in(
-        &server,
-        &doomed,
-        &personalized,
-        &common::ext_identity("keeper"),
-        "",
-    )
-    .await;
+    personalize_in(&server, &doomed, &personalized, &common::ext_identity("keeper"), "").await;
     let kept = server.register_android().await;
     let kid = api(
         &server,
@@ -957,5 +951,194 @@ async fn application_deletion() {
         200
     );
     server.call("GET", &common::ipath(&kept), Some(&kept), None).await.ok();
+    server.finish().await;
+}
+
+/// `DELETE /api/v1/attributes/{scope}/{name}` (§7.3): every stored value of it in that scope goes
+/// (persons' versions move), the other scope keeps its own attribute of that name, the name can
+/// be defined again with another type, and segments using it become invalid and unusable.
+async fn attribute_deletion() {
+    let server = TestServer::start_with(|s| s.delivery.enabled = false).await;
+    let admin = key(&server, &["admin"]).await;
+    let writer = key(&server, &["people:write", "people:read"]).await;
+    let sender = key(&server, &["push:send"]).await;
+    let (a, b) = (server.register_android().await, server.register_android().await);
+    for (id, attributes) in [(&a, json!({"points": 3, "tier": "gold"})), (&b, json!({"points": 5}))] {
+        server
+            .call(
+                "PATCH",
+                &common::user_path(id),
+                Some(id),
+                Some(&json!({"customAttributes": attributes})),
+            )
+            .await
+            .ok();
+    }
+    // An installation attribute of the same name, in the other scope.
+    server
+        .call(
+            "PATCH",
+            &common::ipath(&a),
+            Some(&a),
+            Some(&json!({"customAttributes": {"points": "x"}})),
+        )
+        .await
+        .ok();
+    let segment = |name: &str, filter: Value| {
+        let body = json!({"name": name, "filter": filter});
+        let (server, writer) = (&server, &writer);
+        async move {
+            let r = api(server, Some(writer), "POST", "/api/v1/segments", Some(body)).await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            r.json()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let uses_points = segment("high", json!({"points": {"$gt": 2}})).await;
+    let nested = segment(
+        "nested",
+        json!({"$or": [{"tier": "gold"}, {"customAttributes.points": 1}]}),
+    )
+    .await;
+    let unrelated = segment("gold", json!({"tier": "gold"})).await;
+    let installation_points = segment("inst", json!({"installation.customAttributes.points": "x"})).await;
+
+    api(
+        &server,
+        Some(&writer),
+        "DELETE",
+        "/api/v1/attributes/PERSON/points",
+        None,
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
+    api(&server, Some(&admin), "DELETE", "/api/v1/attributes/USER/points", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+    api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        "/api/v1/attributes/PERSON/nothing",
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    let before = server.snapshot().await;
+    let r = api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        "/api/v1/attributes/PERSON/points",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    api(&server, Some(&admin), "GET", "/api/v1/attributes/PERSON/points", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+    api(
+        &server,
+        Some(&admin),
+        "DELETE",
+        "/api/v1/attributes/PERSON/points",
+        None,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+
+    // The values are gone from the persons (read back through the mobile API), the others kept.
+    let user = |id: String| {
+        let server = &server;
+        async move {
+            server
+                .call("GET", &common::user_path(&id), Some(&id), None)
+                .await
+                .ok()
+                .json()
+        }
+    };
+    assert_eq!(user(a.clone()).await["customAttributes"], json!({"tier": "gold"}));
+    assert!(
+        user(b.clone())
+            .await
+            .get("customAttributes")
+            .is_none_or(|c| c == &json!({}))
+    );
+    let after = server.snapshot().await;
+    for id in [&a, &b] {
+        let (old, new) = (
+            common::people_helpers::person_of(&before, id),
+            common::people_helpers::person_of(&after, id),
+        );
+        assert!(!new.custom_attributes.contains_key("points"));
+        assert!(new.version > old.version, "version did not move");
+    }
+    // The installation attribute of that name is another attribute: kept.
+    assert_eq!(
+        common::people_helpers::inst(&after, &a).custom_attributes.get("points"),
+        Some(&json!("x"))
+    );
+    assert!(
+        after
+            .attribute_definitions
+            .iter()
+            .any(|d| d.name == "points" && d.scope == roster_model::AttributeScope::Installation)
+    );
+
+    // Segments: invalid where the filter uses it, anywhere in the tree; others stay valid.
+    for (id, valid) in [
+        (&uses_points, false),
+        (&nested, false),
+        (&unrelated, true),
+        (&installation_points, true),
+    ] {
+        let s = api(&server, Some(&writer), "GET", &format!("/api/v1/segments/{id}"), None).await;
+        assert_eq!(s.json()["valid"], valid, "{}", s.text());
+    }
+    // A send to an invalid segment is refused at its segmentId and creates nothing.
+    let send = json!({"messages": [{
+        "sender": server.app.application_code,
+        "destinations": [{"type": "MULTIPLE", "segmentId": uses_points}],
+        "content": {"text": "hello"}
+    }]});
+    let r = api(&server, Some(&sender), "POST", "/push/3/messages", Some(send)).await;
+    r.assert_error(400, "BAD_REQUEST");
+    assert!(
+        validation(&r)["messages[0].destinations[0].segmentId"].is_array(),
+        "{}",
+        r.text()
+    );
+    assert!(server.snapshot().await.messages.is_empty());
+
+    // The name is free again, with another type; the mobile API writes values of the new type.
+    let r = api(
+        &server,
+        Some(&admin),
+        "POST",
+        "/api/v1/attributes",
+        Some(json!({"scope": "PERSON", "name": "points", "type": "STRING"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    server
+        .call(
+            "PATCH",
+            &common::user_path(&b),
+            Some(&b),
+            Some(&json!({"customAttributes": {"points": "many"}})),
+        )
+        .await
+        .ok();
+    assert_eq!(user(b.clone()).await["customAttributes"], json!({"points": "many"}));
+    // A segment stays invalid once marked, even though the name is defined again.
+    let s = api(
+        &server,
+        Some(&writer),
+        "GET",
+        &format!("/api/v1/segments/{uses_points}"),
+        None,
+    )
+    .await;
+    assert_eq!(s.json()["valid"], false);
     server.finish().await;
 }

@@ -23,7 +23,7 @@ use crate::AppState;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/attributes", get(list).post(create))
-        .route("/attributes/{scope}/{name}", get(show))
+        .route("/attributes/{scope}/{name}", get(show).delete(remove))
 }
 
 fn scope_of(s: &str) -> Option<AttributeScope> {
@@ -123,4 +123,17 @@ async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): Path
     let scope = scope_of(&p[0]).ok_or_else(|| MgmtError::not_found(format!("No attribute scope {}", p[0])))?;
     let def = state.core.definition(caller.account_id(), scope, &p[1]).await?;
     Ok(ok(&AttributeDefinitionResource::from(&def)))
+}
+
+/// `DELETE /api/v1/attributes/{scope}/{name}`: `204`; every stored value of it goes, and the
+/// segments whose filter uses it become `valid: false`.
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(p): PathParams,
+) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let scope = scope_of(&p[0]).ok_or_else(|| MgmtError::not_found(format!("No attribute scope {}", p[0])))?;
+    state.core.delete_definition(caller.account_id(), scope, &p[1]).await?;
+    Ok(super::no_content())
 }
