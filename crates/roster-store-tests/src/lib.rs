@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use roster_store::Store;
 
+pub mod admin;
 pub mod audience;
 pub mod fixtures;
 pub mod people;
