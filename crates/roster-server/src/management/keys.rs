@@ -24,21 +24,15 @@ use crate::AppState;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/apikeys", get(list).post(create))
-        .route("/apikeys/{id}", get(show))
+        .route("/apikeys/{id}", get(show).delete(remove))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    query: QueryPairs,
-) -> MgmtResult<Response<Body>> {
+async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) -> MgmtResult<Response<Body>> {
     caller.require(Scope::Admin)?;
     let page = PageRequest::from_query("apikeys", &query.pairs())?;
     let mut keys = state.core.list_api_keys(caller.account_id()).await?;
     keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    let (items, next) = page.page_sorted(keys, |k| {
-        serde_json::json!([k.created_at, k.id.to_string()])
-    });
+    let (items, next) = page.page_sorted(keys, |k| serde_json::json!([k.created_at, k.id.to_string()]));
     let items = items
         .iter()
         .map(|k| serde_json::to_value(ApiKeyResource::from(k)))
@@ -47,11 +41,7 @@ async fn list(
     Ok(ok(&page_json(items, next)))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    req: Request,
-) -> MgmtResult<Response<Body>> {
+async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {
     caller.require(Scope::Admin)?;
     let (st, by) = (&state, &caller);
     idempotent::run(st, by, req, move |hold, bytes| async move {
@@ -103,12 +93,8 @@ async fn create(
         let expires_at = match body.get("expiresAt") {
             None => None,
             Some(Value::String(s)) => {
-                match time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                {
-                    Ok(t)
-                        if t.unix_timestamp_nanos() / 1_000_000
-                            > i128::from(roster_model::now_millis()) =>
-                    {
+                match time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+                    Ok(t) if t.unix_timestamp_nanos() / 1_000_000 > i128::from(roster_model::now_millis()) => {
                         Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
                     }
                     Ok(_) => {
@@ -139,14 +125,22 @@ async fn create(
     .await
 }
 
-async fn show(
+async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): PathParams) -> MgmtResult<Response<Body>> {
+    caller.require(Scope::Admin)?;
+    let id = Uuid::parse_str(&p[0]).map_err(|_| MgmtError::not_found(format!("No API key {}", p[0])))?;
+    let key = state.core.api_key(caller.account_id(), id).await?;
+    Ok(ok(&ApiKeyResource::from(&key)))
+}
+
+/// `DELETE /api/v1/apikeys/{id}`: `204`, effective with the next request (`409 LAST_ADMIN_KEY`
+/// for the account's last unexpired `admin` key).
+async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(p): PathParams,
 ) -> MgmtResult<Response<Body>> {
     caller.require(Scope::Admin)?;
-    let id =
-        Uuid::parse_str(&p[0]).map_err(|_| MgmtError::not_found(format!("No API key {}", p[0])))?;
-    let key = state.core.api_key(caller.account_id(), id).await?;
-    Ok(ok(&ApiKeyResource::from(&key)))
+    let id = Uuid::parse_str(&p[0]).map_err(|_| MgmtError::not_found(format!("No API key {}", p[0])))?;
+    state.core.delete_api_key(caller.account_id(), id).await?;
+    Ok(super::no_content())
 }
