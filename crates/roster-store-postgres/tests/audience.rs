@@ -156,3 +156,23 @@ mod index {
         store.close().await;
     }
 }
+
+/// Not part of the timed suite: how long a preview and a search page take over 100,000 persons
+/// (about 150,000 installations) on PostgreSQL. `cargo test -p roster-store-postgres --test
+/// audience -- --ignored --nocapture` with `ROSTER_TEST_POSTGRES_URL` set.
+#[tokio::test]
+#[ignore]
+async fn preview_timings_over_100k_people() {
+    let Some((db, store)) = common::fresh().await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let pop = roster_store_tests::audience::seed_bulk(&store, 42, 100_000).await;
+    println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    let mut tx = roster_store::Store::begin(&store).await.unwrap();
+    tx.refresh_statistics().await.unwrap();
+    tx.commit().await.unwrap();
+    roster_store_tests::audience::time_previews(&store, &pop).await;
+    store.close().await;
+    drop(db);
+}

@@ -6,6 +6,8 @@
 //! are deleted with their owner by `ON DELETE CASCADE`. Filters run as the SQL of
 //! `roster_store::audience::translate`.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use roster_model::filter::Filter;
 use roster_model::{Installation, Person};
@@ -19,7 +21,7 @@ use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
 use crate::error::map_err;
-use crate::rows::{bool_at, json_at, uuid_at};
+use crate::rows::{self, bool_at, json_at, uuid_at};
 use crate::sql::{self, count, execute, expect_one, query_all, query_opt};
 use crate::tx::SqliteTx;
 
@@ -158,10 +160,58 @@ fn count_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     Ok(row.get::<_, i64>(idx)?.max(0) as u64)
 }
 
-fn person_or_gone(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<Person> {
-    // Inside one transaction the person of a matching row exists.
-    sql::person(conn, account_id, person_id)?
-        .ok_or_else(|| StoreError::Other(format!("person {person_id} of a matching row is missing")))
+/// Persons of the account by id, with their phones, emails and tags, in the order of `ids`: a
+/// few statements for the whole list (a page of search results, a preview's sample).
+fn persons_by_ids(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<Person>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let account = id(account_id);
+    let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+    let found = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            roster_store::person_columns!(),
+            " FROM persons WHERE +account_id = ?1 AND id IN (SELECT value FROM json_each(?2))"
+        ),
+        params![account, list],
+        rows::person,
+    )?;
+    // `+account_id`: the id lists drive the lookups (primary keys), not the account's indexes.
+    let mut by_id: HashMap<Uuid, Person> = found.into_iter().map(|p| (p.id, p)).collect();
+    let child = |sql: &str| -> StoreResult<HashMap<Uuid, Vec<String>>> {
+        let pairs = query_all(conn, sql, params![account, list], |r| Ok((uuid_at(r, 0)?, r.get(1)?)))?;
+        let mut grouped: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (person, value) in pairs {
+            grouped.entry(person).or_default().push(value);
+        }
+        Ok(grouped)
+    };
+    let mut phones = child(
+        "SELECT person_id, number FROM person_phones WHERE +account_id = ?1 \
+         AND person_id IN (SELECT value FROM json_each(?2)) ORDER BY person_id, position",
+    )?;
+    let mut emails = child(
+        "SELECT person_id, address FROM person_emails WHERE +account_id = ?1 \
+         AND person_id IN (SELECT value FROM json_each(?2)) ORDER BY person_id, position",
+    )?;
+    let mut tags = child(
+        "SELECT person_id, tag FROM person_tags WHERE +account_id = ?1 \
+         AND person_id IN (SELECT value FROM json_each(?2))",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for person_id in ids {
+        // Inside one transaction the person of a matching row exists.
+        let mut p = by_id
+            .remove(person_id)
+            .ok_or_else(|| StoreError::Other(format!("person {person_id} of a matching row is missing")))?;
+        p.phones = phones.remove(person_id).unwrap_or_default();
+        p.emails = emails.remove(person_id).unwrap_or_default();
+        p.tags = tags.remove(person_id).unwrap_or_default().into_iter().collect();
+        out.push(p);
+    }
+    Ok(out)
 }
 
 fn segment_row(row: &Row<'_>) -> rusqlite::Result<Segment> {
@@ -207,16 +257,13 @@ impl AudienceTx for SqliteTx {
                 &translate::preview_sample_installations(Dialect::Sqlite, scope, filter, &ids),
                 |r| Ok((uuid_at(r, 0)?, r.get::<_, String>(1)?)),
             )?;
-            for person_id in ids {
+            for person in persons_by_ids(conn, scope.account_id, &ids)? {
                 let installations = pairs
                     .iter()
-                    .filter(|(p, _)| *p == person_id)
+                    .filter(|(p, _)| *p == person.id)
                     .map(|(_, r)| r.clone())
                     .collect();
-                sample.push(SamplePerson {
-                    person: person_or_gone(conn, scope.account_id, person_id)?,
-                    installations,
-                });
+                sample.push(SamplePerson { person, installations });
             }
         }
         Ok(Preview {
@@ -240,14 +287,30 @@ impl AudienceTx for SqliteTx {
             &translate::search_people(Dialect::Sqlite, scope, filter, after, limit.min(MAX_PAGE)),
             |r| uuid_at(r, 0),
         )?;
-        let mut found = Vec::with_capacity(ids.len());
-        for person_id in ids {
-            found.push(FoundPerson {
-                person: person_or_gone(conn, scope.account_id, person_id)?,
-                installations: sql::installations_of_person(conn, scope.account_id, person_id, None)?,
-            });
+        let persons = persons_by_ids(conn, scope.account_id, &ids)?;
+        let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+        let insts = query_all(
+            conn,
+            concat!(
+                "SELECT ",
+                roster_store::installation_columns!(),
+                " FROM installations WHERE account_id = ?1 AND person_id IN (SELECT value FROM json_each(?2)) \
+                 ORDER BY person_id, created_at, push_reg_id"
+            ),
+            params![id(scope.account_id), list],
+            rows::installation,
+        )?;
+        let mut by_person: HashMap<Uuid, Vec<Installation>> = HashMap::new();
+        for inst in insts {
+            by_person.entry(inst.person_id).or_default().push(inst);
         }
-        Ok(found)
+        Ok(persons
+            .into_iter()
+            .map(|person| FoundPerson {
+                installations: by_person.remove(&person.id).unwrap_or_default(),
+                person,
+            })
+            .collect())
     }
 
     async fn audience_page(

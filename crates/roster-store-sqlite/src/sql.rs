@@ -532,7 +532,9 @@ fn load_person_keys(conn: &Connection, person: &mut Person) -> StoreResult<()> {
     )?;
     person.tags = query_all(
         conn,
-        "SELECT tag FROM person_tags WHERE account_id = ?1 AND person_id = ?2 ORDER BY tag",
+        // `+account_id`: by the primary key (person_id, tag); the (account_id, tag) index of the
+        // audience queries would read every tag of the account.
+        "SELECT tag FROM person_tags WHERE +account_id = ?1 AND person_id = ?2 ORDER BY tag",
         key,
         |r| r.get(0),
     )?
@@ -587,7 +589,8 @@ fn delete_person_keys(conn: &Connection, account_id: Uuid, person_id: Uuid) -> S
     )?;
     execute(
         conn,
-        "DELETE FROM person_tags WHERE account_id = ?1 AND person_id = ?2",
+        // By the primary key, not the audience queries' (account_id, tag) index (see above).
+        "DELETE FROM person_tags WHERE +account_id = ?1 AND person_id = ?2",
         key,
     )?;
     Ok(())

@@ -188,3 +188,17 @@ mod index {
         assert!(plan.join("\n").contains("person_tags_account_tag_idx"), "{plan:?}");
     }
 }
+
+/// Not part of the timed suite: how long a preview and a search page take over 100,000 persons
+/// (about 150,000 installations) on SQLite. `cargo test -p roster-store-sqlite --test audience
+/// -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn preview_timings_over_100k_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("big.db")).await.unwrap();
+    let started = std::time::Instant::now();
+    let pop = roster_store_tests::audience::seed_bulk(&store, 42, 100_000).await;
+    println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+    roster_store_tests::audience::time_previews(&store, &pop).await;
+}

@@ -400,6 +400,98 @@ pub async fn seed_population(store: &dyn Store, seed: u64, persons: usize) -> Po
     }
 }
 
+/// Seeds a large population like [`seed_population`]'s (without the definitions' variety of
+/// timing), in pages of 1000 persons through the bulk insert paths: for measuring, not for the
+/// timed suite.
+pub async fn seed_bulk(store: &dyn Store, seed: u64, persons: usize) -> Population {
+    let mut rng = Rng::new(seed);
+    let acc = account(1);
+    let apps = [application(acc.id), application(acc.id)];
+    let defs = definitions(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_account(&acc).await.unwrap();
+    for app in &apps {
+        tx.insert_application(app).await.unwrap();
+    }
+    for d in &defs {
+        tx.insert_attribute_definition(d).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut n = 0;
+    for start in (0..persons).step_by(1000) {
+        let mut page = Vec::new();
+        let mut insts = Vec::new();
+        for i in start..(start + 1000).min(persons) {
+            let p = random_person(&mut rng, acc.id, i);
+            let mut has_primary = [false, false];
+            for _ in 0..rng.below(4) {
+                let a = rng.below(2);
+                let mut inst = random_installation(&mut rng, &apps[a], p.id, n);
+                n += 1;
+                if !has_primary[a] && rng.chance(50) {
+                    inst.is_primary = true;
+                    has_primary[a] = true;
+                }
+                insts.push(inst);
+            }
+            page.push(p);
+        }
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_persons(&page).await.unwrap();
+        tx.insert_installations(&insts).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    Population {
+        account: acc,
+        apps,
+        definitions: defs,
+    }
+}
+
+/// Times a preview (counts and a sample of 10, one read transaction each) and a search page of
+/// typical filters over a population, printing one line per filter: for measuring.
+pub async fn time_previews(store: &dyn Store, pop: &Population) {
+    let filters = [
+        json!({}),
+        json!({"tags": "vip"}),
+        json!({"score": {"$gte": 10}}),
+        json!({"tags": "vip", "installation.os": "iOS"}),
+        json!({"installation.appVersion": {"$gte": "3.2"}, "installation.regEnabled": true}),
+        json!({"firstName": {"$startsWith": "an"}}),
+        json!({"orders": {"$elemMatch": {"price": {"$gt": 10}, "sku": "A1"}}}),
+        json!({"$or": [{"tags": "beta"}, {"nick": {"$contains": "an"}}]}),
+    ];
+    for f in filters {
+        let filter = Filter::parse(&f, &pop.definitions, "filter").unwrap();
+        for app in [None, Some(pop.apps[0].id)] {
+            let scope = Scope {
+                account_id: pop.account.id,
+                application_id: app,
+            };
+            let started = std::time::Instant::now();
+            let mut tx = store.begin_read().await.unwrap();
+            let preview = tx.preview(scope, &filter, true, 10).await.unwrap();
+            tx.rollback().await.unwrap();
+            let preview_took = started.elapsed();
+            let started = std::time::Instant::now();
+            let mut tx = store.begin_read().await.unwrap();
+            let page = tx.search_people(scope, &filter, None, 50).await.unwrap();
+            tx.rollback().await.unwrap();
+            println!(
+                "{:<8} {f} in {}: preview {:>7.1} ms ({} people, {} installations, {} deliverable); search page of {} {:>7.1} ms",
+                store.backend(),
+                if app.is_some() { "one app" } else { "all apps" },
+                preview_took.as_secs_f64() * 1000.0,
+                preview.people,
+                preview.installations,
+                preview.deliverable_installations,
+                page.len(),
+                started.elapsed().as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Random filters
 // ---------------------------------------------------------------------------------------------
@@ -1056,7 +1148,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("pub async fn "))
             .map(|rest| rest.split('(').next().unwrap_or(rest))
-            .filter(|name| !["seed_population", "check_filters"].contains(name))
+            .filter(|name| !["seed_population", "seed_bulk", "time_previews", "check_filters"].contains(name))
             .collect();
         defined.sort_unstable();
         listed.sort_unstable();
