@@ -11,6 +11,9 @@ use uuid::Uuid;
 
 use crate::{Core, CoreError, CoreResult};
 
+/// management-api.md §1.1: `lastUsedAt` moves at most this often per key.
+pub const LAST_USED_INTERVAL_MS: i64 = 60_000;
+
 /// people.md §8.2: a LIST_OF_OBJECTS schema has 1–50 fields.
 pub const MAX_SCHEMA_FIELDS: usize = 50;
 
@@ -77,6 +80,20 @@ impl Core {
     /// The API key stored under `key_hash`, if any (expiry is the caller's check).
     pub async fn api_key_by_hash(&self, key_hash: &str) -> CoreResult<Option<ApiKey>> {
         in_read_tx!(self, |tx| async { Ok(tx.api_key_by_hash(key_hash).await?) })
+    }
+
+    /// management-api.md §1.1: records that a key was used, at most once a minute per key (a
+    /// busy key costs one write a minute, not one per request).
+    pub async fn touch_api_key(&self, key: &ApiKey) -> CoreResult<()> {
+        let now = now_millis();
+        if key.last_used_at.is_some_and(|at| now - at < LAST_USED_INTERVAL_MS) {
+            return Ok(());
+        }
+        in_write_tx!(self, |tx| async {
+            tx.touch_api_key(key.account_id, key.id, now, LAST_USED_INTERVAL_MS)
+                .await?;
+            Ok::<_, CoreError>(())
+        })
     }
 
     /// An API key of an account by id.

@@ -638,7 +638,59 @@ async fn provider_settings() {
     server.finish().await;
 }
 
+/// management-api.md §1.1: a key's `lastUsedAt` is set on use, at most once a minute.
+async fn last_used_at() {
+    let server = TestServer::start().await;
+    let admin = key(&server, &["admin"]).await;
+    let stored = |keys: Vec<roster_model::ApiKey>, secret: &str| {
+        let hash = roster_core::admin::api_key_hash(secret);
+        keys.into_iter().find(|k| k.key_hash == hash).unwrap()
+    };
+    let fresh = stored(
+        server.core().list_api_keys(server.app.account_id).await.unwrap(),
+        &admin,
+    );
+    assert_eq!(fresh.last_used_at, None, "never used yet");
+    let r = api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/apikeys/{}", fresh.id),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let first = stored(
+        server.core().list_api_keys(server.app.account_id).await.unwrap(),
+        &admin,
+    )
+    .last_used_at
+    .expect("set by the first use");
+    assert!(common::now_ms() - first < 60_000);
+    // Within the minute further uses do not write again.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    api(&server, Some(&admin), "GET", "/api/v1/apikeys", None).await;
+    let again = stored(
+        server.core().list_api_keys(server.app.account_id).await.unwrap(),
+        &admin,
+    );
+    assert_eq!(again.last_used_at, Some(first));
+    // The API shows it.
+    let shown = api(
+        &server,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/apikeys/{}", fresh.id),
+        None,
+    )
+    .await
+    .json();
+    assert!(shown["lastUsedAt"].is_string(), "{shown}");
+    server.finish().await;
+}
+
 on_every_backend!(
+    last_used_at,
     provider_settings,
     authentication_and_scopes,
     routing_errors_in_the_envelope,
@@ -844,6 +896,10 @@ async fn application_deletion() {
     let doomed_message = send(doomed.application_code.clone(), anonymous.clone()).await;
     let kept_message = send(server.app.application_code.clone(), kept.clone()).await;
     let other = other_account_key(&server).await;
+    // A first use records the key's lastUsedAt (once a minute); the refusals below then change
+    // nothing at all.
+    api(&server, Some(&other), "GET", "/api/v1/applications", None).await;
+    api(&server, Some(&sender), "GET", "/api/v1/messages?bulkId=none", None).await;
     let before = server.snapshot().await;
     let anonymous_owner = common::people_helpers::inst(&before, &anonymous).person_id;
     let keeper = common::people_helpers::inst(&before, &personalized).person_id;

@@ -101,6 +101,28 @@ impl AdminTx for PgTx {
             .map(|n| n > 0)
     }
 
+    async fn touch_api_key(
+        &mut self,
+        account_id: Uuid,
+        key_id: Uuid,
+        now: i64,
+        min_interval_ms: i64,
+    ) -> StoreResult<bool> {
+        self.conn()?
+            .execute(
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_at = $3 WHERE account_id = $1 AND id = $2 \
+                     AND (last_used_at IS NULL OR last_used_at <= $4)",
+                )
+                .bind(id(account_id))
+                .bind(id(key_id))
+                .bind(now)
+                .bind(now - min_interval_ms),
+            )
+            .await
+            .map(|n| n > 0)
+    }
+
     async fn application_for_update(&mut self, account_id: Uuid, app_id: Uuid) -> StoreResult<Option<Application>> {
         let sql = concat!(
             "SELECT ",

@@ -73,6 +73,22 @@ impl AdminTx for SqliteTx {
         .map(|n| n > 0)
     }
 
+    async fn touch_api_key(
+        &mut self,
+        account_id: Uuid,
+        key_id: Uuid,
+        now: i64,
+        min_interval_ms: i64,
+    ) -> StoreResult<bool> {
+        execute(
+            self.conn()?,
+            "UPDATE api_keys SET last_used_at = ?3 WHERE account_id = ?1 AND id = ?2 \
+             AND (last_used_at IS NULL OR last_used_at <= ?4)",
+            rusqlite::params![id(account_id), id(key_id), now, now - min_interval_ms],
+        )
+        .map(|n| n > 0)
+    }
+
     async fn application_for_update(&mut self, account_id: Uuid, app_id: Uuid) -> StoreResult<Option<Application>> {
         query_opt(
             self.conn()?,

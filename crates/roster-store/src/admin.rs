@@ -20,6 +20,9 @@ pub trait AdminTx: Send {
     async fn api_key_for_update(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<ApiKey>>;
     /// Deletes an API key of the account; whether it existed.
     async fn delete_api_key(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// management-api.md §1.1: sets the key's `lastUsedAt` to `now` unless it was set less than
+    /// `min_interval_ms` ago (so a busy key costs one write per interval); whether it wrote.
+    async fn touch_api_key(&mut self, account_id: Uuid, id: Uuid, now: i64, min_interval_ms: i64) -> StoreResult<bool>;
 
     /// An application of the account, locked until commit (`FOR UPDATE` where the backend has
     /// row locks: no installation or message referring to it can be

@@ -91,6 +91,11 @@ impl FromRequestParts<AppState> for Caller {
         if key.expires_at.is_some_and(|at| at <= now_millis()) {
             return Err(unauthorized());
         }
+        // `lastUsedAt` is informational: a store that cannot record it (busy, read-only replica)
+        // must not refuse a request the key is entitled to, so a failure is logged, not answered.
+        if let Err(e) = state.core.touch_api_key(&key).await {
+            tracing::warn!(error = %e, key_id = %key.id, "could not record the API key's lastUsedAt");
+        }
         Ok(Caller { key })
     }
 }
