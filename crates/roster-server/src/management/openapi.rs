@@ -161,6 +161,18 @@ const OPERATIONS: &[Op] = &[
         )
     },
     Op {
+        summary: "Delete an application with its installations, JWT keys, messages and deliveries",
+        scope: ADMIN,
+        ok: (204, None),
+        errors: &[404],
+        ..op(
+            "delete",
+            "/api/v1/applications/{appRef}",
+            "deleteApplication",
+            "Applications",
+        )
+    },
+    Op {
         summary: "Create a JWT signing key (the secret is shown only in this answer)",
         scope: ADMIN,
         body: Some("JwtKeyCreate"),
@@ -257,6 +269,18 @@ const OPERATIONS: &[Op] = &[
             "get",
             "/api/v1/attributes/{scope}/{name}",
             "getAttributeDefinition",
+            "Attributes",
+        )
+    },
+    Op {
+        summary: "Delete an attribute definition and every stored value of it; segments using it become invalid",
+        scope: ADMIN,
+        ok: (204, None),
+        errors: &[404],
+        ..op(
+            "delete",
+            "/api/v1/attributes/{scope}/{name}",
+            "deleteAttributeDefinition",
             "Attributes",
         )
     },
