@@ -353,6 +353,12 @@ fn person_and_text(row: &PgRow) -> StoreResult<(Uuid, String)> {
     Ok((uuid_at(row, 0)?, get(row, 1)?))
 }
 
+type Grouped = HashMap<Uuid, Vec<String>>;
+
+fn kind_person_value(row: &PgRow) -> StoreResult<(i32, Uuid, String)> {
+    Ok((get(row, 0)?, uuid_at(row, 1)?, get(row, 2)?))
+}
+
 /// Persons of the account by id, with their phones, emails and tags, in the order of `ids`.
 async fn persons_by_ids(c: &mut Conn, account_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<Person>> {
     if ids.is_empty() {
@@ -373,31 +379,32 @@ async fn persons_by_ids(c: &mut Conn, account_id: Uuid, ids: &[Uuid]) -> StoreRe
         )
         .await?;
     let mut by_id: HashMap<Uuid, Person> = found.into_iter().map(|p| (p.id, p)).collect();
-    let mut child = async |sql: &'static str| -> StoreResult<HashMap<Uuid, Vec<String>>> {
-        let pairs = c
-            .query_all(
-                sqlx::query(sql).bind(account.clone()).bind(list.clone()),
-                person_and_text,
+    // Phones, emails and tags in one round trip: (kind, person, value), in position order.
+    let keys = c
+        .query_all(
+            sqlx::query(
+                "SELECT 0 AS kind, person_id, number, position FROM person_phones \
+                 WHERE account_id = $1 AND person_id = ANY($2) \
+                 UNION ALL SELECT 1, person_id, address, position FROM person_emails \
+                 WHERE account_id = $1 AND person_id = ANY($2) \
+                 UNION ALL SELECT 2, person_id, tag, 0 FROM person_tags \
+                 WHERE account_id = $1 AND person_id = ANY($2) \
+                 ORDER BY 1, 2, 4",
             )
-            .await?;
-        let mut grouped: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for (person, value) in pairs {
-            grouped.entry(person).or_default().push(value);
-        }
-        Ok(grouped)
-    };
-    let mut phones = child(
-        "SELECT person_id, number FROM person_phones WHERE account_id = $1 AND person_id = ANY($2) \
-         ORDER BY person_id, position",
-    )
-    .await?;
-    let mut emails = child(
-        "SELECT person_id, address FROM person_emails WHERE account_id = $1 AND person_id = ANY($2) \
-         ORDER BY person_id, position",
-    )
-    .await?;
-    let mut tags =
-        child("SELECT person_id, tag FROM person_tags WHERE account_id = $1 AND person_id = ANY($2)").await?;
+            .bind(account)
+            .bind(list),
+            kind_person_value,
+        )
+        .await?;
+    let (mut phones, mut emails, mut tags): (Grouped, Grouped, Grouped) = Default::default();
+    for (kind, person, value) in keys {
+        let group = match kind {
+            0 => &mut phones,
+            1 => &mut emails,
+            _ => &mut tags,
+        };
+        group.entry(person).or_default().push(value);
+    }
     let mut out = Vec::with_capacity(ids.len());
     for person_id in ids {
         let mut p = by_id
