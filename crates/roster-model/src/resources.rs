@@ -691,9 +691,12 @@ mod people_tests {
         p.phones = vec!["385911234567".into()];
         p.emails = vec!["Ana.Horvat@Example.com".into()];
         p.tags = ["vip".to_string(), "beta".to_string()].into_iter().collect();
-        p.custom_attributes = [("loyaltyPoints".to_string(), json!(120)), ("newsletter".to_string(), json!(true))]
-            .into_iter()
-            .collect();
+        p.custom_attributes = [
+            ("loyaltyPoints".to_string(), json!(120)),
+            ("newsletter".to_string(), json!(true)),
+        ]
+        .into_iter()
+        .collect();
         p.version = 7;
         let r = PersonResource::of(&p, Some(vec![]));
         assert_eq!(r.etag(), "\"7\"");

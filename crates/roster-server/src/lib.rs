@@ -249,11 +249,7 @@ impl RunningServer {
         } else {
             None
         };
-        let sweeper = retention::Sweeper::start(
-            state.core.store().clone(),
-            &settings.retention,
-            &settings.merge_log,
-        );
+        let sweeper = retention::Sweeper::start(state.core.store().clone(), &settings.retention, &settings.merge_log);
         let base_path: Arc<str> = state.base_path.clone().into();
         let router = router(state.clone());
         let metrics = state.metrics.clone();
