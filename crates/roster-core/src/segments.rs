@@ -7,14 +7,14 @@ use std::collections::HashMap;
 
 use roster_model::filter::{Definitions, Filter, FilterError};
 use roster_model::resources::timestamp;
-use roster_model::{ErrorCode, Millis, now_millis};
+use roster_model::{ErrorCode, now_millis};
 use roster_store::audience::{Preview, SEGMENT_NAME_CONSTRAINT, Scope, Segment};
 use roster_store::{Constraint, StoreError, Tx};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::idempotency::{IdempotencyHold, done_record};
+use crate::idempotency::{IdempotencyHold, store_answer};
 use crate::people::PersonView;
 use crate::{Core, CoreError, CoreResult};
 
@@ -76,22 +76,6 @@ impl From<&Segment> for SegmentResource {
             updated_at: timestamp(s.updated_at),
         }
     }
-}
-
-/// Stores the answer of a held `Idempotency-Key` with the operation's effects (§3.3).
-async fn store_answer(
-    tx: &mut dyn Tx,
-    hold: Option<&IdempotencyHold>,
-    status: u16,
-    segment: &Segment,
-    now: Millis,
-) -> CoreResult<()> {
-    if let Some(hold) = hold {
-        let body = serde_json::to_vec(&SegmentResource::from(segment))
-            .map_err(|e| CoreError::Store(StoreError::Other(format!("answer did not serialise: {e}"))))?;
-        tx.put_idempotency_record(&done_record(hold, status, body, now)).await?;
-    }
-    Ok(())
 }
 
 /// A page of people search.
@@ -251,7 +235,7 @@ impl Core {
                 updated_at: now,
             };
             save(tx, &segment, true).await?;
-            store_answer(tx, hold, 201, &segment, now).await?;
+            store_answer(tx, hold, 201, &SegmentResource::from(&segment), now).await?;
             Ok(Ok(segment))
         })
     }
