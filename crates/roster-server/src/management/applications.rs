@@ -23,7 +23,7 @@ use super::{
     error::{MgmtError, MgmtResult, Problems},
     idempotent, json_with, no_content, object, ok, opt_bool, opt_str,
     paging::{PageRequest, page_json},
-    parse_json, providers,
+    parse_json, providers, required_name,
 };
 use crate::AppState;
 
@@ -79,21 +79,7 @@ async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> 
         let body = parse_json(&bytes)?;
         object(&body)?;
         let mut problems = Problems::default();
-        let name = match body.get("name") {
-            Some(Value::String(s)) if (1..=100).contains(&s.chars().count()) => s.clone(),
-            Some(Value::String(_)) => {
-                problems.add("name", "must be 1 to 100 characters");
-                String::new()
-            }
-            Some(_) => {
-                problems.add("name", "must be a string");
-                String::new()
-            }
-            None => {
-                problems.add("name", "is required");
-                String::new()
-            }
-        };
+        let name = required_name(&body, &mut problems);
         let require_jwt = opt_bool(&body, "requireJwtForUserData", &mut problems);
         let restrict = opt_bool(&body, "restrictUserDataFromSdk", &mut problems);
         let providers = providers_update(&Value::Object(Default::default()), &body, &mut problems);

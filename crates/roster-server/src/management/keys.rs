@@ -17,7 +17,7 @@ use super::{
     error::{MgmtError, MgmtResult, Problems},
     idempotent, json_with, object, ok,
     paging::{PageRequest, page_json},
-    parse_json,
+    parse_json, required_name,
 };
 use crate::AppState;
 
@@ -48,21 +48,7 @@ async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> 
         let body = parse_json(&bytes)?;
         object(&body)?;
         let mut problems = Problems::default();
-        let name = match body.get("name") {
-            Some(Value::String(s)) if (1..=100).contains(&s.chars().count()) => s.clone(),
-            Some(Value::String(_)) => {
-                problems.add("name", "must be 1 to 100 characters");
-                String::new()
-            }
-            Some(_) => {
-                problems.add("name", "must be a string");
-                String::new()
-            }
-            None => {
-                problems.add("name", "is required");
-                String::new()
-            }
-        };
+        let name = required_name(&body, &mut problems);
         let scopes: Vec<String> = match body.get("scopes") {
             Some(Value::Array(items)) if !items.is_empty() => {
                 let mut out = Vec::new();

@@ -204,6 +204,26 @@ pub fn opt_str<'a>(body: &'a Value, name: &str, problems: &mut error::Problems) 
     }
 }
 
+/// The required `name` member of a created resource (1–100 characters, management-api.md §7.1,
+/// §7.2), recording a problem otherwise (and answering an empty name, never used).
+pub fn required_name(body: &Value, problems: &mut error::Problems) -> String {
+    match body.get("name") {
+        Some(Value::String(s)) if (1..=100).contains(&s.chars().count()) => s.clone(),
+        Some(Value::String(_)) => {
+            problems.add("name", "must be 1 to 100 characters");
+            String::new()
+        }
+        Some(_) => {
+            problems.add("name", "must be a string");
+            String::new()
+        }
+        None => {
+            problems.add("name", "is required");
+            String::new()
+        }
+    }
+}
+
 /// The body must be a JSON object.
 pub fn object(body: &Value) -> MgmtResult<()> {
     if body.is_object() {
