@@ -35,6 +35,8 @@ pub struct AppState {
     pub push: Arc<delivery::PushState>,
     /// Request metrics of this process (`GET /metrics`).
     pub metrics: Arc<metrics::Metrics>,
+    /// The per-API-key limit of the management API (management-api.md §3.1).
+    pub api_key_rate: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -72,6 +74,10 @@ impl AppState {
             base_path: settings.base_path(),
             push,
             metrics,
+            api_key_rate: Arc::new(RateLimiter::new(
+                settings.management.rate.rps,
+                settings.management.rate.burst,
+            )),
         }
     }
 }

@@ -82,6 +82,17 @@ pub struct LimitSettings {
 pub struct ManagementSettings {
     /// How long answers of requests with an `Idempotency-Key` are kept (§3.3).
     pub idempotency_ttl_hours: u64,
+    pub rate: ManagementRateSettings,
+}
+
+/// `[management.rate]` (management-api.md §3.1): a token bucket per API key; 0 disables it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagementRateSettings {
+    /// Requests per second of one API key, sustained.
+    pub rps: f64,
+    /// Requests one API key may make at once after a pause.
+    pub burst: f64,
 }
 
 /// `[delivery]`: the push delivery workers of this process (management-api.md §6).
@@ -215,7 +226,24 @@ impl Default for ManagementSettings {
     fn default() -> Self {
         ManagementSettings {
             idempotency_ttl_hours: 24,
+            rate: ManagementRateSettings::default(),
         }
+    }
+}
+
+impl Default for ManagementRateSettings {
+    fn default() -> Self {
+        ManagementRateSettings {
+            rps: 50.0,
+            burst: 200.0,
+        }
+    }
+}
+
+impl ManagementRateSettings {
+    /// The limit off (tests that make many management calls quickly, benchmarks).
+    pub fn disabled() -> Self {
+        ManagementRateSettings { rps: 0.0, burst: 0.0 }
     }
 }
 
@@ -393,6 +421,13 @@ attribute_definitions = 500
 [management]
 # How long the answer of a request with an Idempotency-Key is kept for replays, in hours.
 idempotency_ttl_hours = 24
+
+[management.rate]
+# A token bucket per API key (requests/second sustained, burst); 0 disables it. Over the limit
+# the answer is 429 TOO_MANY_REQUESTS with Retry-After, before the request is read or acted on.
+# Buckets live in each server process, like the mobile limits.
+rps = 50.0
+burst = 200.0
 
 [delivery]
 # Run the push delivery workers in this process (audience resolution and provider calls). With

@@ -1,7 +1,8 @@
 //! Settings-driven limits: the attribute definition limit per account and scope
 //! (people.md §8.2, setting `limits.attribute_definitions`), and the per-application rate
 //! limit (`mobile.rate.per_application_rps` / `_burst`, docs/decisions.md). The per-installation
-//! and per-IP limits of mobile-api.md §1.7 are tested in errors.rs.
+//! and per-IP limits of mobile-api.md §1.7 are tested in errors.rs. The per-API-key limit of the
+//! management API (management-api.md §3.1, `management.rate.rps` / `_burst`).
 mod common;
 
 use common::{NO_FLAGS, Resp, TestServer, ipath, make_jwt, user_path};
@@ -199,8 +200,128 @@ async fn per_application_rate_limit_refills() {
     ts.finish().await;
 }
 
+/// A management request with API key `key` (`App` scheme) and an optional JSON body.
+async fn mgmt(
+    ts: &TestServer,
+    key: &str,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Resp {
+    let auth = format!("App {key}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    headers.extend_from_slice(extra);
+    ts.call_with(method, path, &headers, None, body.map(|b| b.to_string().into_bytes()))
+        .await
+}
+
+/// management-api.md §3.1: a token bucket per API key. Over its burst a key is answered `429
+/// TOO_MANY_REQUESTS` in the §2 envelope with `Retry-After`, whatever it asks (a read, a write
+/// with an `Idempotency-Key`, a route it lacks the scope for); the refused request changes nothing,
+/// not even the key's `lastUsedAt`, and stores no idempotency record; another key of the same
+/// account has its own bucket; an unknown key is still `401`; the bucket refills.
+async fn per_api_key_rate_limit() {
+    let defaults = roster_server::Settings::default().management.rate;
+    assert_eq!((defaults.rps, defaults.burst), (50.0, 200.0), "the spec's defaults");
+    // One token every 5 s, burst 3: no refill happens during the first part.
+    let ts = TestServer::start_with(|s| {
+        s.management.rate.rps = 0.2;
+        s.management.rate.burst = 3.0;
+    })
+    .await;
+    let account = ts.app.account_id;
+    let key = async |scopes: &[&str]| {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        ts.core()
+            .create_api_key(account, "k", &scopes, None)
+            .await
+            .unwrap()
+            .secret
+    };
+    let (limited, other) = (key(&["admin"]).await, key(&["admin"]).await);
+    let segment = json!({"name": "vips", "filter": {"tags": "vip"}});
+    for _ in 0..3 {
+        mgmt(&ts, &limited, "GET", "/api/v1/applications", &[], None).await.ok();
+    }
+    let before = ts.snapshot().await;
+
+    assert_429(&mgmt(&ts, &limited, "GET", "/api/v1/applications", &[], None).await, 5);
+    let r = mgmt(
+        &ts,
+        &limited,
+        "POST",
+        "/api/v1/segments",
+        &[("idempotency-key", "seg-1")],
+        Some(&segment),
+    )
+    .await;
+    assert_429(&r, 5);
+    assert_429(
+        &mgmt(&ts, &limited, "POST", "/push/3/messages", &[], Some(&json!({}))).await,
+        5,
+    );
+    // A malformed body is not even read.
+    let r = ts
+        .call_with(
+            "POST",
+            "/api/v1/segments",
+            &[("authorization", &format!("App {limited}"))],
+            None,
+            Some(b"{not json".to_vec()),
+        )
+        .await;
+    assert_429(&r, 5);
+    assert_eq!(
+        ts.snapshot().await,
+        before,
+        "a 429 changes nothing, lastUsedAt included"
+    );
+
+    // Another key of the account is unaffected, and the refused Idempotency-Key was not kept:
+    // the same key and body now create the segment.
+    mgmt(&ts, &other, "GET", "/api/v1/applications", &[], None).await.ok();
+    let created = mgmt(
+        &ts,
+        &other,
+        "POST",
+        "/api/v1/segments",
+        &[("idempotency-key", "seg-1")],
+        Some(&segment),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert!(created.headers.get("idempotent-replayed").is_none());
+    // An unknown key is not rate limited: it is unauthorized.
+    let unknown = format!("rk_{}", "A".repeat(43));
+    mgmt(&ts, &unknown, "GET", "/api/v1/applications", &[], None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    ts.finish().await;
+
+    // The bucket refills at `rps`.
+    let ts = TestServer::start_with(|s| {
+        s.management.rate.rps = 4.0;
+        s.management.rate.burst = 1.0;
+    })
+    .await;
+    let account = ts.app.account_id;
+    let k = ts
+        .core()
+        .create_api_key(account, "k", &["admin".to_string()], None)
+        .await
+        .unwrap()
+        .secret;
+    mgmt(&ts, &k, "GET", "/api/v1/apikeys", &[], None).await.ok();
+    assert_429(&mgmt(&ts, &k, "GET", "/api/v1/apikeys", &[], None).await, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    mgmt(&ts, &k, "GET", "/api/v1/apikeys", &[], None).await.ok();
+    ts.finish().await;
+}
+
 on_every_backend!(
     auto_definition_beyond_the_limit_is_refused_and_changes_nothing,
     per_application_rate_limit,
     per_application_rate_limit_refills,
+    per_api_key_rate_limit,
 );

@@ -72,10 +72,19 @@ pub fn presented_key(value: &str) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
+/// A caller the server already verified (the portal's session names its API key), carried as a
+/// request extension on the portal's in-process management requests. Extensions are set only by
+/// server code, never from a client's bytes, so this cannot be forged from outside.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedCaller(pub Caller);
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = MgmtError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, MgmtError> {
+        if let Some(VerifiedCaller(caller)) = parts.extensions.get::<VerifiedCaller>() {
+            return Ok(caller.clone());
+        }
         let unauthorized = || MgmtError::new(ErrorCode::Unauthorized, "A valid API key is required");
         let header = parts
             .headers
@@ -90,6 +99,13 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(unauthorized)?;
         if key.expires_at.is_some_and(|at| at <= now_millis()) {
             return Err(unauthorized());
+        }
+        // §3.1: per key, before anything of the request is read or done (not even `lastUsedAt`),
+        // so that a refused request changes nothing.
+        if let Err(secs) = state.api_key_rate.check(&key.id.to_string()) {
+            let mut e = MgmtError::new(ErrorCode::TooManyRequests, "Too many requests for this API key");
+            e.retry_after = Some(secs);
+            return Err(e);
         }
         // `lastUsedAt` is informational: a store that cannot record it (busy, read-only replica)
         // must not refuse a request the key is entitled to, so a failure is logged, not answered.

@@ -8,7 +8,11 @@ use std::{sync::Arc, time::Duration};
 use reqwest::{Method, StatusCode};
 use roster_core::Core;
 use roster_model::Application;
-use roster_server::{RunningServer, Settings, settings::MobileRateSettings, store::open_store};
+use roster_server::{
+    RunningServer, Settings,
+    settings::{ManagementRateSettings, MobileRateSettings},
+    store::open_store,
+};
 use roster_store::{Snapshot, Store};
 use serde_json::Value;
 use tokio::{
@@ -215,6 +219,7 @@ impl TestServer {
         };
         settings.http.listen = "127.0.0.1:0".into();
         settings.mobile.rate = MobileRateSettings::disabled();
+        settings.management.rate = ManagementRateSettings::disabled();
         adjust(&mut settings);
         let mut pg_guard = None;
         if current_backend() == Backend::Postgres {
