@@ -1554,6 +1554,15 @@ async fn view(tx: &mut dyn Tx, message: Message) -> CoreResult<MessageView> {
 }
 
 impl Core {
+    /// The queued work of the whole store now (`GET /metrics`, management-api.md §9), read in
+    /// one snapshot.
+    pub async fn queue_depth(&self) -> CoreResult<roster_store::push::QueueDepth> {
+        let now = now_millis();
+        crate::in_read_tx!(self, |tx| async { Ok::<_, CoreError>(tx.queue_depth(now).await?) })
+    }
+}
+
+impl Core {
     /// `GET /api/v1/messages/{messageId}`: `404` if the account has no such message.
     pub async fn message_view(&self, account_id: Uuid, message_id: &str) -> CoreResult<MessageView> {
         crate::in_read_tx!(self, |tx| async {

@@ -95,6 +95,7 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 
 /// `GET /metrics` (management-api.md §9): Prometheus text, no auth.
 async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState>) -> Response<Body> {
+    state.metrics.refresh_from_store(&state.core).await;
     let body = state.metrics.render().into_bytes();
     let len = body.len();
     let mut r = Response::new(Body::from(body));

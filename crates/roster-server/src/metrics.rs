@@ -5,6 +5,18 @@
 //! status and provider), read from the store at scrape time so that every process of a
 //! multi-process deployment reports the same shared truth.
 //!
+//! What §9 names, and where it is:
+//! - request counts and latencies per route: `roster_http_requests_total{route,method,status}`,
+//!   `roster_http_request_duration_seconds{route,method}` (this process);
+//! - deliveries per status and provider: `roster_delivery_attempts_total{provider,status}`, the
+//!   outcomes this process recorded (a terminal status once per delivery, `QUEUED` per retry
+//!   scheduled); sum it over processes;
+//! - queue depth: `roster_delivery_queue_depth{provider,state}` (`QUEUED` records due now, claimed
+//!   by a worker, or waiting for a retry) and `roster_audience_jobs{state="resolving"}`
+//!   (`MULTIPLE` audiences still resolving), gauges of the whole store read at scrape time: every process reports the same
+//!   value, so aggregate them with `max`, not `sum`;
+//! - the stub counters of mobile-api.md §5.13: the request counts of their routes.
+//!
 //! The mobile API's stub routes (mobile-api.md §5.13) are counted like every route, which gives
 //! their call counts.
 
@@ -16,10 +28,13 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
+use roster_model::Provider;
+use roster_store::push::QueueState;
 
 /// Labels of a request series.
 type RequestLabels = Vec<(String, String)>;
@@ -33,6 +48,10 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
+    /// `QUEUED` delivery records of the store by provider and [`QueueState`].
+    queue_depth: Family<RequestLabels, Gauge>,
+    /// Unfinished audience jobs of the store.
+    audience_jobs: Family<RequestLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -60,10 +79,61 @@ impl Metrics {
             "Time to answer an HTTP request, by route template and method",
             latency.clone(),
         );
+        let queue_depth = Family::<RequestLabels, Gauge>::default();
+        registry.register(
+            "roster_delivery_queue_depth",
+            "Delivery records QUEUED in the store, by provider and state (due now, claimed by a worker, \
+             waiting for a retry); the same in every process",
+            queue_depth.clone(),
+        );
+        let audience_jobs = Family::<RequestLabels, Gauge>::default();
+        registry.register(
+            "roster_audience_jobs",
+            "Audience-resolution jobs of MULTIPLE messages not finished in the store; the same in every process",
+            audience_jobs.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
+            queue_depth,
+            audience_jobs,
+        }
+    }
+
+    /// Sets the store gauges from `depth`: every (provider, state) pair is reported, 0 when none
+    /// is queued, so that a drained queue reads 0 rather than its last non-zero value.
+    pub fn set_queue(&self, depth: &roster_store::push::QueueDepth) {
+        for provider in [Provider::Apns, Provider::Fcm, Provider::Hms] {
+            for state in QueueState::ALL {
+                let labels = vec![
+                    ("provider".to_string(), provider.as_str().to_string()),
+                    ("state".to_string(), state.as_str().to_string()),
+                ];
+                self.queue_depth
+                    .get_or_create(&labels)
+                    .set(i64::try_from(depth.count(provider, state)).unwrap_or(i64::MAX));
+            }
+        }
+        self.audience_jobs
+            .get_or_create(&vec![("state".to_string(), "resolving".to_string())])
+            .set(i64::try_from(depth.audience_jobs).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the store gauges (the store did not answer): absent series rather than stale values.
+    pub fn clear_queue(&self) {
+        self.queue_depth.clear();
+        self.audience_jobs.clear();
+    }
+
+    /// Reads the store gauges for a scrape.
+    pub async fn refresh_from_store(&self, core: &roster_core::Core) {
+        match core.queue_depth().await {
+            Ok(depth) => self.set_queue(&depth),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: the queue depth could not be read from the store");
+                self.clear_queue();
+            }
         }
     }
 

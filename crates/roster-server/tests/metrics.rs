@@ -1,7 +1,9 @@
 //! `GET /metrics` (management-api.md §9): request counts and latencies per route template, without
-//! authentication, and never a raw id in a label.
+//! authentication, and never a raw id in a label; the queue-depth gauges read from the store.
 
 mod common;
+
+use std::time::Duration;
 
 use common::TestServer;
 use serde_json::json;
@@ -81,4 +83,139 @@ async fn request_metrics_per_route_template() {
     server.finish().await;
 }
 
-on_every_backend!(request_metrics_per_route_template);
+/// The value of an exact series line (`name{labels}`), or `None` when the series is absent.
+fn gauge(text: &str, series: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+fn depth(text: &str, provider: &str, state: &str) -> Option<i64> {
+    gauge(
+        text,
+        &format!(r#"roster_delivery_queue_depth{{provider="{provider}",state="{state}"}}"#),
+    )
+}
+
+/// management-api.md §9 "queue depth": the `QUEUED` records of the store by provider and state
+/// (due, claimed by a worker, waiting for a retry) and the unfinished audience jobs, read from the
+/// store at each scrape, every pair reported (0 when empty), and back to 0 when drained.
+async fn queue_depth_gauges() {
+    use roster_core::push::AttemptOutcome;
+    use roster_push::{Outcome, ProviderResponse, SendReport};
+    // No workers in this process: the queue only moves when the test moves it.
+    let server = TestServer::start_with(|s| s.delivery.enabled = false).await;
+    let scrape = async || {
+        let r = server.call_with("GET", "/metrics", &[], None, None).await;
+        assert_eq!(r.status, 200);
+        r.text()
+    };
+    let text = scrape().await;
+    for provider in ["APNS", "FCM", "HMS"] {
+        for state in ["due", "claimed", "retry_waiting"] {
+            assert_eq!(depth(&text, provider, state), Some(0), "{provider} {state}: {text}");
+        }
+    }
+    assert_eq!(
+        gauge(&text, r#"roster_audience_jobs{state="resolving"}"#),
+        Some(0),
+        "{text}"
+    );
+
+    let ids = [
+        server.register_android().await,
+        server.register_android().await,
+        server.register_android().await,
+    ];
+    let key = server
+        .core()
+        .create_api_key(server.app.account_id, "m", &["push:send".to_string()], None)
+        .await
+        .unwrap()
+        .secret;
+    let mut destinations: Vec<_> = ids
+        .iter()
+        .map(|id| json!({"type": "REGISTRATION", "pushRegistrationId": id}))
+        .collect();
+    destinations.push(json!({"type": "MULTIPLE", "filter": {"tags": "nobody"}}));
+    let body = json!({"messages": [{"sender": server.app.application_code, "destinations": destinations,
+        "content": {"text": "hi"}}]});
+    let auth = format!("App {key}");
+    let sent = server
+        .call_with(
+            "POST",
+            "/push/3/messages",
+            &[("authorization", &auth)],
+            None,
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let text = scrape().await;
+    assert_eq!(depth(&text, "FCM", "due"), Some(3), "{text}");
+    assert_eq!(depth(&text, "APNS", "due"), Some(0), "{text}");
+    assert_eq!(
+        gauge(&text, r#"roster_audience_jobs{state="resolving"}"#),
+        Some(1),
+        "{text}"
+    );
+
+    // A worker claims two of them; one gets a retryable answer and waits for its next attempt.
+    let core = server.core();
+    let claimed = core.claim_deliveries(Duration::from_secs(60), 2).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let retry = AttemptOutcome::Sent {
+        report: SendReport {
+            outcome: Outcome::Retry {
+                retry_after: Some(Duration::from_secs(120)),
+            },
+            response: ProviderResponse {
+                http_status: Some(429),
+                reason: "QUOTA_EXCEEDED".into(),
+            },
+            credential_refreshed: false,
+        },
+        token: claimed[0]
+            .installation
+            .as_ref()
+            .unwrap()
+            .push_service_token
+            .clone()
+            .unwrap(),
+    };
+    core.finish_delivery(&claimed[0], &retry).await.unwrap();
+    while core.resolve_audience_chunk(1000).await.unwrap() {}
+    let text = scrape().await;
+    assert_eq!(depth(&text, "FCM", "due"), Some(1), "{text}");
+    assert_eq!(depth(&text, "FCM", "claimed"), Some(1), "{text}");
+    assert_eq!(depth(&text, "FCM", "retry_waiting"), Some(1), "{text}");
+    assert_eq!(
+        gauge(&text, r#"roster_audience_jobs{state="resolving"}"#),
+        Some(0),
+        "{text}"
+    );
+
+    // Terminal records leave the queue.
+    let accepted = AttemptOutcome::Sent {
+        report: SendReport {
+            outcome: Outcome::Accepted,
+            response: ProviderResponse {
+                http_status: Some(200),
+                reason: "OK".into(),
+            },
+            credential_refreshed: false,
+        },
+        token: String::new(),
+    };
+    core.finish_delivery(&claimed[1], &accepted).await.unwrap();
+    for c in core.claim_deliveries(Duration::from_secs(60), 10).await.unwrap() {
+        core.finish_delivery(&c, &accepted).await.unwrap();
+    }
+    let text = scrape().await;
+    assert_eq!(depth(&text, "FCM", "due"), Some(0), "{text}");
+    assert_eq!(depth(&text, "FCM", "claimed"), Some(0), "{text}");
+    assert_eq!(depth(&text, "FCM", "retry_waiting"), Some(1), "{text}");
+    server.finish().await;
+}
+
+on_every_backend!(request_metrics_per_route_template, queue_depth_gauges);

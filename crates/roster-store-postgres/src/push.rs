@@ -13,7 +13,7 @@ use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
-    IdempotencyState, Message, PushTable, SubmissionStatus,
+    IdempotencyState, Message, PushTable, QueueDepth, QueueState, SubmissionStatus,
 };
 use roster_store::{
     PushTx, Snapshot, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns,
@@ -109,6 +109,15 @@ fn count_row(row: &PgRow) -> StoreResult<(DeliveryStatus, i64, i64, i64)> {
         get(row, 1)?,
         get(row, 2)?,
         get(row, 3)?,
+    ))
+}
+
+/// A row of [`PushTx::queue_depth`]: (provider, state, count).
+fn queue_row(row: &PgRow) -> StoreResult<(Provider, QueueState, i64)> {
+    Ok((
+        enum_at(row, 0, Provider::parse)?,
+        enum_at(row, 1, QueueState::parse)?,
+        get(row, 2)?,
     ))
 }
 
@@ -488,6 +497,30 @@ impl PushTx for PgTx {
             counts.seen += seen.max(0) as u64;
         }
         Ok(counts)
+    }
+
+    async fn queue_depth(&mut self, now: Millis) -> StoreResult<QueueDepth> {
+        let c = self.conn()?;
+        // The partial index on QUEUED records (deliveries_due_idx) bounds the read to queued work.
+        let rows = c
+            .query_all(
+                sqlx::query(
+                    "SELECT provider, CASE WHEN next_attempt_at <= $1 THEN 'due' \
+                     WHEN claim_id IS NOT NULL THEN 'claimed' ELSE 'retry_waiting' END AS state, count(*) \
+                     FROM deliveries WHERE status = 'QUEUED' GROUP BY 1, 2",
+                )
+                .bind(now),
+                queue_row,
+            )
+            .await?;
+        let mut depth = QueueDepth {
+            audience_jobs: c.count(sqlx::query("SELECT count(*) FROM audience_jobs")).await?,
+            ..QueueDepth::default()
+        };
+        for (provider, state, n) in rows {
+            depth.deliveries.insert((provider, state), n.max(0) as u64);
+        }
+        Ok(depth)
     }
 
     async fn claim_deliveries(

@@ -13,7 +13,7 @@ use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
-    IdempotencyState, Message, PushTable, SubmissionStatus,
+    IdempotencyState, Message, PushTable, QueueDepth, QueueState, SubmissionStatus,
 };
 use roster_store::{
     PushTx, Snapshot, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns,
@@ -189,6 +189,12 @@ fn with_persons(conn: &Connection, installations: Vec<Installation>) -> StoreRes
     }
     Ok(out)
 }
+
+/// `QUEUED` records by provider and [`QueueState`] at `?1` (a claim's lease end is its
+/// `next_attempt_at`; a retry waiting has no claim). The same text as PostgreSQL's with `$1`.
+const QUEUE_DEPTH_SQL: &str = "SELECT provider, CASE WHEN next_attempt_at <= ?1 THEN 'due' \
+     WHEN claim_id IS NOT NULL THEN 'claimed' ELSE 'retry_waiting' END AS state, count(*) \
+     FROM deliveries WHERE status = 'QUEUED' GROUP BY 1, 2";
 
 #[async_trait]
 impl PushTx for SqliteTx {
@@ -432,6 +438,25 @@ impl PushTx for SqliteTx {
             counts.seen += seen.max(0) as u64;
         }
         Ok(counts)
+    }
+
+    async fn queue_depth(&mut self, now: Millis) -> StoreResult<QueueDepth> {
+        let conn = self.conn()?;
+        let rows = query_all(conn, QUEUE_DEPTH_SQL, params![now], |r| {
+            Ok((
+                enum_at(r, 0, Provider::parse)?,
+                enum_at(r, 1, QueueState::parse)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut depth = QueueDepth {
+            audience_jobs: count(conn, "SELECT count(*) FROM audience_jobs", [])?,
+            ..QueueDepth::default()
+        };
+        for (provider, state, n) in rows {
+            depth.deliveries.insert((provider, state), n.max(0) as u64);
+        }
+        Ok(depth)
     }
 
     async fn claim_deliveries(

@@ -310,6 +310,54 @@ impl DeliveryCounts {
     }
 }
 
+/// Where a `QUEUED` delivery record stands in the queue (the `state` label of the queue-depth
+/// gauge on `/metrics`, management-api.md §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueState {
+    /// Due now: never claimed, or its claim's lease ended (its worker died).
+    Due,
+    /// Claimed by a worker whose lease is still running (a provider call in flight).
+    Claimed,
+    /// Waiting for its next attempt after a retryable answer (§6.5).
+    RetryWaiting,
+}
+
+impl QueueState {
+    /// Every state.
+    pub const ALL: [QueueState; 3] = [QueueState::Due, QueueState::Claimed, QueueState::RetryWaiting];
+
+    /// Label spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Due => "due",
+            QueueState::Claimed => "claimed",
+            QueueState::RetryWaiting => "retry_waiting",
+        }
+    }
+
+    /// Parses the spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// The work queued in the whole store at one moment (every account): what `/metrics` reports as
+/// queue depth (management-api.md §9).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// `QUEUED` delivery records by provider and state; missing pairs count 0.
+    pub deliveries: std::collections::HashMap<(Provider, QueueState), u64>,
+    /// Audience-resolution jobs not finished (`MULTIPLE` messages still `RESOLVING`).
+    pub audience_jobs: u64,
+}
+
+impl QueueDepth {
+    /// `QUEUED` records of a provider in a state.
+    pub fn count(&self, provider: Provider, state: QueueState) -> u64 {
+        self.deliveries.get(&(provider, state)).copied().unwrap_or(0)
+    }
+}
+
 /// Whether the request that holds an idempotency key is still running (management-api.md §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -477,6 +525,10 @@ pub trait PushTx: Send {
         claim_id: Uuid,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>>;
+    /// The queue of every account at `now` (`/metrics`): `QUEUED` records by provider and
+    /// [`QueueState`], and unfinished audience jobs. Reads only queued work (the partial index
+    /// on `QUEUED` records), never the terminal records.
+    async fn queue_depth(&mut self, now: Millis) -> StoreResult<QueueDepth>;
     /// Applies an attempt's result if the record is still `QUEUED` and claimed by its
     /// `claim_id`; whether it applied. A `QUEUED` result releases the claim.
     async fn finish_attempt(&mut self, result: &AttemptResult) -> StoreResult<bool>;
