@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use roster_server::{RunningServer, Settings, settings::MobileRateSettings, store::open_store};
+use roster_server::{
+    RunningServer, Settings,
+    settings::{ManagementRateSettings, MobileRateSettings},
+    store::open_store,
+};
 use roster_store::Store;
 use roster_store_postgres::testing::{TestDbGuard, fresh_test_database};
 use serde_json::{Value, json};
@@ -155,6 +159,9 @@ fn bench_env(opts: &ServerOptions) -> Vec<(String, String)> {
         ("ROSTER_MOBILE__RATE__PER_INSTALLATION_BURST", "0"),
         ("ROSTER_MOBILE__RATE__CREATE_PER_IP_RPS", "0"),
         ("ROSTER_MOBILE__RATE__CREATE_PER_IP_BURST", "0"),
+        // The poller of a fan-out and the audience previews are one API key's requests.
+        ("ROSTER_MANAGEMENT__RATE__RPS", "0"),
+        ("ROSTER_MANAGEMENT__RATE__BURST", "0"),
         ("ROSTER_LOG__FILTER", "error"),
         ("ROSTER_RETENTION__SWEEP_INTERVAL_SECONDS", "0"),
         ("ROSTER_DELIVERY__POLL_INTERVAL_MS", "100"),
@@ -244,6 +251,7 @@ impl Server {
         };
         settings.http.listen = "127.0.0.1:0".into();
         settings.mobile.rate = MobileRateSettings::disabled();
+        settings.management.rate = ManagementRateSettings::disabled();
         settings.retention.sweep_interval_seconds = 0;
         settings.delivery.poll_interval_ms = 100;
         if let Some(w) = opts.delivery_workers {
