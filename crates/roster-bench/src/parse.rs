@@ -107,7 +107,7 @@ pub async fn push(
     // messageId, internalData with sendDateTime and bulkId); Parse sends the extra keys as they
     // are.
     let body = json!({
-        "where": {"deviceType": "ios", "channels": channel},
+        "where": {"deviceType": "ios", "channels": {"$in": [channel]}},
         "data": {
             "alert": {"title": "Bench", "body": "Fan-out"},
             "messageId": "bench-parse",
