@@ -12,6 +12,7 @@ use roster_model::{Application, ErrorCode, Installation, Millis, Provider, Token
 use roster_push::payload::{PAYLOAD_LIMIT, payload_sizes};
 use roster_push::retry::{AfterRetryable, after_retryable};
 use roster_push::{ContentKind, Outcome, PushContent, PushMessage, SendReport};
+use roster_store::audience::Scope;
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, Message,
     SubmissionStatus, constraints,
@@ -1142,12 +1143,13 @@ fn name_conflict(e: StoreError, id: &str) -> CoreError {
 
 impl Core {
     /// Resolves one chunk of the audience job that waited longest, in one transaction: the next
-    /// `chunk_size` installations of the sender application by pushRegId, the records of those
-    /// that match the filter and are deliverable now, the message's count and the job's cursor;
+    /// `chunk_size` installations of the sender application that match the filter, by pushRegId
+    /// (indexed SQL, `AudienceTx::audience_installations`), the records of those that are
+    /// deliverable now, the message's count and the job's cursor (the last matching pushRegId);
     /// the last chunk marks the audience `RESOLVED` and ends the job. Whether a job was worked
     /// on (`false`: nothing to do).
     pub async fn resolve_audience_chunk(&self, chunk_size: u32) -> CoreResult<bool> {
-        let chunk_size = chunk_size.max(1);
+        let chunk_size = chunk_size.clamp(1, roster_store::MAX_PAGE);
         crate::in_write_tx!(self, |tx| async {
             let Some(job) = tx.claim_audience_job().await? else {
                 return Ok(false);
@@ -1180,18 +1182,19 @@ impl Core {
                     return Ok(true);
                 }
             };
+            // §6.1: the next chunk of the audience by pushRegId, as indexed SQL over the audience
+            // index (the filter is not evaluated row by row here); deliverability is checked now.
+            let scope = Scope {
+                account_id: job.account_id,
+                application_id: Some(job.application_id),
+            };
             let chunk = tx
-                .audience_chunk(
-                    job.account_id,
-                    job.application_id,
-                    job.after_push_reg_id.as_deref(),
-                    chunk_size,
-                )
+                .audience_installations(scope, &filter, job.after_push_reg_id.as_deref(), chunk_size)
                 .await?;
             let records: Vec<Delivery> = chunk
                 .iter()
-                .filter(|(inst, person)| is_target(inst, job.target_only_primary) && filter.matches(person, Some(inst)))
-                .filter_map(|(inst, _)| new_delivery(&message, inst, now))
+                .filter(|inst| is_target(inst, job.target_only_primary))
+                .filter_map(|inst| new_delivery(&message, inst, now))
                 .collect();
             tx.insert_deliveries(&records).await?;
             let count = message.audience_count + records.len() as i64;
@@ -1204,7 +1207,7 @@ impl Core {
             tx.set_message_audience(job.account_id, &job.message_id, state, count, now)
                 .await?;
             match chunk.last() {
-                Some((inst, _)) if !last => {
+                Some(inst) if !last => {
                     tx.advance_audience_job(job.account_id, &job.message_id, &inst.push_reg_id, now)
                         .await?
                 }

@@ -487,6 +487,92 @@ async fn multiple_destinations_resolve_in_chunks() {
     f.finish().await;
 }
 
+/// A `MULTIPLE` send over a few thousand installations (§6.1): the audience is walked in chunks
+/// as indexed SQL and reaches exactly the installations whose pair matches and that are
+/// deliverable, each once, with the audience count of the message equal to them.
+async fn large_filtered_send_reaches_exactly_the_matching_installations() {
+    use roster_model::{Installation, Person, PushServiceType, SystemData};
+    const N: usize = 3000;
+    let f = fixture_with(|s| s.delivery.chunk_size = 250).await;
+    let account = f.ts.app.account_id;
+    let now = common::now_ms();
+    let mut persons = Vec::with_capacity(N);
+    let mut insts = Vec::with_capacity(N);
+    let mut want = BTreeSet::new();
+    for i in 0..N {
+        let mut p = Person::new_anonymous(account, now);
+        if i % 3 == 0 {
+            p.tags.insert("gold".into());
+        }
+        let android = i % 2 == 0;
+        let app_version = if i % 5 == 0 { "3.1.0" } else { "2.9" };
+        let deliverable = i % 10 != 7;
+        let inst = Installation {
+            account_id: account,
+            application_id: f.ts.app.id,
+            push_reg_id: uuid::Uuid::new_v4().to_string(),
+            person_id: p.id,
+            push_service_type: Some(PushServiceType::Firebase),
+            push_service_token: Some(format!("bulk-{i}")),
+            reg_enabled: deliverable,
+            is_primary: false,
+            application_user_id: None,
+            custom_attributes: Default::default(),
+            system: SystemData {
+                os: Some(if android { "Android" } else { "iOS" }.into()),
+                app_version: Some(app_version.into()),
+                ..SystemData::default()
+            },
+            created_at: now,
+            updated_at: now,
+            last_seen_at: now,
+            token_cleared_at: None,
+            token_cleared_reason: None,
+        };
+        // The filter below, evaluated by hand.
+        if android && (i % 3 == 0 || i % 5 == 0) && deliverable {
+            want.insert(inst.push_reg_id.clone());
+        }
+        persons.push(p);
+        insts.push(inst);
+    }
+    let mut tx = f.ts.store.begin().await.unwrap();
+    tx.insert_persons(&persons).await.unwrap();
+    tx.insert_installations(&insts).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(want.len() > 250 * 2, "several chunks: {}", want.len());
+
+    let filter = json!({"$or": [{"tags": "gold"}, {"installation.appVersion": {"$gte": "3.0"}}],
+        "installation.os": "Android"});
+    let element = f.send_one(json!({"type": "MULTIPLE", "filter": filter})).await;
+    let id = message_id(&element);
+    let m = f.done(&id).await;
+    assert_eq!(m["audience"]["state"], "RESOLVED");
+    assert_eq!(m["audience"]["installations"], want.len());
+    assert_eq!(m["deliveries"]["ACCEPTED"], want.len(), "{m}");
+    let mut got = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/messages/{id}/deliveries?limit=500");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = f.get(&path).await.ok().json();
+        for r in page["items"].as_array().unwrap() {
+            assert!(
+                got.insert(r["pushRegId"].as_str().unwrap().to_owned()),
+                "one record per installation"
+            );
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "exactly the matching, deliverable installations");
+    f.finish().await;
+}
+
 /// A saved segment as the audience (§5.3): its filter, in conjunction with the destination's
 /// own; an unknown segment and one that is no longer valid are `400` at `segmentId`.
 async fn segments_as_destinations() {
@@ -1261,6 +1347,7 @@ on_every_backend!(
     single_destinations,
     undeliverable_and_depersonalized_installations_are_skipped,
     multiple_destinations_resolve_in_chunks,
+    large_filtered_send_reaches_exactly_the_matching_installations,
     apns_outcomes,
     fcm_outcomes_and_provider_status,
     provider_not_configured,

@@ -570,6 +570,25 @@ impl AudienceTx for PgTx {
             .await
     }
 
+    async fn audience_installations(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Installation>> {
+        let page = translate::audience_page(Dialect::Postgres, scope, filter, after, limit.min(MAX_PAGE));
+        let st = Statement {
+            sql: format!(
+                "SELECT {} FROM installations WHERE push_reg_id IN ({}) ORDER BY push_reg_id",
+                installation_columns!(),
+                page.sql
+            ),
+            binds: page.binds,
+        };
+        self.conn()?.query_all(query_of(&st), rows::installation).await
+    }
+
     async fn segment(&mut self, account_id: Uuid, segment_id: Uuid) -> StoreResult<Option<Segment>> {
         self.conn()?
             .query_opt(

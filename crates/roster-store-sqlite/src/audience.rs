@@ -327,6 +327,25 @@ impl AudienceTx for SqliteTx {
         )
     }
 
+    async fn audience_installations(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Installation>> {
+        let page = translate::audience_page(Dialect::Sqlite, scope, filter, after, limit.min(MAX_PAGE));
+        let st = Statement {
+            sql: format!(
+                "SELECT {} FROM installations WHERE push_reg_id IN ({}) ORDER BY push_reg_id",
+                roster_store::installation_columns!(),
+                page.sql
+            ),
+            binds: page.binds,
+        };
+        run(self.conn()?, &st, rows::installation)
+    }
+
     async fn segment(&mut self, account_id: Uuid, segment_id: Uuid) -> StoreResult<Option<Segment>> {
         query_opt(
             self.conn()?,

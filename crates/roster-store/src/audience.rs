@@ -100,6 +100,18 @@ pub trait AudienceTx: Send {
         limit: u32,
     ) -> StoreResult<Vec<String>>;
 
+    /// The matching installations of `scope` themselves, as [`AudienceTx::audience_page`] walks
+    /// them (pushRegId order, after `after`, at most `limit` capped at
+    /// [`MAX_PAGE`](crate::MAX_PAGE)), in one statement: a chunk of a `MULTIPLE` send
+    /// (management-api.md §6.1) read without evaluating the filter row by row.
+    async fn audience_installations(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Installation>>;
+
     /// A segment of the account.
     async fn segment(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Segment>>;
     /// The segments of the account, by name (code-point order).
