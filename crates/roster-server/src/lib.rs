@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod management;
 pub mod metrics;
 pub mod mobile;
+pub mod portal;
 pub mod ratelimit;
 pub mod response;
 pub mod retention;
@@ -130,6 +131,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .nest("/api/v1", management::router())
         .merge(management::push::router())
+        .nest("/portal", portal::router(&state))
         .layer(axum::middleware::from_fn(label_route))
         .fallback(mobile_fallback)
         .with_state(state)

@@ -18,6 +18,7 @@ mod admin;
 mod audience;
 mod error;
 mod people;
+mod portal;
 mod push;
 mod retention;
 mod rows;
@@ -47,6 +48,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_audience.sql")),
     (4, include_str!("../migrations/0004_push_erase.sql")),
     (5, include_str!("../migrations/0005_retention.sql")),
+    (6, include_str!("../migrations/0006_portal.sql")),
 ];
 
 /// Connections in the pool unless configured otherwise.

@@ -15,11 +15,13 @@ use uuid::Uuid;
 pub mod admin;
 pub mod audience;
 pub mod people;
+pub mod portal;
 pub mod push;
 pub mod retention;
 pub use admin::AdminTx;
 pub use audience::AudienceTx;
 pub use people::{MergeKey, PeopleTx};
+pub use portal::{PortalSession, PortalTx};
 pub use push::PushTx;
 pub use retention::RetentionTx;
 
@@ -264,7 +266,7 @@ pub trait Store: Send + Sync + 'static {
 /// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
-pub trait Tx: AdminTx + AudienceTx + PeopleTx + PushTx + RetentionTx + Send {
+pub trait Tx: AdminTx + AudienceTx + PeopleTx + PortalTx + PushTx + RetentionTx + Send {
     /// Makes every write of the transaction durable, or fails and keeps none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.

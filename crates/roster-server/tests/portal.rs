@@ -1,0 +1,690 @@
+//! The People portal over HTTP against the real server, on every backend: sign-in and the
+//! session cookie, sessions stored hashed and ended by sign-out, idleness or the key's deletion,
+//! CSRF on every POST, security headers, escaping, and the people pages with their actions (the
+//! changes checked through the management API).
+
+mod common;
+
+use common::{TestServer, ext_identity, flags};
+use reqwest::{StatusCode, redirect::Policy};
+use roster_server::portal::session::{IDLE_MS, csrf_token, secret_hash};
+use serde_json::{Value, json};
+
+/// A browser-like client of the portal: no automatic redirects, cookies kept by hand.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+    /// The CSRF token of the last page that had one.
+    csrf: String,
+}
+
+/// An answer with its `Set-Cookie` lines.
+struct Page {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The value of the first hidden input named `name`.
+    fn hidden(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_string())
+    }
+}
+
+impl Browser {
+    fn new(ts: &TestServer) -> Browser {
+        Browser {
+            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+            base: ts.server.base_url(),
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    /// Keeps the cookies an answer sets (an empty value with `Max-Age=0` deletes).
+    fn keep(&mut self, page: &Page) {
+        for line in page.set_cookies() {
+            let pair = line.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !line.contains("Max-Age=0") {
+                self.cookies.push((k.to_string(), v.to_string()));
+            }
+        }
+        if let Some(token) = page.hidden("csrf") {
+            self.csrf = token;
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = if self.cookies.is_empty() {
+            req
+        } else {
+            req.header("cookie", self.cookie_header())
+        };
+        let r = req.send().await.unwrap();
+        let page = Page {
+            status: r.status(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        };
+        self.keep(&page);
+        page
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// A form POST; `csrf` is added unless the fields name it.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut body: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            body.push(("csrf".into(), self.csrf.clone()));
+        }
+        let encoded = body
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encoded);
+        self.send(req).await
+    }
+
+    /// Signs in with `key`; asserts the redirect to the people page.
+    async fn sign_in(&mut self, key: &str) -> Page {
+        let form = self.get("/portal/sign-in").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        let answer = self.post("/portal/sign-in", &[("key", key)]).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        assert_eq!(answer.location(), "/portal/people");
+        let people = self.get("/portal/people").await;
+        assert_eq!(people.status, StatusCode::OK);
+        answer
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A key of the test's account with `scopes`: (secret, id).
+async fn key(ts: &TestServer, scopes: &[&str]) -> (String, String) {
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    let created = ts
+        .core()
+        .create_api_key(ts.app.account_id, "portal-test", &scopes, None)
+        .await
+        .unwrap();
+    (created.secret, created.key.id.to_string())
+}
+
+/// The management API as `key`.
+async fn api(ts: &TestServer, key: &str, method: &str, path: &str, body: Option<&Value>) -> common::Resp {
+    let auth = format!("App {key}");
+    ts.call_with(
+        method,
+        path,
+        &[("authorization", &auth)],
+        None,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+}
+
+/// Two installations of the test application personalized to one externalUserId: (person id,
+/// first pushRegId, second pushRegId).
+async fn person_with_two_installations(ts: &TestServer, ext: &str) -> (String, String, String) {
+    let first = ts.register_primary("portaltokenfirst").await;
+    let second = ts.register_primary("portaltokensecond").await;
+    ts.personalize_ok(&first, ext_identity(ext), &flags(false, false, false))
+        .await;
+    ts.personalize_ok(&second, ext_identity(ext), &flags(false, false, false))
+        .await;
+    let (admin, _) = key(ts, &["admin"]).await;
+    let person = api(
+        ts,
+        &admin,
+        "GET",
+        &format!("/api/v1/people/lookup?externalUserId={ext}"),
+        None,
+    )
+    .await
+    .ok()
+    .json();
+    (person["id"].as_str().unwrap().to_string(), first, second)
+}
+
+on_every_backend!(
+    sign_in_sets_a_strict_session_cookie,
+    sessions_are_stored_hashed_and_end,
+    every_post_needs_the_csrf_token,
+    pages_carry_security_headers_and_escape,
+    person_page_and_actions,
+    scopes_apply_in_the_portal,
+);
+
+async fn sign_in_sets_a_strict_session_cookie() {
+    let ts = TestServer::start().await;
+    let mut b = Browser::new(&ts);
+    // Not signed in: pages redirect to the sign-in form.
+    let page = b.get("/portal/people").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/portal/sign-in");
+    assert_eq!(b.get("/portal").await.location(), "/portal/people");
+    // A wrong key: 401, the form again with a message, no session.
+    b.get("/portal/sign-in").await;
+    let wrong = b.post("/portal/sign-in", &[("key", "rk_not-a-key")]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("That API key is not valid"), "{}", wrong.body);
+    assert!(b.cookie("roster_portal").is_none());
+    // The right key: a session cookie, HttpOnly, SameSite=Strict, Path=/portal, not Secure
+    // over plain http.
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let answer = b.sign_in(&admin).await;
+    let cookie = answer
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("roster_portal="))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("Path=/portal"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(!cookie.contains(&admin), "the API key is not in the cookie");
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let mut tls = Browser::new(&ts);
+    let form = tls
+        .send(
+            tls.http
+                .get(format!("{}/portal/sign-in", tls.base))
+                .header("x-forwarded-proto", "https"),
+        )
+        .await;
+    assert!(form.set_cookies().iter().all(|c| c.contains("Secure")));
+    let token = tls.csrf.clone();
+    let answer = tls
+        .send(
+            tls.http
+                .post(format!("{}/portal/sign-in", tls.base))
+                .header("x-forwarded-proto", "https")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("key={}&csrf={}", urlencode(&admin), urlencode(&token))),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let cookie = answer
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("roster_portal="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // The sign-in form itself is CSRF-protected (double submit): without its cookie, 403.
+    let mut fresh = Browser::new(&ts);
+    let refused = fresh
+        .post("/portal/sign-in", &[("key", &admin), ("csrf", "forged")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(fresh.cookie("roster_portal").is_none());
+    ts.finish().await;
+}
+
+async fn sessions_are_stored_hashed_and_end() {
+    let ts = TestServer::start().await;
+    let (admin, admin_id) = key(&ts, &["admin"]).await;
+    let (other, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    let secret = b.cookie("roster_portal").unwrap();
+    // The store has the session under the secret's hash, never the secret.
+    let mut tx = ts.store.begin_read().await.unwrap();
+    let (session, key_row) = tx.portal_session(&secret_hash(&secret)).await.unwrap().expect("stored");
+    assert!(tx.portal_session(&secret).await.unwrap().is_none());
+    tx.rollback().await.unwrap();
+    assert_eq!(key_row.id.to_string(), admin_id);
+    assert_eq!(session.id_hash, secret_hash(&secret));
+    // Sign-out ends the session: the cookie is deleted and the old value no longer works.
+    let out = b.post("/portal/sign-out", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.location().starts_with("/portal/sign-in"));
+    assert!(b.cookie("roster_portal").is_none());
+    b.cookies.push(("roster_portal".into(), secret.clone()));
+    assert_eq!(b.get("/portal/people").await.location(), "/portal/sign-in");
+    assert!(b.cookie("roster_portal").is_none(), "a stale cookie is deleted");
+    // Deleting the API key ends its sessions.
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    api(&ts, &other, "DELETE", &format!("/api/v1/apikeys/{admin_id}"), None).await;
+    assert_eq!(b.get("/portal/people").await.location(), "/portal/sign-in");
+    // An idle session ends (12 hours without a request).
+    let (reader, reader_id) = key(&ts, &["people:read"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&reader).await;
+    let secret = b.cookie("roster_portal").unwrap();
+    let mut tx = ts.store.begin().await.unwrap();
+    let now = common::now_ms();
+    let stale = roster_store::PortalSession {
+        account_id: ts.app.account_id,
+        id_hash: secret_hash("stale-secret"),
+        api_key_id: reader_id.parse().unwrap(),
+        created_at: now - IDLE_MS - 1000,
+        last_seen_at: now - IDLE_MS - 1000,
+        expires_at: now + 3_600_000,
+        flash: None,
+    };
+    tx.insert_portal_session(&stale).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut idle = Browser::new(&ts);
+    idle.cookies.push(("roster_portal".into(), "stale-secret".into()));
+    assert_eq!(idle.get("/portal/people").await.location(), "/portal/sign-in");
+    // ... while the live one still works.
+    assert_eq!(b.get("/portal/people").await.status, StatusCode::OK);
+    assert_eq!(b.cookie("roster_portal").unwrap(), secret);
+    ts.finish().await;
+}
+
+async fn every_post_needs_the_csrf_token() {
+    let ts = TestServer::start().await;
+    let (person_id, _, second) = person_with_two_installations(&ts, "csrf-1").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let secret = b.cookie("roster_portal").unwrap();
+    assert_eq!(b.csrf, csrf_token(&secret), "every form carries the session's token");
+    let before = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    let edit = format!("/portal/people/{person_id}/edit");
+    let version = before["version"].to_string();
+    for token in ["", "forged", &csrf_token("another-session")] {
+        let refused = b
+            .post(
+                &edit,
+                &[("csrf", token), ("version", &version), ("firstName", "Mallory")],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "token {token:?}");
+        assert!(refused.body.contains("Nothing was changed"));
+        let primary = b
+            .post(
+                &format!("/portal/installations/{second}/primary"),
+                &[("csrf", token), ("person", &person_id)],
+            )
+            .await;
+        assert_eq!(primary.status, StatusCode::FORBIDDEN);
+        let erase = b
+            .post(
+                &format!("/portal/people/{person_id}/erase"),
+                &[("csrf", token), ("confirm", "erase")],
+            )
+            .await;
+        assert_eq!(erase.status, StatusCode::FORBIDDEN);
+        let out = b.post("/portal/sign-out", &[("csrf", token)]).await;
+        assert_eq!(out.status, StatusCode::FORBIDDEN);
+    }
+    let after = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert_eq!(before, after, "refused posts changed nothing");
+    // The token in the htmx header counts like the form field.
+    let token = b.csrf.clone();
+    let saved = b
+        .send(
+            b.http
+                .post(format!("{}{edit}", b.base))
+                .header("x-csrf-token", token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("version={version}&firstName=Ana")),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let after = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert_eq!(after["firstName"], "Ana");
+    ts.finish().await;
+}
+
+async fn pages_carry_security_headers_and_escape() {
+    let ts = TestServer::start().await;
+    let (person_id, _, _) = person_with_two_installations(&ts, "<b>ext</b>").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let patched = api(
+        &ts,
+        &admin,
+        "PATCH",
+        &format!("/api/v1/people/{person_id}"),
+        Some(&json!({"firstName": "<script>alert(1)</script>", "tags": ["\"><img src=x onerror=alert(2)>"]})),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let mut b = Browser::new(&ts);
+    let sign_in = b.get("/portal/sign-in").await;
+    assert_security_headers(&sign_in);
+    b.sign_in(&admin).await;
+    for path in [
+        format!("/portal/people/{person_id}"),
+        "/portal/people?q=%3Cscript%3E".to_string(),
+        "/portal/people".to_string(),
+    ] {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert_security_headers(&page);
+        assert!(!page.body.contains("<script>alert"), "{path}: unescaped script");
+        assert!(!page.body.contains("<img src=x"), "{path}: unescaped tag");
+        assert!(!page.body.contains("<b>ext"), "{path}: unescaped markup");
+        // askama escapes `<` and `>` as numeric character references.
+        assert!(
+            page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    // The only scripts are the portal's own file.
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.body.matches("<script").count(), 1);
+    assert!(
+        page.body
+            .contains("<script src=\"/portal/static/htmx.min.js\" defer></script>")
+    );
+    let js = b.get("/portal/static/htmx.min.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(
+        js.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(js.body.starts_with("var htmx="));
+    let missing = b.get("/portal/no-such-page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_security_headers(&missing);
+    ts.finish().await;
+}
+
+fn assert_security_headers(page: &Page) {
+    let h = &page.headers;
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+}
+
+async fn person_page_and_actions() {
+    let ts = TestServer::start().await;
+    let (person_id, first, second) = person_with_two_installations(&ts, "cust-1001").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    // Found by externalUserId, by pushRegId, and by name.
+    let found = b.get("/portal/people?q=cust-1001").await;
+    assert!(
+        found.body.contains(&format!("/portal/people/{person_id}")),
+        "{}",
+        found.body
+    );
+    let found = b.get(&format!("/portal/people?q={second}")).await;
+    assert!(found.body.contains(&format!("/portal/people/{person_id}")));
+    api(&ts, &admin, "PATCH", &format!("/api/v1/people/{person_id}"), Some(&json!({"lastName": "Horvat", "phones": [{"number": "+385 91 123 4567"}], "emails": [{"address": "ana@example.com"}]}))).await.ok();
+    for q in ["horv", "385911234567", "%2B385%2091%20123%204567", "ana%40example.com"] {
+        let found = b.get(&format!("/portal/people?q={q}")).await;
+        assert!(
+            found.body.contains(&format!("/portal/people/{person_id}")),
+            "{q}: {}",
+            found.body
+        );
+    }
+    let nobody = b.get("/portal/people?q=nobody-like-this").await;
+    assert!(nobody.body.contains("Nobody found"));
+    // The person page: both installations, the primary flag on the first (primary follows the
+    // registration with `register_primary`), tokens present but never shown.
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for id in [&first, &second] {
+        assert!(page.body.contains(&format!("id=\"installation-{id}\"")), "{id}");
+    }
+    assert!(!page.body.contains("portaltoken"), "tokens never shown");
+    let primary_of = |body: &str| -> Vec<String> {
+        body.split("<article class=\"installation")
+            .skip(1)
+            .filter(|a| a.starts_with(" primary\""))
+            .map(|a| {
+                a.split("data-push-reg-id=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let before: Vec<String> = primary_of(&page.body);
+    assert_eq!(before.len(), 1, "one primary per application");
+    let other = if before[0] == first { &second } else { &first };
+    // Set primary: a redirect back with a message, and the API agrees.
+    let done = b
+        .post(
+            &format!("/portal/installations/{other}/primary"),
+            &[("person", &person_id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(done.location(), format!("/portal/people/{person_id}"));
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("is now the primary device"), "flash shown");
+    assert_eq!(primary_of(&page.body), vec![other.clone()]);
+    let again = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(!again.body.contains("is now the primary device"), "a flash shows once");
+    let inst = api(&ts, &admin, "GET", &format!("/api/v1/installations/{other}"), None)
+        .await
+        .json();
+    assert_eq!(inst["isPrimary"], true);
+    // Edit: standard fields, tags and a typed custom attribute; only changes are sent.
+    api(
+        &ts,
+        &admin,
+        "POST",
+        "/api/v1/attributes",
+        Some(&json!({"scope": "PERSON", "name": "points", "type": "DECIMAL"})),
+    )
+    .await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    let version = page.hidden("version").unwrap();
+    let saved = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[
+                ("version", &version),
+                ("firstName", "Ana"),
+                ("lastName", "Horvat"),
+                ("type", "CUSTOMER"),
+                ("externalUserId", "cust-1001"),
+                ("phones", "385911234567"),
+                ("emails", "ana@example.com"),
+                ("tags", "vip\nbeta\n"),
+                ("ca.points", "120"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let p = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert_eq!(p["firstName"], "Ana");
+    assert_eq!(p["type"], "CUSTOMER");
+    assert_eq!(p["tags"], json!(["beta", "vip"]));
+    assert_eq!(p["customAttributes"]["points"], 120);
+    // A refused edit: the form again with the API's error next to the field, nothing changed.
+    let version = p["version"].to_string();
+    let refused = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[
+                ("version", &version),
+                ("firstName", "Changed"),
+                ("phones", "12"),
+                ("ca.points", "many"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("must be a number"), "{}", refused.body);
+    let refused = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[("version", &version), ("firstName", "Changed"), ("phones", "12")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("class=\"field-error\""), "{}", refused.body);
+    assert!(refused.body.contains("value=\"Changed\""), "the values sent are kept");
+    // A stale version: 412, nothing saved.
+    let stale = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[("version", "1"), ("firstName", "Stale")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let unchanged = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert_eq!(unchanged, p);
+    // GDPR export: a JSON download.
+    let export = b.get(&format!("/portal/people/{person_id}/export")).await;
+    assert_eq!(export.status, StatusCode::OK);
+    assert!(
+        export.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let doc: Value = serde_json::from_str(&export.body).unwrap();
+    assert_eq!(doc["format"], "roster.person-export.v1");
+    // Depersonalize one installation: it moves to a new anonymous person.
+    let done = b
+        .post(
+            &format!("/portal/installations/{first}/depersonalize"),
+            &[("person", &person_id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let inst = api(&ts, &admin, "GET", &format!("/api/v1/installations/{first}"), None)
+        .await
+        .json();
+    assert_ne!(inst["personId"], json!(person_id));
+    // Erase: a confirmation step, then the person is gone.
+    let confirm = b.get(&format!("/portal/people/{person_id}/erase")).await;
+    assert!(confirm.body.contains("cannot be undone"));
+    let not_confirmed = b.post(&format!("/portal/people/{person_id}/erase"), &[]).await;
+    assert_eq!(not_confirmed.location(), format!("/portal/people/{person_id}/erase"));
+    api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .ok();
+    let erased = b
+        .post(&format!("/portal/people/{person_id}/erase"), &[("confirm", "erase")])
+        .await;
+    assert_eq!(erased.location(), "/portal/people");
+    let people = b.get("/portal/people").await;
+    assert!(people.body.contains("was erased"), "{}", people.body);
+    let gone = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.get(&format!("/portal/people/{person_id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    ts.finish().await;
+}
+
+async fn scopes_apply_in_the_portal() {
+    let ts = TestServer::start().await;
+    let (person_id, first, second) = person_with_two_installations(&ts, "scoped-1").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let (reader, _) = key(&ts, &["people:read"]).await;
+    let (sender, _) = key(&ts, &["push:send"]).await;
+    let before = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    // A read-only key sees the person but no action buttons; a forged action is refused by
+    // the API's scope check, shown as a message, and changes nothing.
+    let mut b = Browser::new(&ts);
+    b.sign_in(&reader).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("Make primary"));
+    let target = if before["installations"][0]["isPrimary"] == true {
+        &second
+    } else {
+        &first
+    };
+    let done = b
+        .post(
+            &format!("/portal/installations/{target}/primary"),
+            &[("person", &person_id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("lacks the scope people:write"), "{}", page.body);
+    let after = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert_eq!(before, after);
+    // A key without people:read cannot open people pages.
+    let mut b = Browser::new(&ts);
+    b.sign_in(&sender).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("lacks the scope people:read"));
+    ts.finish().await;
+}
