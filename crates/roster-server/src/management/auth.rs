@@ -78,11 +78,22 @@ pub fn presented_key(value: &str) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub(crate) struct VerifiedCaller(pub Caller);
 
+/// `429 TOO_MANY_REQUESTS` with `Retry-After` when the key is over its limit (§3.1).
+fn rate_limit(state: &AppState, key: &ApiKey) -> Result<(), MgmtError> {
+    state.api_key_rate.check(&key.id.to_string()).map_err(|secs| {
+        let mut e = MgmtError::new(ErrorCode::TooManyRequests, "Too many requests for this API key");
+        e.retry_after = Some(secs);
+        e
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = MgmtError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, MgmtError> {
         if let Some(VerifiedCaller(caller)) = parts.extensions.get::<VerifiedCaller>() {
+            // The portal's calls count against the key's limit like any other (§3.1).
+            rate_limit(state, &caller.key)?;
             return Ok(caller.clone());
         }
         let unauthorized = || MgmtError::new(ErrorCode::Unauthorized, "A valid API key is required");
@@ -102,11 +113,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         // §3.1: per key, before anything of the request is read or done (not even `lastUsedAt`),
         // so that a refused request changes nothing.
-        if let Err(secs) = state.api_key_rate.check(&key.id.to_string()) {
-            let mut e = MgmtError::new(ErrorCode::TooManyRequests, "Too many requests for this API key");
-            e.retry_after = Some(secs);
-            return Err(e);
-        }
+        rate_limit(state, &key)?;
         // `lastUsedAt` is informational: a store that cannot record it (busy, read-only replica)
         // must not refuse a request the key is entitled to, so a failure is logged, not answered.
         if let Err(e) = state.core.touch_api_key(&key).await {
