@@ -34,7 +34,8 @@ use crate::AppState;
 pub struct PortalState {
     /// The server's shared state.
     pub app: AppState,
-    /// The `/api/v1` routes with the state applied, called in-process ([`api`]).
+    /// The `/api/v1` routes (without that prefix) and `POST /push/3/messages`, with the state
+    /// applied, called in-process ([`api`]).
     pub management: Router,
     /// `{base_path}/portal`: prefix of every link, form action and the cookie path.
     pub prefix: String,
@@ -44,7 +45,9 @@ pub struct PortalState {
 pub fn router(state: &AppState) -> Router<AppState> {
     let portal = PortalState {
         app: state.clone(),
-        management: crate::management::router().with_state(state.clone()),
+        management: crate::management::router()
+            .merge(crate::management::push::router())
+            .with_state(state.clone()),
         prefix: format!("{}/portal", state.base_path),
     };
     Router::new()
