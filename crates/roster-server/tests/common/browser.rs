@@ -1,0 +1,124 @@
+//! Real headless Chromium for the portal's browser tests, driven over WebDriver (chromedriver,
+//! started by the test on an ephemeral port; fantoccini as the client).
+//!
+//! When Debian's `chromium` or `chromium-driver` is not installed the tests are skipped with a
+//! clear line, except under CI (env `CI` set), where that is a failure: `.ci/run` installs both.
+//! One browser per test binary: its client belongs to the runtime that started it, so a test
+//! file runs all its browser scenarios in one `#[tokio::test]`.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+/// Where Debian puts the browser (overridable with `ROSTER_CHROMIUM`).
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where Debian puts the driver (overridable with `ROSTER_CHROMEDRIVER`).
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session and the chromedriver process serving it.
+pub struct Chrome {
+    /// The WebDriver session.
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Chrome {
+    /// Starts chromedriver and a fresh headless Chromium; `None` (after printing why) when they
+    /// are not installed and `CI` is not set.
+    pub async fn start() -> Option<Chrome> {
+        let chromium = std::env::var("ROSTER_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
+        let chromedriver = std::env::var("ROSTER_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.into());
+        if !Path::new(&chromium).exists() || !Path::new(&chromedriver).exists() {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "portal browser tests need {chromium} and {chromedriver} (Debian packages chromium and \
+                     chromium-driver; .ci/run installs them)"
+                );
+            }
+            println!("portal browser tests skipped: chromium/chromedriver not installed");
+            return None;
+        }
+        // An ephemeral port for the driver: bound and released here, taken by chromedriver next.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let status = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..100 {
+            if status.get(format!("{url}/status")).send().await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not answer on {url} within 10 s");
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=1280,1800".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot open a Chromium session through chromedriver: {e}"));
+        Some(Chrome {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Opens `{base}/portal/people`, is sent to the sign-in form, signs in with `key` and waits
+    /// for the people page.
+    pub async fn sign_in(&self, base: &str, key: &str) {
+        let c = &self.client;
+        c.goto(&format!("{base}/portal/people")).await.unwrap();
+        let url = c.current_url().await.unwrap();
+        assert!(url.path().ends_with("/portal/sign-in"), "not sent to sign-in: {url}");
+        c.find(Locator::Css("#key"))
+            .await
+            .unwrap()
+            .send_keys(key)
+            .await
+            .unwrap();
+        c.find(Locator::Css("form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Css("#q")).await.unwrap();
+    }
+
+    /// Ends the browser session and the driver.
+    pub async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill().await;
+    }
+}
