@@ -15,6 +15,7 @@
 pub mod api;
 pub mod csrf;
 pub mod people;
+pub mod send;
 pub mod session;
 
 use axum::{
@@ -56,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/static/portal.css", get(css))
         .merge(session::routes())
         .merge(people::routes())
+        .merge(send::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(portal)
