@@ -22,12 +22,14 @@ pub async fn run(args: ServeArgs, mut settings: Settings) -> anyhow::Result<()> 
     // management-api.md §1.1: a serve that finds no API key in the default account creates
     // one `admin` key there and prints it once.
     let account = core.account_or_default(None).await.map_err(core_error)?;
+    let mut new_key = false;
     if let Some(created) = core
         .create_first_admin_key(account.id, FIRST_KEY_NAME)
         .await
         .map_err(core_error)?
     {
         announce_first_key(&created)?;
+        new_key = true;
     }
     let no_apps = core.list_applications(account.id).await.map_err(core_error)?.is_empty();
 
@@ -44,6 +46,15 @@ pub async fn run(args: ServeArgs, mut settings: Settings) -> anyhow::Result<()> 
     if !settings.base_path().is_empty() {
         output::line(format!("SDK base URL: {}", server.base_url()))?;
     }
+    output::line(format!(
+        "People portal: {}/portal (sign in with {})",
+        browser_url(&server),
+        if new_key {
+            "the admin API key above"
+        } else {
+            "an API key; more keys: roster apikey create"
+        }
+    ))?;
     // Scripts and tests read this line to find the bound port (`--listen 127.0.0.1:0`); it comes
     // last, once the server accepts connections.
     output::line(format!("listening on http://{}", server.addr))?;
@@ -54,6 +65,20 @@ pub async fn run(args: ServeArgs, mut settings: Settings) -> anyhow::Result<()> 
     server.stop().await.context("the server failed while stopping")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The server's base URL as a browser on this machine reaches it (a wildcard listen address
+/// is not one a browser can open).
+fn browser_url(server: &RunningServer) -> String {
+    let mut addr = server.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}{}", server.state.base_path)
 }
 
 /// Prints the new admin key, clearly labelled, on stdout.

@@ -591,6 +591,14 @@ fn serve_prints_the_admin_key_only_on_the_first_start() {
     let key = key_line.split("admin API key: ").nth(1).unwrap().trim().to_string();
     assert!(key.starts_with("rk_") && key.len() == 46, "{key}");
     assert!(first.banner.contains("shown only now"), "{}", first.banner);
+    // The portal's address, to open in a browser and sign in with that key.
+    assert!(
+        first
+            .banner
+            .contains(&format!("People portal: http://{}/portal", first.addr)),
+        "{}",
+        first.banner
+    );
     first.stop();
 
     let keys = s.json(&["apikey", "list", "--data-dir", "d", "--json"]);
