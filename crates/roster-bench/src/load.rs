@@ -67,6 +67,8 @@ pub struct LoadResult {
     pub transport_errors: u64,
     /// A few error answers, for the report.
     pub error_samples: Vec<String>,
+    /// Every request answered, warm-up included (for CPU per request over the whole run).
+    pub total_answered: u64,
 }
 
 impl LoadResult {
@@ -144,6 +146,7 @@ pub async fn run(
         errors: 0,
         transport_errors: 0,
         error_samples: Vec::new(),
+        total_answered: 0,
     };
     for h in handles {
         let w = h.await?;
@@ -161,6 +164,7 @@ pub async fn run(
     }
     ticker.abort();
     bar.finish_and_clear();
+    result.total_answered = done.load(Ordering::Relaxed);
     Ok(result)
 }
 
