@@ -13,8 +13,11 @@
 //! whose `layout` field is a [`Layout`].
 
 pub mod api;
+pub mod applications;
+pub mod attributes;
 pub mod csrf;
 pub mod people;
+pub mod segments;
 pub mod send;
 pub mod session;
 
@@ -58,6 +61,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(session::routes())
         .merge(people::routes())
         .merge(send::routes())
+        .merge(applications::routes())
+        .merge(attributes::routes())
+        .merge(segments::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(portal)
@@ -91,7 +97,11 @@ async fn css() -> Response<Body> {
     asset(CSS, "text/css; charset=utf-8")
 }
 
-async fn not_found(State(portal): State<PortalState>) -> Response<Body> {
+async fn not_found(State(portal): State<PortalState>, uri: http::Uri) -> Response<Body> {
+    // `/portal/` (with the slash) is the start page too.
+    if uri.path() == "/" || uri.path().is_empty() {
+        return see_other(&portal.prefix, "/people");
+    }
     message_page(
         &portal.prefix,
         StatusCode::NOT_FOUND,

@@ -1,0 +1,150 @@
+//! The portal's Send page in real headless Chromium (issue 6), on SQLite: a person with two iOS
+//! installations registered and personalized through the mobile API, the application pointed at
+//! the APNs stand-in; sign in, send a test push to the primary device only, watch the message
+//! page poll its statuses until the delivery shows ACCEPTED, and check that the stand-in received
+//! exactly one push, to the primary's token.
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use std::time::Duration;
+
+use browser::Chrome;
+use common::{TestServer, ext_identity, flags};
+use fantoccini::Locator;
+use roster_push_standins::{ApnsStandIn, ApnsStandInConfig};
+use serde_json::{Value, json};
+
+async fn api(ts: &TestServer, key: &str, method: &str, path: &str, body: Option<&Value>) -> common::Resp {
+    let auth = format!("App {key}");
+    ts.call_with(
+        method,
+        path,
+        &[("authorization", &auth)],
+        None,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn send_to_the_primary_device_in_chromium() {
+    let Some(chrome) = Chrome::start().await else {
+        return;
+    };
+    let ts = TestServer::start_with(|s| s.delivery.poll_interval_ms = 50).await;
+    let apns = ApnsStandIn::start(ApnsStandInConfig::test()).await.unwrap();
+    let key = ts
+        .core()
+        .create_api_key(ts.app.account_id, "browser", &["admin".to_string()], None)
+        .await
+        .unwrap()
+        .secret;
+    api(
+        &ts,
+        &key,
+        "PATCH",
+        &format!("/api/v1/applications/{}", ts.app.id),
+        Some(&json!({"providers": {"apns": apns.application_settings()}})),
+    )
+    .await
+    .ok();
+
+    // Two iPhones of one person, through the mobile API; the first is the primary.
+    let primary_token = "a1".repeat(32);
+    let other_token = "b2".repeat(32);
+    let first = ts
+        .register(json!({"pushServiceType": "APNS", "pushServiceToken": primary_token, "os": "iOS"}))
+        .await;
+    let second = ts
+        .register(json!({"pushServiceType": "APNS", "pushServiceToken": other_token, "os": "iOS"}))
+        .await;
+    ts.personalize_ok(&first, ext_identity("cust-2002"), &flags(false, false, false))
+        .await;
+    ts.personalize_ok(&second, ext_identity("cust-2002"), &flags(false, false, false))
+        .await;
+    api(
+        &ts,
+        &key,
+        "PATCH",
+        &format!("/api/v1/installations/{first}"),
+        Some(&json!({"isPrimary": true})),
+    )
+    .await
+    .ok();
+
+    // Sign in, fill in the Send form: person by externalUserId, primary devices only.
+    let base = ts.server.base_url();
+    let c = &chrome.client;
+    chrome.sign_in(&base, &key).await;
+    c.goto(&format!("{base}/portal/send")).await.unwrap();
+    c.find(Locator::Css("#send-value"))
+        .await
+        .unwrap()
+        .send_keys("cust-2002")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#send-primary-only")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#send-title"))
+        .await
+        .unwrap()
+        .send_keys("Hello")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#send-text"))
+        .await
+        .unwrap()
+        .send_keys("A test push from the portal")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#send-submit")).await.unwrap().click().await.unwrap();
+
+    // The message page: accepted, then (by htmx polling) done with one ACCEPTED delivery.
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#message-id"))
+        .await
+        .unwrap();
+    let flash = c.find(Locator::Css(".flash-ok")).await.unwrap().text().await.unwrap();
+    assert!(flash.contains("PENDING_ACCEPTED"), "{flash}");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#message-done"))
+        .await
+        .unwrap();
+    let rows = c.find_all(Locator::Css("tr.delivery")).await.unwrap();
+    assert_eq!(rows.len(), 1, "one delivery: the primary only");
+    assert_eq!(rows[0].attr("data-push-reg-id").await.unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(rows[0].attr("data-status").await.unwrap().as_deref(), Some("ACCEPTED"));
+    let accepted = c
+        .find(Locator::Css("td[data-status=ACCEPTED]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(accepted, "1");
+    let page = c.source().await.unwrap();
+    assert!(!page.contains(&primary_token) && !page.contains(&other_token), "tokens are never shown");
+
+    // The APNs stand-in got exactly one push, to the primary's token.
+    let recorded = apns.recorded();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].device_token, primary_token);
+    let body: Value = serde_json::from_slice(&recorded[0].body).unwrap();
+    assert_eq!(body["aps"]["alert"]["title"], "Hello");
+
+    // The send is listed among the recent sends.
+    c.find(Locator::Css(".crumbs a")).await.unwrap().click().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("table.messages"))
+        .await
+        .unwrap();
+    let listed = c.find(Locator::Css("table.messages")).await.unwrap().text().await.unwrap();
+    assert!(listed.contains("A test push from the portal"), "{listed}");
+
+    chrome.close().await;
+    ts.finish().await;
+}
