@@ -204,6 +204,8 @@ on_every_backend!(
     pages_carry_security_headers_and_escape,
     person_page_and_actions,
     scopes_apply_in_the_portal,
+    merge_reversal_from_the_person_page,
+    works_under_a_base_path,
 );
 
 async fn sign_in_sets_a_strict_session_cookie() {
@@ -214,6 +216,7 @@ async fn sign_in_sets_a_strict_session_cookie() {
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.location(), "/portal/sign-in");
     assert_eq!(b.get("/portal").await.location(), "/portal/people");
+    assert_eq!(b.get("/portal/").await.location(), "/portal/people");
     // A wrong key: 401, the form again with a message, no session.
     b.get("/portal/sign-in").await;
     let wrong = b.post("/portal/sign-in", &[("key", "rk_not-a-key")]).await;
@@ -686,5 +689,66 @@ async fn scopes_apply_in_the_portal() {
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.body.contains("lacks the scope people:read"));
+    ts.finish().await;
+}
+
+async fn merge_reversal_from_the_person_page() {
+    let ts = TestServer::start().await;
+    // The second personalize merges the second installation's anonymous person into the first's.
+    let (person_id, _, second) = person_with_two_installations(&ts, "merged-1").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    let marker = "/portal/merges/";
+    let start = page.body.find(marker).expect("a Reverse button") + marker.len();
+    let merge_id = page.body[start..].split('/').next().unwrap().to_string();
+    assert!(page.body.contains("was merged into this person"), "{}", page.body);
+    let done = b
+        .post(&format!("/portal/merges/{merge_id}/reverse"), &[("person", &person_id)])
+        .await;
+    assert_eq!(done.location(), format!("/portal/people/{person_id}"));
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("The merge was reversed."), "{}", page.body);
+    assert!(
+        !page.body.contains(&format!("id=\"installation-{second}\"")),
+        "moved back"
+    );
+    let entry = api(&ts, &admin, "GET", &format!("/api/v1/merges/{merge_id}"), None)
+        .await
+        .json();
+    assert_eq!(entry["status"], "REVERSED");
+    // A second reversal is refused by the API; the page says why.
+    b.post(&format!("/portal/merges/{merge_id}/reverse"), &[("person", &person_id)])
+        .await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("Not reversed:"), "{}", page.body);
+    ts.finish().await;
+}
+
+async fn works_under_a_base_path() {
+    let ts = TestServer::start_with(|s| s.http.base_path = "/roster".into()).await;
+    let (person_id, _, _) = person_with_two_installations(&ts, "based-1").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    let page = b.get("/portal/people").await;
+    assert_eq!(page.location(), "/roster/portal/sign-in");
+    let form = b.get("/portal/sign-in").await;
+    assert!(form.body.contains("action=\"/roster/portal/sign-in\""));
+    assert!(form.body.contains("href=\"/roster/portal/static/portal.css\""));
+    let answer = b.post("/portal/sign-in", &[("key", &admin)]).await;
+    assert_eq!(answer.location(), "/roster/portal/people");
+    let cookie = answer
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("roster_portal="))
+        .unwrap();
+    assert!(cookie.contains("Path=/roster/portal;"), "{cookie}");
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(&format!("action=\"/roster/portal/people/{person_id}/edit\""))
+    );
     ts.finish().await;
 }
