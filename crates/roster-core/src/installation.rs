@@ -206,11 +206,29 @@ impl Core {
         patch: &InstallationPatch,
     ) -> CoreResult<InstallationJson> {
         let now = now_millis();
-        in_write_tx!(self, |tx| async {
+        let created = in_write_tx!(self, |tx| async {
             let id = Uuid::new_v4().to_string();
             let inst = create_in(tx, self, app, id, patch, now).await?;
             Ok(InstallationJson::of(&inst, true))
-        })
+        });
+        self.unless_application_deleted(app, created).await
+    }
+
+    /// A new installation refers to its application (a foreign key): when the application is
+    /// deleted between the request's authentication and the insert, the store refuses the insert
+    /// (on PostgreSQL the insert waits for the deletion's lock, then fails). That is the unknown
+    /// application of mobile-api.md §2.1, `401 INVALID_APPLICATION_CODE`, not a server fault: a
+    /// failed write is checked against the application once more.
+    async fn unless_application_deleted<T>(&self, app: &Application, result: CoreResult<T>) -> CoreResult<T> {
+        match result {
+            Err(CoreError::Store(roster_store::StoreError::Other(cause))) => {
+                match self.application_by_code(&app.application_code).await {
+                    Err(CoreError::Api(e)) if e.code == ErrorCode::InvalidApplicationCode => Err(CoreError::Api(e)),
+                    _ => Err(CoreError::Store(roster_store::StoreError::Other(cause))),
+                }
+            }
+            other => other,
+        }
     }
 
     /// `GET /mobile/1/appinstance/{id}` (mobile-api.md §5.2): own or (read-only) another
@@ -237,7 +255,7 @@ impl Core {
         create_gate: CreateGate<'_>,
     ) -> CoreResult<InstallationJson> {
         let now = now_millis();
-        in_write_tx!(self, |tx| async {
+        let patched = in_write_tx!(self, |tx| async {
             let r = match resolve_for_write(tx, app, addressing, true).await {
                 // The own installation is unknown: re-creation under its id, or NO_REGISTRATION.
                 Err(CoreError::Api(e)) if e.code == ErrorCode::NoRegistration && !addressing.is_remote() => {
@@ -281,7 +299,9 @@ impl Core {
                     Ok(InstallationJson::of(&inst, false))
                 }
             }
-        })
+        });
+        // A re-creation inserts an installation (see `unless_application_deleted`).
+        self.unless_application_deleted(app, patched).await
     }
 
     /// Re-creation under a known id (mobile-api.md §5.3, people.md §2.4), or `NO_REGISTRATION`.

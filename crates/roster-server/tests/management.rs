@@ -1257,10 +1257,10 @@ async fn deletions_under_concurrency() {
     let (answers, deleted) = tokio::join!(registrations, deletion);
     assert_eq!(deleted.status, 204, "{}", deleted.text());
     for r in &answers {
-        // Before the deletion: registered (and deleted with it); after: the code is unknown; in
-        // between on PostgreSQL: the insert lost against the deletion.
+        // Before the deletion: registered (and deleted with it); after, or an insert that lost
+        // against the deletion: the code is unknown.
         assert!(
-            [200, 401, 500].contains(&r.status.as_u16()),
+            [200, 401].contains(&r.status.as_u16()),
             "{} {}",
             r.status,
             r.text()

@@ -968,21 +968,34 @@ pub(crate) async fn delete_person(c: &mut Conn, account_id: Uuid, person_id: Uui
 
 // --- attribute definitions ----------------------------------------------------------------------
 
+/// In a write transaction the definition's row is share-locked until commit (`FOR SHARE`): a
+/// write that types a value by it holds it, so a concurrent `DELETE` of the definition waits and
+/// then removes that value too, and a write that comes after a deletion began waits for it and
+/// finds no definition (people.md §11, invariant 14; docs/decisions.md).
 pub(crate) async fn attribute_definition(
     c: &mut Conn,
     account_id: Uuid,
     scope: AttributeScope,
     name: &str,
 ) -> StoreResult<Option<AttributeDefinition>> {
-    c.query_opt(
-        sqlx::query(concat!(
+    let sql = if c.write {
+        concat!(
+            "SELECT ",
+            definition_columns!(),
+            " FROM attribute_definitions WHERE account_id = $1 AND scope = $2 AND name = $3 FOR SHARE"
+        )
+    } else {
+        concat!(
             "SELECT ",
             definition_columns!(),
             " FROM attribute_definitions WHERE account_id = $1 AND scope = $2 AND name = $3"
-        ))
-        .bind(id(account_id))
-        .bind(scope.as_str())
-        .bind(name.to_owned()),
+        )
+    };
+    c.query_opt(
+        sqlx::query(sql)
+            .bind(id(account_id))
+            .bind(scope.as_str())
+            .bind(name.to_owned()),
         rows::attribute_definition,
     )
     .await
