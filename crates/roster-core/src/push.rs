@@ -1598,6 +1598,24 @@ impl Core {
         })
     }
 
+    /// `GET /api/v1/messages` without `bulkId`: the account's messages newest first (by
+    /// `createdAt`, then `messageId`, both descending), strictly before `before`, at most `limit`.
+    pub async fn recent_messages(
+        &self,
+        account_id: Uuid,
+        before: Option<(Millis, String)>,
+        limit: u32,
+    ) -> CoreResult<Vec<MessageView>> {
+        crate::in_read_tx!(self, |tx| async {
+            let messages = tx.recent_messages(account_id, before, limit).await?;
+            let mut out = Vec::with_capacity(messages.len());
+            for m in messages {
+                out.push(view(tx, m).await?);
+            }
+            Ok(out)
+        })
+    }
+
     /// `GET /api/v1/messages/{messageId}/deliveries`: records by `deliveryId` after `after`,
     /// optionally of one status; `404` if the account has no such message. Also returns the
     /// message's bulk id.

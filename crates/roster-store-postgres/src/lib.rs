@@ -22,6 +22,7 @@ mod portal;
 mod push;
 mod retention;
 mod rows;
+mod sends;
 mod sql;
 pub mod testing;
 mod tx;

@@ -26,7 +26,7 @@ use crate::rows::{self, enum_at, get, json_at, opt_uuid_at, uuid_at};
 use crate::sql::{Conn, expect_one};
 use crate::tx::PgTx;
 
-fn message_row(row: &PgRow) -> StoreResult<Message> {
+pub(crate) fn message_row(row: &PgRow) -> StoreResult<Message> {
     Ok(Message {
         account_id: uuid_at(row, 0)?,
         message_id: get(row, 1)?,

@@ -18,6 +18,7 @@ mod portal;
 mod push;
 mod retention;
 mod rows;
+mod sends;
 mod sql;
 mod tx;
 

@@ -38,7 +38,7 @@ macro_rules! erase_set {
     };
 }
 
-fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+pub(crate) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         account_id: uuid_at(row, 0)?,
         message_id: row.get(1)?,

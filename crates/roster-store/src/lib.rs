@@ -18,12 +18,14 @@ pub mod people;
 pub mod portal;
 pub mod push;
 pub mod retention;
+pub mod sends;
 pub use admin::AdminTx;
 pub use audience::AudienceTx;
 pub use people::{MergeKey, PeopleTx};
 pub use portal::{PortalSession, PortalTx};
 pub use push::PushTx;
 pub use retention::RetentionTx;
+pub use sends::SendsTx;
 
 /// The stored schema's column order, identical in every backend (the schema comparison test in
 /// roster-store-postgres checks the tables), and the stored form of values that every backend
@@ -266,7 +268,7 @@ pub trait Store: Send + Sync + 'static {
 /// for itself). Every method filters by account where the
 /// entity has one. Finders return `Ok(None)` for a missing row.
 #[async_trait]
-pub trait Tx: AdminTx + AudienceTx + PeopleTx + PortalTx + PushTx + RetentionTx + Send {
+pub trait Tx: AdminTx + AudienceTx + PeopleTx + PortalTx + PushTx + RetentionTx + SendsTx + Send {
     /// Makes every write of the transaction durable, or fails and keeps none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Discards every write of the transaction.

@@ -92,11 +92,12 @@ async fn show(State(state): State<AppState>, caller: Caller, PathParams(p): Path
     Ok(ok(&message_json(&view)))
 }
 
-/// `?bulkId=` (required): the bulk's messages in request order, paged.
+/// `?bulkId=`: the bulk's messages in request order, paged; without `bulkId` (a Roster addition
+/// for the portal's recent sends) the account's messages newest first.
 async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) -> MgmtResult<Response<Body>> {
     caller.require(Scope::PushSend)?;
     let Some(bulk_id) = query.get("bulkId").filter(|b| !b.is_empty()) else {
-        return Err(MgmtError::field("query.bulkId", "is required"));
+        return recent(&state, &caller, &query).await;
     };
     let page = PageRequest::from_query("messages", &query.pairs())?;
     let after = match &page.after {
@@ -114,6 +115,31 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     views.truncate(page.limit);
     let next = match views.last() {
         Some(last) if more => Some(page.cursor_after(json!(last.message.position))),
+        _ => None,
+    };
+    Ok(ok(&page_json(views.iter().map(message_json).collect(), next)))
+}
+
+/// The account's messages by `createdAt` then `messageId`, both descending; the cursor holds
+/// the last item's pair.
+async fn recent(state: &AppState, caller: &Caller, query: &QueryPairs) -> MgmtResult<Response<Body>> {
+    let page = PageRequest::from_query("messages?recent", &query.pairs())?;
+    let before = match &page.after {
+        None => None,
+        Some(k) => Some(
+            k.as_array()
+                .and_then(|a| Some((a.first()?.as_i64()?, a.get(1)?.as_str()?.to_string())))
+                .ok_or_else(|| MgmtError::field("query.cursor", "invalid cursor, or one of another query"))?,
+        ),
+    };
+    let mut views = state
+        .core
+        .recent_messages(caller.account_id(), before, page.limit as u32 + 1)
+        .await?;
+    let more = views.len() > page.limit;
+    views.truncate(page.limit);
+    let next = match views.last() {
+        Some(last) if more => Some(page.cursor_after(json!([last.message.created_at, last.message.message_id]))),
         _ => None,
     };
     Ok(ok(&page_json(views.iter().map(message_json).collect(), next)))

@@ -91,9 +91,12 @@ const OPERATIONS: &[Op] = &[
         ..op("post", "/push/3/messages", "sendPushMessages", "Push")
     },
     Op {
-        summary: "List the messages of a bulk, in request order",
+        summary: "List the messages of a bulk in request order, or without bulkId the account's messages newest first",
         scope: SEND,
-        query: &[("bulkId", "The bulk whose messages are listed (required)")],
+        query: &[(
+            "bulkId",
+            "The bulk whose messages are listed; without it, every message of the account, newest first",
+        )],
         paged: true,
         ok: (200, Some("MessagePage")),
         errors: &[400],
