@@ -1331,7 +1331,14 @@ async fn reading_results() {
     let r = f.get("/api/v1/messages/g-2/deliveries?status=LOST").await;
     r.assert_error(400, "BAD_REQUEST");
     assert!(error_paths(&r).contains("query.status"));
-    f.get("/api/v1/messages").await.assert_error(400, "BAD_REQUEST");
+    // Without bulkId: the account's messages, newest first (this bulk's three are the newest).
+    let recent = f.get("/api/v1/messages").await.ok().json();
+    let mut newest: Vec<&str> = recent["items"].as_array().unwrap()[..3]
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap())
+        .collect();
+    newest.sort();
+    assert_eq!(newest, ["g-1", "g-2", "g-3"]);
     f.get("/api/v1/messages/none").await.assert_error(404, "NOT_FOUND");
     f.get("/api/v1/messages/none/deliveries")
         .await
