@@ -206,6 +206,7 @@ on_every_backend!(
     scopes_apply_in_the_portal,
     merge_reversal_from_the_person_page,
     works_under_a_base_path,
+    search_pages_and_typed_attribute_editing,
 );
 
 async fn sign_in_sets_a_strict_session_cookie() {
@@ -750,5 +751,125 @@ async fn works_under_a_base_path() {
         page.body
             .contains(&format!("action=\"/roster/portal/people/{person_id}/edit\""))
     );
+    ts.finish().await;
+}
+
+async fn search_pages_and_typed_attribute_editing() {
+    let ts = TestServer::start().await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    // 30 people whose last name contains "Kovač", one more who does not match.
+    for n in 0..30 {
+        let id = ts.register_primary(&format!("pagetoken{n}")).await;
+        let body = json!({"userIdentity": {"externalUserId": format!("page-{n}")}, "userAttributes": {"lastName": format!("Kovač{n}")}});
+        ts.personalize_ok(&id, body, &flags(false, false, false)).await;
+    }
+    let other = ts.register_primary("pagetokenother").await;
+    ts.personalize_ok(&other, ext_identity("someone-else"), &flags(false, false, false))
+        .await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    let ids_on = |body: &str| -> Vec<String> {
+        body.split("href=\"/portal/people/")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().to_string())
+            .collect()
+    };
+    let first = b.get("/portal/people?q=kova%C4%8D").await;
+    let first_ids = ids_on(&first.body);
+    assert_eq!(first_ids.len(), 25, "{}", first.body);
+    let next = first
+        .body
+        .split("cursor=")
+        .nth(1)
+        .expect("a next page")
+        .split('"')
+        .next()
+        .unwrap();
+    let next = next.replace("&amp;", "&");
+    let second = b.get(&format!("/portal/people?q=kova%C4%8D&cursor={next}")).await;
+    let second_ids = ids_on(&second.body);
+    assert_eq!(second_ids.len(), 5, "{}", second.body);
+    assert!(second_ids.iter().all(|id| !first_ids.contains(id)), "no person twice");
+    assert!(!second.body.contains("Next page"));
+    assert!(!first.body.contains("someone-else") && !second.body.contains("someone-else"));
+    // Typed custom attributes: a list of objects through its JSON box, a boolean, a date.
+    for def in [
+        json!({"scope": "PERSON", "name": "orders", "type": "LIST_OF_OBJECTS", "objectSchema": [{"name": "sku", "type": "STRING"}, {"name": "price", "type": "DECIMAL"}]}),
+        json!({"scope": "PERSON", "name": "newsletter", "type": "BOOLEAN"}),
+        json!({"scope": "PERSON", "name": "since", "type": "DATE"}),
+    ] {
+        assert_eq!(
+            api(&ts, &admin, "POST", "/api/v1/attributes", Some(&def)).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let person_id = &first_ids[0];
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    let version = page.hidden("version").unwrap();
+    let bad = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[
+                ("version", &version),
+                ("ca.orders", "[{\"sku\": \"A1\""),
+                ("ca.newsletter", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("must be a JSON list of objects"), "{}", bad.body);
+    let wrong_type = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[("version", &version), ("ca.orders", "[{\"sku\": 5}]")],
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST, "the API's own check");
+    assert!(wrong_type.body.contains("class=\"field-error\""), "{}", wrong_type.body);
+    let saved = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[
+                ("version", &version),
+                ("ca.orders", "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]"),
+                ("ca.newsletter", "true"),
+                ("ca.since", "2024-02-29"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let p = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert_eq!(
+        p["customAttributes"]["orders"],
+        json!([{"sku": "A1", "price": 19.9}, {"sku": "B7", "price": 5}])
+    );
+    assert_eq!(p["customAttributes"]["newsletter"], true);
+    assert_eq!(p["customAttributes"]["since"], "2024-02-29");
+    // Shown with their types, the list as a table.
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("<code>LIST_OF_OBJECTS</code>"));
+    assert!(page.body.contains("<table class=\"objects\">"));
+    assert!(page.body.contains("<td>19.9</td>"), "{}", page.body);
+    // An emptied input removes the attribute; the others stay.
+    let version = p["version"].to_string();
+    let saved = b
+        .post(
+            &format!("/portal/people/{person_id}/edit"),
+            &[
+                ("version", &version),
+                ("ca.orders", "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]"),
+                ("ca.newsletter", ""),
+                ("ca.since", "2024-02-29"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let p = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
+        .await
+        .json();
+    assert!(p["customAttributes"].get("newsletter").is_none(), "{p}");
+    assert_eq!(p["customAttributes"]["since"], "2024-02-29");
     ts.finish().await;
 }
