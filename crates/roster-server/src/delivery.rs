@@ -228,9 +228,20 @@ impl Sender {
                     .inc();
                 tracing::debug!(delivery_id = %claimed.delivery.delivery_id, status = status.as_str(), "delivery attempt recorded")
             }
+            // The record is gone with its application (management-api.md §7.1: deleting an
+            // application deletes its messages and deliveries), whether it went before this
+            // attempt or during the provider call: nothing is written, nothing retried.
+            Ok(None) if claimed.application.is_none() || claimed.message.is_none() => {
+                self.clients.forget(claimed.delivery.application_id);
+                tracing::debug!(
+                    delivery_id = %claimed.delivery.delivery_id,
+                    "the delivery's application was deleted; its records went with it"
+                )
+            }
             Ok(None) => tracing::info!(
                 delivery_id = %claimed.delivery.delivery_id,
-                "the claim expired before the answer was recorded; another worker owns the delivery"
+                "the claim ended before the answer was recorded (lease expired, or the delivery was \
+                 deleted with its application or person meanwhile)"
             ),
             // The claim expires and the delivery is attempted again (at-least-once).
             Err(e) => tracing::warn!(
@@ -311,6 +322,13 @@ impl ClientPool {
             transport,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Drops the clients of an application that no longer exists (their connections and
+    /// provider tokens with them).
+    fn forget(&self, application_id: Uuid) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|(app, _), _| *app != application_id);
     }
 
     /// The client for `app`'s current settings of `provider`, or the report of why there is none

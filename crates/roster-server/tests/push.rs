@@ -573,6 +573,145 @@ async fn large_filtered_send_reaches_exactly_the_matching_installations() {
     f.finish().await;
 }
 
+/// Deliveries of an application deleted while the workers hold them (management-api.md §7.1: the
+/// deletion takes the application's messages and delivery records with it): a record waiting for
+/// its retry is never attempted again, and the workers carry on with other applications'
+/// deliveries.
+async fn deliveries_of_a_deleted_application() {
+    let f = fixture().await;
+    let doomed = f.ts.other_app().await;
+    let providers = json!({"fcm": f.fcm.application_settings()});
+    let path = format!("/api/v1/applications/{}", doomed.id);
+    f.request(
+        "PATCH",
+        &path,
+        &f.admin,
+        &[],
+        Some(json!({"providers": providers}).to_string().into_bytes()),
+    )
+    .await
+    .ok();
+    let body = json!({"pushServiceType": "Firebase", "pushServiceToken": "doomed-1", "os": "Android"});
+    let id = common::people_helpers::register_in_with(&f.ts, &doomed, &body).await;
+    // The provider answers 429 with Retry-After 2 s: the record waits for its second attempt.
+    f.fcm
+        .always("doomed-1", FcmAnswer::QuotaExceeded { retry_after: Some(2) });
+    let sent = f
+        .send(
+            &json!({"messages": [{"sender": doomed.application_code, "content": {"text": "hi"},
+            "destinations": [{"type": "REGISTRATION", "pushRegistrationId": id}]}]}),
+        )
+        .await
+        .ok()
+        .json();
+    let message = message_id(&sent["messages"][0]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while f.fcm.stats().count(429) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no first attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deleted = f.request("DELETE", &path, &f.admin, &[], None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let after_deletion = f.fcm.stats().count(429);
+    // Past the retry time: no further attempt, the message and its records are gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        f.fcm.stats().count(429),
+        after_deletion,
+        "no retry of a deleted application's delivery"
+    );
+    f.get(&format!("/api/v1/messages/{message}"))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let mut tx = f.ts.store.begin_read().await.unwrap();
+    let depth = tx.queue_depth(common::now_ms()).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(depth, Default::default(), "nothing left in the queue");
+
+    // The workers still deliver the test application's pushes.
+    let alive = f.fcm_install("alive-1", json!({})).await;
+    let element = f
+        .send_one(json!({"type": "REGISTRATION", "pushRegistrationId": alive}))
+        .await;
+    let m = f.done(&message_id(&element)).await;
+    assert_eq!(m["deliveries"]["ACCEPTED"], 1, "{m}");
+    f.finish().await;
+}
+
+/// A claim that outlives its application: the worker that claimed a record before the deletion
+/// and answers after it (provider call in flight, or no call because it read no application)
+/// records nothing and gets no error; the record is gone with the message.
+async fn a_claim_outliving_its_application() {
+    use roster_core::push::AttemptOutcome;
+    use roster_push::{Outcome, ProviderResponse, SendReport};
+    // No workers: the test is the worker.
+    let ts = TestServer::start_with(|s| s.delivery.enabled = false).await;
+    let key = api_key(&ts, &["push:send", "admin"]).await;
+    let doomed = ts.other_app().await;
+    let body = json!({"pushServiceType": "Firebase", "pushServiceToken": "doomed-2"});
+    let ids = [
+        common::people_helpers::register_in_with(&ts, &doomed, &body).await,
+        common::people_helpers::register_in_with(
+            &ts,
+            &doomed,
+            &json!({"pushServiceType": "Firebase", "pushServiceToken": "doomed-3"}),
+        )
+        .await,
+    ];
+    let auth = format!("App {key}");
+    let request = json!({"messages": [{"sender": doomed.application_code, "content": {"text": "hi"},
+        "destinations": ids.iter().map(|id| json!({"type": "REGISTRATION", "pushRegistrationId": id})).collect::<Vec<_>>()}]});
+    ts.call_with(
+        "POST",
+        "/push/3/messages",
+        &[("authorization", &auth)],
+        None,
+        Some(request.to_string().into_bytes()),
+    )
+    .await
+    .ok();
+    let core = ts.core();
+    let claimed = core.claim_deliveries(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.application.is_some() && c.message.is_some()));
+    let deleted = ts
+        .call_with(
+            "DELETE",
+            &format!("/api/v1/applications/{}", doomed.id),
+            &[("authorization", &auth)],
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let accepted = AttemptOutcome::Sent {
+        report: SendReport {
+            outcome: Outcome::Accepted,
+            response: ProviderResponse {
+                http_status: Some(200),
+                reason: "OK".into(),
+            },
+            credential_refreshed: false,
+        },
+        token: "doomed-2".into(),
+    };
+    assert_eq!(core.finish_delivery(&claimed[0], &accepted).await.unwrap(), None);
+    let not_sent = AttemptOutcome::NotSent {
+        reason: "APPLICATION_DELETED".into(),
+    };
+    assert_eq!(core.finish_delivery(&claimed[1], &not_sent).await.unwrap(), None);
+    // Nothing to claim again, nothing left.
+    assert!(
+        core.claim_deliveries(Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let s = ts.snapshot().await;
+    assert!(s.installations.iter().all(|i| i.application_id != doomed.id));
+    ts.finish().await;
+}
+
 /// A saved segment as the audience (§5.3): its filter, in conjunction with the destination's
 /// own; an unknown segment and one that is no longer valid are `400` at `segmentId`.
 async fn segments_as_destinations() {
@@ -1355,6 +1494,8 @@ on_every_backend!(
     undeliverable_and_depersonalized_installations_are_skipped,
     multiple_destinations_resolve_in_chunks,
     large_filtered_send_reaches_exactly_the_matching_installations,
+    deliveries_of_a_deleted_application,
+    a_claim_outliving_its_application,
     apns_outcomes,
     fcm_outcomes_and_provider_status,
     provider_not_configured,
