@@ -655,6 +655,16 @@ pub async fn footprint(common: &Common, people: u64) -> anyhow::Result<Report> {
         (disk_after.saturating_sub(disk_before)) as f64 / seeded.people.max(1) as f64,
         "bytes",
     );
+    // Where the bytes go, per person: the ten largest tables and indexes.
+    let sizes: Vec<Value> = run
+        .store
+        .relation_sizes()
+        .await?
+        .into_iter()
+        .take(10)
+        .map(|(name, bytes)| json!({"relation": name, "bytesPerPerson": bytes as f64 / seeded.people.max(1) as f64}))
+        .collect();
+    report.add("largest relations", sizes, "");
     report.add("preview of everyone", preview_ms, "ms");
     report.add_latency("GET installation (sample)", &gets);
     if run.server.in_process() {

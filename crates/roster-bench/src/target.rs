@@ -122,6 +122,39 @@ impl FreshStore {
         }
     }
 
+    /// Bytes per table and index, largest first: where the bytes on disk go. SQLite: the
+    /// `dbstat` virtual table; PostgreSQL: `pg_relation_size` of every relation of the schema.
+    pub async fn relation_sizes(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path().expect("sqlite store");
+                tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, u64)>> {
+                    let conn = rusqlite::Connection::open(&path)?;
+                    conn.busy_timeout(Duration::from_secs(30))?;
+                    let mut stmt = conn
+                        .prepare("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC")?;
+                    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+                    Ok(rows.collect::<Result<_, _>>()?)
+                })
+                .await?
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT c.relname::text, pg_relation_size(c.oid) FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i', 't') \
+                     ORDER BY 2 DESC",
+                )
+                .fetch_all(&mut conn)
+                .await?;
+                conn.close().await?;
+                Ok(rows.into_iter().map(|(n, b)| (n, b as u64)).collect())
+            }
+        }
+    }
+
     /// Drops the PostgreSQL database (the scratch directory goes when dropped).
     pub async fn cleanup(mut self) -> anyhow::Result<()> {
         if let Some(pg) = self.pg.take() {

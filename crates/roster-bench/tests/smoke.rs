@@ -115,6 +115,9 @@ async fn data_scenarios(backend: Backend) {
         .unwrap();
     assert!(per_person > 100.0 && per_person < 100_000.0, "{r:#?}");
     assert!(figure(&r, "idle RSS").as_f64().unwrap() > 1.0);
+    let largest = figure(&r, "largest relations");
+    assert!(largest.as_array().is_some_and(|a| !a.is_empty()), "{largest}");
+    r.print(false).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
