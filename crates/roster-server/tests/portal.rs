@@ -265,6 +265,11 @@ async fn sign_in_sets_a_strict_session_cookie() {
         .find(|c| c.starts_with("roster_portal="))
         .unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // Two sign-in forms open in two tabs share one token: the first one sent still works.
+    let mut tabs = Browser::new(&ts);
+    let one = tabs.get("/portal/sign-in").await.hidden("csrf").unwrap();
+    let two = tabs.get("/portal/sign-in").await.hidden("csrf").unwrap();
+    assert_eq!(one, two);
     // The sign-in form itself is CSRF-protected (double submit): without its cookie, 403.
     let mut fresh = Browser::new(&ts);
     let refused = fresh
@@ -289,6 +294,20 @@ async fn sessions_are_stored_hashed_and_end() {
     tx.rollback().await.unwrap();
     assert_eq!(key_row.id.to_string(), admin_id);
     assert_eq!(session.id_hash, secret_hash(&secret));
+    // Signing in again replaces the browser's session: the previous one ends. (A signed-in
+    // browser is sent on from the form, so the form is fetched without the cookie.)
+    b.cookies.retain(|(k, _)| k != "roster_portal");
+    b.get("/portal/sign-in").await;
+    b.cookies.push(("roster_portal".into(), secret.clone()));
+    let again = b.post("/portal/sign-in", &[("key", &admin)]).await;
+    assert_eq!(again.location(), "/portal/people");
+    let replaced = secret;
+    let secret = b.cookie("roster_portal").unwrap();
+    assert_ne!(secret, replaced);
+    let mut tx = ts.store.begin_read().await.unwrap();
+    assert!(tx.portal_session(&secret_hash(&replaced)).await.unwrap().is_none());
+    tx.rollback().await.unwrap();
+    b.get("/portal/people").await;
     // Sign-out ends the session: the cookie is deleted and the old value no longer works.
     let out = b.post("/portal/sign-out", &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
@@ -831,7 +850,10 @@ async fn search_pages_and_typed_attribute_editing() {
             &format!("/portal/people/{person_id}/edit"),
             &[
                 ("version", &version),
-                ("ca.orders", "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]"),
+                (
+                    "ca.orders",
+                    "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]",
+                ),
                 ("ca.newsletter", "true"),
                 ("ca.since", "2024-02-29"),
             ],
@@ -859,7 +881,10 @@ async fn search_pages_and_typed_attribute_editing() {
             &format!("/portal/people/{person_id}/edit"),
             &[
                 ("version", &version),
-                ("ca.orders", "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]"),
+                (
+                    "ca.orders",
+                    "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]",
+                ),
                 ("ca.newsletter", ""),
                 ("ca.since", "2024-02-29"),
             ],

@@ -61,9 +61,8 @@ impl ApiFailure {
         let mut out = self.text.clone();
         for (path, messages) in &self.fields {
             for m in messages {
-                if *m == self.text {
-                    out.push_str(&format!(" ({path})"));
-                } else {
+                // Person data errors repeat the field's message as the text (management-api.md §2).
+                if *m != self.text {
                     out.push_str(&format!(" — {path}: {m}"));
                 }
             }

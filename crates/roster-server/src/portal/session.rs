@@ -288,7 +288,11 @@ fn sign_in_form(
     error: Option<String>,
     notice: Option<String>,
 ) -> Response<Body> {
-    let token = new_secret();
+    // Forms open in several tabs share the browser's token (a new one per form would refuse all
+    // but the last).
+    let token = cookie(headers, SIGN_IN_COOKIE)
+        .filter(|t| t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .map_or_else(new_secret, str::to_string);
     let page = SignInPage {
         layout: Layout::signed_out(&portal.prefix, "Sign in"),
         token: token.clone(),
@@ -346,6 +350,10 @@ async fn sign_in(State(portal): State<PortalState>, req: Request) -> Response<Bo
     };
     let created = async {
         let mut tx = portal.app.core.store().begin().await?;
+        // Signing in again (perhaps with another key) replaces the browser's session.
+        if let Some(previous) = cookie(&parts.headers, COOKIE) {
+            tx.delete_portal_session(&secret_hash(previous)).await?;
+        }
         // Ended sessions of the account go now and then; a bounded batch per sign-in keeps the
         // table small without a sweeper of its own.
         tx.delete_ended_portal_sessions(key.account_id, now - IDLE_MS, now, 100)
