@@ -2,7 +2,8 @@
 //! installations registered and personalized through the mobile API, the application pointed at
 //! the APNs stand-in; sign in, send a test push to the primary device only, watch the message
 //! page poll its statuses until the delivery shows ACCEPTED, and check that the stand-in received
-//! exactly one push, to the primary's token.
+//! exactly one push, to the primary's token; the send is among the recent sends; the segment
+//! builder's live preview follows what is typed, and the segment saves.
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -85,7 +86,12 @@ async fn send_to_the_primary_device_in_chromium() {
         .send_keys("cust-2002")
         .await
         .unwrap();
-    c.find(Locator::Css("#send-primary-only")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#send-primary-only"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.find(Locator::Css("#send-title"))
         .await
         .unwrap()
@@ -98,7 +104,12 @@ async fn send_to_the_primary_device_in_chromium() {
         .send_keys("A test push from the portal")
         .await
         .unwrap();
-    c.find(Locator::Css("#send-submit")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#send-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // The message page: accepted, then (by htmx polling) done with one ACCEPTED delivery.
     c.wait()
@@ -115,7 +126,10 @@ async fn send_to_the_primary_device_in_chromium() {
         .unwrap();
     let rows = c.find_all(Locator::Css("tr.delivery")).await.unwrap();
     assert_eq!(rows.len(), 1, "one delivery: the primary only");
-    assert_eq!(rows[0].attr("data-push-reg-id").await.unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(
+        rows[0].attr("data-push-reg-id").await.unwrap().as_deref(),
+        Some(first.as_str())
+    );
     assert_eq!(rows[0].attr("data-status").await.unwrap().as_deref(), Some("ACCEPTED"));
     let accepted = c
         .find(Locator::Css("td[data-status=ACCEPTED]"))
@@ -126,7 +140,10 @@ async fn send_to_the_primary_device_in_chromium() {
         .unwrap();
     assert_eq!(accepted, "1");
     let page = c.source().await.unwrap();
-    assert!(!page.contains(&primary_token) && !page.contains(&other_token), "tokens are never shown");
+    assert!(
+        !page.contains(&primary_token) && !page.contains(&other_token),
+        "tokens are never shown"
+    );
 
     // The APNs stand-in got exactly one push, to the primary's token.
     let recorded = apns.recorded();
@@ -142,9 +159,67 @@ async fn send_to_the_primary_device_in_chromium() {
         .for_element(Locator::Css("table.messages"))
         .await
         .unwrap();
-    let listed = c.find(Locator::Css("table.messages")).await.unwrap().text().await.unwrap();
+    let listed = c
+        .find(Locator::Css("table.messages"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(listed.contains("A test push from the portal"), "{listed}");
+
+    // The segment builder's live preview (htmx on input): everything, then primaries only.
+    c.goto(&format!("{base}/portal/segments/new")).await.unwrap();
+    assert_eq!(text_of(c, "#preview-installations").await, "2");
+    c.find(Locator::Css("input[name=cf]"))
+        .await
+        .unwrap()
+        .send_keys("installation.isPrimary")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=cv]"))
+        .await
+        .unwrap()
+        .send_keys("true")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while text_of(c, "#preview-installations").await != "1" {
+        assert!(tokio::time::Instant::now() < deadline, "the preview never updated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        text_of(c, "#preview-filter").await,
+        r#"{"installation.isPrimary":{"$eq":true}}"#
+    );
+    c.find(Locator::Css("#segment-name"))
+        .await
+        .unwrap()
+        .send_keys("Primaries")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#save-segment"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
+    let segments = api(&ts, &key, "GET", "/api/v1/segments", None).await.ok().json();
+    assert_eq!(
+        segments["items"][0]["filter"],
+        json!({"installation.isPrimary": {"$eq": true}})
+    );
 
     chrome.close().await;
     ts.finish().await;
+}
+
+/// The text of the first element matching `css`, empty when there is none (e.g. while the
+/// preview shows the error of a half-typed field name).
+async fn text_of(c: &fantoccini::Client, css: &str) -> String {
+    match c.find_all(Locator::Css(css)).await.unwrap().first() {
+        Some(e) => e.text().await.unwrap_or_default(),
+        None => String::new(),
+    }
 }
