@@ -345,6 +345,15 @@ async fn sessions_are_stored_hashed_and_end() {
     // ... while the live one still works.
     assert_eq!(b.get("/portal/people").await.status, StatusCode::OK);
     assert_eq!(b.cookie("roster_portal").unwrap(), secret);
+    // Ended sessions are deleted when someone of the account signs in; live ones stay.
+    let mut tx = ts.store.begin_read().await.unwrap();
+    assert!(tx.portal_session(&secret_hash("stale-secret")).await.unwrap().is_some());
+    tx.rollback().await.unwrap();
+    Browser::new(&ts).sign_in(&reader).await;
+    let mut tx = ts.store.begin_read().await.unwrap();
+    assert!(tx.portal_session(&secret_hash("stale-secret")).await.unwrap().is_none());
+    assert!(tx.portal_session(&secret_hash(&secret)).await.unwrap().is_some());
+    tx.rollback().await.unwrap();
     ts.finish().await;
 }
 
