@@ -561,6 +561,34 @@ async fn person_page_and_actions() {
         .await
         .json();
     assert_eq!(inst["isPrimary"], true);
+    // Installation custom attributes are shown with their types, under their installation.
+    let def = json!({"scope": "INSTALLATION", "name": "channel", "type": "STRING"});
+    assert_eq!(
+        api(&ts, &admin, "POST", "/api/v1/attributes", Some(&def)).await.status,
+        StatusCode::CREATED
+    );
+    let body = json!({"customAttributes": {"channel": "beta-<b>"}});
+    api(
+        &ts,
+        &admin,
+        "PATCH",
+        &format!("/api/v1/installations/{first}"),
+        Some(&body),
+    )
+    .await
+    .ok();
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    let article = page
+        .body
+        .split(&format!("id=\"installation-{first}\""))
+        .nth(1)
+        .unwrap()
+        .split("</article>")
+        .next()
+        .unwrap();
+    assert!(article.contains("<td>channel</td>"), "{article}");
+    assert!(article.contains("<code>STRING</code>"));
+    assert!(article.contains("beta-&#60;b&#62;"));
     // Edit: standard fields, tags and a typed custom attribute; only changes are sent.
     api(
         &ts,
