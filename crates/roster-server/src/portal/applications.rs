@@ -21,7 +21,7 @@ use super::{
     Flash, Layout, PortalState,
     api::{ApiFailure, enc},
     csrf::CsrfForm,
-    send::{FieldErrors, failure_page, field_errors, flash_to},
+    send::{FieldErrors, change_then_redirect, failure_page, field_errors, flash_to, text},
     session::SignedIn,
 };
 
@@ -65,14 +65,6 @@ impl ApplicationsPage {
     /// The errors of one field.
     pub fn err(&self, field: &str) -> Vec<String> {
         self.errors.get(field).cloned().unwrap_or_default()
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
     }
 }
 
@@ -487,19 +479,19 @@ async fn remove_provider(
         return failure_page(&portal, &not_a_provider());
     };
     let patch = json!({"providers": {*key: null}});
-    let flash = match portal
-        .api(
-            &session.caller,
-            Method::PATCH,
-            &format!("/applications/{}", enc(&app)),
-            Some(&patch),
-        )
-        .await
-    {
-        Ok(_) => Flash::ok(format!("{} credentials removed.", key.to_uppercase())),
-        Err(f) => Flash::error(format!("Not removed: {}", f.message())),
-    };
-    flash_to(&portal, &session, flash, &format!("/applications/{}", enc(&app))).await
+    let path = format!("/applications/{}", enc(&app));
+    let done = format!("{} credentials removed.", key.to_uppercase());
+    change_then_redirect(
+        &portal,
+        &session,
+        Method::PATCH,
+        &path,
+        Some(&patch),
+        done,
+        "Not removed",
+        &path,
+    )
+    .await
 }
 
 /// `POST /portal/applications/{app}/jwt-keys` (`kid` optional): answers the page with the new
@@ -543,19 +535,18 @@ async fn delete_jwt_key(
     post: CsrfForm,
 ) -> Response<Body> {
     let session = post.session;
-    let flash = match portal
-        .api(
-            &session.caller,
-            Method::DELETE,
-            &format!("/applications/{}/jwt-keys/{}", enc(&app), enc(&kid)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => Flash::ok(format!(
-            "JWT key “{kid}” deleted; tokens signed with it are refused from now on."
-        )),
-        Err(f) => Flash::error(format!("Not deleted: {}", f.message())),
-    };
-    flash_to(&portal, &session, flash, &format!("/applications/{}", enc(&app))).await
+    let path = format!("/applications/{}/jwt-keys/{}", enc(&app), enc(&kid));
+    let done = format!("JWT key “{kid}” deleted; tokens signed with it are refused from now on.");
+    let back = format!("/applications/{}", enc(&app));
+    change_then_redirect(
+        &portal,
+        &session,
+        Method::DELETE,
+        &path,
+        None,
+        done,
+        "Not deleted",
+        &back,
+    )
+    .await
 }

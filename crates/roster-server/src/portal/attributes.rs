@@ -17,7 +17,7 @@ use super::{
     Flash, Layout, PortalState,
     api::enc,
     csrf::{CsrfForm, Form},
-    send::{FieldErrors, field_errors, flash_to},
+    send::{FieldErrors, change_then_redirect, field_errors, flash_to, text},
     session::SignedIn,
 };
 
@@ -99,14 +99,6 @@ pub struct AttributesPage {
     pub field_types: &'static [&'static str],
     /// A definition waiting for the delete confirmation: (scope, name).
     pub confirm: Option<(String, String)>,
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 async fn page(portal: &PortalState, session: &SignedIn, form: DefinitionForm) -> AttributesPage {
@@ -238,19 +230,18 @@ async fn delete(
         p.confirm = Some((scope, name));
         return (StatusCode::OK, p).into_response();
     }
-    let flash = match portal
-        .api(
-            &session.caller,
-            Method::DELETE,
-            &format!("/attributes/{}/{}", enc(&scope), enc(&name)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => Flash::ok(format!(
-            "{scope} attribute “{name}” deleted with all its values; segments using it are now marked not valid."
-        )),
-        Err(f) => Flash::error(format!("Not deleted: {}", f.message())),
-    };
-    flash_to(&portal, &session, flash, "/attributes").await
+    let path = format!("/attributes/{}/{}", enc(&scope), enc(&name));
+    let done =
+        format!("{scope} attribute “{name}” deleted with all its values; segments using it are now marked not valid.");
+    change_then_redirect(
+        &portal,
+        &session,
+        Method::DELETE,
+        &path,
+        None,
+        done,
+        "Not deleted",
+        "/attributes",
+    )
+    .await
 }

@@ -20,7 +20,7 @@ use super::{
     Flash, Layout, PortalState,
     api::{ApiFailure, enc},
     csrf::{CsrfForm, Form},
-    send::{FieldErrors, application_choices, failure_page, flash_to},
+    send::{FieldErrors, application_choices, change_then_redirect, failure_page, flash_to, text},
     session::SignedIn,
 };
 
@@ -173,14 +173,6 @@ pub struct SegmentsPage {
     pub error: Option<String>,
     /// A segment waiting for the delete confirmation: (id, name).
     pub confirm: Option<(String, String)>,
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 // --- filter <-> rows ------------------------------------------------------------------------------
@@ -617,17 +609,17 @@ async fn delete(State(portal): State<PortalState>, Path(id): Path<String>, post:
         )
         .await;
     }
-    let flash = match portal
-        .api(
-            &session.caller,
-            Method::DELETE,
-            &format!("/segments/{}", enc(&id)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => Flash::ok("Segment deleted (messages already accepted are unaffected)."),
-        Err(f) => Flash::error(format!("Not deleted: {}", f.message())),
-    };
-    flash_to(&portal, &session, flash, "/segments").await
+    let path = format!("/segments/{}", enc(&id));
+    let done = "Segment deleted (messages already accepted are unaffected).".to_string();
+    change_then_redirect(
+        &portal,
+        &session,
+        Method::DELETE,
+        &path,
+        None,
+        done,
+        "Not deleted",
+        "/segments",
+    )
+    .await
 }

@@ -44,6 +44,26 @@ pub(super) async fn flash_to(portal: &PortalState, session: &SignedIn, flash: Fl
     see_other(&portal.prefix, path)
 }
 
+/// Runs one change through the API as the session's key, then redirects to `back` with its
+/// outcome as the one-time message: `done` on success, "`refused`: the API's reason" otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn change_then_redirect(
+    portal: &PortalState,
+    session: &SignedIn,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    done: String,
+    refused: &str,
+    back: &str,
+) -> Response<Body> {
+    let flash = match portal.api(&session.caller, method, path, body).await {
+        Ok(_) => Flash::ok(done),
+        Err(f) => Flash::error(format!("{refused}: {}", f.message())),
+    };
+    flash_to(portal, session, flash, back).await
+}
+
 /// A failed read of a page, as a page with the API's status.
 pub(super) fn failure_page(portal: &PortalState, failure: &ApiFailure) -> Response<Body> {
     let heading = match failure.status {
@@ -359,7 +379,8 @@ pub struct MessageView {
     pub done: bool,
 }
 
-fn text(v: &Value) -> String {
+/// A JSON value as text for a page: a string as is, `null` as nothing, anything else as JSON.
+pub(super) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
