@@ -97,38 +97,36 @@ impl Browser {
 
     /// A form POST; the session's `csrf` is added unless the fields name it.
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let mut body: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut body = fields.to_vec();
+        let token = self.csrf.clone();
         if !fields.iter().any(|(k, _)| *k == "csrf") {
-            body.push(("csrf".into(), self.csrf.clone()));
+            body.push(("csrf", &token));
         }
-        let encoded = body
-            .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encoded);
-        self.send(req).await
+        self.form_post(path, &body, &[]).await
     }
 
     /// An htmx POST: the token in the `X-CSRF-Token` header, as htmx sends it.
     async fn hx_post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf.clone();
+        self.form_post(path, fields, &[("hx-request", "true"), ("x-csrf-token", &token)])
+            .await
+    }
+
+    /// A POST of `fields` as `application/x-www-form-urlencoded`, with extra headers.
+    async fn form_post(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
         let encoded = fields
             .iter()
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let req = self
+        let mut req = self
             .http
             .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("hx-request", "true")
-            .header("x-csrf-token", self.csrf.clone())
-            .body(encoded);
-        self.send(req).await
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(encoded)).await
     }
 
     /// Signs in with `key`.
