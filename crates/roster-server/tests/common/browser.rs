@@ -17,11 +17,15 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where Debian puts the driver (overridable with `ROSTER_CHROMEDRIVER`).
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A headless Chromium session and the chromedriver process serving it.
+/// A headless Chromium session and the chromedriver process serving it. Dropping it (also when a
+/// test panics) ends the browser: see the `Drop` impl.
 pub struct Chrome {
     /// The WebDriver session.
     pub client: Client,
     driver: Child,
+    /// chromedriver's port and the session's id, to end the session from `Drop`.
+    port: u16,
+    session: Option<String>,
     _profile: tempfile::TempDir,
 }
 
@@ -87,9 +91,12 @@ impl Chrome {
             .connect(&url)
             .await
             .unwrap_or_else(|e| panic!("cannot open a Chromium session through chromedriver: {e}"));
+        let session = client.session_id().await.ok().flatten();
         Some(Chrome {
             client,
             driver,
+            port,
+            session,
             _profile: profile,
         })
     }
@@ -117,8 +124,31 @@ impl Chrome {
     }
 
     /// Ends the browser session and the driver.
-    pub async fn close(mut self) {
-        let _ = self.client.close().await;
-        let _ = self.driver.kill().await;
+    pub async fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Chrome {
+    /// Deletes the WebDriver session, which makes chromedriver quit Chromium, then stops the
+    /// driver. Done here with a plain blocking HTTP/1.1 request rather than `Client::close`,
+    /// which does nothing while elements still hold clones of the client, and which cannot run
+    /// during a panic; killing chromedriver alone would leave Chromium running as an orphan.
+    fn drop(&mut self) {
+        if let Some(id) = &self.session {
+            use std::io::{Read, Write};
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = format!(
+                    "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.port
+                );
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut answer = Vec::new();
+                    let _ = stream.read_to_end(&mut answer);
+                }
+            }
+        }
+        let _ = self.driver.start_kill();
     }
 }
