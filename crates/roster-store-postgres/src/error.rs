@@ -42,6 +42,7 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, Option<Constraint>)] = &[
     ("segments_pkey", None),
     // roster_store::audience::SEGMENT_NAME_CONSTRAINT
     ("segments_account_name_key", None),
+    ("portal_sessions_pkey", None),
 ];
 
 /// The rule behind a violated unique constraint or index.

@@ -108,6 +108,7 @@ pub(crate) const UNIQUE_CONSTRAINTS: &[(&str, &str, Option<Constraint>)] = &[
     ("segments_pkey", "segments.id", None),
     // roster_store::audience::SEGMENT_NAME_CONSTRAINT
     ("segments_account_name_key", "segments.account_id, segments.name", None),
+    ("portal_sessions_pkey", "portal_sessions.id_hash", None),
 ];
 
 /// The constraint named by the text after "UNIQUE constraint failed: ".
