@@ -3,7 +3,8 @@
 //! the APNs stand-in; sign in, send a test push to the primary device only, watch the message
 //! page poll its statuses until the delivery shows ACCEPTED, and check that the stand-in received
 //! exactly one push, to the primary's token; the send is among the recent sends; the segment
-//! builder's live preview follows what is typed, and the segment saves.
+//! builder's live preview follows what is typed, and the segment saves; the attribute schema
+//! editor adds rows and defines a list of objects without script.
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -209,6 +210,56 @@ async fn send_to_the_primary_device_in_chromium() {
     assert_eq!(
         segments["items"][0]["filter"],
         json!({"installation.isPrimary": {"$eq": true}})
+    );
+
+    // The schema editor without script: "Add a field" gives a second row, and Enter in the name
+    // field defines the attribute (not "remove row 1").
+    c.goto(&format!("{base}/portal/attributes")).await.unwrap();
+    c.find(Locator::Css("select[name=type] option[value=LIST_OF_OBJECTS]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=fieldName]"))
+        .await
+        .unwrap()
+        .send_keys("sku")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button.add-row"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.find_all(Locator::Css("tr.schema-row")).await.unwrap().len() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no second row");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second_row = c.find_all(Locator::Css("input[name=fieldName]")).await.unwrap();
+    second_row[1].send_keys("price").await.unwrap();
+    c.find_all(Locator::Css("select[name=fieldType] option[value=DECIMAL]"))
+        .await
+        .unwrap()[1]
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.define-attribute input[name=name]"))
+        .await
+        .unwrap()
+        .send_keys("orders\n")
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
+    let orders = api(&ts, &key, "GET", "/api/v1/attributes/PERSON/orders", None)
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        orders["objectSchema"],
+        json!([{"name": "sku", "type": "STRING"}, {"name": "price", "type": "DECIMAL"}])
     );
 
     chrome.close().await;
