@@ -130,6 +130,8 @@ row('installation creates/s', fig(pr, 'creates/s'), fig(rr, 'registrations/s'), 
 row('create p99 latency (lower wins)', fig(pr, 'create latency').p99Ms, fig(rr, 'register latency').p99Ms, 'ms');
 row('push notifications/s (end to end)', fig(pp, 'notifications/s end to end'), fig(rf, 'notifications/s end to end'), '/s');
 row('push peak RSS (lower wins)', fig(pp, 'Parse peak RSS'), fig(rf, 'server peak RSS'), 'MiB');
+const lost = fig(pp, 'pushes lost by Parse');
+if (lost) console.log(`Parse lost ${lost} of ${pp.method.dataSize} pushes (its APNs client gave up on them); Roster's deliveries: ${JSON.stringify(fig(rf, 'deliveries'))}`);
 const load0 = (r) => r.method.machine.loadAtStart.map((x) => x.toFixed(2)).join(' ');
 console.log(`\nload average at the start of each run: parse-register ${load0(pr)}, roster-register ${load0(rr)}, parse-push ${load0(pp)}, roster-fanout ${load0(rf)}`);
 JS
