@@ -11,7 +11,7 @@
 # Needs: cargo, node 20.19+ with npm, openssl, psql, a PostgreSQL on 127.0.0.1:5432 with trust
 # auth for user postgres. Environment knobs (defaults in brackets):
 #   STORE [sqlite]  CONCURRENCY [64]  DURATION [15]  WARMUP [3]  AUDIENCE [100000]
-#   PARSE_VERSION [9.10.0]  SCRATCH [${TMPDIR:-/tmp}/roster-bench-compare]  PG [postgres://postgres@127.0.0.1:5432]
+#   SKIP_BUILD [0]  PARSE_VERSION [9.10.0]  SCRATCH [${TMPDIR:-/tmp}/roster-bench-compare]  PG [postgres://postgres@127.0.0.1:5432]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -39,8 +39,12 @@ trap cleanup EXIT
 
 echo "==> machine: $(nproc) cores, $(uptime)"
 
-echo "==> building roster and roster-bench (release)"
-cargo build --release -q -p roster-cli -p roster-bench
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  echo "==> using the release binaries already built (SKIP_BUILD=1)"
+else
+  echo "==> building roster and roster-bench (release)"
+  cargo build --release -q -p roster-cli -p roster-bench
+fi
 BENCH="$ROOT/target/release/roster-bench"
 
 echo "==> parse-server $PARSE_VERSION from npm into $SCRATCH/parse"
