@@ -118,6 +118,28 @@ fn fill_target(target: &mut Person, source: &Person) -> Vec<String> {
     dropped
 }
 
+/// The source of a merge without the custom attributes it would move onto `target` whose
+/// definition is gone. Reading a definition in a write transaction share-locks it (PostgreSQL),
+/// so a concurrent `DELETE /api/v1/attributes/...` either waits for the merge (and then removes
+/// the moved value from the target too) or has already deleted it and the value is not moved:
+/// no value without a definition (people.md §11, invariant 14; docs/decisions.md).
+async fn defined_only(tx: &mut dyn Tx, source: &Person, target: &Person) -> CoreResult<Person> {
+    let mut kept = source.clone();
+    for name in source.custom_attributes.keys() {
+        if target.custom_attributes.contains_key(name) {
+            continue;
+        }
+        if tx
+            .attribute_definition(source.account_id, AttributeScope::Person, name)
+            .await?
+            .is_none()
+        {
+            kept.custom_attributes.remove(name);
+        }
+    }
+    Ok(kept)
+}
+
 /// people.md §5.1 step 6: checks the limits of §3.7 on the resulting person.
 fn check_person_limits(p: &Person) -> Result<(), ApiError> {
     if p.phones.len() > MAX_PHONES {
@@ -274,8 +296,9 @@ impl Core {
             }
             inst.updated_at = now;
             tx.update_installation(&inst).await?;
-            // 2. fill T from P0.
-            let dropped = fill_target(&mut target, &p0);
+            // 2. fill T from P0 (with the attributes that still have a definition).
+            let moved = defined_only(tx, &p0, &target).await?;
+            let dropped = fill_target(&mut target, &moved);
             // 3. delete P0 if it has no installations left.
             let source_deleted = tx.count_installations_of_person(app.account_id, p0.id).await? == 0;
             if source_deleted {

@@ -104,6 +104,60 @@ async fn attribute_deletion_racing_person_writes() {
     server.finish().await;
 }
 
+/// Merges racing the deletion of an attribute definition (people.md §5: personalizing an
+/// anonymous installation as a known person moves its person's custom attributes onto that
+/// person): after both, no person holds a value of the deleted definition.
+async fn attribute_deletion_racing_merges() {
+    let server = TestServer::start_with(|s| s.delivery.enabled = false).await;
+    let admin = key(&server, &["admin"]).await;
+    for round in 0..ROUNDS {
+        let name = format!("merged{round}");
+        let defined = api(
+            &server,
+            &admin,
+            "POST",
+            "/api/v1/attributes",
+            Some(json!({"scope": "PERSON", "name": name, "type": "DECIMAL"})),
+        )
+        .await;
+        assert_eq!(defined.status, 201, "{}", defined.text());
+        // Eight anonymous persons holding the attribute, each to be merged into a known person.
+        let mut sources = Vec::new();
+        for i in 0..8 {
+            server.register_personalized(&format!("target-{round}-{i}")).await;
+            let source = server.register_android().await;
+            server
+                .call(
+                    "PATCH",
+                    &common::user_path(&source),
+                    Some(&source),
+                    Some(&json!({"customAttributes": {name.clone(): i}})),
+                )
+                .await
+                .ok();
+            sources.push((source, format!("target-{round}-{i}")));
+        }
+        let merges = join_all(sources.iter().map(|(source, target)| {
+            let server = &server;
+            async move {
+                server
+                    .personalize(source, common::ext_identity(target), common::NO_FLAGS)
+                    .await
+            }
+        }));
+        let definition_path = format!("/api/v1/attributes/PERSON/{name}");
+        let deletion = api(&server, &admin, "DELETE", &definition_path, None);
+        let (answers, deleted) = tokio::join!(merges, deletion);
+        assert_eq!(deleted.status, 204, "{}", deleted.text());
+        for r in &answers {
+            assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        }
+        let violations = roster_core::invariants::check(&server.snapshot().await);
+        assert!(violations.is_empty(), "round {round}:\n{}", violations.join("\n"));
+    }
+    server.finish().await;
+}
+
 /// Registrations racing the deletion of their application: `200` (registered first, then deleted
 /// with the application) or `401 INVALID_APPLICATION_CODE`, never a `500`; none of the
 /// application's installations is left.
@@ -151,5 +205,6 @@ async fn registrations_racing_application_deletion() {
 
 on_every_backend!(multi_thread:
     attribute_deletion_racing_person_writes,
+    attribute_deletion_racing_merges,
     registrations_racing_application_deletion,
 );
