@@ -1259,12 +1259,7 @@ async fn deletions_under_concurrency() {
     for r in &answers {
         // Before the deletion: registered (and deleted with it); after, or an insert that lost
         // against the deletion: the code is unknown.
-        assert!(
-            [200, 401].contains(&r.status.as_u16()),
-            "{} {}",
-            r.status,
-            r.text()
-        );
+        assert!([200, 401].contains(&r.status.as_u16()), "{} {}", r.status, r.text());
     }
     let s = server.snapshot().await;
     assert!(s.installations.iter().all(|i| i.application_id != doomed.id));
