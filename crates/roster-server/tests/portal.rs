@@ -207,6 +207,8 @@ on_every_backend!(
     merge_reversal_from_the_person_page,
     works_under_a_base_path,
     search_pages_and_typed_attribute_editing,
+    send_links_on_the_person_page,
+    a_download_leaves_the_flash,
 );
 
 async fn sign_in_sets_a_strict_session_cookie() {
@@ -933,5 +935,155 @@ async fn search_pages_and_typed_attribute_editing() {
         .json();
     assert!(p["customAttributes"].get("newsletter").is_none(), "{p}");
     assert_eq!(p["customAttributes"]["since"], "2024-02-29");
+    ts.finish().await;
+}
+
+/// The `href`s of the links of class `class` on a page, unescaped.
+fn hrefs(page: &Page, class: &str) -> Vec<String> {
+    let marker = format!("<a class=\"{class}\" href=\"");
+    page.body
+        .split(&marker)
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().replace("&#38;", "&"))
+        .collect()
+}
+
+/// The value of the Send form's input `id`.
+fn input_value(page: &Page, id: &str) -> String {
+    let marker = format!("id=\"{id}\" value=\"");
+    let start = page
+        .body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id}: {}", page.body))
+        + marker.len();
+    page.body[start..].split('"').next().unwrap().to_string()
+}
+
+/// The selected option of the Send form's select `id`.
+fn selected(page: &Page, id: &str) -> String {
+    let select = page
+        .body
+        .split(&format!("id=\"{id}\""))
+        .nth(1)
+        .unwrap()
+        .split("</select>")
+        .next()
+        .unwrap();
+    select
+        .split("<option value=\"")
+        .filter(|o| o.contains("\" selected>"))
+        .map(|o| o.split('"').next().unwrap().to_string())
+        .next()
+        .unwrap_or_default()
+}
+
+async fn send_links_on_the_person_page() {
+    let ts = TestServer::start().await;
+    let (person_id, first, second) = person_with_two_installations(&ts, "send-link 1").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    // The person: by externalUserId, percent-encoded.
+    let person_link = hrefs(&page, "button send-person");
+    assert_eq!(
+        person_link,
+        vec!["/portal/send?target=externalUserId&value=send-link%201".to_string()]
+    );
+    let form = b.get(&person_link[0]).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    assert_eq!(selected(&form, "send-target"), "externalUserId");
+    assert_eq!(input_value(&form, "send-value"), "send-link 1");
+    // Each installation: by its pushRegId, in its application.
+    let code = &ts.app.application_code;
+    let links = hrefs(&page, "send-installation");
+    assert_eq!(
+        links,
+        vec![
+            format!("/portal/send?target=installation&value={first}&app={code}"),
+            format!("/portal/send?target=installation&value={second}&app={code}"),
+        ]
+    );
+    let form = b.get(&links[1]).await;
+    assert_eq!(selected(&form, "send-target"), "installation");
+    assert_eq!(input_value(&form, "send-value"), second);
+    assert_eq!(selected(&form, "send-app"), *code);
+    // A person without externalUserId: by the pushRegId of one of its installations.
+    let anonymous = ts.register_primary("portaltokenanonymous").await;
+    let person = api(
+        &ts,
+        &admin,
+        "GET",
+        &format!("/api/v1/people/lookup?pushRegId={anonymous}"),
+        None,
+    )
+    .await
+    .ok()
+    .json();
+    let page = b
+        .get(&format!("/portal/people/{}", person["id"].as_str().unwrap()))
+        .await;
+    let link = hrefs(&page, "button send-person");
+    assert_eq!(
+        link,
+        vec![format!("/portal/send?target=person&value={anonymous}&app={code}")]
+    );
+    let form = b.get(&link[0]).await;
+    assert_eq!(selected(&form, "send-target"), "person");
+    assert_eq!(input_value(&form, "send-value"), anonymous);
+    // A key that may not send sees no Send links.
+    let (reader, _) = key(&ts, &["people:read"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&reader).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("Send a test push") && !page.body.contains("Send to this installation"));
+    ts.finish().await;
+}
+
+async fn a_download_leaves_the_flash() {
+    let ts = TestServer::start().await;
+    let (person_id, first, second) = person_with_two_installations(&ts, "flash-1").await;
+    let (admin, _) = key(&ts, &["admin"]).await;
+    let mut b = Browser::new(&ts);
+    b.sign_in(&admin).await;
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    let primary = if page.body.contains(&format!(
+        "<article class=\"installation primary\" id=\"installation-{first}\""
+    )) {
+        &second
+    } else {
+        &first
+    };
+    let done = b
+        .post(
+            &format!("/portal/installations/{primary}/primary"),
+            &[("person", &person_id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    // The export is downloaded before the next page is opened: the message is still there for it.
+    let export = b.get(&format!("/portal/people/{person_id}/export")).await;
+    assert_eq!(export.status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&export.body).unwrap();
+    assert_eq!(doc["format"], "roster.person-export.v1");
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("is now the primary device"), "{}", page.body);
+    let again = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(!again.body.contains("is now the primary device"), "a flash shows once");
+    // A refused download (no such person) leaves it too.
+    let done = b
+        .post(
+            &format!("/portal/installations/{first}/depersonalize"),
+            &[("person", &person_id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let missing = b
+        .get("/portal/people/00000000-0000-0000-0000-000000000000/export")
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let page = b.get(&format!("/portal/people/{person_id}")).await;
+    assert!(page.body.contains("flash-ok"), "{}", page.body);
     ts.finish().await;
 }

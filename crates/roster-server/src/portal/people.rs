@@ -23,7 +23,7 @@ use super::{
     api::{ApiFailure, enc},
     csrf::{CsrfForm, Form},
     message_page, see_other,
-    session::SignedIn,
+    session::{SignedIn, SignedInForDownload},
 };
 use crate::management::auth::Scope;
 
@@ -239,6 +239,8 @@ pub struct InstallationView {
     pub token_note: String,
     pub system: Vec<(&'static str, String)>,
     pub custom: Vec<AttributeView>,
+    /// The query of the Send page addressed to this installation alone, in its application.
+    pub send_query: String,
 }
 
 /// A merge-log entry naming the person.
@@ -313,6 +315,12 @@ pub struct PersonPage {
     /// The edit form is open (it was refused and shows the values sent).
     pub edit_open: bool,
     pub can_write: bool,
+    /// The key may send pushes (the Send links are shown).
+    pub can_send: bool,
+    /// The query of the Send page addressed to this person: by externalUserId, else by one of
+    /// its installations (the form then sends to all of the person's installations); `None`
+    /// for a person with neither.
+    pub send_query: Option<String>,
 }
 
 /// Attribute definitions of one scope: name → (type, item field names).
@@ -426,7 +434,25 @@ fn installation_view(i: &Value, apps: &BTreeMap<String, String>, defs: &Definiti
             .map(|(f, label)| (*label, scalar_text(&i[*f])))
             .collect(),
         custom: attribute_views(&i["customAttributes"], defs),
+        send_query: format!(
+            "target=installation&value={}&app={}",
+            enc(i["pushRegId"].as_str().unwrap_or_default()),
+            enc(code)
+        ),
     }
+}
+
+/// The Send page's query for a test push to the person `p` (see [`PersonPage::send_query`]).
+fn person_send_query(p: &Value) -> Option<String> {
+    if let Some(ext) = p["externalUserId"].as_str().filter(|e| !e.is_empty()) {
+        return Some(format!("target=externalUserId&value={}", enc(ext)));
+    }
+    let first = p["installations"].as_array()?.first()?;
+    Some(format!(
+        "target=person&value={}&app={}",
+        enc(first["pushRegId"].as_str()?),
+        enc(first["applicationCode"].as_str().unwrap_or_default())
+    ))
 }
 
 fn merge_view(e: &Value, person_id: &str) -> MergeView {
@@ -583,6 +609,8 @@ async fn load_person(
         edit: edit_form(&p, &person_defs),
         edit_open: false,
         can_write: session.caller.has(Scope::PeopleWrite),
+        can_send: session.caller.has(Scope::PushSend),
+        send_query: person_send_query(&p),
     };
     Ok((p, person_defs, page))
 }
@@ -881,7 +909,11 @@ async fn reverse_merge(State(portal): State<PortalState>, Path(id): Path<String>
 }
 
 /// `GET /portal/people/{id}/export`: the GDPR export as a JSON download (management-api.md §8.1).
-async fn export(State(portal): State<PortalState>, session: SignedIn, Path(id): Path<String>) -> Response<Body> {
+async fn export(
+    State(portal): State<PortalState>,
+    SignedInForDownload(session): SignedInForDownload,
+    Path(id): Path<String>,
+) -> Response<Body> {
     match portal
         .api(
             &session.caller,

@@ -253,6 +253,21 @@ impl FromRequestParts<PortalState> for SignedIn {
     }
 }
 
+/// [`SignedIn`] for a GET that answers a download rather than a page: the session's one-time
+/// message is left for the next page (a download shows no message, so taking it would lose it).
+pub struct SignedInForDownload(pub SignedIn);
+
+impl FromRequestParts<PortalState> for SignedInForDownload {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(parts: &mut Parts, portal: &PortalState) -> Result<Self, Response<Body>> {
+        load(portal, &parts.headers, false)
+            .await
+            .map(SignedInForDownload)
+            .map_err(|why| refusal(portal, &parts.method, &parts.headers, why))
+    }
+}
+
 /// The sign-in page.
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "portal/sign_in.html")]
