@@ -4,197 +4,21 @@
 //! changes checked through the management API).
 
 mod common;
+#[path = "common/portal_client.rs"]
+mod portal_client;
 
 use common::{TestServer, ext_identity, flags};
-use reqwest::{StatusCode, redirect::Policy};
+use portal_client::{Browser, Page, api, key, person_of, urlencode};
+use reqwest::StatusCode;
 use roster_server::portal::session::{IDLE_MS, csrf_token, secret_hash};
 use serde_json::{Value, json};
-
-/// A browser-like client of the portal: no automatic redirects, cookies kept by hand.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: Vec<(String, String)>,
-    /// The CSRF token of the last page that had one.
-    csrf: String,
-}
-
-/// An answer with its `Set-Cookie` lines.
-struct Page {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// The value of the first hidden input named `name`.
-    fn hidden(&self, name: &str) -> Option<String> {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self.body.find(&marker)? + marker.len();
-        let end = self.body[start..].find('"')? + start;
-        Some(self.body[start..end].to_string())
-    }
-}
-
-impl Browser {
-    fn new(ts: &TestServer) -> Browser {
-        Browser {
-            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
-            base: ts.server.base_url(),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    /// Keeps the cookies an answer sets (an empty value with `Max-Age=0` deletes).
-    fn keep(&mut self, page: &Page) {
-        for line in page.set_cookies() {
-            let pair = line.split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(name, _)| name != k);
-            if !line.contains("Max-Age=0") {
-                self.cookies.push((k.to_string(), v.to_string()));
-            }
-        }
-        if let Some(token) = page.hidden("csrf") {
-            self.csrf = token;
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = if self.cookies.is_empty() {
-            req
-        } else {
-            req.header("cookie", self.cookie_header())
-        };
-        let r = req.send().await.unwrap();
-        let page = Page {
-            status: r.status(),
-            headers: r.headers().clone(),
-            body: r.text().await.unwrap(),
-        };
-        self.keep(&page);
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.http.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    /// A form POST; `csrf` is added unless the fields name it.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let mut body: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        if !fields.iter().any(|(k, _)| *k == "csrf") {
-            body.push(("csrf".into(), self.csrf.clone()));
-        }
-        let encoded = body
-            .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encoded);
-        self.send(req).await
-    }
-
-    /// Signs in with `key`; asserts the redirect to the people page.
-    async fn sign_in(&mut self, key: &str) -> Page {
-        let form = self.get("/portal/sign-in").await;
-        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-        let answer = self.post("/portal/sign-in", &[("key", key)]).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-        assert_eq!(answer.location(), "/portal/people");
-        let people = self.get("/portal/people").await;
-        assert_eq!(people.status, StatusCode::OK);
-        answer
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A key of the test's account with `scopes`: (secret, id).
-async fn key(ts: &TestServer, scopes: &[&str]) -> (String, String) {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    let created = ts
-        .core()
-        .create_api_key(ts.app.account_id, "portal-test", &scopes, None)
-        .await
-        .unwrap();
-    (created.secret, created.key.id.to_string())
-}
-
-/// The management API as `key`.
-async fn api(ts: &TestServer, key: &str, method: &str, path: &str, body: Option<&Value>) -> common::Resp {
-    let auth = format!("App {key}");
-    ts.call_with(
-        method,
-        path,
-        &[("authorization", &auth)],
-        None,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-}
 
 /// Two installations of the test application personalized to one externalUserId: (person id,
 /// first pushRegId, second pushRegId).
 async fn person_with_two_installations(ts: &TestServer, ext: &str) -> (String, String, String) {
     let first = ts.register_primary("portaltokenfirst").await;
     let second = ts.register_primary("portaltokensecond").await;
-    ts.personalize_ok(&first, ext_identity(ext), &flags(false, false, false))
-        .await;
-    ts.personalize_ok(&second, ext_identity(ext), &flags(false, false, false))
-        .await;
-    let (admin, _) = key(ts, &["admin"]).await;
-    let person = api(
-        ts,
-        &admin,
-        "GET",
-        &format!("/api/v1/people/lookup?externalUserId={ext}"),
-        None,
-    )
-    .await
-    .ok()
-    .json();
-    (person["id"].as_str().unwrap().to_string(), first, second)
+    (person_of(ts, ext, &[&first, &second]).await, first, second)
 }
 
 on_every_backend!(
@@ -286,8 +110,7 @@ async fn sessions_are_stored_hashed_and_end() {
     let ts = TestServer::start().await;
     let (admin, admin_id) = key(&ts, &["admin"]).await;
     let (other, _) = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let secret = b.cookie("roster_portal").unwrap();
     // The store has the session under the secret's hash, never the secret.
     let mut tx = ts.store.begin_read().await.unwrap();
@@ -319,14 +142,12 @@ async fn sessions_are_stored_hashed_and_end() {
     assert_eq!(b.get("/portal/people").await.location(), "/portal/sign-in");
     assert!(b.cookie("roster_portal").is_none(), "a stale cookie is deleted");
     // Deleting the API key ends its sessions.
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     api(&ts, &other, "DELETE", &format!("/api/v1/apikeys/{admin_id}"), None).await;
     assert_eq!(b.get("/portal/people").await.location(), "/portal/sign-in");
     // An idle session ends (12 hours without a request).
     let (reader, reader_id) = key(&ts, &["people:read"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&reader).await;
+    let mut b = Browser::signed_in(&ts, &reader).await;
     let secret = b.cookie("roster_portal").unwrap();
     let mut tx = ts.store.begin().await.unwrap();
     let now = common::now_ms();
@@ -363,8 +184,7 @@ async fn every_post_needs_the_csrf_token() {
     let ts = TestServer::start().await;
     let (person_id, _, second) = person_with_two_installations(&ts, "csrf-1").await;
     let (admin, _) = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     assert_eq!(page.status, StatusCode::OK);
     let secret = b.cookie("roster_portal").unwrap();
@@ -497,8 +317,7 @@ async fn person_page_and_actions() {
     let ts = TestServer::start().await;
     let (person_id, first, second) = person_with_two_installations(&ts, "cust-1001").await;
     let (admin, _) = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     // Found by externalUserId, by pushRegId, and by name.
     let found = b.get("/portal/people?q=cust-1001").await;
     assert!(
@@ -719,8 +538,7 @@ async fn scopes_apply_in_the_portal() {
         .json();
     // A read-only key sees the person but no action buttons; a forged action is refused by
     // the API's scope check, shown as a message, and changes nothing.
-    let mut b = Browser::new(&ts);
-    b.sign_in(&reader).await;
+    let mut b = Browser::signed_in(&ts, &reader).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("Make primary"));
@@ -743,8 +561,7 @@ async fn scopes_apply_in_the_portal() {
         .json();
     assert_eq!(before, after);
     // A key without people:read cannot open people pages.
-    let mut b = Browser::new(&ts);
-    b.sign_in(&sender).await;
+    let mut b = Browser::signed_in(&ts, &sender).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.body.contains("lacks the scope people:read"));
@@ -756,8 +573,7 @@ async fn merge_reversal_from_the_person_page() {
     // The second personalize merges the second installation's anonymous person into the first's.
     let (person_id, _, second) = person_with_two_installations(&ts, "merged-1").await;
     let (admin, _) = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     let marker = "/portal/merges/";
     let start = page.body.find(marker).expect("a Reverse button") + marker.len();
@@ -824,8 +640,7 @@ async fn search_pages_and_typed_attribute_editing() {
     let other = ts.register_primary("pagetokenother").await;
     ts.personalize_ok(&other, ext_identity("someone-else"), &flags(false, false, false))
         .await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let ids_on = |body: &str| -> Vec<String> {
         body.split("href=\"/portal/people/")
             .skip(1)
@@ -981,8 +796,7 @@ async fn send_links_on_the_person_page() {
     let ts = TestServer::start().await;
     let (person_id, first, second) = person_with_two_installations(&ts, "send-link 1").await;
     let (admin, _) = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     // The person: by externalUserId, percent-encoded.
     let person_link = hrefs(&page, "button send-person");
@@ -1033,8 +847,7 @@ async fn send_links_on_the_person_page() {
     assert_eq!(input_value(&form, "send-value"), anonymous);
     // A key that may not send sees no Send links.
     let (reader, _) = key(&ts, &["people:read"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&reader).await;
+    let mut b = Browser::signed_in(&ts, &reader).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("Send a test push") && !page.body.contains("Send to this installation"));
@@ -1045,8 +858,7 @@ async fn a_download_leaves_the_flash() {
     let ts = TestServer::start().await;
     let (person_id, first, second) = person_with_two_installations(&ts, "flash-1").await;
     let (admin, _) = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     let primary = if page.body.contains(&format!(
         "<article class=\"installation primary\" id=\"installation-{first}\""

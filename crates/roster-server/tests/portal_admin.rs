@@ -5,176 +5,16 @@
 //! checked through the management API.
 
 mod common;
+#[path = "common/portal_client.rs"]
+mod portal_client;
 
 use std::time::Duration;
 
-use common::{TestServer, ext_identity, flags};
-use reqwest::{StatusCode, redirect::Policy};
+use common::TestServer;
+use portal_client::{Browser, Page, admin_key, api, key, two_iphones};
+use reqwest::StatusCode;
 use roster_push_standins::{ApnsStandIn, ApnsStandInConfig, fixtures};
 use serde_json::{Value, json};
-
-/// A browser-like client of the portal: no automatic redirects, cookies kept by hand.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: Vec<(String, String)>,
-    /// The CSRF token of the last page that had one.
-    csrf: String,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
-    }
-
-    fn hidden(&self, name: &str) -> Option<String> {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self.body.find(&marker)? + marker.len();
-        let end = self.body[start..].find('"')? + start;
-        Some(self.body[start..end].to_string())
-    }
-
-    fn has(&self, needle: &str) -> bool {
-        self.body.contains(needle)
-    }
-}
-
-impl Browser {
-    fn new(ts: &TestServer) -> Browser {
-        Browser {
-            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
-            base: ts.server.base_url(),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let req = if cookie.is_empty() {
-            req
-        } else {
-            req.header("cookie", cookie)
-        };
-        let r = req.send().await.unwrap();
-        let page = Page {
-            status: r.status(),
-            headers: r.headers().clone(),
-            body: r.text().await.unwrap(),
-        };
-        for line in page.headers.get_all("set-cookie").iter() {
-            let line = line.to_str().unwrap();
-            let (k, v) = line.split(';').next().unwrap().split_once('=').unwrap();
-            self.cookies.retain(|(name, _)| name != k);
-            if !line.contains("Max-Age=0") {
-                self.cookies.push((k.to_string(), v.to_string()));
-            }
-        }
-        if let Some(token) = page.hidden("csrf") {
-            self.csrf = token;
-        }
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.http.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    /// A form POST; the session's `csrf` is added unless the fields name it.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let mut body = fields.to_vec();
-        let token = self.csrf.clone();
-        if !fields.iter().any(|(k, _)| *k == "csrf") {
-            body.push(("csrf", &token));
-        }
-        self.form_post(path, &body, &[]).await
-    }
-
-    /// An htmx POST: the token in the `X-CSRF-Token` header, as htmx sends it.
-    async fn hx_post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let token = self.csrf.clone();
-        self.form_post(path, fields, &[("hx-request", "true"), ("x-csrf-token", &token)])
-            .await
-    }
-
-    /// A POST of `fields` as `application/x-www-form-urlencoded`, with extra headers.
-    async fn form_post(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
-        let encoded = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded");
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        self.send(req.body(encoded)).await
-    }
-
-    /// Signs in with `key`.
-    async fn sign_in(&mut self, key: &str) {
-        let form = self.get("/portal/sign-in").await;
-        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-        let answer = self.post("/portal/sign-in", &[("key", key)]).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-        assert_eq!(self.get("/portal/people").await.status, StatusCode::OK);
-    }
-
-    /// Follows a `303` answer and returns the page it leads to.
-    async fn follow(&mut self, answer: &Page) -> Page {
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-        let to = answer.location().to_string();
-        self.get(&to).await
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn key(ts: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    ts.core()
-        .create_api_key(ts.app.account_id, "portal-admin-test", &scopes, None)
-        .await
-        .unwrap()
-        .secret
-}
-
-async fn api(ts: &TestServer, key: &str, method: &str, path: &str, body: Option<&Value>) -> common::Resp {
-    let auth = format!("App {key}");
-    ts.call_with(
-        method,
-        path,
-        &[("authorization", &auth)],
-        None,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-}
 
 /// Long alphanumeric runs of a secret (PEM body lines, JSON strings): none may appear in a page,
 /// escaped or not.
@@ -202,9 +42,8 @@ on_every_backend!(
 
 async fn applications_pages() {
     let ts = TestServer::start().await;
-    let admin = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let admin = admin_key(&ts).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
 
     // The list shows the test application; a new one is created with a generated code.
     let list = b.get("/portal/applications").await;
@@ -377,9 +216,8 @@ async fn applications_pages() {
     assert_eq!(app["providers"]["hms"]["configured"], false);
 
     // A key without `admin` sees why it cannot list applications.
-    let reader = key(&ts, &["people:read"]).await;
-    let mut r = Browser::new(&ts);
-    r.sign_in(&reader).await;
+    let reader = key(&ts, &["people:read"]).await.0;
+    let mut r = Browser::signed_in(&ts, &reader).await;
     let list = r.get("/portal/applications").await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.has("admin"), "{}", list.body);
@@ -388,9 +226,8 @@ async fn applications_pages() {
 
 async fn attribute_pages() {
     let ts = TestServer::start().await;
-    let admin = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let admin = admin_key(&ts).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let page = b.get("/portal/attributes").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.body.matches("class=\"schema-row\"").count(), 1);
@@ -481,7 +318,7 @@ async fn attribute_pages() {
 
 async fn segment_pages() {
     let ts = TestServer::start().await;
-    let admin = key(&ts, &["admin"]).await;
+    let admin = admin_key(&ts).await;
     let vip = ts.register_personalized("seg-vip").await;
     ts.register_personalized("seg-other").await;
     let person = api(&ts, &admin, "GET", "/api/v1/people/lookup?externalUserId=seg-vip", None)
@@ -498,8 +335,7 @@ async fn segment_pages() {
     )
     .await
     .ok();
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let new = b.get("/portal/segments/new").await;
     assert_eq!(new.status, StatusCode::OK);
     assert!(new.has("id=\"preview-people\">2<"), "everyone: {}", new.body);
@@ -609,38 +445,10 @@ async fn segment_pages() {
 async fn send_pages() {
     let ts = TestServer::start_with(|s| s.delivery.poll_interval_ms = 50).await;
     let apns = ApnsStandIn::start(ApnsStandInConfig::test()).await.unwrap();
-    let admin = key(&ts, &["admin"]).await;
-    api(
-        &ts,
-        &admin,
-        "PATCH",
-        &format!("/api/v1/applications/{}", ts.app.id),
-        Some(&json!({"providers": {"apns": apns.application_settings()}})),
-    )
-    .await
-    .ok();
+    let admin = admin_key(&ts).await;
     let primary_token = "c3".repeat(32);
-    let first = ts
-        .register(json!({"pushServiceType": "APNS", "pushServiceToken": primary_token}))
-        .await;
-    let second = ts
-        .register(json!({"pushServiceType": "APNS", "pushServiceToken": "d4".repeat(32)}))
-        .await;
-    for id in [&first, &second] {
-        ts.personalize_ok(id, ext_identity("send-1"), &flags(false, false, false))
-            .await;
-    }
-    api(
-        &ts,
-        &admin,
-        "PATCH",
-        &format!("/api/v1/installations/{first}"),
-        Some(&json!({"isPrimary": true})),
-    )
-    .await
-    .ok();
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let [first, second] = two_iphones(&ts, &apns, "send-1", [&primary_token, &"d4".repeat(32)]).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let form = b.get("/portal/send?target=externalUserId&value=send-1").await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.has("value=\"send-1\""));
@@ -789,9 +597,8 @@ async fn send_pages() {
 
 async fn forms_refuse_a_missing_csrf_token() {
     let ts = TestServer::start().await;
-    let admin = key(&ts, &["admin"]).await;
-    let mut b = Browser::new(&ts);
-    b.sign_in(&admin).await;
+    let admin = admin_key(&ts).await;
+    let mut b = Browser::signed_in(&ts, &admin).await;
     let app = format!("/portal/applications/{}", ts.app.id);
     let before = api(&ts, &admin, "GET", &format!("/api/v1/applications/{}", ts.app.id), None)
         .await
