@@ -9,34 +9,16 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/portal_client.rs"]
+mod portal_client;
 
 use std::time::Duration;
 
 use browser::Chrome;
-use common::{TestServer, ext_identity, flags, ipath};
+use common::{TestServer, ipath};
 use fantoccini::{Client, Locator};
-use serde_json::{Value, json};
-
-/// An admin API key of the test's account.
-async fn admin_key(ts: &TestServer) -> String {
-    ts.core()
-        .create_api_key(ts.app.account_id, "browser", &["admin".to_string()], None)
-        .await
-        .unwrap()
-        .secret
-}
-
-async fn api(ts: &TestServer, key: &str, method: &str, path: &str, body: Option<&Value>) -> common::Resp {
-    let auth = format!("App {key}");
-    ts.call_with(
-        method,
-        path,
-        &[("authorization", &auth)],
-        None,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-}
+use portal_client::{admin_key, api, person_of};
+use serde_json::json;
 
 /// The pushRegIds of the installations shown on the page, and which of them is primary.
 async fn installations_on_page(c: &Client) -> (Vec<String>, Vec<String>) {
@@ -73,15 +55,7 @@ async fn portal_in_chromium() {
     let second = ts
         .register(json!({"pushServiceType": "APNS", "pushServiceToken": "beefcafe"}))
         .await;
-    ts.personalize_ok(&first, ext_identity("cust-1001"), &flags(false, false, false))
-        .await;
-    ts.personalize_ok(&second, ext_identity("cust-1001"), &flags(false, false, false))
-        .await;
-    let person = api(&ts, &key, "GET", "/api/v1/people/lookup?externalUserId=cust-1001", None)
-        .await
-        .ok()
-        .json();
-    let person_id = person["id"].as_str().unwrap().to_string();
+    let person_id = person_of(&ts, "cust-1001", &[&first, &second]).await;
     api(&ts, &key, "POST", "/api/v1/attributes", Some(&json!({"scope": "PERSON", "name": "orders", "type": "LIST_OF_OBJECTS", "objectSchema": [{"name": "sku", "type": "STRING"}, {"name": "price", "type": "DECIMAL"}]}))).await;
     api(&ts, &key, "PATCH", &format!("/api/v1/people/{person_id}"), Some(&json!({
         "firstName": "Ana", "lastName": "Horvat", "birthday": "1990-05-17",
@@ -92,12 +66,7 @@ async fn portal_in_chromium() {
 
     // Sign in, find the person with the search box (htmx updates the results as one types).
     chrome.sign_in(&base, &key).await;
-    c.find(Locator::Css("#q"))
-        .await
-        .unwrap()
-        .send_keys("cust-1001")
-        .await
-        .unwrap();
+    chrome.type_into("#q", "cust-1001").await;
     let link = c
         .wait()
         .at_most(Duration::from_secs(10))
@@ -130,12 +99,9 @@ async fn portal_in_chromium() {
     }
 
     // Flip the primary: "Make primary" on the second installation.
-    c.find(Locator::Css(&format!("#installation-{second} button.make-primary")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    chrome
+        .click(&format!("#installation-{second} button.make-primary"))
+        .await;
     c.wait()
         .for_element(Locator::Css(&format!("#installation-{second} [data-primary=true]")))
         .await
@@ -228,12 +194,7 @@ async fn portal_in_chromium() {
     assert_eq!(saved["firstName"], "Ana");
 
     // Sign out: back to the sign-in form, and the people page needs signing in again.
-    c.find(Locator::Css("form.sign-out button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    chrome.click("form.sign-out button").await;
     c.wait().for_element(Locator::Css("#key")).await.unwrap();
     c.goto(&format!("{base}/portal/people")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/portal/sign-in"));

@@ -9,26 +9,17 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/portal_client.rs"]
+mod portal_client;
 
 use std::time::Duration;
 
 use browser::Chrome;
-use common::{TestServer, ext_identity, flags};
+use common::TestServer;
 use fantoccini::Locator;
+use portal_client::{admin_key, api, two_iphones};
 use roster_push_standins::{ApnsStandIn, ApnsStandInConfig};
 use serde_json::{Value, json};
-
-async fn api(ts: &TestServer, key: &str, method: &str, path: &str, body: Option<&Value>) -> common::Resp {
-    let auth = format!("App {key}");
-    ts.call_with(
-        method,
-        path,
-        &[("authorization", &auth)],
-        None,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn send_to_the_primary_device_in_chromium() {
@@ -37,80 +28,23 @@ async fn send_to_the_primary_device_in_chromium() {
     };
     let ts = TestServer::start_with(|s| s.delivery.poll_interval_ms = 50).await;
     let apns = ApnsStandIn::start(ApnsStandInConfig::test()).await.unwrap();
-    let key = ts
-        .core()
-        .create_api_key(ts.app.account_id, "browser", &["admin".to_string()], None)
-        .await
-        .unwrap()
-        .secret;
-    api(
-        &ts,
-        &key,
-        "PATCH",
-        &format!("/api/v1/applications/{}", ts.app.id),
-        Some(&json!({"providers": {"apns": apns.application_settings()}})),
-    )
-    .await
-    .ok();
+    let key = admin_key(&ts).await;
 
     // Two iPhones of one person, through the mobile API; the first is the primary.
     let primary_token = "a1".repeat(32);
     let other_token = "b2".repeat(32);
-    let first = ts
-        .register(json!({"pushServiceType": "APNS", "pushServiceToken": primary_token, "os": "iOS"}))
-        .await;
-    let second = ts
-        .register(json!({"pushServiceType": "APNS", "pushServiceToken": other_token, "os": "iOS"}))
-        .await;
-    ts.personalize_ok(&first, ext_identity("cust-2002"), &flags(false, false, false))
-        .await;
-    ts.personalize_ok(&second, ext_identity("cust-2002"), &flags(false, false, false))
-        .await;
-    api(
-        &ts,
-        &key,
-        "PATCH",
-        &format!("/api/v1/installations/{first}"),
-        Some(&json!({"isPrimary": true})),
-    )
-    .await
-    .ok();
+    let [first, _] = two_iphones(&ts, &apns, "cust-2002", [&primary_token, &other_token]).await;
 
     // Sign in, fill in the Send form: person by externalUserId, primary devices only.
     let base = ts.server.base_url();
     let c = &chrome.client;
     chrome.sign_in(&base, &key).await;
     c.goto(&format!("{base}/portal/send")).await.unwrap();
-    c.find(Locator::Css("#send-value"))
-        .await
-        .unwrap()
-        .send_keys("cust-2002")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#send-primary-only"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#send-title"))
-        .await
-        .unwrap()
-        .send_keys("Hello")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#send-text"))
-        .await
-        .unwrap()
-        .send_keys("A test push from the portal")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#send-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    chrome.type_into("#send-value", "cust-2002").await;
+    chrome.click("#send-primary-only").await;
+    chrome.type_into("#send-title", "Hello").await;
+    chrome.type_into("#send-text", "A test push from the portal").await;
+    chrome.click("#send-submit").await;
 
     // The message page: accepted, then (by htmx polling) done with one ACCEPTED delivery.
     c.wait()
@@ -154,7 +88,7 @@ async fn send_to_the_primary_device_in_chromium() {
     assert_eq!(body["aps"]["alert"]["title"], "Hello");
 
     // The send is listed among the recent sends.
-    c.find(Locator::Css(".crumbs a")).await.unwrap().click().await.unwrap();
+    chrome.click(".crumbs a").await;
     c.wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css("table.messages"))
@@ -172,18 +106,8 @@ async fn send_to_the_primary_device_in_chromium() {
     // The segment builder's live preview (htmx on input): everything, then primaries only.
     c.goto(&format!("{base}/portal/segments/new")).await.unwrap();
     assert_eq!(text_of(c, "#preview-installations").await, "2");
-    c.find(Locator::Css("input[name=cf]"))
-        .await
-        .unwrap()
-        .send_keys("installation.isPrimary")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=cv]"))
-        .await
-        .unwrap()
-        .send_keys("true")
-        .await
-        .unwrap();
+    chrome.type_into("input[name=cf]", "installation.isPrimary").await;
+    chrome.type_into("input[name=cv]", "true").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while text_of(c, "#preview-installations").await != "1" {
         assert!(tokio::time::Instant::now() < deadline, "the preview never updated");
@@ -193,18 +117,8 @@ async fn send_to_the_primary_device_in_chromium() {
         text_of(c, "#preview-filter").await,
         r#"{"installation.isPrimary":{"$eq":true}}"#
     );
-    c.find(Locator::Css("#segment-name"))
-        .await
-        .unwrap()
-        .send_keys("Primaries")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#save-segment"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    chrome.type_into("#segment-name", "Primaries").await;
+    chrome.click("#save-segment").await;
     c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
     let segments = api(&ts, &key, "GET", "/api/v1/segments", None).await.ok().json();
     assert_eq!(
@@ -215,24 +129,9 @@ async fn send_to_the_primary_device_in_chromium() {
     // The schema editor without script: "Add a field" gives a second row, and Enter in the name
     // field defines the attribute (not "remove row 1").
     c.goto(&format!("{base}/portal/attributes")).await.unwrap();
-    c.find(Locator::Css("select[name=type] option[value=LIST_OF_OBJECTS]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=fieldName]"))
-        .await
-        .unwrap()
-        .send_keys("sku")
-        .await
-        .unwrap();
-    c.find(Locator::Css("button.add-row"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    chrome.click("select[name=type] option[value=LIST_OF_OBJECTS]").await;
+    chrome.type_into("input[name=fieldName]", "sku").await;
+    chrome.click("button.add-row").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while c.find_all(Locator::Css("tr.schema-row")).await.unwrap().len() != 2 {
         assert!(tokio::time::Instant::now() < deadline, "no second row");
@@ -246,12 +145,9 @@ async fn send_to_the_primary_device_in_chromium() {
         .click()
         .await
         .unwrap();
-    c.find(Locator::Css("form.define-attribute input[name=name]"))
-        .await
-        .unwrap()
-        .send_keys("orders\n")
-        .await
-        .unwrap();
+    chrome
+        .type_into("form.define-attribute input[name=name]", "orders\n")
+        .await;
     c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
     let orders = api(&ts, &key, "GET", "/api/v1/attributes/PERSON/orders", None)
         .await

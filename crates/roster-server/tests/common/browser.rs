@@ -108,19 +108,26 @@ impl Chrome {
         c.goto(&format!("{base}/portal/people")).await.unwrap();
         let url = c.current_url().await.unwrap();
         assert!(url.path().ends_with("/portal/sign-in"), "not sent to sign-in: {url}");
-        c.find(Locator::Css("#key"))
-            .await
-            .unwrap()
-            .send_keys(key)
-            .await
-            .unwrap();
-        c.find(Locator::Css("form button[type=submit]"))
+        self.type_into("#key", key).await;
+        self.click("form button[type=submit]").await;
+        c.wait().for_element(Locator::Css("#q")).await.unwrap();
+    }
+
+    /// Types `text` into the element matching `css` (panics when there is none).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.client.find(Locator::Css(css)).await.unwrap();
+        element.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks the element matching `css` (panics when there is none).
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        c.wait().for_element(Locator::Css("#q")).await.unwrap();
     }
 
     /// Ends the browser session and the driver.
