@@ -67,6 +67,9 @@ if [ ! -f "$TLS/leaf.pem" ]; then
   openssl x509 -req -in "$TLS/leaf.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial \
     -days 30 -extfile "$TLS/leaf.ext" -out "$TLS/leaf.pem" 2>/dev/null
 fi
+# Roster's front serves leaf + CA, and its server trusts that file (SSL_CERT_FILE): the CA in it
+# is the root its verifier needs.
+cat "$TLS/leaf.pem" "$TLS/ca.pem" > "$TLS/chain.pem"
 
 echo "==> APNs stand-in behind TLS"
 "$BENCH" standin --tls-cert "$TLS/leaf.pem" --tls-key "$TLS/leaf.key" > "$SCRATCH/standin.json" 2> "$SCRATCH/standin.log" &
@@ -113,7 +116,7 @@ psql "$PG/$PARSE_DB" -q -v n="$AUDIENCE" -f "$ROOT/scripts/parse/seed-audience.s
 "$BENCH" parse-push "${PARSE_ARGS[@]}" --stats-url "$STATS_URL" --expect "$AUDIENCE" --json > "$OUT/parse-push.json"
 echo "==> 2b. Roster: fan-out to $AUDIENCE APNs installations ($STORE), APNs over the same TLS front"
 "$BENCH" fanout --store "$STORE" --installations "$AUDIENCE" --apns-percent 100 \
-  --apns-tls-cert "$TLS/leaf.pem" --apns-tls-key "$TLS/leaf.key" --json > "$OUT/roster-fanout.json"
+  --apns-tls-cert "$TLS/chain.pem" --apns-tls-key "$TLS/leaf.key" --json > "$OUT/roster-fanout.json"
 
 kill "$PARSE_PID" 2>/dev/null || true
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $PARSE_DB" >/dev/null 2>&1 || true

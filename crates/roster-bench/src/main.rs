@@ -165,7 +165,8 @@ enum Scenario {
         /// `delivery.workers` of the server (provider calls in flight).
         #[arg(long)]
         delivery_workers: Option<usize>,
-        /// APNs through a TLS front with this certificate (PEM), like Parse's path.
+        /// APNs through a TLS front with this certificate chain (PEM: leaf, then its CA), like
+        /// Parse's path; the server trusts the CA in it through SSL_CERT_FILE.
         #[arg(long, requires = "apns_tls_key")]
         apns_tls_cert: Option<PathBuf>,
         /// The key of --apns-tls-cert (PEM).
