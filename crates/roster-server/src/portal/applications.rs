@@ -21,7 +21,7 @@ use super::{
     Flash, Layout, PortalState,
     api::{ApiFailure, enc},
     csrf::CsrfForm,
-    send::{FieldErrors, change_then_redirect, failure_page, field_errors, flash_to, text},
+    pages::{FieldErrors, change_then_redirect, failure_page, field_errors, flash_to, text},
     session::SignedIn,
 };
 

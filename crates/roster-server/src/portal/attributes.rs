@@ -17,7 +17,7 @@ use super::{
     Flash, Layout, PortalState,
     api::enc,
     csrf::{CsrfForm, Form},
-    send::{FieldErrors, change_then_redirect, field_errors, flash_to, text},
+    pages::{FieldErrors, change_then_redirect, field_errors, flash_to, text},
     session::SignedIn,
 };
 

@@ -16,6 +16,7 @@ pub mod api;
 pub mod applications;
 pub mod attributes;
 pub mod csrf;
+pub mod pages;
 pub mod people;
 pub mod segments;
 pub mod send;

@@ -22,7 +22,8 @@ use super::{
     Flash, Layout, PortalState,
     api::{ApiFailure, enc},
     csrf::{CsrfForm, Form},
-    message_page, see_other,
+    pages::{change_then_redirect, failure_page, flash_to},
+    see_other,
     session::{SignedIn, SignedInForDownload},
 };
 use crate::management::auth::Scope;
@@ -615,16 +616,6 @@ async fn load_person(
     Ok((p, person_defs, page))
 }
 
-/// A failed read of a page, as a page.
-fn failure_page(portal: &PortalState, failure: &ApiFailure) -> Response<Body> {
-    let heading = match failure.status {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::FORBIDDEN => "Not allowed",
-        _ => "Something went wrong",
-    };
-    message_page(&portal.prefix, failure.status, heading, &failure.message())
-}
-
 /// `GET /portal/people/{id}`.
 async fn person(State(portal): State<PortalState>, session: SignedIn, Path(id): Path<String>) -> Response<Body> {
     match load_person(&portal, &session, &id).await {
@@ -641,14 +632,6 @@ fn back_to(form: &Form) -> String {
         Some(id) => format!("/people/{id}"),
         None => "/people".to_string(),
     }
-}
-
-/// Sets the session's message and redirects to `path`.
-async fn done(portal: &PortalState, session: &SignedIn, flash: Flash, path: &str) -> Response<Body> {
-    if let Err(e) = session.set_flash(portal, &flash).await {
-        return e.into_response();
-    }
-    see_other(&portal.prefix, path)
 }
 
 /// The lines of a textarea, trimmed, without empty ones.
@@ -774,7 +757,7 @@ async fn edit(State(portal): State<PortalState>, Path(id): Path<String>, post: C
     let mut failure = None;
     if errors.is_empty() {
         if patch.is_empty() {
-            return done(
+            return flash_to(
                 &portal,
                 &session,
                 Flash::ok("Nothing changed."),
@@ -793,7 +776,7 @@ async fn edit(State(portal): State<PortalState>, Path(id): Path<String>, post: C
             )
             .await
         {
-            Ok(_) => return done(&portal, &session, Flash::ok("Saved."), &format!("/people/{id}")).await,
+            Ok(_) => return flash_to(&portal, &session, Flash::ok("Saved."), &format!("/people/{id}")).await,
             Err(f) => {
                 for (path, messages) in &f.fields {
                     errors.entry(form_field(path)).or_default().extend(messages.clone());
@@ -849,22 +832,17 @@ async fn edit(State(portal): State<PortalState>, Path(id): Path<String>, post: C
 /// `POST /portal/installations/{pushRegId}/primary`: `PATCH {"isPrimary": true}` (people.md §4:
 /// the person's other installations of that application are demoted).
 async fn make_primary(State(portal): State<PortalState>, Path(id): Path<String>, post: CsrfForm) -> Response<Body> {
-    let back = back_to(&post.form);
-    let flash = match portal
-        .api(
-            &post.session.caller,
-            Method::PATCH,
-            &format!("/installations/{}", enc(&id)),
-            Some(&json!({"isPrimary": true})),
-        )
-        .await
-    {
-        Ok(_) => Flash::ok(format!(
-            "Installation {id} is now the primary device of its application."
-        )),
-        Err(f) => Flash::error(format!("Not changed: {}", f.message())),
-    };
-    done(&portal, &post.session, flash, &back).await
+    change_then_redirect(
+        &portal,
+        &post.session,
+        Method::PATCH,
+        &format!("/installations/{}", enc(&id)),
+        Some(&json!({"isPrimary": true})),
+        format!("Installation {id} is now the primary device of its application."),
+        "Not changed",
+        &back_to(&post.form),
+    )
+    .await
 }
 
 /// `POST /portal/installations/{pushRegId}/depersonalize` (people.md §7.1): the installation
@@ -887,25 +865,22 @@ async fn depersonalize(State(portal): State<PortalState>, Path(id): Path<String>
         )),
         Err(f) => Flash::error(format!("Not depersonalized: {}", f.message())),
     };
-    done(&portal, &post.session, flash, &back).await
+    flash_to(&portal, &post.session, flash, &back).await
 }
 
 /// `POST /portal/merges/{id}/reverse` (people.md §9.3).
 async fn reverse_merge(State(portal): State<PortalState>, Path(id): Path<String>, post: CsrfForm) -> Response<Body> {
-    let back = back_to(&post.form);
-    let flash = match portal
-        .api(
-            &post.session.caller,
-            Method::POST,
-            &format!("/merges/{}/reverse", enc(&id)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => Flash::ok("The merge was reversed."),
-        Err(f) => Flash::error(format!("Not reversed: {}", f.message())),
-    };
-    done(&portal, &post.session, flash, &back).await
+    change_then_redirect(
+        &portal,
+        &post.session,
+        Method::POST,
+        &format!("/merges/{}/reverse", enc(&id)),
+        None,
+        "The merge was reversed.".into(),
+        "Not reversed",
+        &back_to(&post.form),
+    )
+    .await
 }
 
 /// `GET /portal/people/{id}/export`: the GDPR export as a JSON download (management-api.md §8.1).
@@ -984,10 +959,10 @@ async fn erase(State(portal): State<PortalState>, Path(id): Path<String>, post: 
                  entr(y/ies) redacted.",
                 report["installationsDeleted"], report["deliveriesAnonymised"], report["mergeEntriesRedacted"]
             );
-            done(&portal, &post.session, Flash::ok(text), "/people").await
+            flash_to(&portal, &post.session, Flash::ok(text), "/people").await
         }
         Err(f) => {
-            done(
+            flash_to(
                 &portal,
                 &post.session,
                 Flash::error(format!("Not erased: {}", f.message())),

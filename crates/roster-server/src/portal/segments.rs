@@ -20,7 +20,8 @@ use super::{
     Flash, Layout, PortalState,
     api::{ApiFailure, enc},
     csrf::{CsrfForm, Form},
-    send::{FieldErrors, application_choices, change_then_redirect, failure_page, flash_to, text},
+    pages::{FieldErrors, change_then_redirect, failure_page, flash_to, text},
+    send::application_choices,
     session::SignedIn,
 };
 
