@@ -125,7 +125,7 @@ async fn create(State(portal): State<PortalState>, post: CsrfForm) -> Response<B
     {
         Ok(app) => {
             let flash = Flash::ok(format!("Application “{}” created.", text(&app["name"])));
-            flash_to(&portal, &session, flash, &format!("/applications/{}", text(&app["id"]))).await
+            flash_to(&portal, &session, flash, &application_path(&text(&app["id"]))).await
         }
         Err(f) => {
             let errors = field_errors(&f, |p| Some(p.to_string()));
@@ -245,12 +245,10 @@ impl ApplicationPage {
 
 /// Loads the page of application `app_ref` (id or code).
 async fn load(portal: &PortalState, session: &SignedIn, app_ref: &str) -> Result<ApplicationPage, ApiFailure> {
-    let a = portal
-        .api_get(&session.caller, &format!("/applications/{}", enc(app_ref)))
-        .await?;
+    let a = portal.api_get(&session.caller, &application_path(app_ref)).await?;
     let id = text(&a["id"]);
     let keys = portal
-        .api_get(&session.caller, &format!("/applications/{}/jwt-keys", enc(&id)))
+        .api_get(&session.caller, &format!("{}/jwt-keys", application_path(&id)))
         .await?;
     let providers = PROVIDERS
         .iter()
@@ -337,24 +335,8 @@ async fn settings(State(portal): State<PortalState>, Path(app): Path<String>, po
         "requireJwtForUserData": form.get("requireJwtForUserData").is_some(),
         "restrictUserDataFromSdk": form.get("restrictUserDataFromSdk").is_some(),
     });
-    match portal
-        .api(
-            &session.caller,
-            Method::PATCH,
-            &format!("/applications/{}", enc(&app)),
-            Some(&patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            flash_to(
-                &portal,
-                &session,
-                Flash::ok("Settings saved."),
-                &format!("/applications/{}", enc(&app)),
-            )
-            .await
-        }
+    match patch_application(&portal, &session, &app, &patch, Flash::ok("Settings saved.")).await {
+        Ok(saved) => saved,
         Err(f) => {
             let errors = field_errors(&f, |p| Some(p.to_string()));
             refused(&portal, &session, &app, &f, |page| page.errors = errors).await
@@ -371,8 +353,9 @@ async fn provider(
     post: CsrfForm,
 ) -> Response<Body> {
     let CsrfForm { session, form, .. } = post;
-    let Some((key, _, fields)) = PROVIDERS.iter().find(|(k, _, _)| *k == provider) else {
-        return failure_page(&portal, &not_a_provider());
+    let (key, _, fields) = match provider_spec(&provider) {
+        Ok(spec) => spec,
+        Err(f) => return failure_page(&portal, &f),
     };
     let mut members = Map::new();
     let mut local = FieldErrors::new();
@@ -402,19 +385,9 @@ async fn provider(
     }
     let failure = if local.is_empty() {
         let patch = json!({"providers": {*key: members}});
-        match portal
-            .api(
-                &session.caller,
-                Method::PATCH,
-                &format!("/applications/{}", enc(&app)),
-                Some(&patch),
-            )
-            .await
-        {
-            Ok(_) => {
-                let flash = Flash::ok(format!("{} settings saved.", key.to_uppercase()));
-                return flash_to(&portal, &session, flash, &format!("/applications/{}", enc(&app))).await;
-            }
+        let flash = Flash::ok(format!("{} settings saved.", key.to_uppercase()));
+        match patch_application(&portal, &session, &app, &patch, flash).await {
+            Ok(saved) => return saved,
             Err(f) => f,
         }
     } else {
@@ -458,13 +431,37 @@ async fn provider(
     .await
 }
 
-fn not_a_provider() -> ApiFailure {
-    ApiFailure {
-        status: StatusCode::NOT_FOUND,
-        code: "NOT_FOUND".into(),
-        text: "No such provider (apns, fcm or hms)".into(),
-        fields: Default::default(),
-    }
+/// The provider settings form named `provider`, or why there is none (a `404`).
+fn provider_spec(provider: &str) -> Result<&'static ProviderSpec, ApiFailure> {
+    PROVIDERS
+        .iter()
+        .find(|(k, _, _)| *k == provider)
+        .ok_or_else(|| ApiFailure {
+            status: StatusCode::NOT_FOUND,
+            code: "NOT_FOUND".into(),
+            text: "No such provider (apns, fcm or hms)".into(),
+            fields: Default::default(),
+        })
+}
+
+/// The path of application `app` (id or code): its portal page below the portal's prefix, and
+/// its resource below `/api/v1`.
+fn application_path(app: &str) -> String {
+    format!("/applications/{}", enc(app))
+}
+
+/// PATCHes application `app` with `patch` and, when the API takes it, answers the redirect to
+/// the application's page with `flash`; the API's failure otherwise (nothing changed).
+async fn patch_application(
+    portal: &PortalState,
+    session: &SignedIn,
+    app: &str,
+    patch: &Value,
+    flash: Flash,
+) -> Result<Response<Body>, ApiFailure> {
+    let path = application_path(app);
+    portal.api(&session.caller, Method::PATCH, &path, Some(patch)).await?;
+    Ok(flash_to(portal, session, flash, &path).await)
 }
 
 /// `POST /portal/applications/{app}/providers/{provider}/remove`: `"provider": null` removes
@@ -475,11 +472,12 @@ async fn remove_provider(
     post: CsrfForm,
 ) -> Response<Body> {
     let session = post.session;
-    let Some((key, _, _)) = PROVIDERS.iter().find(|(k, _, _)| *k == provider) else {
-        return failure_page(&portal, &not_a_provider());
+    let (key, _, _) = match provider_spec(&provider) {
+        Ok(spec) => spec,
+        Err(f) => return failure_page(&portal, &f),
     };
     let patch = json!({"providers": {*key: null}});
-    let path = format!("/applications/{}", enc(&app));
+    let path = application_path(&app);
     let done = format!("{} credentials removed.", key.to_uppercase());
     change_then_redirect(
         &portal,
@@ -504,7 +502,7 @@ async fn create_jwt_key(State(portal): State<PortalState>, Path(app): Path<Strin
         .api(
             &session.caller,
             Method::POST,
-            &format!("/applications/{}/jwt-keys", enc(&app)),
+            &format!("{}/jwt-keys", application_path(&app)),
             Some(&body),
         )
         .await
@@ -535,9 +533,9 @@ async fn delete_jwt_key(
     post: CsrfForm,
 ) -> Response<Body> {
     let session = post.session;
-    let path = format!("/applications/{}/jwt-keys/{}", enc(&app), enc(&kid));
+    let path = format!("{}/jwt-keys/{}", application_path(&app), enc(&kid));
     let done = format!("JWT key “{kid}” deleted; tokens signed with it are refused from now on.");
-    let back = format!("/applications/{}", enc(&app));
+    let back = application_path(&app);
     change_then_redirect(
         &portal,
         &session,
