@@ -21,6 +21,17 @@ async fn person_with_two_installations(ts: &TestServer, ext: &str) -> (String, S
     (person_of(ts, ext, &[&first, &second]).await, first, second)
 }
 
+/// The person `id` as the management API shows it to `key`.
+async fn person_json(ts: &TestServer, key: &str, id: &str) -> Value {
+    api(ts, key, "GET", &format!("/api/v1/people/{id}"), None).await.json()
+}
+
+/// "Make primary" on installation `id`, posted from the page of `person`.
+async fn make_primary(b: &mut Browser, id: &str, person: &str) -> Page {
+    b.post(&format!("/portal/installations/{id}/primary"), &[("person", person)])
+        .await
+}
+
 on_every_backend!(
     sign_in_sets_a_strict_session_cookie,
     sessions_are_stored_hashed_and_end,
@@ -189,9 +200,7 @@ async fn every_post_needs_the_csrf_token() {
     assert_eq!(page.status, StatusCode::OK);
     let secret = b.cookie("roster_portal").unwrap();
     assert_eq!(b.csrf, csrf_token(&secret), "every form carries the session's token");
-    let before = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let before = person_json(&ts, &admin, &person_id).await;
     let edit = format!("/portal/people/{person_id}/edit");
     let version = before["version"].to_string();
     for token in ["", "forged", &csrf_token("another-session")] {
@@ -220,9 +229,7 @@ async fn every_post_needs_the_csrf_token() {
         let out = b.post("/portal/sign-out", &[("csrf", token)]).await;
         assert_eq!(out.status, StatusCode::FORBIDDEN);
     }
-    let after = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let after = person_json(&ts, &admin, &person_id).await;
     assert_eq!(before, after, "refused posts changed nothing");
     // The token in the htmx header counts like the form field.
     let token = b.csrf.clone();
@@ -236,9 +243,7 @@ async fn every_post_needs_the_csrf_token() {
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
-    let after = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let after = person_json(&ts, &admin, &person_id).await;
     assert_eq!(after["firstName"], "Ana");
     ts.finish().await;
 }
@@ -365,12 +370,7 @@ async fn person_page_and_actions() {
     assert_eq!(before.len(), 1, "one primary per application");
     let other = if before[0] == first { &second } else { &first };
     // Set primary: a redirect back with a message, and the API agrees.
-    let done = b
-        .post(
-            &format!("/portal/installations/{other}/primary"),
-            &[("person", &person_id)],
-        )
-        .await;
+    let done = make_primary(&mut b, other, &person_id).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.location(), format!("/portal/people/{person_id}"));
     let page = b.get(&format!("/portal/people/{person_id}")).await;
@@ -438,9 +438,7 @@ async fn person_page_and_actions() {
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
-    let p = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let p = person_json(&ts, &admin, &person_id).await;
     assert_eq!(p["firstName"], "Ana");
     assert_eq!(p["type"], "CUSTOMER");
     assert_eq!(p["tags"], json!(["beta", "vip"]));
@@ -477,9 +475,7 @@ async fn person_page_and_actions() {
         )
         .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
-    let unchanged = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let unchanged = person_json(&ts, &admin, &person_id).await;
     assert_eq!(unchanged, p);
     // GDPR export: a JSON download.
     let export = b.get(&format!("/portal/people/{person_id}/export")).await;
@@ -533,9 +529,7 @@ async fn scopes_apply_in_the_portal() {
     let (admin, _) = key(&ts, &["admin"]).await;
     let (reader, _) = key(&ts, &["people:read"]).await;
     let (sender, _) = key(&ts, &["push:send"]).await;
-    let before = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let before = person_json(&ts, &admin, &person_id).await;
     // A read-only key sees the person but no action buttons; a forged action is refused by
     // the API's scope check, shown as a message, and changes nothing.
     let mut b = Browser::signed_in(&ts, &reader).await;
@@ -547,18 +541,11 @@ async fn scopes_apply_in_the_portal() {
     } else {
         &first
     };
-    let done = b
-        .post(
-            &format!("/portal/installations/{target}/primary"),
-            &[("person", &person_id)],
-        )
-        .await;
+    let done = make_primary(&mut b, target, &person_id).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     assert!(page.body.contains("lacks the scope people:write"), "{}", page.body);
-    let after = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let after = person_json(&ts, &admin, &person_id).await;
     assert_eq!(before, after);
     // A key without people:read cannot open people pages.
     let mut b = Browser::signed_in(&ts, &sender).await;
@@ -714,9 +701,7 @@ async fn search_pages_and_typed_attribute_editing() {
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
-    let p = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let p = person_json(&ts, &admin, person_id).await;
     assert_eq!(
         p["customAttributes"]["orders"],
         json!([{"sku": "A1", "price": 19.9}, {"sku": "B7", "price": 5}])
@@ -745,9 +730,7 @@ async fn search_pages_and_typed_attribute_editing() {
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER);
-    let p = api(&ts, &admin, "GET", &format!("/api/v1/people/{person_id}"), None)
-        .await
-        .json();
+    let p = person_json(&ts, &admin, person_id).await;
     assert!(p["customAttributes"].get("newsletter").is_none(), "{p}");
     assert_eq!(p["customAttributes"]["since"], "2024-02-29");
     ts.finish().await;
@@ -867,12 +850,7 @@ async fn a_download_leaves_the_flash() {
     } else {
         &first
     };
-    let done = b
-        .post(
-            &format!("/portal/installations/{primary}/primary"),
-            &[("person", &person_id)],
-        )
-        .await;
+    let done = make_primary(&mut b, primary, &person_id).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     // The export is downloaded before the next page is opened: the message is still there for it.
     let export = b.get(&format!("/portal/people/{person_id}/export")).await;
