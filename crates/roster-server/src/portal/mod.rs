@@ -8,9 +8,11 @@
 //! Every POST carries the session's CSRF token ([`csrf`]).
 //!
 //! Layout: `templates/portal/*.html` (askama, auto-escaped), `static/` (vendored htmx and one
-//! CSS file, embedded). A page handler takes [`session::SignedIn`] (GET) or [`csrf::CsrfForm`]
-//! (POST), calls [`PortalState::api`], and answers a template (`#[derive(Template, WebTemplate)]`)
-//! whose `layout` field is a [`Layout`].
+//! CSS file, embedded). A page handler takes [`session::SignedIn`] (GET; a download takes
+//! [`session::SignedInForDownload`], which leaves the one-time message for the next page) or
+//! [`csrf::CsrfForm`] (POST), calls [`PortalState::api`], and answers a template
+//! (`#[derive(Template, WebTemplate)]`) whose `layout` field is a [`Layout`]; [`pages`] has the
+//! helpers they share (flash and redirect, a failed read as a page, field errors).
 
 pub mod api;
 pub mod applications;
