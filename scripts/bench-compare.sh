@@ -82,7 +82,7 @@ echo "    TLS at $APNS_ADDRESS, stats at $STATS_URL"
 echo "==> Parse Server on PostgreSQL (fresh database $PARSE_DB)"
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $PARSE_DB" -c "CREATE DATABASE $PARSE_DB" >/dev/null
 MASTER_KEY=bench-master-$RANDOM$RANDOM
-PARSE_MASTER_KEY=$MASTER_KEY PARSE_DATABASE_URI="$PG/$PARSE_DB" PARSE_PORT=$PARSE_PORT \
+PARSE_MASTER_KEY=$MASTER_KEY PARSE_DATABASE_URI="$PG/$PARSE_DB" PARSE_PORT=$PARSE_PORT PARSE_LOGS="$SCRATCH/parse-logs" \
   APNS_KEY_FILE="$ROOT/crates/roster-push-standins/fixtures/apns-test-key.p8" APNS_ADDRESS=$APNS_ADDRESS \
   node "$ROOT/scripts/parse/make-config.js" > "$SCRATCH/parse-config.json"
 NODE_EXTRA_CA_CERTS="$TLS/ca.pem" NODE_ENV=production \

@@ -16,6 +16,8 @@ const config = {
   serverURL: `http://127.0.0.1:${env('PARSE_PORT')}/parse`,
   logLevel: 'error',
   verbose: false,
+  // Parse writes its log files under ./logs of its working directory unless told otherwise.
+  logsFolder: env('PARSE_LOGS'),
   // No cluster: one node process, as the Parse documentation's quick start runs it.
   push: {
     // Parse's default queue: batches of 1000 installations per push work item.
