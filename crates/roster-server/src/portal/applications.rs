@@ -61,13 +61,6 @@ pub struct ApplicationsPage {
     pub errors: FieldErrors,
 }
 
-impl ApplicationsPage {
-    /// The errors of one field.
-    pub fn err(&self, field: &str) -> Vec<String> {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
-}
-
 async fn list_page(portal: &PortalState, session: &SignedIn, name: String, errors: FieldErrors) -> ApplicationsPage {
     let (apps, error) = match portal.api_get(&session.caller, "/applications?limit=500").await {
         Ok(page) => (
@@ -234,13 +227,6 @@ pub struct ApplicationPage {
     pub new_key: Option<(String, String)>,
     /// Errors of the settings and JWT key forms, by field.
     pub errors: FieldErrors,
-}
-
-impl ApplicationPage {
-    /// The errors of one field.
-    pub fn err(&self, field: &str) -> Vec<String> {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
 }
 
 /// Loads the page of application `app_ref` (id or code).

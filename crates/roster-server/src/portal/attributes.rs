@@ -62,11 +62,6 @@ pub struct DefinitionForm {
 }
 
 impl DefinitionForm {
-    /// The errors of one field (`objectSchema[2].name` for a row).
-    pub fn err(&self, field: &str) -> Vec<String> {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
-
     /// The errors of schema row `i`, every member.
     pub fn row_err(&self, i: &usize) -> Vec<String> {
         let prefix = format!("objectSchema[{i}]");

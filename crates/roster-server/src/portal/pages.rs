@@ -48,8 +48,44 @@ pub(super) fn failure_page(portal: &PortalState, failure: &ApiFailure) -> Respon
     message_page(&portal.prefix, failure.status, heading, &failure.message())
 }
 
-/// Field errors of a form: form field name → messages.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
+/// Field errors of a form: form field name → messages (a map, through `Deref`).
+#[derive(Debug, Clone, Default)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// No errors.
+    pub fn new() -> FieldErrors {
+        FieldErrors::default()
+    }
+
+    /// The messages of one form field (templates show them next to the field).
+    pub fn of(&self, field: &str) -> Vec<String> {
+        self.0.get(field).cloned().unwrap_or_default()
+    }
+}
+
+impl IntoIterator for FieldErrors {
+    type Item = (String, Vec<String>);
+    type IntoIter = std::collections::btree_map::IntoIter<String, Vec<String>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::ops::Deref for FieldErrors {
+    type Target = BTreeMap<String, Vec<String>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for FieldErrors {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 /// Moves the API's field errors to form fields: `map` gives, for an API path, the form field it
 /// belongs to (`None`: the path is shown in the page's message only).

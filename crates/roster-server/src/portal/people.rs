@@ -22,7 +22,7 @@ use super::{
     Flash, Layout, PortalState,
     api::{ApiFailure, enc},
     csrf::{CsrfForm, Form},
-    pages::{change_then_redirect, failure_page, flash_to},
+    pages::{FieldErrors, change_then_redirect, failure_page, flash_to},
     see_other,
     session::{SignedIn, SignedInForDownload},
 };
@@ -281,14 +281,7 @@ pub struct EditForm {
     pub emails: String,
     pub tags: String,
     pub custom: Vec<CustomInput>,
-    pub errors: BTreeMap<String, Vec<String>>,
-}
-
-impl EditForm {
-    /// The errors of one form field.
-    pub fn err(&self, field: &str) -> Vec<String> {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
+    pub errors: FieldErrors,
 }
 
 /// The person page.
@@ -536,7 +529,7 @@ fn edit_form(p: &Value, defs: &Definitions) -> EditForm {
         emails: strings(&p["emails"], Some("address")).join("\n"),
         tags: strings(&p["tags"], None).join("\n"),
         custom: custom_inputs(&p["customAttributes"], defs),
-        errors: BTreeMap::new(),
+        errors: FieldErrors::new(),
     }
 }
 
@@ -734,7 +727,7 @@ async fn edit(State(portal): State<PortalState>, Path(id): Path<String>, post: C
         }
     }
     let mut custom = Map::new();
-    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut errors = FieldErrors::new();
     let mut inputs = page.edit.custom.clone();
     for input in &mut inputs {
         let key = format!("ca.{}", input.name);

@@ -110,13 +110,6 @@ pub struct BuilderForm {
     pub errors: FieldErrors,
 }
 
-impl BuilderForm {
-    /// The errors of one field.
-    pub fn err(&self, field: &str) -> Vec<String> {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
-}
-
 /// The live preview: the filter sent and the API's answer.
 #[derive(Debug, Clone, Default)]
 pub struct PreviewView {

@@ -78,13 +78,6 @@ pub struct SendForm {
     pub errors: FieldErrors,
 }
 
-impl SendForm {
-    /// The errors of one field.
-    pub fn err(&self, field: &str) -> Vec<String> {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
-}
-
 /// The send page.
 #[derive(askama::Template, askama_web::WebTemplate)]
 #[template(path = "portal/send.html")]
