@@ -14,7 +14,7 @@ mod portal_client;
 
 use std::time::Duration;
 
-use browser::Chrome;
+use browser::{Chrome, DEFAULT_WAIT};
 use common::{TestServer, ipath};
 use fantoccini::{Client, Locator};
 use portal_client::{admin_key, api, person_of};
@@ -74,11 +74,8 @@ async fn portal_in_chromium() {
         .await
         .unwrap();
     link.click().await.unwrap();
-    c.wait().for_element(Locator::Css("#person-id")).await.unwrap();
-    assert_eq!(
-        c.find(Locator::Css("#person-id")).await.unwrap().text().await.unwrap(),
-        person_id
-    );
+    chrome.wait_for("#person-id", DEFAULT_WAIT).await;
+    assert_eq!(chrome.text("#person-id").await, person_id);
 
     // Both installations, one primary (the first).
     let (all, primary) = installations_on_page(c).await;
@@ -102,13 +99,12 @@ async fn portal_in_chromium() {
     chrome
         .click(&format!("#installation-{second} button.make-primary"))
         .await;
-    c.wait()
-        .for_element(Locator::Css(&format!("#installation-{second} [data-primary=true]")))
-        .await
-        .unwrap();
+    chrome
+        .wait_for(&format!("#installation-{second} [data-primary=true]"), DEFAULT_WAIT)
+        .await;
     let (_, primary) = installations_on_page(c).await;
     assert_eq!(primary, vec![second.clone()]);
-    let flash = c.find(Locator::Css(".flash-ok")).await.unwrap().text().await.unwrap();
+    let flash = chrome.text(".flash-ok").await;
     assert!(flash.contains("is now the primary device"), "{flash}");
     // The mobile API agrees.
     for (id, expected) in [(&first, false), (&second, true)] {
@@ -127,13 +123,7 @@ async fn portal_in_chromium() {
     .await
     .ok();
     c.goto(&format!("{base}/portal/people/{person_id}")).await.unwrap();
-    let heading = c
-        .find(Locator::Css("#person-name"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let heading = chrome.text("#person-name").await;
     assert!(heading.starts_with("<script>alert(1)</script>"), "{heading}");
     assert!(c.get_alert_text().await.is_err(), "no dialog opened");
     let scripts = c
@@ -169,7 +159,7 @@ async fn portal_in_chromium() {
     )
     .await
     .unwrap();
-    let refused = c.wait().for_element(Locator::Css("h1")).await.unwrap();
+    let refused = chrome.wait_for("h1", DEFAULT_WAIT).await;
     assert_eq!(refused.text().await.unwrap(), "Request refused");
     let after = api(&ts, &key, "GET", &format!("/api/v1/people/{person_id}"), None)
         .await
@@ -186,7 +176,7 @@ async fn portal_in_chromium() {
     )
     .await
     .unwrap();
-    c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
+    chrome.wait_for(".flash-ok", DEFAULT_WAIT).await;
     let saved = api(&ts, &key, "GET", &format!("/api/v1/people/{person_id}"), None)
         .await
         .ok()
@@ -195,7 +185,7 @@ async fn portal_in_chromium() {
 
     // Sign out: back to the sign-in form, and the people page needs signing in again.
     chrome.click("form.sign-out button").await;
-    c.wait().for_element(Locator::Css("#key")).await.unwrap();
+    chrome.wait_for("#key", DEFAULT_WAIT).await;
     c.goto(&format!("{base}/portal/people")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/portal/sign-in"));
 

@@ -14,7 +14,7 @@ mod portal_client;
 
 use std::time::Duration;
 
-use browser::Chrome;
+use browser::{Chrome, DEFAULT_WAIT};
 use common::TestServer;
 use fantoccini::Locator;
 use portal_client::{admin_key, api, two_iphones};
@@ -47,18 +47,10 @@ async fn send_to_the_primary_device_in_chromium() {
     chrome.click("#send-submit").await;
 
     // The message page: accepted, then (by htmx polling) done with one ACCEPTED delivery.
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#message-id"))
-        .await
-        .unwrap();
-    let flash = c.find(Locator::Css(".flash-ok")).await.unwrap().text().await.unwrap();
+    chrome.wait_for("#message-id", Duration::from_secs(10)).await;
+    let flash = chrome.text(".flash-ok").await;
     assert!(flash.contains("PENDING_ACCEPTED"), "{flash}");
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#message-done"))
-        .await
-        .unwrap();
+    chrome.wait_for("#message-done", Duration::from_secs(20)).await;
     let rows = c.find_all(Locator::Css("tr.delivery")).await.unwrap();
     assert_eq!(rows.len(), 1, "one delivery: the primary only");
     assert_eq!(
@@ -66,13 +58,7 @@ async fn send_to_the_primary_device_in_chromium() {
         Some(first.as_str())
     );
     assert_eq!(rows[0].attr("data-status").await.unwrap().as_deref(), Some("ACCEPTED"));
-    let accepted = c
-        .find(Locator::Css("td[data-status=ACCEPTED]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let accepted = chrome.text("td[data-status=ACCEPTED]").await;
     assert_eq!(accepted, "1");
     let page = c.source().await.unwrap();
     assert!(
@@ -89,18 +75,8 @@ async fn send_to_the_primary_device_in_chromium() {
 
     // The send is listed among the recent sends.
     chrome.click(".crumbs a").await;
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("table.messages"))
-        .await
-        .unwrap();
-    let listed = c
-        .find(Locator::Css("table.messages"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    chrome.wait_for("table.messages", Duration::from_secs(10)).await;
+    let listed = chrome.text("table.messages").await;
     assert!(listed.contains("A test push from the portal"), "{listed}");
 
     // The segment builder's live preview (htmx on input): everything, then primaries only.
@@ -119,7 +95,7 @@ async fn send_to_the_primary_device_in_chromium() {
     );
     chrome.type_into("#segment-name", "Primaries").await;
     chrome.click("#save-segment").await;
-    c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
+    chrome.wait_for(".flash-ok", DEFAULT_WAIT).await;
     let segments = api(&ts, &key, "GET", "/api/v1/segments", None).await.ok().json();
     assert_eq!(
         segments["items"][0]["filter"],
@@ -148,7 +124,7 @@ async fn send_to_the_primary_device_in_chromium() {
     chrome
         .type_into("form.define-attribute input[name=name]", "orders\n")
         .await;
-    c.wait().for_element(Locator::Css(".flash-ok")).await.unwrap();
+    chrome.wait_for(".flash-ok", DEFAULT_WAIT).await;
     let orders = api(&ts, &key, "GET", "/api/v1/attributes/PERSON/orders", None)
         .await
         .ok()

@@ -8,7 +8,7 @@
 
 use std::{path::Path, process::Stdio, time::Duration};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
@@ -16,6 +16,9 @@ use tokio::process::{Child, Command};
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where Debian puts the driver (overridable with `ROSTER_CHROMEDRIVER`).
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// How long a wait for an element lasts unless a test says otherwise (fantoccini's default).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 /// A headless Chromium session and the chromedriver process serving it. Dropping it (also when a
 /// test panics) ends the browser: see the `Drop` impl.
@@ -110,7 +113,7 @@ impl Chrome {
         assert!(url.path().ends_with("/portal/sign-in"), "not sent to sign-in: {url}");
         self.type_into("#key", key).await;
         self.click("form button[type=submit]").await;
-        c.wait().for_element(Locator::Css("#q")).await.unwrap();
+        self.wait_for("#q", DEFAULT_WAIT).await;
     }
 
     /// Types `text` into the element matching `css` (panics when there is none).
@@ -128,6 +131,21 @@ impl Chrome {
             .click()
             .await
             .unwrap();
+    }
+
+    /// The text of the element matching `css` (panics when there is none).
+    pub async fn text(&self, css: &str) -> String {
+        self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits up to `at_most` for an element matching `css` (panics when none appears).
+    pub async fn wait_for(&self, css: &str, at_most: Duration) -> Element {
+        self.client
+            .wait()
+            .at_most(at_most)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} within {at_most:?}: {e}"))
     }
 
     /// Ends the browser session and the driver.
