@@ -32,6 +32,11 @@ async fn make_primary(b: &mut Browser, id: &str, person: &str) -> Page {
         .await
 }
 
+/// The person page's edit form, posted with `fields` for `person`.
+async fn edit(b: &mut Browser, person: &str, fields: &[(&str, &str)]) -> Page {
+    b.post(&format!("/portal/people/{person}/edit"), fields).await
+}
+
 on_every_backend!(
     sign_in_sets_a_strict_session_cookie,
     sessions_are_stored_hashed_and_end,
@@ -421,22 +426,22 @@ async fn person_page_and_actions() {
     .await;
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     let version = page.hidden("version").unwrap();
-    let saved = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[
-                ("version", &version),
-                ("firstName", "Ana"),
-                ("lastName", "Horvat"),
-                ("type", "CUSTOMER"),
-                ("externalUserId", "cust-1001"),
-                ("phones", "385911234567"),
-                ("emails", "ana@example.com"),
-                ("tags", "vip\nbeta\n"),
-                ("ca.points", "120"),
-            ],
-        )
-        .await;
+    let saved = edit(
+        &mut b,
+        &person_id,
+        &[
+            ("version", &version),
+            ("firstName", "Ana"),
+            ("lastName", "Horvat"),
+            ("type", "CUSTOMER"),
+            ("externalUserId", "cust-1001"),
+            ("phones", "385911234567"),
+            ("emails", "ana@example.com"),
+            ("tags", "vip\nbeta\n"),
+            ("ca.points", "120"),
+        ],
+    )
+    .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let p = person_json(&ts, &admin, &person_id).await;
     assert_eq!(p["firstName"], "Ana");
@@ -445,35 +450,30 @@ async fn person_page_and_actions() {
     assert_eq!(p["customAttributes"]["points"], 120);
     // A refused edit: the form again with the API's error next to the field, nothing changed.
     let version = p["version"].to_string();
-    let refused = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[
-                ("version", &version),
-                ("firstName", "Changed"),
-                ("phones", "12"),
-                ("ca.points", "many"),
-            ],
-        )
-        .await;
+    let refused = edit(
+        &mut b,
+        &person_id,
+        &[
+            ("version", &version),
+            ("firstName", "Changed"),
+            ("phones", "12"),
+            ("ca.points", "many"),
+        ],
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(refused.body.contains("must be a number"), "{}", refused.body);
-    let refused = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[("version", &version), ("firstName", "Changed"), ("phones", "12")],
-        )
-        .await;
+    let refused = edit(
+        &mut b,
+        &person_id,
+        &[("version", &version), ("firstName", "Changed"), ("phones", "12")],
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(refused.body.contains("class=\"field-error\""), "{}", refused.body);
     assert!(refused.body.contains("value=\"Changed\""), "the values sent are kept");
     // A stale version: 412, nothing saved.
-    let stale = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[("version", "1"), ("firstName", "Stale")],
-        )
-        .await;
+    let stale = edit(&mut b, &person_id, &[("version", "1"), ("firstName", "Stale")]).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     let unchanged = person_json(&ts, &admin, &person_id).await;
     assert_eq!(unchanged, p);
@@ -666,40 +666,40 @@ async fn search_pages_and_typed_attribute_editing() {
     let person_id = &first_ids[0];
     let page = b.get(&format!("/portal/people/{person_id}")).await;
     let version = page.hidden("version").unwrap();
-    let bad = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[
-                ("version", &version),
-                ("ca.orders", "[{\"sku\": \"A1\""),
-                ("ca.newsletter", "true"),
-            ],
-        )
-        .await;
+    let bad = edit(
+        &mut b,
+        person_id,
+        &[
+            ("version", &version),
+            ("ca.orders", "[{\"sku\": \"A1\""),
+            ("ca.newsletter", "true"),
+        ],
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("must be a JSON list of objects"), "{}", bad.body);
-    let wrong_type = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[("version", &version), ("ca.orders", "[{\"sku\": 5}]")],
-        )
-        .await;
+    let wrong_type = edit(
+        &mut b,
+        person_id,
+        &[("version", &version), ("ca.orders", "[{\"sku\": 5}]")],
+    )
+    .await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST, "the API's own check");
     assert!(wrong_type.body.contains("class=\"field-error\""), "{}", wrong_type.body);
-    let saved = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[
-                ("version", &version),
-                (
-                    "ca.orders",
-                    "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]",
-                ),
-                ("ca.newsletter", "true"),
-                ("ca.since", "2024-02-29"),
-            ],
-        )
-        .await;
+    let saved = edit(
+        &mut b,
+        person_id,
+        &[
+            ("version", &version),
+            (
+                "ca.orders",
+                "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]",
+            ),
+            ("ca.newsletter", "true"),
+            ("ca.since", "2024-02-29"),
+        ],
+    )
+    .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let p = person_json(&ts, &admin, person_id).await;
     assert_eq!(
@@ -715,20 +715,20 @@ async fn search_pages_and_typed_attribute_editing() {
     assert!(page.body.contains("<td>19.9</td>"), "{}", page.body);
     // An emptied input removes the attribute; the others stay.
     let version = p["version"].to_string();
-    let saved = b
-        .post(
-            &format!("/portal/people/{person_id}/edit"),
-            &[
-                ("version", &version),
-                (
-                    "ca.orders",
-                    "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]",
-                ),
-                ("ca.newsletter", ""),
-                ("ca.since", "2024-02-29"),
-            ],
-        )
-        .await;
+    let saved = edit(
+        &mut b,
+        person_id,
+        &[
+            ("version", &version),
+            (
+                "ca.orders",
+                "[{\"sku\": \"A1\", \"price\": 19.9}, {\"sku\": \"B7\", \"price\": 5}]",
+            ),
+            ("ca.newsletter", ""),
+            ("ca.since", "2024-02-29"),
+        ],
+    )
+    .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER);
     let p = person_json(&ts, &admin, person_id).await;
     assert!(p["customAttributes"].get("newsletter").is_none(), "{p}");
