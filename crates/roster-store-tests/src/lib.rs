@@ -31,6 +31,7 @@ pub mod admin;
 pub mod audience;
 pub mod fixtures;
 pub mod people;
+pub mod portal;
 pub mod push;
 pub mod retention;
 pub mod scenarios;
