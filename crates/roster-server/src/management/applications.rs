@@ -22,7 +22,7 @@ use super::{
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
     idempotent, json_with, no_content, object, ok, opt_bool, opt_str,
-    paging::{PageRequest, page_json},
+    paging::{PageRequest, page_response},
     parse_json, providers, required_name,
 };
 use crate::AppState;
@@ -64,12 +64,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     let mut apps = apps;
     apps.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     let (items, next) = page.page_sorted(apps, |a| serde_json::json!([a.created_at, a.id.to_string()]));
-    let items = items
-        .iter()
-        .map(|a| serde_json::to_value(ApplicationResource::from(a)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(items.iter().map(ApplicationResource::from), next)
 }
 
 async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {
@@ -139,12 +134,7 @@ async fn list_jwt_keys(
     let mut keys = state.core.list_jwt_keys(&app).await?;
     keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.kid.cmp(&b.kid)));
     let (items, next) = page.page_sorted(keys, |k| serde_json::json!([k.created_at, k.kid]));
-    let items = items
-        .iter()
-        .map(|k| serde_json::to_value(JwtKeyItem::from(k)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(items.iter().map(JwtKeyItem::from), next)
 }
 
 async fn create_jwt_key(

@@ -15,7 +15,7 @@ use super::{
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
     idempotent, json_with, object, ok,
-    paging::{PageRequest, page_json},
+    paging::{PageRequest, page_response},
     parse_json,
 };
 use crate::AppState;
@@ -39,12 +39,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     let page = PageRequest::from_query("attributes", &query.pairs())?;
     let defs = state.core.definitions(caller.account_id(), scope).await?;
     let (items, next) = page.page_sorted(defs, |d| serde_json::json!([d.name, d.scope.as_str()]));
-    let items = items
-        .iter()
-        .map(|d| serde_json::to_value(AttributeDefinitionResource::from(d)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(items.iter().map(AttributeDefinitionResource::from), next)
 }
 
 async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {

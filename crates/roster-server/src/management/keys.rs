@@ -16,7 +16,7 @@ use super::{
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
     idempotent, json_with, object, ok,
-    paging::{PageRequest, page_json},
+    paging::{PageRequest, page_response},
     parse_json, required_name,
 };
 use crate::AppState;
@@ -33,12 +33,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     let mut keys = state.core.list_api_keys(caller.account_id()).await?;
     keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     let (items, next) = page.page_sorted(keys, |k| serde_json::json!([k.created_at, k.id.to_string()]));
-    let items = items
-        .iter()
-        .map(|k| serde_json::to_value(ApiKeyResource::from(k)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(items.iter().map(ApiKeyResource::from), next)
 }
 
 async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {

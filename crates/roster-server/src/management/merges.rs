@@ -17,7 +17,7 @@ use super::{
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult},
     idempotent, ok,
-    paging::{PageRequest, page_json},
+    paging::{PageRequest, page_response},
 };
 use crate::AppState;
 
@@ -59,12 +59,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
         Some(last) if more => Some(page.cursor_after(json!([last.created_at, last.id.to_string()]))),
         _ => None,
     };
-    let items = entries
-        .iter()
-        .map(|e| serde_json::to_value(MergeEntryResource::of(e, false)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(entries.iter().map(|e| MergeEntryResource::of(e, false)), next)
 }
 
 /// The `(createdAt, id)` a cursor of this endpoint carries.

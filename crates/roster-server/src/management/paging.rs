@@ -169,6 +169,19 @@ pub fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
     serde_json::json!({"items": items, "nextCursor": next})
 }
 
+/// The `200` answer of a list route: each resource serialised into the page of [`page_json`].
+pub fn page_response<R: Serialize>(
+    resources: impl IntoIterator<Item = R>,
+    next: Option<String>,
+) -> MgmtResult<axum::response::Response> {
+    let items = resources
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(MgmtError::internal)?;
+    Ok(super::ok(&page_json(items, next)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use super::{
     JsonBody,
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
-    object, ok, opt_str,
-    paging::{PageRequest, page_json},
+    object, opt_str,
+    paging::{PageRequest, page_response},
 };
 use crate::AppState;
 
@@ -72,11 +72,5 @@ async fn search(State(state): State<AppState>, caller: Caller, JsonBody(body): J
         Some(last) if found.more => Some(page.cursor_after(json!(last.person.id))),
         _ => None,
     };
-    let items = found
-        .people
-        .iter()
-        .map(|v| serde_json::to_value(v.resource()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(found.people.iter().map(|v| v.resource()), next)
 }

@@ -22,7 +22,7 @@ use super::{
     auth::{Caller, Scope},
     error::{MgmtError, MgmtResult, Problems},
     idempotent, json_with, no_content, object, ok, opt_bool, opt_str,
-    paging::{PageRequest, page_json},
+    paging::{PageRequest, page_response},
     parse_json,
 };
 use crate::AppState;
@@ -84,12 +84,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: QueryPairs) 
     let segments = state.core.segments(caller.account_id()).await?;
     // Names are unique per account: the name alone orders and keys the pages.
     let (items, next) = page.page_sorted(segments, |s| serde_json::json!([s.name]));
-    let items = items
-        .iter()
-        .map(|s| serde_json::to_value(SegmentResource::from(s)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(MgmtError::internal)?;
-    Ok(ok(&page_json(items, next)))
+    page_response(items.iter().map(SegmentResource::from), next)
 }
 
 async fn create(State(state): State<AppState>, caller: Caller, req: Request) -> MgmtResult<Response<Body>> {
