@@ -13,6 +13,7 @@
 mod admin;
 mod audience;
 mod error;
+mod group;
 mod people;
 mod portal;
 mod push;
@@ -32,6 +33,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{join_err, map_err};
+use crate::group::Writer;
 use crate::tx::{Handle, SqliteTx};
 
 pub use retention::PURGE_STATEMENTS;
@@ -61,8 +63,9 @@ const STATEMENT_CACHE: usize = 128;
 pub struct SqliteStore {
     path: PathBuf,
     /// The only connection that writes: SQLite allows one writer at a time anyway, and a mutex
-    /// queues writers in the process instead of letting them spin on `SQLITE_BUSY`.
-    writer: Arc<Mutex<Connection>>,
+    /// queues writers in the process instead of letting them spin on `SQLITE_BUSY`. Write
+    /// transactions share commits (group.rs).
+    writer: Arc<Mutex<Writer>>,
     readers: Arc<ReaderPool>,
 }
 
@@ -92,7 +95,7 @@ impl SqliteStore {
         let store = SqliteStore {
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Writer::new(writer))),
         };
         store.migrate().await?;
         // Open the readers now, after the schema exists, so that a file that cannot be read
@@ -111,6 +114,13 @@ impl SqliteStore {
         SqliteStore::open(Path::new(path)).await
     }
 
+    /// Write batches committed since the store was opened: each is one `COMMIT` (one fsync)
+    /// shared by the write transactions that joined it (group.rs). Write transactions divided
+    /// by this are the group-commit factor.
+    pub async fn committed_batches(&self) -> u64 {
+        self.writer.lock().await.committed_batches()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -120,7 +130,7 @@ impl SqliteStore {
     /// its own transaction; safe to run again and from two processes at once.
     pub async fn migrate(&self) -> StoreResult<()> {
         let writer = self.writer.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || apply_migrations(&writer))
+        tokio::task::spawn_blocking(move || apply_migrations(&writer.conn))
             .await
             .map_err(join_err)?
     }
@@ -346,18 +356,12 @@ impl Store for SqliteStore {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let writer = self.writer.clone().lock_owned().await;
-        // BEGIN IMMEDIATE takes the database write lock and may wait up to busy_timeout for
-        // another process: not on a runtime thread.
-        let writer = tokio::task::spawn_blocking(move || {
-            // A transaction left open (a `begin` whose caller went away mid-way) is discarded.
-            if !writer.is_autocommit() {
-                tx::rollback_quietly(&writer);
-            }
-            tx::run(&writer, "BEGIN IMMEDIATE").map(|()| writer)
-        })
-        .await
-        .map_err(join_err)??;
+        let mut writer = self.writer.clone().lock_owned().await;
+        // BEGIN IMMEDIATE (when a new batch starts) takes the database write lock and may wait
+        // up to busy_timeout for another process: not on a runtime thread.
+        let writer = tokio::task::spawn_blocking(move || group::begin(&mut writer).map(|()| writer))
+            .await
+            .map_err(join_err)??;
         Ok(Box::new(SqliteTx::new(Handle::Writer(writer))))
     }
 
@@ -458,14 +462,15 @@ mod tests {
         let pragma = |conn: &Connection, name: &str| -> i64 {
             conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
         };
-        let writer = store.writer.lock().await;
+        let guard = store.writer.lock().await;
+        let writer = &guard.conn;
         let mode: String = writer.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(pragma(&writer, "synchronous"), 2); // FULL
-        assert_eq!(pragma(&writer, "foreign_keys"), 1);
-        assert_eq!(pragma(&writer, "busy_timeout"), 5000);
-        assert_eq!(pragma(&writer, "query_only"), 0);
-        drop(writer);
+        assert_eq!(pragma(writer, "synchronous"), 2); // FULL
+        assert_eq!(pragma(writer, "foreign_keys"), 1);
+        assert_eq!(pragma(writer, "busy_timeout"), 5000);
+        assert_eq!(pragma(writer, "query_only"), 0);
+        drop(guard);
         let reader = store.readers.acquire().await.unwrap();
         assert_eq!(pragma(&reader, "synchronous"), 2);
         assert_eq!(pragma(&reader, "foreign_keys"), 1);

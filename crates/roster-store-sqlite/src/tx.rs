@@ -11,13 +11,14 @@ use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use crate::PooledReader;
-use crate::error::{join_err, map_err};
+use crate::error::map_err;
+use crate::group::{self, Writer};
 use crate::sql;
 
 /// The connection a transaction runs on.
 pub(crate) enum Handle {
-    /// The writer, held for the whole transaction.
-    Writer(OwnedMutexGuard<Connection>),
+    /// The writer, held for the whole transaction (a savepoint in a group-commit batch).
+    Writer(OwnedMutexGuard<Writer>),
     /// A reader of the pool.
     Reader(PooledReader),
 }
@@ -26,7 +27,7 @@ impl std::ops::Deref for Handle {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         match self {
-            Handle::Writer(guard) => guard,
+            Handle::Writer(guard) => &guard.conn,
             Handle::Reader(reader) => reader,
         }
     }
@@ -97,10 +98,16 @@ impl SqliteTx {
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        // ROLLBACK writes nothing durable (no fsync), so it is fine here on whatever thread
+        // A rollback writes nothing durable (no fsync), so it is fine here on whatever thread
         // drops the transaction; the writer lock is released right after.
-        if let Some(handle) = self.handle.take() {
-            rollback_quietly(&handle);
+        match self.handle.take() {
+            Some(Handle::Writer(mut writer)) => {
+                if let Err(e) = group::rollback(&mut writer) {
+                    tracing::error!(error = %e, "rolling back a dropped SQLite transaction failed");
+                }
+            }
+            Some(Handle::Reader(reader)) => rollback_quietly(&reader),
+            None => {}
         }
     }
 }
@@ -109,12 +116,8 @@ impl Drop for SqliteTx {
 impl Tx for SqliteTx {
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         match self.handle.take() {
-            // The COMMIT of a write waits for fsync (synchronous=FULL): not on a runtime thread.
-            // The writer guard moves into the blocking task and is released there, after the
-            // COMMIT, whether or not this future is still awaited.
-            Some(Handle::Writer(writer)) => tokio::task::spawn_blocking(move || commit_on(&writer))
-                .await
-                .map_err(join_err)?,
+            // Durable when this returns: the batch it joined was committed (group.rs).
+            Some(Handle::Writer(writer)) => group::commit(writer).await,
             // Ending a read transaction writes nothing.
             Some(Handle::Reader(reader)) => commit_on(&reader),
             None => Err(StoreError::Other("transaction already finished".into())),
@@ -122,19 +125,25 @@ impl Tx for SqliteTx {
     }
 
     async fn rollback(mut self: Box<Self>) -> StoreResult<()> {
-        let handle = self
+        match self
             .handle
             .take()
-            .ok_or_else(|| StoreError::Other("transaction already finished".into()))?;
-        if handle.is_autocommit() {
-            return Ok(());
+            .ok_or_else(|| StoreError::Other("transaction already finished".into()))?
+        {
+            Handle::Writer(mut writer) => group::rollback(&mut writer),
+            Handle::Reader(reader) => {
+                if reader.is_autocommit() {
+                    return Ok(());
+                }
+                let rolled_back = run(&reader, "ROLLBACK");
+                if rolled_back.is_err() {
+                    // Try once more so that the connection goes back clean; report the first
+                    // failure.
+                    rollback_quietly(&reader);
+                }
+                rolled_back
+            }
         }
-        let rolled_back = run(&handle, "ROLLBACK");
-        if rolled_back.is_err() {
-            // Try once more so that the connection goes back clean; report the first failure.
-            rollback_quietly(&handle);
-        }
-        rolled_back
     }
 
     async fn default_account(&mut self) -> StoreResult<Option<Account>> {

@@ -1,0 +1,440 @@
+//! Group commit on the writer connection.
+//!
+//! With `synchronous=FULL` every `COMMIT` waits for an fsync of the log, and on this store's one
+//! writer connection the fsync, not the statements, bounds how many write transactions a second
+//! the process can acknowledge (design.md "Storage": one fsync'd commit per mobile write was
+//! 45% of the server's time under `roster-bench register`). So write transactions share
+//! commits:
+//!
+//! - The writer keeps one SQLite transaction open across several store transactions: a
+//!   **batch**. `begin` opens it (`BEGIN IMMEDIATE`) if none is open, then runs the store
+//!   transaction inside it as `SAVEPOINT tx`.
+//! - A store transaction's `commit` merges its savepoint into the batch (`RELEASE tx`), lets go
+//!   of the writer so that the next transaction can run, and waits until its batch is durable.
+//!   It returns `Ok` only after the batch's `COMMIT` (and so its fsync) succeeded: no write is
+//!   acknowledged before it is on disk.
+//! - The first transaction of a batch to commit starts the batch's **leader**, a task that queues
+//!   for the writer like any transaction (the lock is FIFO). Every transaction that was already
+//!   waiting for the writer runs and joins the batch first; then the leader `COMMIT`s the batch
+//!   and tells all of its transactions the outcome at once. Under load, a batch is everything
+//!   that queued during the previous fsync; alone, a transaction costs what it did before (one
+//!   `COMMIT`), plus a task hop.
+//! - `rollback` (and dropping a transaction) undoes only its savepoint (`ROLLBACK TO tx`); the
+//!   batch goes on. If nothing of the batch is waiting to commit, the batch is rolled back too,
+//!   which releases the file's write lock for other processes at once.
+//! - A batch whose `COMMIT` fails, or that SQLite rolled back by itself (some I/O and
+//!   out-of-memory errors do), fails as a whole: every transaction in it gets the error, none of
+//!   them was acknowledged, and none of their writes stays. A transaction of a batch only ever
+//!   read what earlier batches committed or what its own batch wrote, so nothing acknowledged
+//!   can depend on a failed batch.
+//!
+//! Readers (other connections) see a batch's writes when its `COMMIT` is done, that is when the
+//! writers are told: a client never reads its own write "not yet there" after an answer.
+//! Another process writing the same file waits for the write lock at most one batch (its
+//! statements and one fsync), as it waited for one transaction before.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use roster_store::{StoreError, StoreResult};
+use rusqlite::Connection;
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+
+use crate::error::join_err;
+use crate::tx::{rollback_quietly, run};
+
+/// The writer connection and the batch open on it.
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    /// The batch whose SQLite transaction is open on `conn`.
+    batch: Option<Arc<Batch>>,
+    /// Transactions of `batch` that released their savepoint and wait for its `COMMIT`.
+    waiting: usize,
+    /// Batches committed since the store was opened (for tests and diagnostics).
+    committed_batches: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection) -> Writer {
+        Writer {
+            conn,
+            batch: None,
+            waiting: 0,
+            committed_batches: 0,
+        }
+    }
+
+    /// How many batches were committed since the store was opened.
+    pub(crate) fn committed_batches(&self) -> u64 {
+        self.committed_batches
+    }
+
+    /// Ends a batch that SQLite rolled back by itself (the connection is back in autocommit
+    /// mode while a batch is open): its waiting transactions get an error. Also drops a batch
+    /// whose outcome was already told but which is still recorded as open (its leader's
+    /// blocking task panicked before clearing it).
+    fn fail_lost_batch(&mut self) {
+        let Some(batch) = &self.batch else {
+            return;
+        };
+        if batch.outcome.borrow().is_some() {
+            rollback_quietly(&self.conn);
+            self.batch = None;
+            self.waiting = 0;
+        } else if self.conn.is_autocommit() {
+            self.end_batch(Err(StoreError::Other(
+                "the write batch was rolled back by SQLite before its commit".into(),
+            )));
+        }
+    }
+
+    /// Forgets the open batch and tells its transactions `outcome`.
+    fn end_batch(&mut self, outcome: StoreResult<()>) {
+        if let Some(batch) = self.batch.take() {
+            batch.outcome.send_replace(Some(outcome.map_err(|e| e.to_string())));
+        }
+        self.waiting = 0;
+    }
+}
+
+/// One shared SQLite transaction.
+pub(crate) struct Batch {
+    /// `None` while open; then whether its `COMMIT` succeeded (the error's text if not:
+    /// `StoreError` is not `Clone`).
+    outcome: watch::Sender<Option<Result<(), String>>>,
+    /// Whether a leader task was started for this batch.
+    leader_started: AtomicBool,
+}
+
+/// Opens a store transaction on the writer (blocking: `BEGIN IMMEDIATE` may wait for another
+/// process's write lock up to the busy timeout).
+pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
+    writer.fail_lost_batch();
+    if writer.batch.is_none() {
+        // Nothing may be left open outside a batch; whatever is (a failure half-way) is dropped.
+        rollback_quietly(&writer.conn);
+        run(&writer.conn, "BEGIN IMMEDIATE")?;
+        writer.batch = Some(Arc::new(Batch {
+            outcome: watch::Sender::new(None),
+            leader_started: AtomicBool::new(false),
+        }));
+        writer.waiting = 0;
+    }
+    if let Err(e) = run(&writer.conn, "SAVEPOINT tx") {
+        end_if_unused(writer);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Undoes the store transaction open on the writer (its savepoint), and the batch too if no
+/// other transaction of it waits to commit. Never fsyncs, so it may run on any thread.
+pub(crate) fn rollback(writer: &mut Writer) -> StoreResult<()> {
+    writer.fail_lost_batch();
+    if writer.batch.is_none() {
+        return Ok(());
+    }
+    let undone = run(&writer.conn, "ROLLBACK TO tx").and_then(|()| run(&writer.conn, "RELEASE tx"));
+    if undone.is_err() {
+        // The savepoint cannot be undone on its own: the whole batch must go, and with it the
+        // transactions waiting for it (they were not acknowledged).
+        rollback_quietly(&writer.conn);
+        writer.end_batch(Err(StoreError::Other(
+            "the write batch was rolled back after a failed savepoint rollback".into(),
+        )));
+        return undone;
+    }
+    end_if_unused(writer);
+    Ok(())
+}
+
+/// Rolls back a batch that holds no transaction waiting to commit: it holds no write worth
+/// keeping, and releasing it frees the file's write lock for other processes.
+fn end_if_unused(writer: &mut Writer) {
+    if writer.batch.is_some() && writer.waiting == 0 {
+        rollback_quietly(&writer.conn);
+        writer.end_batch(Err(StoreError::Other("the write batch was abandoned".into())));
+    }
+}
+
+/// Commits the store transaction open on `guard`: merges it into its batch, releases the writer
+/// and returns once the batch is durable (or failed).
+pub(crate) async fn commit(mut guard: OwnedMutexGuard<Writer>) -> StoreResult<()> {
+    let writer = &mut *guard;
+    writer.fail_lost_batch();
+    let Some(batch) = writer.batch.clone() else {
+        return Err(StoreError::Other(
+            "the transaction was rolled back by SQLite before commit".into(),
+        ));
+    };
+    if let Err(e) = run(&writer.conn, "RELEASE tx") {
+        // Nothing of this transaction may stay in the batch.
+        rollback(writer)?;
+        return Err(e);
+    }
+    writer.waiting += 1;
+    let mut outcome = batch.outcome.subscribe();
+    let mutex = OwnedMutexGuard::mutex(&guard).clone();
+    drop(guard);
+    if !batch.leader_started.swap(true, Ordering::AcqRel) {
+        // A task, not this future: the batch must be committed even if every caller waiting
+        // for it goes away (it holds the file's write lock until then).
+        tokio::spawn(lead(mutex, batch));
+    }
+    let finished = outcome
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| StoreError::Other("the write batch ended without an outcome".into()))?;
+    match finished.as_ref() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(StoreError::Unavailable(format!("the commit failed: {e}"))),
+        None => unreachable!("wait_for returned a value matching the predicate"),
+    }
+}
+
+/// The batch's leader: waits its turn for the writer (behind every transaction already
+/// queued, which join the batch), then commits the batch if it is still open.
+async fn lead(mutex: Arc<Mutex<Writer>>, batch: Arc<Batch>) {
+    let guard = mutex.lock_owned().await;
+    if !guard.batch.as_ref().is_some_and(|open| Arc::ptr_eq(open, &batch)) {
+        // Already ended (failed) by someone else, who told its transactions.
+        return;
+    }
+    // The COMMIT waits for fsync: not on a runtime thread. The guard moves into the blocking
+    // task and is released after the outcome is told.
+    let committed = tokio::task::spawn_blocking(move || {
+        let mut guard = guard;
+        let writer = &mut *guard;
+        writer.fail_lost_batch();
+        if writer.batch.is_none() {
+            return;
+        }
+        let outcome = run(&writer.conn, "COMMIT");
+        if outcome.is_ok() {
+            writer.committed_batches += 1;
+        } else {
+            rollback_quietly(&writer.conn);
+        }
+        writer.end_batch(outcome);
+    })
+    .await;
+    if let Err(e) = committed {
+        // The blocking task panicked: the guard went with it, the batch's outcome was not told.
+        tracing::error!(error = %join_err(e), "committing a write batch failed");
+        batch
+            .outcome
+            .send_replace(Some(Err("the commit of the write batch panicked".into())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use rusqlite::OptionalExtension;
+
+    use super::*;
+    use crate::SqliteStore;
+    use crate::tx::{Handle, SqliteTx};
+    use roster_store::Tx;
+
+    /// A write transaction as `Store::begin` opens it, with its connection at hand for SQL.
+    async fn begin_raw(store: &SqliteStore) -> SqliteTx {
+        let mut writer = store.writer.clone().lock_owned().await;
+        let writer = tokio::task::spawn_blocking(move || begin(&mut writer).map(|()| writer))
+            .await
+            .unwrap()
+            .unwrap();
+        SqliteTx::new(Handle::Writer(writer))
+    }
+
+    async fn insert(store: &SqliteStore, x: i64) -> SqliteTx {
+        let tx = begin_raw(store).await;
+        tx.conn()
+            .unwrap()
+            .execute("INSERT INTO scratch (x) VALUES (?1)", [x])
+            .unwrap();
+        tx
+    }
+
+    /// A store with a scratch table (a parent and a child referencing it, for a commit that
+    /// fails on a deferred foreign key).
+    async fn store(dir: &Path) -> Arc<SqliteStore> {
+        let store = SqliteStore::open(&dir.join("g.db")).await.unwrap();
+        let tx = begin_raw(&store).await;
+        tx.conn()
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE scratch (x INTEGER PRIMARY KEY);
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL REFERENCES parent (id))",
+            )
+            .unwrap();
+        Box::new(tx).commit().await.unwrap();
+        Arc::new(store)
+    }
+
+    /// What another connection (another process) sees in the scratch table.
+    fn committed_rows(dir: &Path) -> Vec<i64> {
+        let conn = Connection::open(dir.join("g.db")).unwrap();
+        let mut rows: Vec<i64> = conn
+            .prepare("SELECT x FROM scratch ORDER BY x")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.sort();
+        rows
+    }
+
+    async fn batches(store: &SqliteStore) -> u64 {
+        store.committed_batches().await
+    }
+
+    /// Transactions that queued for the writer while one held it join its batch: one COMMIT
+    /// for all of them, every one acknowledged only after it, every row durable and visible to
+    /// another connection when the commits return.
+    #[tokio::test]
+    async fn queued_transactions_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let before = batches(&store).await;
+        let first = insert(&store, 0).await;
+        let mut queued = Vec::new();
+        for x in 1..=10 {
+            let store = store.clone();
+            queued.push(tokio::spawn(
+                async move { Box::new(insert(&store, x).await).commit().await },
+            ));
+        }
+        // Let every task queue for the writer behind `first`.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            committed_rows(dir.path()).is_empty(),
+            "nothing is visible before the commit"
+        );
+        Box::new(first).commit().await.unwrap();
+        for task in queued {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(committed_rows(dir.path()), (0..=10).collect::<Vec<_>>());
+        assert_eq!(
+            batches(&store).await - before,
+            1,
+            "one COMMIT for the eleven transactions"
+        );
+    }
+
+    /// A transaction rolled back (or dropped) inside a batch undoes only its own writes.
+    #[tokio::test]
+    async fn a_rollback_in_a_batch_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let first = insert(&store, 0).await;
+        let mut queued = Vec::new();
+        for x in 1..=6 {
+            let store = store.clone();
+            queued.push(tokio::spawn(async move {
+                let tx = Box::new(insert(&store, x).await);
+                match x % 3 {
+                    0 => tx.rollback().await,
+                    1 => {
+                        drop(tx);
+                        Ok(())
+                    }
+                    _ => tx.commit().await,
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Box::new(first).commit().await.unwrap();
+        for task in queued {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(committed_rows(dir.path()), vec![0, 2, 5]);
+    }
+
+    /// A batch whose COMMIT fails fails every transaction in it: none is acknowledged, none of
+    /// their writes stays, and the next transaction starts a clean batch.
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let first = insert(&store, 0).await;
+        let poisoned = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let tx = begin_raw(&store).await;
+                // A deferred foreign key is checked at the batch's COMMIT, not at RELEASE.
+                tx.conn()
+                    .unwrap()
+                    .execute_batch("PRAGMA defer_foreign_keys = ON; INSERT INTO child (id, parent) VALUES (1, 42)")
+                    .unwrap();
+                Box::new(tx).commit().await
+            })
+        };
+        let innocent = {
+            let store = store.clone();
+            tokio::spawn(async move { Box::new(insert(&store, 1).await).commit().await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let first = Box::new(first).commit().await;
+        assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+        assert!(poisoned.await.unwrap().is_err());
+        assert!(innocent.await.unwrap().is_err());
+        assert!(committed_rows(dir.path()).is_empty());
+        Box::new(insert(&store, 7).await).commit().await.unwrap();
+        assert_eq!(committed_rows(dir.path()), vec![7]);
+        let children: i64 = Connection::open(dir.path().join("g.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM child", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(children, 0);
+    }
+
+    /// A transaction dropped with nothing else in its batch ends the batch: the file's write
+    /// lock is free for another process at once.
+    #[tokio::test]
+    async fn a_lone_rollback_frees_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        drop(insert(&store, 1).await);
+        let other = Connection::open(dir.path().join("g.db")).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let row: Option<i64> = other
+            .query_row("SELECT x FROM scratch", [], |r| r.get(0))
+            .optional()
+            .unwrap();
+        assert_eq!(row, None);
+        other.execute_batch("ROLLBACK").unwrap();
+    }
+
+    /// A commit whose caller goes away while it waits still becomes durable (it was never
+    /// acknowledged, but the batch must not keep the write lock waiting for a caller).
+    #[tokio::test]
+    async fn an_abandoned_commit_still_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let tx = Box::new(insert(&store, 3).await);
+        let mut commit = tx.commit();
+        // Poll it exactly once (it merges into its batch and starts waiting), then drop it.
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the commit was still waiting when dropped");
+        drop(commit);
+        // Another process waits for the write lock (off the runtime thread, where the batch's
+        // leader runs) and gets it.
+        let path = dir.path().join("g.db");
+        tokio::task::spawn_blocking(move || {
+            let other = Connection::open(path).unwrap();
+            other.busy_timeout(Duration::from_secs(5)).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            other.execute_batch("ROLLBACK").unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(committed_rows(dir.path()), vec![3]);
+    }
+}
