@@ -219,12 +219,22 @@ impl Core {
     /// (on PostgreSQL the insert waits for the deletion's lock, then fails). That is the unknown
     /// application of mobile-api.md §2.1, `401 INVALID_APPLICATION_CODE`, not a server fault: a
     /// failed write is checked against the application once more.
+    ///
+    /// The check runs in a write transaction, which sees what the failed insert saw: on SQLite a
+    /// deletion may be in the write batch of the failed insert (group commit) and not yet
+    /// visible to read transactions.
     async fn unless_application_deleted<T>(&self, app: &Application, result: CoreResult<T>) -> CoreResult<T> {
         match result {
             Err(CoreError::Store(roster_store::StoreError::Other(cause))) => {
-                match self.application_by_code(&app.application_code).await {
-                    Err(CoreError::Api(e)) if e.code == ErrorCode::InvalidApplicationCode => Err(CoreError::Api(e)),
-                    _ => Err(CoreError::Store(roster_store::StoreError::Other(cause))),
+                let code = app.application_code.to_ascii_lowercase();
+                let current = crate::in_write_tx!(self, |tx| async { Ok(tx.application_by_code(&code).await?) });
+                match current {
+                    Ok(Some(app)) if app.enabled => Err(CoreError::Store(roster_store::StoreError::Other(cause))),
+                    Ok(_) => Err(CoreError::api(
+                        ErrorCode::InvalidApplicationCode,
+                        "Invalid application code",
+                    )),
+                    Err(_) => Err(CoreError::Store(roster_store::StoreError::Other(cause))),
                 }
             }
             other => other,
