@@ -2,8 +2,8 @@
 //! (`migrations/0003_audience.sql`, rows defined by `roster_store::audience::index`).
 //!
 //! Index rows are rewritten by `sql.rs` on every person and installation write, in the same
-//! transaction (each is a few cached single-row statements on the one writer connection); they
-//! are deleted with their owner by `ON DELETE CASCADE`. Filters run as the SQL of
+//! transaction (a few cached statements on the one writer connection, the value rows of one
+//! owner in multi-row `INSERT`s of up to eight rows); they are deleted with their owner by `ON DELETE CASCADE`. Filters run as the SQL of
 //! `roster_store::audience::translate`.
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use roster_store::audience::{FoundPerson, Preview, SamplePerson, Scope, Segment}
 use roster_store::columns::{id, json};
 use roster_store::{AudienceTx, MAX_PAGE, Snapshot, StoreError, StoreResult, page_limit};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, Row, ToSql, params};
 use uuid::Uuid;
 
 use crate::error::map_err;
@@ -35,14 +35,69 @@ pub(crate) enum Fresh {
     Existing,
 }
 
-fn insert_value_rows(conn: &Connection, sql: &str, account: &str, owner: &str, rows: &[ValueRow]) -> StoreResult<()> {
-    for r in rows {
+/// The most value rows per multi-row `INSERT` of [`insert_value_rows`] (a power of two): a
+/// person's rows (its reserved rows, tags and scalar attributes) are usually 6 to 12.
+const VALUE_ROWS_PER_INSERT: usize = 8;
+
+/// `INSERT INTO {table} (...) VALUES (...), ...` for `rows` value rows of one owner: the account
+/// and the owner are bound once (`?1`, `?2`), each row's seven values after them.
+fn insert_values_sql(table: &str, owner_column: &str, rows: usize) -> String {
+    let mut sql = format!(
+        "INSERT INTO {table} (account_id, {owner_column}, name, item, field, value_text, value_lower, \
+         value_num, value_bool) VALUES "
+    );
+    for r in 0..rows {
+        let p = 3 + r * 7;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(?1, ?2, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    sql
+}
+
+/// Inserts an owner's value rows in multi-row statements of 8, 4, 2 and 1 rows (the largest that
+/// fits, so that only four statements per table are ever prepared and cached).
+fn insert_value_rows(
+    conn: &Connection,
+    table: &str,
+    owner_column: &str,
+    account: &str,
+    owner: &str,
+    rows: &[ValueRow],
+) -> StoreResult<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let take = VALUE_ROWS_PER_INSERT.min(1 << rest.len().ilog2());
+        let (chunk, after) = rest.split_at(take);
+        rest = after;
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(2 + chunk.len() * 7);
+        values.push(&account);
+        values.push(&owner);
+        for r in chunk {
+            values.extend([
+                &r.name as &dyn ToSql,
+                &r.item,
+                &r.field,
+                &r.text,
+                &r.lower,
+                &r.num,
+                &r.boolean,
+            ]);
+        }
         execute(
             conn,
-            sql,
-            params![
-                account, owner, r.name, r.item, r.field, r.text, r.lower, r.num, r.boolean
-            ],
+            &insert_values_sql(table, owner_column, chunk.len()),
+            rusqlite::params_from_iter(values),
         )?;
     }
     Ok(())
@@ -60,8 +115,8 @@ pub(crate) fn index_person(conn: &Connection, person: &Person, fresh: Fresh) -> 
     }
     insert_value_rows(
         conn,
-        "INSERT INTO person_attribute_values (account_id, person_id, name, item, field, value_text, \
-         value_lower, value_num, value_bool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "person_attribute_values",
+        "person_id",
         &account,
         &owner,
         &index::person_rows(person),
@@ -101,8 +156,8 @@ pub(crate) fn index_installation(conn: &Connection, inst: &Installation, fresh: 
     }
     insert_value_rows(
         conn,
-        "INSERT INTO installation_attribute_values (account_id, push_reg_id, name, item, field, \
-         value_text, value_lower, value_num, value_bool) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "installation_attribute_values",
+        "push_reg_id",
         &account,
         owner,
         &index::installation_rows(inst),
@@ -456,5 +511,51 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(cols.join(", "), SEGMENT_COLUMNS);
+    }
+
+    /// Every value row of a person is written, whatever its count (one to several multi-row
+    /// statements of 8, 4, 2 and 1 rows), and exactly once.
+    #[test]
+    fn value_rows_are_written_in_chunks() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::apply_migrations(&conn).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        let account = roster_model::Account {
+            id: Uuid::new_v4(),
+            name: "a".into(),
+            created_at: 1,
+        };
+        sql::insert_account(&conn, &account).unwrap();
+        for tags in 0..20 {
+            let mut person = Person::new_anonymous(account.id, 1);
+            person.first_name = Some("Ana".into());
+            person.tags = (0..tags).map(|k| format!("Tag{k}")).collect();
+            person.custom_attributes.insert("n".into(), serde_json::json!(tags));
+            sql::insert_person(&conn, &person).unwrap();
+            let mut stored = query_all(
+                &conn,
+                "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
+                 FROM person_attribute_values WHERE account_id = ?1 AND person_id = ?2",
+                params![id(account.id), id(person.id)],
+                |r| {
+                    Ok(ValueRow {
+                        name: r.get(0)?,
+                        item: r.get(1)?,
+                        field: r.get(2)?,
+                        text: r.get(3)?,
+                        lower: r.get(4)?,
+                        num: r.get(5)?,
+                        boolean: r.get(6)?,
+                    })
+                },
+            )
+            .unwrap();
+            let mut expected = index::person_rows(&person);
+            let key = |r: &ValueRow| (r.name.clone(), r.item, r.field.clone());
+            stored.sort_by_key(key);
+            expected.sort_by_key(key);
+            assert_eq!(expected.len(), 2 + tags, "{tags} tags");
+            assert_eq!(stored, expected, "{tags} tags");
+        }
     }
 }
