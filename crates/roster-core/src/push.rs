@@ -1282,26 +1282,42 @@ impl Core {
             return Ok(Vec::new());
         }
         crate::in_read_tx!(self, |tx| async {
+            // Each message and application once per batch, the installations in one read.
             let mut messages: HashMap<(Uuid, String), Option<Message>> = HashMap::new();
             let mut apps: HashMap<Uuid, Option<Application>> = HashMap::new();
-            let mut out = Vec::with_capacity(claimed.len());
             for d in &claimed {
                 let key = (d.account_id, d.message_id.clone());
-                if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(key.clone()) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(key) {
                     slot.insert(tx.message(d.account_id, &d.message_id).await?);
                 }
                 if let std::collections::hash_map::Entry::Vacant(slot) = apps.entry(d.application_id) {
                     slot.insert(tx.application(d.account_id, d.application_id).await?);
                 }
-                let installation = match &d.push_reg_id {
-                    Some(id) => tx.installation(id).await?.filter(|i| i.account_id == d.account_id),
-                    None => None,
-                };
+            }
+            let mut ids: Vec<String> = claimed.iter().filter_map(|d| d.push_reg_id.clone()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let installations: HashMap<String, Installation> = tx
+                .installations_by_ids(&ids)
+                .await?
+                .into_iter()
+                .map(|i| (i.push_reg_id.clone(), i))
+                .collect();
+            let mut out = Vec::with_capacity(claimed.len());
+            for d in claimed {
+                let key = (d.account_id, d.message_id.clone());
+                // Several records of a batch may go to one installation (several messages).
+                let installation = d
+                    .push_reg_id
+                    .as_ref()
+                    .and_then(|id| installations.get(id))
+                    .filter(|i| i.account_id == d.account_id)
+                    .cloned();
                 out.push(ClaimedDelivery {
-                    delivery: d.clone(),
                     message: messages.get(&key).cloned().flatten(),
                     installation,
                     application: apps.get(&d.application_id).cloned().flatten(),
+                    delivery: d,
                 });
             }
             Ok::<_, CoreError>(out)
@@ -1319,81 +1335,143 @@ impl Core {
         claimed: &ClaimedDelivery,
         outcome: &AttemptOutcome,
     ) -> CoreResult<Option<DeliveryStatus>> {
-        let d = &claimed.delivery;
-        let now = now_millis();
-        let expires_at = claimed.message.as_ref().map_or(now, |m| m.expires_at);
-        let mut result = AttemptResult {
-            account_id: d.account_id,
-            delivery_id: d.delivery_id,
-            claim_id: claimed.claim_id(),
-            status: DeliveryStatus::Failed,
-            provider: claimed
-                .installation
-                .as_ref()
-                .and_then(|i| i.provider())
-                .unwrap_or(d.provider),
-            attempts: d.attempts,
-            provider_http_status: d.provider_http_status,
-            provider_reason: d.provider_reason.clone(),
-            last_attempt_at: d.last_attempt_at,
-            next_attempt_at: d.next_attempt_at,
-            now,
-        };
-        // Side effects beyond the record: the token to compare-and-clear, the provider status.
-        let mut clear_token = None;
-        let mut provider_status: Option<Option<String>> = None;
-        match outcome {
-            AttemptOutcome::Expired => result.status = DeliveryStatus::Expired,
-            AttemptOutcome::NotSent { reason } => {
-                result.status = DeliveryStatus::Failed;
-                result.provider_http_status = None;
-                result.provider_reason = Some(reason.clone());
-            }
-            AttemptOutcome::Sent { report, token } => {
-                result.attempts += 1;
-                result.last_attempt_at = Some(now);
-                result.provider_http_status = report.response.http_status.map(i64::from);
-                result.provider_reason = Some(report.response.reason.clone());
-                result.status = match &report.outcome {
-                    Outcome::Accepted => {
-                        if claimed
-                            .application
-                            .as_ref()
-                            .is_some_and(|a| provider_in_error(a, result.provider))
-                        {
-                            provider_status = Some(None);
-                        }
-                        DeliveryStatus::Accepted
-                    }
-                    Outcome::Unregistered => {
-                        clear_token = Some(token.clone());
-                        DeliveryStatus::Unregistered
-                    }
-                    Outcome::Rejected { .. } => DeliveryStatus::Rejected,
-                    Outcome::Failed { last_error } => {
-                        provider_status = Some(Some(last_error.clone()));
-                        DeliveryStatus::Failed
-                    }
-                    Outcome::Retry { retry_after } => retryable(&mut result, *retry_after, now, expires_at),
-                    // The clients refresh and retry themselves; a report never carries this.
-                    Outcome::RefreshAndRetry => retryable(&mut result, None, now, expires_at),
-                };
-            }
+        let mut statuses = self.finish_deliveries(&[(claimed, outcome)]).await?;
+        Ok(statuses.pop().flatten())
+    }
+
+    /// Records the attempts of many deliveries in ONE write transaction, each exactly as
+    /// [`Core::finish_delivery`] does (its record only while still under its claim, the
+    /// compare-and-clear of an `UNREGISTERED` token, the provider status). Returns the status
+    /// recorded per delivery, in order (`None`: that claim was lost, nothing of it written). If
+    /// the transaction fails nothing of the batch is written: the claims expire and the
+    /// deliveries are attempted again (at-least-once).
+    pub async fn finish_deliveries(
+        &self,
+        done: &[(&ClaimedDelivery, &AttemptOutcome)],
+    ) -> CoreResult<Vec<Option<DeliveryStatus>>> {
+        if done.is_empty() {
+            return Ok(Vec::new());
         }
-        let push_reg_id = d.push_reg_id.clone();
+        let now = now_millis();
+        let planned: Vec<PlannedFinish> = done
+            .iter()
+            .map(|(claimed, outcome)| plan_finish(claimed, outcome, now))
+            .collect();
+        let results: Vec<AttemptResult> = planned.iter().map(|p| p.result.clone()).collect();
         crate::in_write_tx!(self, |tx| async {
-            if !tx.finish_attempt(&result).await? {
-                return Ok(None);
+            let applied = tx.finish_attempts(&results).await?;
+            if applied.len() != planned.len() {
+                return Err(CoreError::from(StoreError::Other(format!(
+                    "{} attempt results recorded as {} answers",
+                    planned.len(),
+                    applied.len()
+                ))));
             }
-            if let (Some(token), Some(id)) = (&clear_token, &push_reg_id) {
-                tx.clear_token_if_held(d.account_id, id, token, TokenClearedReason::Unregistered, now)
-                    .await?;
+            // The provider status of each (account, application, provider) as the last recorded
+            // attempt of the batch left it: applying them one by one would end the same.
+            let mut provider_statuses: Vec<((Uuid, Uuid, Provider), Option<String>)> = Vec::new();
+            let mut statuses = Vec::with_capacity(planned.len());
+            for (plan, applied) in planned.iter().zip(applied) {
+                if !applied {
+                    statuses.push(None);
+                    continue;
+                }
+                if let (Some(token), Some(id)) = (&plan.clear_token, &plan.push_reg_id) {
+                    tx.clear_token_if_held(plan.result.account_id, id, token, TokenClearedReason::Unregistered, now)
+                        .await?;
+                }
+                if let Some(error) = &plan.provider_status {
+                    let key = (plan.result.account_id, plan.application_id, plan.result.provider);
+                    provider_statuses.retain(|(k, _)| *k != key);
+                    provider_statuses.push((key, error.clone()));
+                }
+                statuses.push(Some(plan.result.status));
             }
-            if let Some(error) = &provider_status {
-                set_provider_status(tx, d.account_id, d.application_id, result.provider, error.as_deref()).await?;
+            for ((account_id, application_id, provider), error) in &provider_statuses {
+                set_provider_status(tx, *account_id, *application_id, *provider, error.as_deref()).await?;
             }
-            Ok(Some(result.status))
+            Ok(statuses)
         })
+    }
+}
+
+/// What recording one attempt writes: the record's new state, the token to compare-and-clear,
+/// the provider status to set (`Some(None)`: back to `OK`).
+struct PlannedFinish {
+    result: AttemptResult,
+    application_id: Uuid,
+    push_reg_id: Option<String>,
+    clear_token: Option<String>,
+    provider_status: Option<Option<String>>,
+}
+
+fn plan_finish(claimed: &ClaimedDelivery, outcome: &AttemptOutcome, now: Millis) -> PlannedFinish {
+    let d = &claimed.delivery;
+    let expires_at = claimed.message.as_ref().map_or(now, |m| m.expires_at);
+    let mut result = AttemptResult {
+        account_id: d.account_id,
+        delivery_id: d.delivery_id,
+        claim_id: claimed.claim_id(),
+        status: DeliveryStatus::Failed,
+        provider: claimed
+            .installation
+            .as_ref()
+            .and_then(|i| i.provider())
+            .unwrap_or(d.provider),
+        attempts: d.attempts,
+        provider_http_status: d.provider_http_status,
+        provider_reason: d.provider_reason.clone(),
+        last_attempt_at: d.last_attempt_at,
+        next_attempt_at: d.next_attempt_at,
+        now,
+    };
+    // Side effects beyond the record: the token to compare-and-clear, the provider status.
+    let mut clear_token = None;
+    let mut provider_status: Option<Option<String>> = None;
+    match outcome {
+        AttemptOutcome::Expired => result.status = DeliveryStatus::Expired,
+        AttemptOutcome::NotSent { reason } => {
+            result.status = DeliveryStatus::Failed;
+            result.provider_http_status = None;
+            result.provider_reason = Some(reason.clone());
+        }
+        AttemptOutcome::Sent { report, token } => {
+            result.attempts += 1;
+            result.last_attempt_at = Some(now);
+            result.provider_http_status = report.response.http_status.map(i64::from);
+            result.provider_reason = Some(report.response.reason.clone());
+            result.status = match &report.outcome {
+                Outcome::Accepted => {
+                    if claimed
+                        .application
+                        .as_ref()
+                        .is_some_and(|a| provider_in_error(a, result.provider))
+                    {
+                        provider_status = Some(None);
+                    }
+                    DeliveryStatus::Accepted
+                }
+                Outcome::Unregistered => {
+                    clear_token = Some(token.clone());
+                    DeliveryStatus::Unregistered
+                }
+                Outcome::Rejected { .. } => DeliveryStatus::Rejected,
+                Outcome::Failed { last_error } => {
+                    provider_status = Some(Some(last_error.clone()));
+                    DeliveryStatus::Failed
+                }
+                Outcome::Retry { retry_after } => retryable(&mut result, *retry_after, now, expires_at),
+                // The clients refresh and retry themselves; a report never carries this.
+                Outcome::RefreshAndRetry => retryable(&mut result, None, now, expires_at),
+            };
+        }
+    }
+    PlannedFinish {
+        result,
+        application_id: d.application_id,
+        push_reg_id: d.push_reg_id.clone(),
+        clear_token,
+        provider_status,
     }
 }
 

@@ -4,12 +4,15 @@
 //!   taking turns between jobs ([`Core::resolve_audience_chunk`]);
 //! - the **sender** claims due delivery records for a lease ([`Core::claim_deliveries`]), calls
 //!   the provider for each (at most `delivery.workers` calls in flight in the process, and at
-//!   most `delivery.per_application` per application and provider), and records the answer
-//!   ([`Core::finish_delivery`]).
+//!   most `delivery.per_application` per application and provider), and hands the answer to
+//! - the **finisher**, which records the answers waiting for it in one transaction
+//!   ([`Core::finish_deliveries`]), and the next ones as soon as that commits: many deliveries
+//!   per commit while the provider calls go on.
 //!
 //! Nothing here is the only copy of a fact: the queue is the store. Any number of processes run
 //! these loops on one PostgreSQL (claims skip each other's rows); a process that dies leaves its
-//! claims to expire and be taken again (at-least-once). Provider clients are pooled per
+//! claims to expire and be taken again (at-least-once), and so does an answer whose recording
+//! failed or was never reached. Provider clients are pooled per
 //! application and provider, and rebuilt when the application's provider settings change.
 //! Both loops poll every `delivery.poll_interval_ms` and wake at once when a send is accepted
 //! in this process.
@@ -19,16 +22,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use roster_core::Core;
 use roster_core::push::{AttemptOutcome, ClaimedDelivery, provider_key, push_message};
+use roster_core::{Core, CoreError};
 use roster_model::{Application, Provider, now_millis};
 use roster_push::retry::is_expired;
 use roster_push::{
     ApnsClient, ApnsCredentials, FcmClient, FcmCredentials, HmsClient, HmsCredentials, Outcome, ProviderResponse,
     SendReport, Transport, TransportSettings,
 };
+use roster_store::push::DeliveryStatus;
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
@@ -36,6 +40,13 @@ use crate::settings::DeliverySettings;
 
 /// Most records one claim takes.
 const MAX_BATCH: usize = 256;
+
+/// Most answers one finishing transaction records.
+const MAX_FINISH: usize = 512;
+
+/// Answers waiting for the finisher at most; a delivery task with its answer waits (keeping its
+/// place among `delivery.workers`) while the queue is full.
+const FINISH_QUEUE: usize = 4 * MAX_FINISH;
 
 /// How long `stop` lets provider calls in flight finish before abandoning them (their claims
 /// then expire and another worker sends them again).
@@ -64,6 +75,9 @@ impl PushState {
     }
 }
 
+/// A delivery attempt made, waiting to be recorded.
+type Answer = (ClaimedDelivery, AttemptOutcome);
+
 /// The running loops of this process.
 pub struct DeliveryWorkers {
     stop: watch::Sender<bool>,
@@ -71,7 +85,7 @@ pub struct DeliveryWorkers {
 }
 
 impl DeliveryWorkers {
-    /// Starts the resolver and the sender.
+    /// Starts the resolver, the sender and the finisher.
     pub fn start(core: Core, settings: &DeliverySettings, push: Arc<PushState>) -> anyhow::Result<DeliveryWorkers> {
         let transport = Transport::new(TransportSettings::default())?;
         let (stop, stopped) = watch::channel(false);
@@ -83,10 +97,20 @@ impl DeliveryWorkers {
             poll,
             stopped.clone(),
         ));
+        let clients = Arc::new(ClientPool::new(transport));
+        let (answers, queue) = mpsc::channel(FINISH_QUEUE);
+        let finisher = Finisher {
+            core: core.clone(),
+            push: push.clone(),
+            clients: clients.clone(),
+        };
+        let finisher = tokio::spawn(finisher.run(queue));
         let sender = Sender {
             core,
             push,
-            clients: Arc::new(ClientPool::new(transport)),
+            clients,
+            answers,
+            workers: settings.workers.max(1),
             in_flight: Arc::new(Semaphore::new(settings.workers.max(1))),
             per_application: settings.per_application.max(1),
             app_limits: Arc::new(Mutex::new(HashMap::new())),
@@ -96,11 +120,14 @@ impl DeliveryWorkers {
         let sender = tokio::spawn(sender.run(stopped));
         Ok(DeliveryWorkers {
             stop,
-            tasks: vec![resolver, sender],
+            // In this order: the finisher ends once the sender and its delivery tasks are gone
+            // and every answer they handed over is recorded.
+            tasks: vec![resolver, sender, finisher],
         })
     }
 
-    /// Stops claiming new work, lets provider calls in flight finish (for a while), and waits.
+    /// Stops claiming new work, lets provider calls in flight finish (for a while), records
+    /// their answers, and waits.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -151,6 +178,10 @@ struct Sender {
     core: Core,
     push: Arc<PushState>,
     clients: Arc<ClientPool>,
+    /// To the finisher.
+    answers: mpsc::Sender<Answer>,
+    /// `delivery.workers`.
+    workers: usize,
     /// `delivery.workers`: provider calls in flight in this process.
     in_flight: Arc<Semaphore>,
     per_application: usize,
@@ -166,9 +197,11 @@ impl Sender {
         while !*stopped.borrow() {
             while tasks.try_join_next().is_some() {}
             // Claim only what can start now, so that claimed records do not wait out their lease
-            // in memory.
+            // in memory; while calls are in flight, wait until a quarter of the workers are free,
+            // so that a claim (a write transaction) takes many records, not one each.
             let free = self.in_flight.available_permits().min(MAX_BATCH);
-            if free == 0 {
+            let enough = (self.workers / 4).clamp(1, MAX_BATCH);
+            if free == 0 || (free < enough && !tasks.is_empty()) {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     _ = stopped.changed() => {}
@@ -213,42 +246,16 @@ impl Sender {
             .clone()
     }
 
-    /// One delivery attempt, from the claimed record to the recorded answer.
+    /// One delivery attempt, from the claimed record to its answer handed to the finisher.
     async fn deliver(&self, claimed: ClaimedDelivery) {
         let outcome = self.attempt(&claimed).await;
-        match self.core.finish_delivery(&claimed, &outcome).await {
-            Ok(Some(status)) => {
-                let provider = claimed.delivery.provider.as_str().to_string();
-                self.push
-                    .attempts
-                    .get_or_create(&vec![
-                        ("provider".to_string(), provider),
-                        ("status".to_string(), status.as_str().to_string()),
-                    ])
-                    .inc();
-                tracing::debug!(delivery_id = %claimed.delivery.delivery_id, status = status.as_str(), "delivery attempt recorded")
-            }
-            // The record is gone with its application (management-api.md §7.1: deleting an
-            // application deletes its messages and deliveries), whether it went before this
-            // attempt or during the provider call: nothing is written, nothing retried.
-            Ok(None) if claimed.application.is_none() || claimed.message.is_none() => {
-                self.clients.forget(claimed.delivery.application_id);
-                tracing::debug!(
-                    delivery_id = %claimed.delivery.delivery_id,
-                    "the delivery's application was deleted; its records went with it"
-                )
-            }
-            Ok(None) => tracing::info!(
+        if let Err(mpsc::error::SendError((claimed, _))) = self.answers.send((claimed, outcome)).await {
+            // Only if the finisher is gone (it panicked): the claim expires and the delivery is
+            // attempted again (at-least-once).
+            tracing::warn!(
                 delivery_id = %claimed.delivery.delivery_id,
-                "the claim ended before the answer was recorded (lease expired, or the delivery was \
-                 deleted with its application or person meanwhile)"
-            ),
-            // The claim expires and the delivery is attempted again (at-least-once).
-            Err(e) => tracing::warn!(
-                delivery_id = %claimed.delivery.delivery_id,
-                error = %e,
-                "recording a delivery attempt failed"
-            ),
+                "the finisher is gone; the attempt will be repeated when its claim expires"
+            );
         }
     }
 
@@ -286,6 +293,88 @@ impl Sender {
         AttemptOutcome::Sent {
             report,
             token: token.clone(),
+        }
+    }
+}
+
+/// Records the answers of the delivery tasks: everything waiting (up to [`MAX_FINISH`]) in one
+/// transaction, then the next. Ends when every delivery task and the sender are gone and the
+/// queue is empty.
+struct Finisher {
+    core: Core,
+    push: Arc<PushState>,
+    clients: Arc<ClientPool>,
+}
+
+impl Finisher {
+    async fn run(self, mut queue: mpsc::Receiver<Answer>) {
+        let mut batch = Vec::with_capacity(MAX_FINISH);
+        while queue.recv_many(&mut batch, MAX_FINISH).await > 0 {
+            self.flush(&batch).await;
+            batch.clear();
+        }
+    }
+
+    async fn flush(&self, batch: &[Answer]) {
+        let done: Vec<(&ClaimedDelivery, &AttemptOutcome)> = batch.iter().map(|(c, o)| (c, o)).collect();
+        match self.core.finish_deliveries(&done).await {
+            Ok(statuses) => {
+                for ((claimed, _), status) in batch.iter().zip(statuses) {
+                    self.recorded(claimed, Ok(status));
+                }
+            }
+            // Nothing of the batch was written. One by one, so that a record the store refuses
+            // holds back no other; what fails again is attempted again when its claim expires.
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, answers = batch.len(), "recording a batch of delivery attempts failed; recording them one by one");
+                for (claimed, outcome) in batch {
+                    let status = self.core.finish_delivery(claimed, outcome).await;
+                    self.recorded(claimed, status.as_ref().copied());
+                }
+            }
+            Err(e) => {
+                for (claimed, _) in batch {
+                    self.recorded(claimed, Err(&e));
+                }
+            }
+        }
+    }
+
+    /// Counts and logs what recording one answer came to.
+    fn recorded(&self, claimed: &ClaimedDelivery, status: Result<Option<DeliveryStatus>, &CoreError>) {
+        match status {
+            Ok(Some(status)) => {
+                let provider = claimed.delivery.provider.as_str().to_string();
+                self.push
+                    .attempts
+                    .get_or_create(&vec![
+                        ("provider".to_string(), provider),
+                        ("status".to_string(), status.as_str().to_string()),
+                    ])
+                    .inc();
+                tracing::debug!(delivery_id = %claimed.delivery.delivery_id, status = status.as_str(), "delivery attempt recorded")
+            }
+            // The record is gone with its application (management-api.md §7.1: deleting an
+            // application deletes its messages and deliveries), whether it went before this
+            // attempt or during the provider call: nothing is written, nothing retried.
+            Ok(None) if claimed.application.is_none() || claimed.message.is_none() => {
+                self.clients.forget(claimed.delivery.application_id);
+                tracing::debug!(
+                    delivery_id = %claimed.delivery.delivery_id,
+                    "the delivery's application was deleted; its records went with it"
+                )
+            }
+            Ok(None) => tracing::info!(
+                delivery_id = %claimed.delivery.delivery_id,
+                "the claim ended before the answer was recorded (lease expired, or the delivery was \
+                 deleted with its application or person meanwhile)"
+            ),
+            // The claim expires and the delivery is attempted again (at-least-once).
+            Err(e) => tracing::warn!(
+                delivery_id = %claimed.delivery.delivery_id,
+                error = %e,
+                "recording a delivery attempt failed"
+            ),
         }
     }
 }

@@ -581,6 +581,86 @@ impl PushTx for PgTx {
         Ok(changed > 0)
     }
 
+    async fn finish_attempts(&mut self, results: &[AttemptResult]) -> StoreResult<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for the batch: a row per result (its position `n`), joined to the record
+        // only while it is still QUEUED under that claim; the positions that applied come back.
+        let mut cols = FinishColumns::default();
+        for r in results {
+            cols.account_id.push(id(r.account_id));
+            cols.delivery_id.push(id(r.delivery_id));
+            cols.claim_id.push(id(r.claim_id));
+            cols.status.push(r.status.as_str().to_owned());
+            cols.provider.push(r.provider.as_str().to_owned());
+            cols.attempts.push(r.attempts);
+            cols.http_status.push(r.provider_http_status);
+            cols.reason.push(r.provider_reason.clone());
+            cols.last_attempt_at.push(r.last_attempt_at);
+            cols.next_attempt_at.push(r.next_attempt_at);
+            // A retry (QUEUED again) releases the claim; a terminal status keeps it for the record.
+            cols.new_claim.push(r.status.is_terminal().then(|| id(r.claim_id)));
+            cols.now.push(r.now);
+        }
+        let applied: Vec<i64> = self
+            .conn()?
+            .query_all(
+                sqlx::query(
+                    "UPDATE deliveries d SET status = u.status, provider = u.provider, attempts = u.attempts, \
+                     provider_http_status = u.http_status, provider_reason = u.reason, \
+                     last_attempt_at = u.last_attempt_at, next_attempt_at = u.next_attempt_at, \
+                     claim_id = u.new_claim, updated_at = u.now \
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+                                 $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::text[], $12::int8[]) \
+                          WITH ORDINALITY AS u(account_id, delivery_id, claim_id, status, provider, attempts, \
+                                               http_status, reason, last_attempt_at, next_attempt_at, new_claim, \
+                                               now, n) \
+                     WHERE d.account_id = u.account_id AND d.delivery_id = u.delivery_id \
+                       AND d.claim_id = u.claim_id AND d.status = 'QUEUED' \
+                     RETURNING u.n",
+                )
+                .bind(cols.account_id)
+                .bind(cols.delivery_id)
+                .bind(cols.claim_id)
+                .bind(cols.status)
+                .bind(cols.provider)
+                .bind(cols.attempts)
+                .bind(cols.http_status)
+                .bind(cols.reason)
+                .bind(cols.last_attempt_at)
+                .bind(cols.next_attempt_at)
+                .bind(cols.new_claim)
+                .bind(cols.now),
+                |row| get::<i64>(row, 0),
+            )
+            .await?;
+        let mut out = vec![false; results.len()];
+        for n in applied {
+            if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = true;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn installations_by_ids(&mut self, push_reg_ids: &[String]) -> StoreResult<Vec<Installation>> {
+        if push_reg_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.conn()?
+            .query_all(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    " FROM installations WHERE push_reg_id = ANY($1::text[])"
+                ))
+                .bind(push_reg_ids.to_vec()),
+                rows::installation,
+            )
+            .await
+    }
+
     async fn record_device_reports(
         &mut self,
         account_id: Uuid,
@@ -920,4 +1000,21 @@ pub(crate) async fn snapshot_into(c: &mut Conn, snapshot: &mut Snapshot) -> Stor
         )
         .await?;
     Ok(())
+}
+
+/// The columns of [`PushTx::finish_attempts`]' `unnest`, one array per column.
+#[derive(Default)]
+struct FinishColumns {
+    account_id: Vec<String>,
+    delivery_id: Vec<String>,
+    claim_id: Vec<String>,
+    status: Vec<String>,
+    provider: Vec<String>,
+    attempts: Vec<i64>,
+    http_status: Vec<Option<i64>>,
+    reason: Vec<Option<String>>,
+    last_attempt_at: Vec<Option<i64>>,
+    next_attempt_at: Vec<i64>,
+    new_claim: Vec<Option<String>>,
+    now: Vec<i64>,
 }

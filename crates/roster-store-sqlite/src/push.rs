@@ -507,6 +507,22 @@ impl PushTx for SqliteTx {
         Ok(changed > 0)
     }
 
+    async fn installations_by_ids(&mut self, push_reg_ids: &[String]) -> StoreResult<Vec<Installation>> {
+        if push_reg_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        query_all(
+            self.conn()?,
+            concat!(
+                "SELECT ",
+                installation_columns!(),
+                " FROM installations WHERE push_reg_id IN (SELECT value FROM json_each(?1))"
+            ),
+            [json(&push_reg_ids)?],
+            rows::installation,
+        )
+    }
+
     async fn record_device_reports(
         &mut self,
         account_id: Uuid,

@@ -532,6 +532,18 @@ pub trait PushTx: Send {
     /// Applies an attempt's result if the record is still `QUEUED` and claimed by its
     /// `claim_id`; whether it applied. A `QUEUED` result releases the claim.
     async fn finish_attempt(&mut self, result: &AttemptResult) -> StoreResult<bool>;
+    /// [`PushTx::finish_attempt`] for each result, in order; whether each applied. A backend
+    /// may apply them in fewer statements; the outcome is the same.
+    async fn finish_attempts(&mut self, results: &[AttemptResult]) -> StoreResult<Vec<bool>> {
+        let mut applied = Vec::with_capacity(results.len());
+        for r in results {
+            applied.push(self.finish_attempt(r).await?);
+        }
+        Ok(applied)
+    }
+    /// The installations with these lowercase pushRegIds, in any application (those that
+    /// exist; in no particular order): what the claimed deliveries of a batch are sent to.
+    async fn installations_by_ids(&mut self, push_reg_ids: &[String]) -> StoreResult<Vec<Installation>>;
     /// Device reports (management-api.md §6.6): sets `delivered_at` (and `seen_at` when `seen` is
     /// given) where still empty, on the listed records made to `push_reg_id`. Status never
     /// changes. Returns how many records changed.
