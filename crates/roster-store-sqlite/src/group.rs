@@ -64,6 +64,14 @@ impl Writer {
         }
     }
 
+    /// Whether a transaction can join the open batch without `BEGIN IMMEDIATE`, that is
+    /// without waiting for the file's write lock (so without leaving the runtime thread).
+    pub(crate) fn can_join(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|batch| batch.outcome.borrow().is_none() && !self.conn.is_autocommit())
+    }
+
     /// How many batches were committed since the store was opened.
     pub(crate) fn committed_batches(&self) -> u64 {
         self.committed_batches

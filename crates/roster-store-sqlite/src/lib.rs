@@ -376,8 +376,13 @@ impl Store for SqliteStore {
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let mut writer = self.writer.clone().lock_owned().await;
-        // BEGIN IMMEDIATE (when a new batch starts) takes the database write lock and may wait
-        // up to busy_timeout for another process: not on a runtime thread.
+        if writer.can_join() {
+            // A savepoint in the open batch: no lock to wait for, no I/O.
+            group::begin(&mut writer)?;
+            return Ok(Box::new(SqliteTx::new(Handle::Writer(writer))));
+        }
+        // BEGIN IMMEDIATE (a new batch) takes the database write lock and may wait up to
+        // busy_timeout for another process: not on a runtime thread.
         let writer = tokio::task::spawn_blocking(move || group::begin(&mut writer).map(|()| writer))
             .await
             .map_err(join_err)??;
