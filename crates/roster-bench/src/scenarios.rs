@@ -180,6 +180,11 @@ fn add_memory(report: &mut Report, server: &Server) {
     if let Some(m) = server.memory() {
         report.add("server RSS at end", m.rss_kib as f64 / 1024.0, "MiB");
         report.add("server peak RSS", m.peak_rss_kib as f64 / 1024.0, "MiB");
+        report.add(
+            "server private memory at end (RssAnon)",
+            m.anon_kib as f64 / 1024.0,
+            "MiB",
+        );
     }
 }
 
@@ -520,10 +525,12 @@ pub async fn fanout(common: &Common, o: &FanoutOptions) -> anyhow::Result<Report
     let bar = load::count_bar(common.progress, seeded.installations, "pushes");
     let mut resolved_at = None;
     let mut peak_rss = 0u64;
+    let mut peak_anon = 0u64;
     let done = loop {
         let m = run.server.api("GET", &format!("/api/v1/messages/{id}"), None).await?;
         if let Some(mem) = run.server.memory() {
             peak_rss = peak_rss.max(mem.peak_rss_kib);
+            peak_anon = peak_anon.max(mem.anon_kib);
         }
         bar.set_position(providers.sent() - sent_before);
         if resolved_at.is_none() && m["audience"]["state"] == "RESOLVED" {
@@ -571,6 +578,11 @@ pub async fn fanout(common: &Common, o: &FanoutOptions) -> anyhow::Result<Report
         report.add("server RSS before the send", m.rss_kib as f64 / 1024.0, "MiB");
     }
     report.add("server peak RSS", peak_rss as f64 / 1024.0, "MiB");
+    report.add(
+        "server peak private memory (RssAnon, sampled with the polls)",
+        peak_anon as f64 / 1024.0,
+        "MiB",
+    );
     run.finish().await?;
     Ok(report)
 }
@@ -647,6 +659,18 @@ pub async fn footprint(common: &Common, people: u64) -> anyhow::Result<Report> {
             "MiB",
         );
         report.add("peak RSS", m.peak_rss_kib as f64 / 1024.0, "MiB");
+        report.add(
+            format!(
+                "of the RSS with {} people: private (RssAnon) / file pages (RssFile)",
+                seeded.people
+            ),
+            format!(
+                "{:.1} / {:.1} MiB",
+                m.anon_kib as f64 / 1024.0,
+                m.file_kib as f64 / 1024.0
+            ),
+            "",
+        );
     }
     report.add("store size empty", disk_before, "bytes");
     report.add("store size loaded", disk_after, "bytes");

@@ -87,6 +87,11 @@ pub struct Memory {
     pub rss_kib: u64,
     /// `VmHWM`: the peak resident set since the process started.
     pub peak_rss_kib: u64,
+    /// `RssAnon`: the private part of `VmRSS` (heap, stacks): what the process itself holds.
+    pub anon_kib: u64,
+    /// `RssFile`: the file pages in `VmRSS`, mostly the SQLite file read through its memory map
+    /// (the OS page cache, shared, reclaimable), which a store with `mmap_size` counts as RSS.
+    pub file_kib: u64,
 }
 
 /// The memory of process `pid`, if it still runs.
@@ -95,6 +100,8 @@ pub fn memory_of(pid: u32) -> Option<Memory> {
     Some(Memory {
         rss_kib: field_kib(&status, "VmRSS:")?,
         peak_rss_kib: field_kib(&status, "VmHWM:")?,
+        anon_kib: field_kib(&status, "RssAnon:")?,
+        file_kib: field_kib(&status, "RssFile:")?,
     })
 }
 
