@@ -85,8 +85,10 @@ MASTER_KEY=bench-master-$RANDOM$RANDOM
 PARSE_MASTER_KEY=$MASTER_KEY PARSE_DATABASE_URI="$PG/$PARSE_DB" PARSE_PORT=$PARSE_PORT PARSE_LOGS="$SCRATCH/parse-logs" \
   APNS_KEY_FILE="$ROOT/crates/roster-push-standins/fixtures/apns-test-key.p8" APNS_ADDRESS=$APNS_ADDRESS \
   node "$ROOT/scripts/parse/make-config.js" > "$SCRATCH/parse-config.json"
-NODE_EXTRA_CA_CERTS="$TLS/ca.pem" NODE_ENV=production \
-  "$SCRATCH/parse/node_modules/.bin/parse-server" "$SCRATCH/parse-config.json" > "$SCRATCH/parse.log" 2>&1 &
+# From the scratch directory: Parse writes its start-up warnings to ./logs before it reads
+# logsFolder, and the repository is no place for them.
+(cd "$SCRATCH" && NODE_EXTRA_CA_CERTS="$TLS/ca.pem" NODE_ENV=production \
+  exec "$SCRATCH/parse/node_modules/.bin/parse-server" "$SCRATCH/parse-config.json" > "$SCRATCH/parse.log" 2>&1) &
 PARSE_PID=$!
 pids+=($PARSE_PID)
 PARSE_URL="http://127.0.0.1:$PARSE_PORT/parse"
