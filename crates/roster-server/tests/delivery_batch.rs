@@ -20,25 +20,12 @@ use roster_store::push::{Delivery, DeliveryStatus};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn api_key(ts: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    ts.core()
-        .create_api_key(ts.app.account_id, "batch-test", &scopes, None)
-        .await
-        .unwrap()
-        .secret
+async fn api_key(server: &TestServer, scopes: &[&str]) -> String {
+    server.api_key(scopes).await
 }
 
 async fn call(ts: &TestServer, method: &str, path: &str, key: &str, body: Option<Value>) -> common::Resp {
-    let auth = format!("App {key}");
-    ts.call_with(
-        method,
-        path,
-        &[("authorization", &auth)],
-        None,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
+    ts.api(Some(key), method, path, &[], body.as_ref()).await
 }
 
 /// Points the test application's FCM settings at the stand-in.

@@ -10,14 +10,7 @@ use serde_json::{Value, json};
 
 /// A key of the test's account with `scopes`; returns the secret.
 async fn key(server: &TestServer, scopes: &[&str]) -> String {
-    let account = server.app.account_id;
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    server
-        .core()
-        .create_api_key(account, "test", &scopes, None)
-        .await
-        .expect("API key")
-        .secret
+    server.api_key(scopes).await
 }
 
 /// An admin key of a second account.
@@ -39,20 +32,7 @@ async fn other_account_key(server: &TestServer) -> String {
 }
 
 async fn api(server: &TestServer, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> common::Resp {
-    let auth = key.map(|k| format!("App {k}"));
-    let mut headers = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("authorization", a.as_str()));
-    }
-    server
-        .call_with(
-            method,
-            path,
-            &headers,
-            None,
-            body.map(|b| serde_json::to_vec(&b).unwrap()),
-        )
-        .await
+    server.api(key, method, path, &[], body.as_ref()).await
 }
 
 fn validation(r: &common::Resp) -> Value {

@@ -222,13 +222,7 @@ fn concrete(path: &str) -> String {
 }
 
 async fn key(server: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    server
-        .core()
-        .create_api_key(server.app.account_id, "openapi-test", &scopes, None)
-        .await
-        .expect("API key")
-        .secret
+    server.api_key(scopes).await
 }
 
 async fn call(server: &TestServer, key: &str, method: &str, path: &str) -> common::Resp {

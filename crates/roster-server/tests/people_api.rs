@@ -16,13 +16,7 @@ use uuid::Uuid;
 
 /// A key of the test's account with `scopes`; returns the secret.
 async fn key(server: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    server
-        .core()
-        .create_api_key(server.app.account_id, "test", &scopes, None)
-        .await
-        .expect("API key")
-        .secret
+    server.api_key(scopes).await
 }
 
 /// A management request with `Authorization: App <key>`, extra headers and a JSON body.
@@ -34,12 +28,7 @@ async fn api_with(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Resp {
-    let auth = format!("App {key}");
-    let mut all = vec![("authorization", auth.as_str())];
-    all.extend_from_slice(headers);
-    server
-        .call_with(method, path, &all, None, body.map(|b| serde_json::to_vec(&b).unwrap()))
-        .await
+    server.api(Some(key), method, path, headers, body.as_ref()).await
 }
 
 async fn api(server: &TestServer, key: &str, method: &str, path: &str, body: Option<Value>) -> Resp {

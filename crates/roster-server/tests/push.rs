@@ -31,13 +31,8 @@ fn fast(s: &mut Settings) {
     s.delivery.poll_interval_ms = 50;
 }
 
-async fn api_key(ts: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    ts.core()
-        .create_api_key(ts.app.account_id, "push-test", &scopes, None)
-        .await
-        .unwrap()
-        .secret
+async fn api_key(server: &TestServer, scopes: &[&str]) -> String {
+    server.api_key(scopes).await
 }
 
 async fn fixture() -> Fixture {

@@ -19,26 +19,11 @@ use serde_json::{Value, json};
 const ROUNDS: usize = 25;
 
 async fn key(server: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    server
-        .core()
-        .create_api_key(server.app.account_id, "race", &scopes, None)
-        .await
-        .unwrap()
-        .secret
+    server.api_key(scopes).await
 }
 
 async fn api(server: &TestServer, key: &str, method: &str, path: &str, body: Option<Value>) -> common::Resp {
-    let auth = format!("App {key}");
-    server
-        .call_with(
-            method,
-            path,
-            &[("authorization", &auth)],
-            None,
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await
+    server.api(Some(key), method, path, &[], body.as_ref()).await
 }
 
 /// Person writes of a custom attribute racing the deletion of its definition: every write

@@ -19,20 +19,11 @@ const DAY: i64 = 86_400_000;
 
 /// A key of the test's account with `scopes`; returns the secret.
 async fn key(server: &TestServer, scopes: &[&str]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    server
-        .core()
-        .create_api_key(server.app.account_id, "test", &scopes, None)
-        .await
-        .expect("API key")
-        .secret
+    server.api_key(scopes).await
 }
 
 async fn api(server: &TestServer, key: &str, method: &str, path: &str) -> Resp {
-    let auth = format!("App {key}");
-    server
-        .call_with(method, path, &[("authorization", auth.as_str())], None, None)
-        .await
+    server.api(Some(key), method, path, &[], None).await
 }
 
 /// A message of the test application sent `at`.

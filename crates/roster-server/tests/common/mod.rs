@@ -304,6 +304,33 @@ impl TestServer {
         Resp { status, headers, body }
     }
 
+    /// A new management API key of the test's account with these scopes: its secret.
+    pub async fn api_key(&self, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.core()
+            .create_api_key(self.app.account_id, "test", &scopes, None)
+            .await
+            .expect("API key")
+            .secret
+    }
+
+    /// A management API request as `key` (`None`: without credentials), with extra headers and
+    /// an optional JSON body.
+    pub async fn api(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Resp {
+        let auth = key.map(|k| format!("App {k}"));
+        let mut all: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        all.extend_from_slice(headers);
+        self.call_with(method, path, &all, None, body.map(|b| b.to_string().into_bytes()))
+            .await
+    }
+
     /// `POST /mobile/1/appinstance` (create) with App auth and a JSON body, without a caller.
     pub async fn create(&self, body: &Value) -> Resp {
         self.call("POST", "/mobile/1/appinstance", None, Some(body)).await
