@@ -72,7 +72,7 @@ pub enum Field {
 }
 
 /// The standard person fields of §4.3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PersonField {
     ExternalUserId,
     FirstName,
@@ -87,7 +87,7 @@ pub enum PersonField {
 }
 
 /// The installation fields of §4.3 (prefix `installation.`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InstallationField {
     PushRegId,
     PushServiceType,
@@ -788,8 +788,11 @@ enum Subject<'a> {
     Item(&'a serde_json::Map<String, Value>),
 }
 
-/// A field's value on a subject.
-enum Got<'a> {
+/// A field's value on a (person, installation) pair, as the reference evaluation reads it. Public
+/// so that an audience index can evaluate a condition once per distinct stored value
+/// ([`Condition::holds`]) instead of once per pair, with exactly these semantics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue<'a> {
     Absent,
     Str(&'a str),
     /// A string compared lowercase (`pushRegId`).
@@ -805,70 +808,81 @@ enum Got<'a> {
     List(&'a [Value]),
 }
 
-fn custom_value(value: Option<&Value>, attr_type: AttributeType) -> Got<'_> {
+/// A custom attribute's stored value as a filter of `attr_type` reads it: a value of another
+/// JSON type is absent.
+pub fn custom_value(value: Option<&Value>, attr_type: AttributeType) -> FieldValue<'_> {
     let Some(value) = value else {
-        return Got::Absent;
+        return FieldValue::Absent;
     };
     match (attr_type, value) {
-        (AttributeType::String, Value::String(s)) => Got::Str(s),
-        (AttributeType::Decimal, Value::Number(n)) => n.as_f64().map_or(Got::Absent, Got::Num),
-        (AttributeType::Boolean, Value::Bool(b)) => Got::Bool(*b),
-        (AttributeType::Date | AttributeType::DateTime, Value::String(s)) => Got::DateText(s),
-        (AttributeType::ListOfObjects, Value::Array(items)) => Got::List(items),
+        (AttributeType::String, Value::String(s)) => FieldValue::Str(s),
+        (AttributeType::Decimal, Value::Number(n)) => n.as_f64().map_or(FieldValue::Absent, FieldValue::Num),
+        (AttributeType::Boolean, Value::Bool(b)) => FieldValue::Bool(*b),
+        (AttributeType::Date | AttributeType::DateTime, Value::String(s)) => FieldValue::DateText(s),
+        (AttributeType::ListOfObjects, Value::Array(items)) => FieldValue::List(items),
         // A stored value of another type (defined after it was stored) is treated as absent.
-        _ => Got::Absent,
+        _ => FieldValue::Absent,
     }
 }
 
-fn opt_str(s: &Option<String>) -> Got<'_> {
-    s.as_deref().map_or(Got::Absent, Got::Str)
+fn opt_str(s: &Option<String>) -> FieldValue<'_> {
+    s.as_deref().map_or(FieldValue::Absent, FieldValue::Str)
 }
 
-fn opt_bool(b: Option<bool>) -> Got<'static> {
-    b.map_or(Got::Absent, Got::Bool)
+fn opt_bool(b: Option<bool>) -> FieldValue<'static> {
+    b.map_or(FieldValue::Absent, FieldValue::Bool)
 }
 
 impl Field {
-    fn get<'a>(&self, subject: &Subject<'a>) -> Got<'a> {
+    /// The field's value on a (person, installation) pair, as [`Filter::matches`] reads it
+    /// (`installation` `None`: every installation field absent). An `Item` field is absent.
+    pub fn value_on<'a>(&self, person: &'a Person, installation: Option<&'a Installation>) -> FieldValue<'a> {
+        self.get(&Subject::Pair { person, installation })
+    }
+
+    fn get<'a>(&self, subject: &Subject<'a>) -> FieldValue<'a> {
         match (self, subject) {
             (Field::Item { name, attr_type }, Subject::Item(obj)) => custom_value(obj.get(name), *attr_type),
-            (Field::Item { .. }, _) => Got::Absent,
-            (_, Subject::Item(_)) => Got::Absent,
+            (Field::Item { .. }, _) => FieldValue::Absent,
+            (_, Subject::Item(_)) => FieldValue::Absent,
             (Field::Person(f), Subject::Pair { person, .. }) => person_field(person, *f),
             (Field::PersonCustom { name, attr_type }, Subject::Pair { person, .. }) => {
                 custom_value(person.custom_attributes.get(name), *attr_type)
             }
             (Field::Installation(f), Subject::Pair { installation, .. }) => {
-                installation.map_or(Got::Absent, |i| installation_field(i, *f))
+                installation.map_or(FieldValue::Absent, |i| installation_field(i, *f))
             }
-            (Field::InstallationCustom { name, attr_type }, Subject::Pair { installation, .. }) => {
-                installation.map_or(Got::Absent, |i| custom_value(i.custom_attributes.get(name), *attr_type))
-            }
+            (Field::InstallationCustom { name, attr_type }, Subject::Pair { installation, .. }) => installation
+                .map_or(FieldValue::Absent, |i| {
+                    custom_value(i.custom_attributes.get(name), *attr_type)
+                }),
         }
     }
 }
 
-fn person_field(p: &Person, f: PersonField) -> Got<'_> {
+fn person_field(p: &Person, f: PersonField) -> FieldValue<'_> {
     match f {
         PersonField::ExternalUserId => opt_str(&p.external_user_id),
         PersonField::FirstName => opt_str(&p.first_name),
         PersonField::MiddleName => opt_str(&p.middle_name),
         PersonField::LastName => opt_str(&p.last_name),
-        PersonField::Gender => p.gender.map_or(Got::Absent, |g| Got::Str(g.as_str())),
-        PersonField::Birthday => p.birthday.as_deref().map_or(Got::Absent, Got::DateText),
-        PersonField::Type => Got::Str(p.person_type.as_str()),
-        PersonField::Phones => Got::Multi(MultiField::Phones, &p.phones),
-        PersonField::Emails => Got::Multi(MultiField::Emails, &p.emails),
-        PersonField::Tags => Got::Tags(&p.tags),
+        PersonField::Gender => p.gender.map_or(FieldValue::Absent, |g| FieldValue::Str(g.as_str())),
+        PersonField::Birthday => p.birthday.as_deref().map_or(FieldValue::Absent, FieldValue::DateText),
+        PersonField::Type => FieldValue::Str(p.person_type.as_str()),
+        PersonField::Phones => FieldValue::Multi(MultiField::Phones, &p.phones),
+        PersonField::Emails => FieldValue::Multi(MultiField::Emails, &p.emails),
+        PersonField::Tags => FieldValue::Tags(&p.tags),
     }
 }
 
-fn installation_field(i: &Installation, f: InstallationField) -> Got<'_> {
+fn installation_field(i: &Installation, f: InstallationField) -> FieldValue<'_> {
     use InstallationField::*;
     let s = &i.system;
     match f {
-        PushRegId => Got::LowerStr(&i.push_reg_id),
-        PushServiceType => i.push_service_type.map_or(Got::Absent, |t| Got::Str(t.as_str())),
+        PushRegId => FieldValue::LowerStr(&i.push_reg_id),
+        PushServiceType => i
+            .push_service_type
+            .map_or(FieldValue::Absent, |t| FieldValue::Str(t.as_str())),
         Os => opt_str(&s.os),
         DeviceManufacturer => opt_str(&s.device_manufacturer),
         DeviceModel => opt_str(&s.device_model),
@@ -876,22 +890,28 @@ fn installation_field(i: &Installation, f: InstallationField) -> Got<'_> {
         Language => opt_str(&s.language),
         DeviceTimezoneOffset => opt_str(&s.device_timezone_offset),
         ApplicationUserId => opt_str(&i.application_user_id),
-        OsVersion => s.os_version.as_deref().map_or(Got::Absent, Got::Version),
-        AppVersion => s.app_version.as_deref().map_or(Got::Absent, Got::Version),
-        SdkVersion => s.sdk_version.as_deref().map_or(Got::Absent, Got::Version),
-        RegEnabled => Got::Bool(i.reg_enabled),
+        OsVersion => s.os_version.as_deref().map_or(FieldValue::Absent, FieldValue::Version),
+        AppVersion => s.app_version.as_deref().map_or(FieldValue::Absent, FieldValue::Version),
+        SdkVersion => s.sdk_version.as_deref().map_or(FieldValue::Absent, FieldValue::Version),
+        RegEnabled => FieldValue::Bool(i.reg_enabled),
         NotificationsEnabled => opt_bool(s.notifications_enabled),
         DeviceSecure => opt_bool(s.device_secure),
-        IsPrimary => Got::Bool(i.is_primary),
-        HasPushServiceToken => Got::Bool(i.push_service_token.is_some()),
-        CreatedAt => Got::Millis(i.created_at),
-        LastSeenAt => Got::Millis(i.last_seen_at),
+        IsPrimary => FieldValue::Bool(i.is_primary),
+        HasPushServiceToken => FieldValue::Bool(i.push_service_token.is_some()),
+        CreatedAt => FieldValue::Millis(i.created_at),
+        LastSeenAt => FieldValue::Millis(i.last_seen_at),
     }
 }
 
 impl Condition {
     fn eval(&self, subject: &Subject<'_>) -> bool {
-        let got = self.field.get(subject);
+        self.holds(&self.field.get(subject))
+    }
+
+    /// Whether the condition holds for a pair whose field has value `got` (the reference
+    /// semantics of §4.4 on one value; [`Filter::matches`] is this on every condition).
+    pub fn holds(&self, got: &FieldValue<'_>) -> bool {
+        let got = *got;
         match &self.op {
             Op::Eq(o) => equals(&got, o),
             Op::Ne(o) => !equals(&got, o),
@@ -903,7 +923,7 @@ impl Condition {
             Op::StartsWith(prefix) => text_test(&got, |s| s.starts_with(prefix.as_str())),
             Op::Contains(needle) => text_test(&got, |s| s.contains(needle.as_str())),
             Op::ElemMatch(sub) => match got {
-                Got::List(items) => items
+                FieldValue::List(items) => items
                     .iter()
                     .any(|item| item.as_object().is_some_and(|obj| sub.eval(&Subject::Item(obj)))),
                 _ => false,
@@ -912,54 +932,61 @@ impl Condition {
     }
 }
 
-fn exists(got: &Got<'_>) -> bool {
+fn exists(got: &FieldValue<'_>) -> bool {
     match got {
-        Got::Absent => false,
-        Got::Multi(_, v) => !v.is_empty(),
-        Got::Tags(v) => !v.is_empty(),
-        Got::List(v) => !v.is_empty(),
+        FieldValue::Absent => false,
+        FieldValue::Multi(_, v) => !v.is_empty(),
+        FieldValue::Tags(v) => !v.is_empty(),
+        FieldValue::List(v) => !v.is_empty(),
         _ => true,
     }
 }
 
+impl FieldValue<'_> {
+    /// `$eq` of the reference semantics (for multi-valued fields: contains).
+    pub fn equals(&self, o: &Operand) -> bool {
+        equals(self, o)
+    }
+}
+
 /// `$eq` (for multi-valued fields: contains).
-fn equals(got: &Got<'_>, o: &Operand) -> bool {
+fn equals(got: &FieldValue<'_>, o: &Operand) -> bool {
     match (got, o) {
-        (Got::Str(s) | Got::Version(s), Operand::Str(x)) => *s == x.as_str(),
-        (Got::LowerStr(s), Operand::Str(x)) => s.to_lowercase() == x.to_lowercase(),
-        (Got::Num(n), Operand::Num(x)) => n == x,
-        (Got::Bool(b), Operand::Bool(x)) => b == x,
-        (Got::DateText(s), Operand::Date(x)) => *s == x.as_str(),
-        (Got::DateText(s), Operand::DateTime { text, .. }) => *s == text.as_str(),
-        (Got::Millis(m), Operand::DateTime { millis, .. }) => m == millis,
-        (Got::Tags(tags), Operand::Str(x)) => tags.contains(x.as_str()),
-        (Got::Multi(MultiField::Emails, v), Operand::EmailKey(k)) => v.iter().any(|e| email_key(e) == *k),
-        (Got::Multi(MultiField::Phones, v), Operand::Phone(p)) => v.iter().any(|e| e == p),
-        (Got::Multi(MultiField::Tags, v), Operand::Str(x)) => v.iter().any(|e| e == x),
+        (FieldValue::Str(s) | FieldValue::Version(s), Operand::Str(x)) => *s == x.as_str(),
+        (FieldValue::LowerStr(s), Operand::Str(x)) => s.to_lowercase() == x.to_lowercase(),
+        (FieldValue::Num(n), Operand::Num(x)) => n == x,
+        (FieldValue::Bool(b), Operand::Bool(x)) => b == x,
+        (FieldValue::DateText(s), Operand::Date(x)) => *s == x.as_str(),
+        (FieldValue::DateText(s), Operand::DateTime { text, .. }) => *s == text.as_str(),
+        (FieldValue::Millis(m), Operand::DateTime { millis, .. }) => m == millis,
+        (FieldValue::Tags(tags), Operand::Str(x)) => tags.contains(x.as_str()),
+        (FieldValue::Multi(MultiField::Emails, v), Operand::EmailKey(k)) => v.iter().any(|e| email_key(e) == *k),
+        (FieldValue::Multi(MultiField::Phones, v), Operand::Phone(p)) => v.iter().any(|e| e == p),
+        (FieldValue::Multi(MultiField::Tags, v), Operand::Str(x)) => v.iter().any(|e| e == x),
         _ => false,
     }
 }
 
 /// Ordered comparison of the value against the operand; `None` when it is not defined.
-fn compare(got: &Got<'_>, o: &Operand) -> Option<std::cmp::Ordering> {
+fn compare(got: &FieldValue<'_>, o: &Operand) -> Option<std::cmp::Ordering> {
     match (got, o) {
-        (Got::Num(n), Operand::Num(x)) => n.partial_cmp(x),
-        (Got::DateText(s), Operand::Date(x)) => Some(s.as_bytes().cmp(x.as_bytes())),
-        (Got::DateText(s), Operand::DateTime { text, .. }) => Some(s.as_bytes().cmp(text.as_bytes())),
-        (Got::Millis(m), Operand::DateTime { millis, .. }) => Some(m.cmp(millis)),
-        (Got::Version(v), Operand::Str(x)) => compare_versions(v, x),
+        (FieldValue::Num(n), Operand::Num(x)) => n.partial_cmp(x),
+        (FieldValue::DateText(s), Operand::Date(x)) => Some(s.as_bytes().cmp(x.as_bytes())),
+        (FieldValue::DateText(s), Operand::DateTime { text, .. }) => Some(s.as_bytes().cmp(text.as_bytes())),
+        (FieldValue::Millis(m), Operand::DateTime { millis, .. }) => Some(m.cmp(millis)),
+        (FieldValue::Version(v), Operand::Str(x)) => compare_versions(v, x),
         _ => None,
     }
 }
 
 /// `$startsWith` / `$contains`: case-insensitive on strings and versions; for multi-valued fields,
 /// some element passes (phones compare their digits as stored).
-fn text_test(got: &Got<'_>, test: impl Fn(&str) -> bool) -> bool {
+fn text_test(got: &FieldValue<'_>, test: impl Fn(&str) -> bool) -> bool {
     match got {
-        Got::Str(s) | Got::Version(s) | Got::LowerStr(s) => test(&s.to_lowercase()),
-        Got::Multi(MultiField::Phones, v) => v.iter().any(|p| test(p)),
-        Got::Multi(_, v) => v.iter().any(|e| test(&e.to_lowercase())),
-        Got::Tags(tags) => tags.iter().any(|t| test(&t.to_lowercase())),
+        FieldValue::Str(s) | FieldValue::Version(s) | FieldValue::LowerStr(s) => test(&s.to_lowercase()),
+        FieldValue::Multi(MultiField::Phones, v) => v.iter().any(|p| test(p)),
+        FieldValue::Multi(_, v) => v.iter().any(|e| test(&e.to_lowercase())),
+        FieldValue::Tags(tags) => tags.iter().any(|t| test(&t.to_lowercase())),
         _ => false,
     }
 }

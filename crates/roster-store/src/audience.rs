@@ -7,6 +7,7 @@
 //! dialects. `Filter::matches` (roster-model) is the reference semantics.
 
 pub mod index;
+pub mod memory;
 pub mod translate;
 
 use async_trait::async_trait;

@@ -1,0 +1,737 @@
+//! The in-memory audience index of design.md ("Hot paths"): roaring bitmaps over the
+//! installations of each account, kept by a store from its committed writes and rebuilt at
+//! start-up, that answer segment preview counts and samples (management-api.md §7.6) without
+//! reading the tables. SQL over the index tables ([`super::translate`]) grows with the people in
+//! scope; here a count is a few bitmap operations.
+//!
+//! **Pairs.** Every bit is an installation (a dense `u32` per account). A person's field values
+//! are set on each of the person's installations, so a filter over (person, installation) pairs
+//! is bitmap algebra: `$and` intersects, `$or` unites, `$not` is the complement within the
+//! account's installations. A scope is one more intersection.
+//!
+//! **Exactness.** Every condition is decided with roster-model's reference semantics
+//! ([`Condition::holds`]), once per *distinct stored value* of its field instead of once per
+//! pair: the matching pairs are the union of the bitmaps of the values it holds for, plus the
+//! pairs without a value when it holds for an absent one. `$eq` / `$in` / `$ne` / `$nin` look
+//! their operands up, and ordered comparisons of numbers and dates walk a `BTreeMap` range;
+//! each candidate is still checked with the reference semantics, and every value outside the
+//! candidates is one for which the reference answers `false` (cross-type equality and
+//! comparison are never true). Tags are multi-valued: a bitmap per tag, and `$eq`-like
+//! operators as "some tag matches". The unit tests compare every answer with
+//! [`Filter::matches`] on every pair.
+//!
+//! **What it does not hold** (a filter using it gets `None`, and the store runs the SQL):
+//! phones, emails, lists of objects (`$elemMatch`), `pushRegId`, the `createdAt` /
+//! `lastSeenAt` timestamps, and a condition that would have to test each of more than
+//! [`SCAN_LIMIT`] distinct values one by one (`$startsWith` on external ids, say).
+//!
+//! **Memory.** Besides the bitmaps (a few bytes per set bit when dense), each person keeps the
+//! keys it was indexed under, so that replacing it removes exactly those bits.
+
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::ops::Bound;
+
+use roaring::RoaringBitmap;
+use roster_model::filter::{
+    Condition, Field, FieldValue, Filter, InstallationField, Op, Operand, PersonField, custom_value,
+};
+use roster_model::{AttributeType, Installation, Person};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Scope;
+use super::index::num_key;
+
+/// A condition that would evaluate more distinct values than this one by one is left to SQL.
+pub const SCAN_LIMIT: usize = 50_000;
+
+/// What a preview counts (the numbers of [`super::Preview`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub people: u64,
+    pub installations: u64,
+    pub deliverable_installations: u64,
+}
+
+/// The index of every account a store holds.
+#[derive(Debug, Default)]
+pub struct MemoryIndex {
+    accounts: HashMap<Uuid, AccountIndex>,
+}
+
+impl MemoryIndex {
+    pub fn new() -> MemoryIndex {
+        MemoryIndex::default()
+    }
+
+    /// Replaces everything the index holds on one person by `entry`: the person and all its
+    /// installations (of every application of the account). `None` removes the person and its
+    /// installations.
+    pub fn set_person(&mut self, account_id: Uuid, person_id: Uuid, entry: Option<(&Person, &[Installation])>) {
+        let account = self.accounts.entry(account_id).or_default();
+        account.remove(person_id);
+        if let Some((person, installations)) = entry {
+            account.insert(person, installations);
+        }
+        if account.persons.is_empty() {
+            self.accounts.remove(&account_id);
+        }
+    }
+
+    /// The preview counts of `filter` in `scope` (as `translate::preview_counts`), or `None`
+    /// when the filter uses something the index does not hold.
+    pub fn counts(&self, scope: Scope, filter: &Filter, primary_only: bool) -> Option<Counts> {
+        let Some(account) = self.accounts.get(&scope.account_id) else {
+            return account_free(filter).then(Counts::default);
+        };
+        let matched = account.matching(scope, filter)?;
+        let mut deliverable = &matched & &account.deliverable;
+        if primary_only {
+            deliverable &= &account.primary;
+        }
+        let people = if person_only(filter) {
+            matched.intersection_len(account.representatives(scope))
+        } else {
+            account.owners(&matched).len()
+        };
+        Some(Counts {
+            people,
+            installations: matched.len(),
+            deliverable_installations: deliverable.len(),
+        })
+    }
+
+    /// The first `limit` owners of matching pairs by person id (as
+    /// `translate::preview_sample_people`), or `None` as for [`MemoryIndex::counts`].
+    pub fn sample_people(&self, scope: Scope, filter: &Filter, limit: usize) -> Option<Vec<Uuid>> {
+        let Some(account) = self.accounts.get(&scope.account_id) else {
+            return account_free(filter).then(Vec::new);
+        };
+        let matched = account.matching(scope, filter)?;
+        let owners = if person_only(filter) {
+            // One representative installation per matching person: no deduplication needed.
+            let reps = &matched & account.representatives(scope);
+            reps.iter()
+                .map(|i| account.owner[i as usize])
+                .collect::<RoaringBitmap>()
+        } else {
+            account.owners(&matched)
+        };
+        // The `limit` smallest ids: a max-heap holding the best so far.
+        let mut heap = BinaryHeap::with_capacity(limit + 1);
+        for p in owners.iter() {
+            let id = account.person_ids[p as usize];
+            if heap.len() < limit {
+                heap.push(id);
+            } else if heap.peek().is_some_and(|top| id < *top) {
+                heap.pop();
+                heap.push(id);
+            }
+        }
+        Some(heap.into_sorted_vec())
+    }
+
+    /// How many persons the index holds.
+    pub fn persons(&self) -> usize {
+        self.accounts.values().map(|a| a.persons.len()).sum()
+    }
+
+    /// How many installations the index holds.
+    pub fn installations(&self) -> u64 {
+        self.accounts.values().map(|a| a.all.len()).sum()
+    }
+}
+
+/// Whether the index can answer `filter` for an account it holds nothing of (every count 0):
+/// it must still refuse what it would refuse with data, so that both paths agree.
+fn account_free(filter: &Filter) -> bool {
+    AccountIndex::default().eval(filter).is_some()
+}
+
+/// Whether every condition reads the person: all installations of a matching person match.
+fn person_only(filter: &Filter) -> bool {
+    match filter {
+        Filter::All => true,
+        Filter::And(v) | Filter::Or(v) => v.iter().all(person_only),
+        Filter::Not(f) => person_only(f),
+        Filter::Cond(c) => matches!(c.field, Field::Person(_) | Field::PersonCustom { .. }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------
+
+/// A stored scalar as the index keys it: text (strings, dates, versions), a number as its
+/// [`num_key`] (so the key order is the numeric order), a boolean.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Key {
+    Str(String),
+    Num(i64),
+    Bool(bool),
+}
+
+impl Key {
+    fn variant(&self) -> usize {
+        match self {
+            Key::Str(_) => 0,
+            Key::Num(_) => 1,
+            Key::Bool(_) => 2,
+        }
+    }
+
+    /// The key of a standard field's value; `None` when absent or not held.
+    fn of_field(value: &FieldValue<'_>) -> Option<(Key, StdKind)> {
+        Some(match *value {
+            FieldValue::Str(s) => (Key::Str(s.to_string()), StdKind::Str),
+            FieldValue::DateText(s) => (Key::Str(s.to_string()), StdKind::DateText),
+            FieldValue::Version(s) => (Key::Str(s.to_string()), StdKind::Version),
+            FieldValue::Bool(b) => (Key::Bool(b), StdKind::Bool),
+            _ => return None,
+        })
+    }
+
+    /// The key of a custom attribute's stored JSON value; `None` for lists and objects (not
+    /// held: a filter on them is left to SQL) and null.
+    fn of_json(value: &Value) -> Option<Key> {
+        Some(match value {
+            Value::String(s) => Key::Str(s.clone()),
+            Value::Number(n) => Key::Num(num_key(n.as_f64()?)),
+            Value::Bool(b) => Key::Bool(*b),
+            _ => return None,
+        })
+    }
+
+    /// The keys under which a value `$eq` to `o` can be stored. Complete: the reference `$eq`
+    /// is byte equality of text, `f64` equality of numbers (which [`num_key`] preserves) and
+    /// equality of booleans, and never holds across types.
+    fn candidates(o: &Operand) -> Option<Key> {
+        Some(match o {
+            Operand::Str(s) | Operand::Date(s) | Operand::DateTime { text: s, .. } => Key::Str(s.clone()),
+            Operand::Num(n) => Key::Num(num_key(*n)),
+            Operand::Bool(b) => Key::Bool(*b),
+            Operand::EmailKey(_) | Operand::Phone(_) => return None,
+        })
+    }
+}
+
+/// The inverse of [`num_key`].
+fn num_of_key(k: i64) -> f64 {
+    let bits = if k < 0 { k ^ i64::MAX } else { k };
+    f64::from_bits(bits as u64)
+}
+
+/// How a standard field's key reads back as a [`FieldValue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StdKind {
+    Str,
+    DateText,
+    Version,
+    Bool,
+}
+
+/// How a condition reads the keys of its field.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    Std(StdKind),
+    Custom(AttributeType),
+}
+
+impl View {
+    /// Whether the condition holds for a pair whose field is stored under `key`.
+    fn holds(self, cond: &Condition, key: &Key) -> bool {
+        self.with_value(key, |v| cond.holds(v))
+    }
+
+    /// Whether the value stored under `key` is `$eq` to `o`.
+    fn equals(self, key: &Key, o: &Operand) -> bool {
+        self.with_value(key, |v| v.equals(o))
+    }
+
+    fn with_value(self, key: &Key, f: impl FnOnce(&FieldValue<'_>) -> bool) -> bool {
+        match self {
+            View::Std(kind) => f(&match (kind, key) {
+                (StdKind::Str, Key::Str(s)) => FieldValue::Str(s),
+                (StdKind::DateText, Key::Str(s)) => FieldValue::DateText(s),
+                (StdKind::Version, Key::Str(s)) => FieldValue::Version(s),
+                (StdKind::Bool, Key::Bool(b)) => FieldValue::Bool(*b),
+                _ => FieldValue::Absent,
+            }),
+            View::Custom(attr_type) => {
+                let json = match key {
+                    Key::Str(s) => Value::String(s.clone()),
+                    Key::Num(n) => serde_json::Number::from_f64(num_of_key(*n)).map_or(Value::Null, Value::Number),
+                    Key::Bool(b) => Value::Bool(*b),
+                };
+                f(&custom_value(Some(&json), attr_type))
+            }
+        }
+    }
+
+    /// Whether a key of this variant reads as a value (not absent).
+    fn present(self, variant: usize) -> bool {
+        match self {
+            View::Std(_) => true,
+            View::Custom(t) => match t {
+                AttributeType::String | AttributeType::Date | AttributeType::DateTime => variant == 0,
+                AttributeType::Decimal => variant == 1,
+                AttributeType::Boolean => variant == 2,
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A field that holds one value per pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    Person(PersonField),
+    PersonCustom(String),
+    Installation(InstallationField),
+    InstallationCustom(String),
+}
+
+/// The person fields held, with one value each (tags are held apart).
+const PERSON_FIELDS: [PersonField; 7] = [
+    PersonField::ExternalUserId,
+    PersonField::FirstName,
+    PersonField::MiddleName,
+    PersonField::LastName,
+    PersonField::Gender,
+    PersonField::Birthday,
+    PersonField::Type,
+];
+
+/// The installation fields held (`pushRegId`, `createdAt` and `lastSeenAt` are not: nearly
+/// every value is distinct).
+const INSTALLATION_FIELDS: [InstallationField; 16] = [
+    InstallationField::PushServiceType,
+    InstallationField::Os,
+    InstallationField::DeviceManufacturer,
+    InstallationField::DeviceModel,
+    InstallationField::DeviceName,
+    InstallationField::Language,
+    InstallationField::DeviceTimezoneOffset,
+    InstallationField::ApplicationUserId,
+    InstallationField::OsVersion,
+    InstallationField::AppVersion,
+    InstallationField::SdkVersion,
+    InstallationField::RegEnabled,
+    InstallationField::NotificationsEnabled,
+    InstallationField::DeviceSecure,
+    InstallationField::IsPrimary,
+    InstallationField::HasPushServiceToken,
+];
+
+/// The values of one slot: a bitmap per distinct key, and per key variant the pairs with a key
+/// of that variant.
+#[derive(Debug, Default)]
+struct SlotIndex {
+    kind: Option<StdKind>,
+    values: BTreeMap<Key, RoaringBitmap>,
+    present: [RoaringBitmap; 3],
+}
+
+impl SlotIndex {
+    fn add(&mut self, key: &Key, inst: u32) {
+        self.present[key.variant()].insert(inst);
+        if let Some(bits) = self.values.get_mut(key) {
+            bits.insert(inst);
+        } else {
+            self.values.insert(key.clone(), RoaringBitmap::from_iter([inst]));
+        }
+    }
+
+    fn remove(&mut self, key: &Key, inst: u32) {
+        self.present[key.variant()].remove(inst);
+        if let Some(bits) = self.values.get_mut(key) {
+            bits.remove(inst);
+            if bits.is_empty() {
+                self.values.remove(key);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One account
+// ---------------------------------------------------------------------------------------------
+
+/// What a person was indexed under, to remove exactly that.
+#[derive(Debug)]
+struct PersonEntry {
+    dense: u32,
+    values: Vec<(Slot, Key)>,
+    tags: Vec<String>,
+    installations: Vec<InstallationEntry>,
+}
+
+#[derive(Debug)]
+struct InstallationEntry {
+    dense: u32,
+    application_id: Uuid,
+    values: Vec<(Slot, Key)>,
+}
+
+#[derive(Debug, Default)]
+struct AccountIndex {
+    persons: HashMap<Uuid, PersonEntry>,
+    /// Person ids by dense person number; free numbers are reused.
+    person_ids: Vec<Uuid>,
+    free_persons: Vec<u32>,
+    /// The owner (dense person number) of each installation number.
+    owner: Vec<u32>,
+    free_installations: Vec<u32>,
+
+    /// Every installation of the account.
+    all: RoaringBitmap,
+    by_application: HashMap<Uuid, RoaringBitmap>,
+    deliverable: RoaringBitmap,
+    primary: RoaringBitmap,
+    /// One installation per person (the lowest number), and one per person and application:
+    /// intersected with the pairs of a filter that reads only the person, they count people.
+    representative: RoaringBitmap,
+    representative_in_application: RoaringBitmap,
+
+    slots: HashMap<Slot, SlotIndex>,
+    tags: BTreeMap<String, RoaringBitmap>,
+    tagged: RoaringBitmap,
+}
+
+/// Cheap shared empties for lookups that find nothing.
+static EMPTY_SLOT: std::sync::LazyLock<SlotIndex> = std::sync::LazyLock::new(SlotIndex::default);
+static EMPTY_BITMAP: std::sync::LazyLock<RoaringBitmap> = std::sync::LazyLock::new(RoaringBitmap::new);
+
+impl AccountIndex {
+    fn insert(&mut self, person: &Person, installations: &[Installation]) {
+        let dense = match self.free_persons.pop() {
+            Some(n) => {
+                self.person_ids[n as usize] = person.id;
+                n
+            }
+            None => {
+                self.person_ids.push(person.id);
+                (self.person_ids.len() - 1) as u32
+            }
+        };
+        let mut values = Vec::new();
+        for f in PERSON_FIELDS {
+            if let Some((key, kind)) = Key::of_field(&Field::Person(f).value_on(person, None)) {
+                self.slots.entry(Slot::Person(f)).or_default().kind = Some(kind);
+                values.push((Slot::Person(f), key));
+            }
+        }
+        for (name, value) in &person.custom_attributes {
+            if let Some(key) = Key::of_json(value) {
+                values.push((Slot::PersonCustom(name.clone()), key));
+            }
+        }
+        let tags: Vec<String> = person.tags.iter().cloned().collect();
+        let mut entries = Vec::with_capacity(installations.len());
+        let mut first_in_application: HashMap<Uuid, u32> = HashMap::new();
+        let mut first = None;
+        for inst in installations {
+            let n = match self.free_installations.pop() {
+                Some(n) => {
+                    self.owner[n as usize] = dense;
+                    n
+                }
+                None => {
+                    self.owner.push(dense);
+                    (self.owner.len() - 1) as u32
+                }
+            };
+            let mut inst_values = Vec::new();
+            for f in INSTALLATION_FIELDS {
+                if let Some((key, kind)) = Key::of_field(&Field::Installation(f).value_on(person, Some(inst))) {
+                    self.slots.entry(Slot::Installation(f)).or_default().kind = Some(kind);
+                    inst_values.push((Slot::Installation(f), key));
+                }
+            }
+            for (name, value) in &inst.custom_attributes {
+                if let Some(key) = Key::of_json(value) {
+                    inst_values.push((Slot::InstallationCustom(name.clone()), key));
+                }
+            }
+            self.all.insert(n);
+            self.by_application.entry(inst.application_id).or_default().insert(n);
+            if inst.is_deliverable() {
+                self.deliverable.insert(n);
+            }
+            if inst.is_primary {
+                self.primary.insert(n);
+            }
+            for (slot, key) in values.iter().chain(&inst_values) {
+                self.slots.entry(slot.clone()).or_default().add(key, n);
+            }
+            for tag in &tags {
+                self.tags.entry(tag.clone()).or_default().insert(n);
+            }
+            if !tags.is_empty() {
+                self.tagged.insert(n);
+            }
+            let lowest = first_in_application.entry(inst.application_id).or_insert(n);
+            *lowest = (*lowest).min(n);
+            first = Some(first.map_or(n, |f: u32| f.min(n)));
+            entries.push(InstallationEntry {
+                dense: n,
+                application_id: inst.application_id,
+                values: inst_values,
+            });
+        }
+        if let Some(first) = first {
+            self.representative.insert(first);
+        }
+        self.representative_in_application
+            .extend(first_in_application.into_values());
+        self.persons.insert(
+            person.id,
+            PersonEntry {
+                dense,
+                values,
+                tags,
+                installations: entries,
+            },
+        );
+    }
+
+    fn remove(&mut self, person_id: Uuid) {
+        let Some(entry) = self.persons.remove(&person_id) else {
+            return;
+        };
+        for inst in &entry.installations {
+            let n = inst.dense;
+            for (slot, key) in entry.values.iter().chain(&inst.values) {
+                if let Some(index) = self.slots.get_mut(slot) {
+                    index.remove(key, n);
+                }
+            }
+            for tag in &entry.tags {
+                if let Some(bits) = self.tags.get_mut(tag) {
+                    bits.remove(n);
+                    if bits.is_empty() {
+                        self.tags.remove(tag);
+                    }
+                }
+            }
+            self.tagged.remove(n);
+            self.all.remove(n);
+            if let Some(bits) = self.by_application.get_mut(&inst.application_id) {
+                bits.remove(n);
+                if bits.is_empty() {
+                    self.by_application.remove(&inst.application_id);
+                }
+            }
+            self.deliverable.remove(n);
+            self.primary.remove(n);
+            self.representative.remove(n);
+            self.representative_in_application.remove(n);
+            self.free_installations.push(n);
+        }
+        self.free_persons.push(entry.dense);
+    }
+
+    fn scope(&self, scope: Scope) -> &RoaringBitmap {
+        match scope.application_id {
+            None => &self.all,
+            Some(app) => self.by_application.get(&app).unwrap_or(&EMPTY_BITMAP),
+        }
+    }
+
+    fn representatives(&self, scope: Scope) -> &RoaringBitmap {
+        match scope.application_id {
+            None => &self.representative,
+            Some(_) => &self.representative_in_application,
+        }
+    }
+
+    /// The matching pairs of `scope`.
+    fn matching(&self, scope: Scope, filter: &Filter) -> Option<RoaringBitmap> {
+        Some(self.eval(filter)? & self.scope(scope))
+    }
+
+    /// The owners (dense person numbers) of some installations.
+    fn owners(&self, installations: &RoaringBitmap) -> RoaringBitmap {
+        installations.iter().map(|i| self.owner[i as usize]).collect()
+    }
+
+    /// The installations of the account whose pair matches `filter`.
+    fn eval(&self, filter: &Filter) -> Option<RoaringBitmap> {
+        Some(match filter {
+            Filter::All => self.all.clone(),
+            Filter::And(subs) => {
+                let mut acc: Option<RoaringBitmap> = None;
+                for sub in subs {
+                    let bits = self.eval(sub)?;
+                    acc = Some(match acc {
+                        None => bits,
+                        Some(a) => a & bits,
+                    });
+                }
+                acc.unwrap_or_else(|| self.all.clone())
+            }
+            Filter::Or(subs) => {
+                let mut acc = RoaringBitmap::new();
+                for sub in subs {
+                    acc |= self.eval(sub)?;
+                }
+                acc
+            }
+            Filter::Not(sub) => &self.all - self.eval(sub)?,
+            Filter::Cond(cond) => self.condition(cond)?,
+        })
+    }
+
+    fn condition(&self, cond: &Condition) -> Option<RoaringBitmap> {
+        let (slot, view) = match &cond.field {
+            Field::Person(PersonField::Tags) => return self.tag_condition(cond),
+            Field::Person(PersonField::Phones | PersonField::Emails) => return None,
+            Field::Person(f) => {
+                let slot = Slot::Person(*f);
+                let kind = self.slots.get(&slot).and_then(|s| s.kind);
+                (slot, kind.map(View::Std))
+            }
+            Field::Installation(
+                InstallationField::PushRegId | InstallationField::CreatedAt | InstallationField::LastSeenAt,
+            ) => return None,
+            Field::Installation(f) => {
+                let slot = Slot::Installation(*f);
+                let kind = self.slots.get(&slot).and_then(|s| s.kind);
+                (slot, kind.map(View::Std))
+            }
+            Field::PersonCustom { attr_type, .. } | Field::InstallationCustom { attr_type, .. }
+                if *attr_type == AttributeType::ListOfObjects =>
+            {
+                return None;
+            }
+            Field::PersonCustom { name, attr_type } => {
+                (Slot::PersonCustom(name.clone()), Some(View::Custom(*attr_type)))
+            }
+            Field::InstallationCustom { name, attr_type } => {
+                (Slot::InstallationCustom(name.clone()), Some(View::Custom(*attr_type)))
+            }
+            Field::Item { .. } => return None,
+        };
+        if matches!(cond.op, Op::ElemMatch(_)) {
+            return None;
+        }
+        let index = self.slots.get(&slot).unwrap_or(&EMPTY_SLOT);
+        // No value stored anywhere: every pair reads the field as absent.
+        let Some(view) = view.filter(|_| !index.values.is_empty()) else {
+            return Some(if cond.holds(&FieldValue::Absent) {
+                self.all.clone()
+            } else {
+                RoaringBitmap::new()
+            });
+        };
+        self.single_valued(cond, index, view)
+    }
+
+    /// A condition on a field with at most one value per pair.
+    fn single_valued(&self, cond: &Condition, index: &SlotIndex, view: View) -> Option<RoaringBitmap> {
+        let lookup = |operands: &[Operand]| {
+            let mut equal = RoaringBitmap::new();
+            for o in operands {
+                if let Some(key) = Key::candidates(o)
+                    && let Some(bits) = index.values.get(&key)
+                    && view.equals(&key, o)
+                {
+                    equal |= bits;
+                }
+            }
+            equal
+        };
+        Some(match &cond.op {
+            // `$eq` / `$in` never hold for an absent value; `$ne` / `$nin` always do.
+            Op::Eq(o) => lookup(std::slice::from_ref(o)),
+            Op::In(os) => lookup(os),
+            Op::Ne(o) => &self.all - lookup(std::slice::from_ref(o)),
+            Op::Nin(os) => &self.all - lookup(os),
+            Op::Compare(_, o @ (Operand::Num(_) | Operand::Date(_) | Operand::DateTime { .. })) => {
+                // Only keys of the operand's variant can compare; the reference decides each.
+                let (low, high) = match Key::candidates(o)? {
+                    Key::Num(_) => (Key::Num(i64::MIN), Bound::Included(Key::Num(i64::MAX))),
+                    _ => (Key::Str(String::new()), Bound::Excluded(Key::Num(i64::MIN))),
+                };
+                let mut out = RoaringBitmap::new();
+                for (key, bits) in index.values.range((Bound::Included(low), high)) {
+                    if view.holds(cond, key) {
+                        out |= bits;
+                    }
+                }
+                out
+            }
+            _ => {
+                if index.values.len() > SCAN_LIMIT {
+                    return None;
+                }
+                let mut out = RoaringBitmap::new();
+                for (key, bits) in &index.values {
+                    if view.holds(cond, key) {
+                        out |= bits;
+                    }
+                }
+                if cond.holds(&FieldValue::Absent) {
+                    let mut present = RoaringBitmap::new();
+                    for variant in 0..3 {
+                        if view.present(variant) {
+                            present |= &index.present[variant];
+                        }
+                    }
+                    out |= &self.all - present;
+                }
+                out
+            }
+        })
+    }
+
+    /// A condition on the tags: "some tag is" operators unite the tags' bitmaps.
+    fn tag_condition(&self, cond: &Condition) -> Option<RoaringBitmap> {
+        let tagged = |o: &Operand| -> RoaringBitmap {
+            match o {
+                Operand::Str(t) => self.tags.get(t).cloned().unwrap_or_default(),
+                _ => RoaringBitmap::new(),
+            }
+        };
+        let any = |os: &[Operand]| {
+            let mut out = RoaringBitmap::new();
+            for o in os {
+                out |= tagged(o);
+            }
+            out
+        };
+        Some(match &cond.op {
+            Op::Eq(o) => tagged(o),
+            Op::In(os) => any(os),
+            Op::Ne(o) => &self.all - tagged(o),
+            Op::Nin(os) => &self.all - any(os),
+            Op::All(os) => {
+                let mut out = self.all.clone();
+                for o in os {
+                    out &= tagged(o);
+                }
+                out
+            }
+            Op::Exists(true) => self.tagged.clone(),
+            Op::Exists(false) => &self.all - &self.tagged,
+            Op::StartsWith(_) | Op::Contains(_) => {
+                if self.tags.len() > SCAN_LIMIT {
+                    return None;
+                }
+                let mut out = RoaringBitmap::new();
+                for (tag, bits) in &self.tags {
+                    let one = BTreeSet::from([tag.clone()]);
+                    if cond.holds(&FieldValue::Tags(&one)) {
+                        out |= bits;
+                    }
+                }
+                out
+            }
+            // Ordered comparisons and `$elemMatch` never hold for tags.
+            Op::Compare(..) | Op::ElemMatch(_) => RoaringBitmap::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
