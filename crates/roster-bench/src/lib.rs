@@ -2,6 +2,7 @@
 //! fresh store, measures one scenario, and prints its method and figures as text or JSON.
 //! `docs/benchmarks.md` describes the scenarios, the last figures and how to rerun them.
 
+pub mod index;
 pub mod load;
 pub mod parse;
 pub mod report;

@@ -153,6 +153,25 @@ enum Scenario {
         #[arg(long)]
         no_send: bool,
     },
+    /// The in-memory audience index alone, built from the audience data set in this process:
+    /// exact counts of the five filters at sizes a seeded store takes hours to reach.
+    AudienceIndex {
+        /// People to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        people: u64,
+        /// Counts per filter.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Length of the external-id list of the fifth filter.
+        #[arg(long, default_value_t = 10_000)]
+        ext_ids: u64,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// A broadcast to N installations through the loopback APNs and FCM stand-ins.
     Fanout {
         #[command(flatten)]
@@ -248,6 +267,21 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?,
             global.json,
+        ),
+        Scenario::AudienceIndex {
+            people,
+            repeat,
+            ext_ids,
+            json,
+            quiet,
+        } => (
+            roster_bench::index::audience_index(&roster_bench::index::IndexOptions {
+                people,
+                repeat,
+                ext_ids,
+                progress: !quiet && !json,
+            })?,
+            json,
         ),
         Scenario::Fanout {
             global,

@@ -297,6 +297,23 @@ pub struct AudienceOptions {
 
 /// `audience`: people with tags, typed attributes and 1–3 installations; exact-count previews
 /// and full resolution of five filters.
+/// The first four filters of the five (the fifth, an external-id list with
+/// `targetOnlyPrimaryDevices`, is built from the data set's ids).
+pub fn audience_filters() -> [(&'static str, Value); 4] {
+    [
+        ("one tag", json!({"tags": "tag1"})),
+        (
+            "tag AND number range",
+            json!({"tags": "tag2", "score": {"$gte": 250, "$lt": 500}}),
+        ),
+        ("date before", json!({"signup": {"$lt": "2021-01-01"}})),
+        (
+            "OR of two tags NOT a third",
+            json!({"$or": [{"tags": "tag3"}, {"tags": "tag4"}], "$not": {"tags": "tag0"}}),
+        ),
+    ]
+}
+
 pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Report> {
     let providers = Providers::start().await?;
     let mut run = Run::start(common, &ServerOptions::default()).await?;
@@ -317,18 +334,7 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
         common.progress,
     )
     .await?;
-    let filters: [(&str, Value); 4] = [
-        ("one tag", json!({"tags": "tag1"})),
-        (
-            "tag AND number range",
-            json!({"tags": "tag2", "score": {"$gte": 250, "$lt": 500}}),
-        ),
-        ("date before", json!({"signup": {"$lt": "2021-01-01"}})),
-        (
-            "OR of two tags NOT a third",
-            json!({"$or": [{"tags": "tag3"}, {"tags": "tag4"}], "$not": {"tags": "tag0"}}),
-        ),
-    ];
+    let filters = audience_filters();
     let mut report_rows: Vec<(String, Value)> = Vec::new();
     for (name, filter) in &filters {
         let mut times = Vec::new();
@@ -456,7 +462,7 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
 }
 
 /// min / median / max of `times` (milliseconds).
-fn spread(times: &mut [f64]) -> Value {
+pub fn spread(times: &mut [f64]) -> Value {
     times.sort_by(|a, b| a.total_cmp(b));
     json!({
         "min": times.first().copied().unwrap_or(f64::NAN),

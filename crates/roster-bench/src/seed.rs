@@ -92,12 +92,9 @@ pub async fn seed(
         let mut persons = Vec::with_capacity((end - i) as usize);
         let mut insts = Vec::new();
         for n in i..end {
-            let person = person(&mut rng, account_id, n, now);
-            let count = rng.random_range(1..=spec.max_installations.max(1));
-            for k in 0..count {
-                let apns = rng.random_range(0..100) < spec.apns_percent;
-                let inst = installation(&mut rng, account_id, app_id, person.id, n, apns, k == 0, now);
-                out.apns_installations += u64::from(apns);
+            let (person, generated) = generate(&mut rng, account_id, app_id, spec, n, now);
+            for inst in generated {
+                out.apns_installations += u64::from(inst.push_service_type == Some(PushServiceType::Apns));
                 out.primary_installations += u64::from(inst.is_primary);
                 if out.sample_push_reg_ids.len() < 1000 {
                     out.sample_push_reg_ids.push(inst.push_reg_id.clone());
@@ -123,6 +120,27 @@ pub async fn seed(
     bar.finish_and_clear();
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Person `n` of the data set and its installations (`rng` seeded with `spec.seed` and called
+/// for persons 0, 1, ... in order gives the data set of [`seed`]).
+pub fn generate(
+    rng: &mut StdRng,
+    account_id: Uuid,
+    app_id: Uuid,
+    spec: &SeedSpec,
+    n: u64,
+    now: i64,
+) -> (Person, Vec<Installation>) {
+    let person = person(rng, account_id, n, now);
+    let count = rng.random_range(1..=spec.max_installations.max(1));
+    let insts = (0..count)
+        .map(|k| {
+            let apns = rng.random_range(0..100) < spec.apns_percent;
+            installation(rng, account_id, app_id, person.id, n, apns, k == 0, now)
+        })
+        .collect();
+    (person, insts)
 }
 
 fn person(rng: &mut StdRng, account_id: Uuid, n: u64, now: i64) -> Person {

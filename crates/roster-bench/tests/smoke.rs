@@ -95,6 +95,28 @@ async fn data_scenarios(backend: Backend) {
     assert_eq!(primaries["people"], 50, "{primaries}");
     assert_eq!(primaries["deliverable"], 50, "one primary each: {primaries}");
 
+    // The in-memory index alone, on the same data set, counts what the server counted.
+    let index = roster_bench::index::audience_index(&roster_bench::index::IndexOptions {
+        people: 300,
+        repeat: 1,
+        ext_ids: 50,
+        progress: false,
+    })
+    .unwrap();
+    index.print(false).unwrap();
+    for name in [
+        "one tag",
+        "tag AND number range",
+        "date before",
+        "OR of two tags NOT a third",
+        "primary devices of an external-id list",
+    ] {
+        let (server, alone) = (figure(&r, name), figure(&index, name));
+        for count in ["people", "installations", "deliverable"] {
+            assert_eq!(server[count], alone[count], "{name} {count}: {server} vs {alone}");
+        }
+    }
+
     let r = scenarios::fanout(
         &common,
         &FanoutOptions {
