@@ -131,6 +131,25 @@ impl MemoryIndex {
         Some(heap.into_sorted_vec())
     }
 
+    /// The pushRegIds of the matching installations of `scope`, in pushRegId order (the order
+    /// of `AudienceTx::audience_page`): a whole audience at once, or `None` as for
+    /// [`MemoryIndex::counts`].
+    pub fn push_reg_ids(&self, scope: Scope, filter: &Filter) -> Option<Vec<String>> {
+        let Some(account) = self.accounts.get(&scope.account_id) else {
+            return account_free(filter).then(Vec::new);
+        };
+        let matched = account.matching(scope, filter)?;
+        if account.other_push_reg_ids.is_empty() {
+            // Canonical ids only: the byte order of the UUIDs is the order of their text.
+            let mut ids: Vec<Uuid> = matched.iter().map(|i| account.push_reg_ids[i as usize]).collect();
+            ids.sort_unstable();
+            return Some(ids.into_iter().map(|u| u.to_string()).collect());
+        }
+        let mut ids: Vec<String> = matched.iter().map(|i| account.push_reg_id(i)).collect();
+        ids.sort_unstable();
+        Some(ids)
+    }
+
     /// How many persons the index holds.
     pub fn persons(&self) -> usize {
         self.accounts.values().map(|a| a.persons.len()).sum()
@@ -381,6 +400,10 @@ struct AccountIndex {
     free_persons: Vec<u32>,
     /// The owner (dense person number) of each installation number.
     owner: Vec<u32>,
+    /// The pushRegId of each installation number: a UUID in its canonical text form (what
+    /// the mobile API assigns), else held in `other_push_reg_ids`.
+    push_reg_ids: Vec<Uuid>,
+    other_push_reg_ids: HashMap<u32, Box<str>>,
     free_installations: Vec<u32>,
 
     /// Every installation of the account.
@@ -438,9 +461,16 @@ impl AccountIndex {
                 }
                 None => {
                     self.owner.push(dense);
+                    self.push_reg_ids.push(Uuid::nil());
                     (self.owner.len() - 1) as u32
                 }
             };
+            match Uuid::try_parse(&inst.push_reg_id) {
+                Ok(u) if u.hyphenated().to_string() == inst.push_reg_id => self.push_reg_ids[n as usize] = u,
+                _ => {
+                    self.other_push_reg_ids.insert(n, inst.push_reg_id.as_str().into());
+                }
+            }
             let mut inst_values = Vec::new();
             for f in INSTALLATION_FIELDS {
                 if let Some((key, kind)) = Key::of_field(&Field::Installation(f).value_on(person, Some(inst))) {
@@ -526,6 +556,7 @@ impl AccountIndex {
             self.primary.remove(n);
             self.representative.remove(n);
             self.representative_in_application.remove(n);
+            self.other_push_reg_ids.remove(&n);
             self.free_installations.push(n);
         }
         self.free_persons.push(entry.dense);
@@ -548,6 +579,13 @@ impl AccountIndex {
     /// The matching pairs of `scope`.
     fn matching(&self, scope: Scope, filter: &Filter) -> Option<RoaringBitmap> {
         Some(self.eval(filter)? & self.scope(scope))
+    }
+
+    fn push_reg_id(&self, n: u32) -> String {
+        match self.other_push_reg_ids.get(&n) {
+            Some(other) => other.to_string(),
+            None => self.push_reg_ids[n as usize].to_string(),
+        }
     }
 
     /// The owners (dense person numbers) of some installations.

@@ -122,7 +122,8 @@ fn person(rng: &mut Rng, account_id: Uuid, id: Uuid) -> Person {
     p
 }
 
-fn installation(rng: &mut Rng, p: &Person, apps: &[Uuid]) -> Installation {
+/// `legacy`: percent of pushRegIds that are not canonical UUIDs.
+fn installation(rng: &mut Rng, p: &Person, apps: &[Uuid], legacy: u64) -> Installation {
     let mut system = SystemData::default();
     if rng.chance(80) {
         system.os = Some(rng.pick(&OSES).to_string());
@@ -146,7 +147,12 @@ fn installation(rng: &mut Rng, p: &Person, apps: &[Uuid]) -> Installation {
     Installation {
         account_id: p.account_id,
         application_id: *rng.pick(apps),
-        push_reg_id: rng.uuid().to_string(),
+        // Now and then an id the mobile API would not assign (imported data).
+        push_reg_id: if rng.chance(legacy) {
+            format!("Legacy-{}", rng.next())
+        } else {
+            rng.uuid().to_string()
+        },
         person_id: p.id,
         push_service_type: Some(*rng.pick(&[PushServiceType::Firebase, PushServiceType::Apns])),
         push_service_token: rng.chance(80).then(|| format!("tok-{}", rng.next())),
@@ -253,15 +259,17 @@ fn reference(
     scope: Scope,
     filter: &Filter,
     primary_only: bool,
-) -> (Counts, Vec<Uuid>) {
+) -> (Counts, Vec<Uuid>, Vec<String>) {
     let mut counts = Counts::default();
     let mut owners = BTreeSet::new();
+    let mut ids = Vec::new();
     for (p, insts) in data {
         for i in insts {
             if scope.application_id.is_some_and(|a| a != i.application_id) || !filter.matches(p, Some(i)) {
                 continue;
             }
             counts.installations += 1;
+            ids.push(i.push_reg_id.clone());
             if i.is_deliverable() && (!primary_only || i.is_primary) {
                 counts.deliverable_installations += 1;
             }
@@ -269,7 +277,8 @@ fn reference(
         }
     }
     counts.people = owners.len() as u64;
-    (counts, owners.into_iter().take(5).collect())
+    ids.sort();
+    (counts, owners.into_iter().take(5).collect(), ids)
 }
 
 fn check(
@@ -286,13 +295,15 @@ fn check(
                     assert!(index.sample_people(scope, filter, 5).is_none(), "{json}");
                     continue;
                 };
-                let (want, want_sample) = reference(data, scope, filter, primary_only);
+                let (want, want_sample, want_ids) = reference(data, scope, filter, primary_only);
                 assert_eq!(
                     counts, want,
                     "counts of {json} in {scope:?}, primary only {primary_only}"
                 );
                 let sample = index.sample_people(scope, filter, 5).expect("sample when counts");
                 assert_eq!(sample, want_sample, "sample of {json} in {scope:?}");
+                let ids = index.push_reg_ids(scope, filter).expect("pushRegIds when counts");
+                assert_eq!(ids, want_ids, "pushRegIds of {json} in {scope:?}");
                 answered += 1;
             }
         }
@@ -338,7 +349,9 @@ fn answers_as_the_reference_semantics_through_changes() {
     for _ in 0..300 {
         let id = rng.uuid();
         let p = person(&mut rng, account, id);
-        let insts: Vec<Installation> = (0..rng.below(4)).map(|_| installation(&mut rng, &p, &apps)).collect();
+        let insts: Vec<Installation> = (0..rng.below(4))
+            .map(|_| installation(&mut rng, &p, &apps, 0))
+            .collect();
         index.set_person(account, p.id, Some((&p, &insts)));
         data.push((p, insts));
     }
@@ -346,7 +359,7 @@ fn answers_as_the_reference_semantics_through_changes() {
     for _ in 0..20 {
         let id = rng.uuid();
         let p = person(&mut rng, other_account, id);
-        let insts = vec![installation(&mut rng, &p, &apps)];
+        let insts = vec![installation(&mut rng, &p, &apps, 0)];
         index.set_person(other_account, p.id, Some((&p, &insts)));
     }
     assert_eq!(index.persons(), 320);
@@ -354,7 +367,8 @@ fn answers_as_the_reference_semantics_through_changes() {
     // Everything but the two filters left to SQL (and combinations with them) is answered.
     assert!(answered > filters.len() * scopes.len(), "answered only {answered}");
 
-    // Replace, remove and add; numbers of removed persons and installations are reused.
+    // Replace, remove and add; numbers of removed persons and installations are reused, and
+    // some pushRegIds are not canonical UUIDs from now on.
     for round in 0..3 {
         for _ in 0..100 {
             let k = rng.below(data.len());
@@ -366,8 +380,9 @@ fn answers_as_the_reference_semantics_through_changes() {
                 _ => {
                     let id = data[k].0.id;
                     let p = person(&mut rng, account, id);
-                    let insts: Vec<Installation> =
-                        (0..rng.below(4)).map(|_| installation(&mut rng, &p, &apps)).collect();
+                    let insts: Vec<Installation> = (0..rng.below(4))
+                        .map(|_| installation(&mut rng, &p, &apps, 5))
+                        .collect();
                     index.set_person(account, id, Some((&p, &insts)));
                     data[k] = (p, insts);
                 }
@@ -375,7 +390,9 @@ fn answers_as_the_reference_semantics_through_changes() {
             if rng.chance(30) {
                 let id = rng.uuid();
                 let p = person(&mut rng, account, id);
-                let insts: Vec<Installation> = (0..rng.below(4)).map(|_| installation(&mut rng, &p, &apps)).collect();
+                let insts: Vec<Installation> = (0..rng.below(4))
+                    .map(|_| installation(&mut rng, &p, &apps, 5))
+                    .collect();
                 index.set_person(account, p.id, Some((&p, &insts)));
                 data.push((p, insts));
             }
