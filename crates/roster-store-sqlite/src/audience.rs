@@ -20,7 +20,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Row, ToSql, params};
 use uuid::Uuid;
 
-use crate::error::map_err;
+use crate::error::{join_err, map_err};
 use crate::rows::{self, bool_at, json_at, uuid_at};
 use crate::sql::{self, count, execute, expect_one, query_all, query_opt};
 use crate::tx::SqliteTx;
@@ -218,8 +218,21 @@ fn count_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
 /// Persons of the account by id, with their phones, emails and tags, in the order of `ids`: a
 /// few statements for the whole list (a page of search results, a preview's sample).
 fn persons_by_ids(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<Person>> {
+    let mut by_id = persons_found(conn, account_id, ids)?;
+    ids.iter()
+        .map(|person_id| {
+            // Inside one transaction the person of a matching row exists.
+            by_id
+                .remove(person_id)
+                .ok_or_else(|| StoreError::Other(format!("person {person_id} of a matching row is missing")))
+        })
+        .collect()
+}
+
+/// The persons of the account among `ids` that exist, by id, with their phones, emails and tags.
+pub(crate) fn persons_found(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Person>> {
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(HashMap::new());
     }
     let account = id(account_id);
     let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
@@ -255,18 +268,92 @@ fn persons_by_ids(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -> StoreRes
         "SELECT person_id, tag FROM person_tags WHERE +account_id = ?1 \
          AND person_id IN (SELECT value FROM json_each(?2))",
     )?;
-    let mut out = Vec::with_capacity(ids.len());
-    for person_id in ids {
-        // Inside one transaction the person of a matching row exists.
-        let mut p = by_id
-            .remove(person_id)
-            .ok_or_else(|| StoreError::Other(format!("person {person_id} of a matching row is missing")))?;
+    for (person_id, p) in &mut by_id {
         p.phones = phones.remove(person_id).unwrap_or_default();
         p.emails = emails.remove(person_id).unwrap_or_default();
         p.tags = tags.remove(person_id).unwrap_or_default().into_iter().collect();
-        out.push(p);
     }
-    Ok(out)
+    Ok(by_id)
+}
+
+/// The preview's sample for persons `ids` (chosen by the in-memory index) as this transaction
+/// sees them, each with its matching installations; `None` if one of them does not exist here
+/// (the index saw a later commit than this transaction).
+fn sample_of(conn: &Connection, scope: Scope, filter: &Filter, ids: &[Uuid]) -> StoreResult<Option<Vec<SamplePerson>>> {
+    let mut found = persons_found(conn, scope.account_id, ids)?;
+    if found.len() != ids.len() {
+        return Ok(None);
+    }
+    let pairs = run(
+        conn,
+        &translate::preview_sample_installations(Dialect::Sqlite, scope, filter, ids),
+        |r| Ok((uuid_at(r, 0)?, r.get::<_, String>(1)?)),
+    )?;
+    Ok(Some(
+        ids.iter()
+            .filter_map(|person_id| found.remove(person_id))
+            .map(|person| SamplePerson {
+                installations: pairs
+                    .iter()
+                    .filter(|(p, _)| *p == person.id)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                person,
+            })
+            .collect(),
+    ))
+}
+
+/// The preview's sample by SQL: the first `sample_size` owners of matching pairs, by person id.
+fn sql_sample(conn: &Connection, scope: Scope, filter: &Filter, sample_size: u32) -> StoreResult<Vec<SamplePerson>> {
+    let ids = run(
+        conn,
+        &translate::preview_sample_people(Dialect::Sqlite, scope, filter, sample_size),
+        |r| uuid_at(r, 0),
+    )?;
+    let pairs = run(
+        conn,
+        &translate::preview_sample_installations(Dialect::Sqlite, scope, filter, &ids),
+        |r| Ok((uuid_at(r, 0)?, r.get::<_, String>(1)?)),
+    )?;
+    Ok(persons_by_ids(conn, scope.account_id, &ids)?
+        .into_iter()
+        .map(|person| SamplePerson {
+            installations: pairs
+                .iter()
+                .filter(|(p, _)| *p == person.id)
+                .map(|(_, r)| r.clone())
+                .collect(),
+            person,
+        })
+        .collect())
+}
+
+/// The whole preview by SQL, in the transaction's snapshot.
+fn sql_preview(
+    conn: &Connection,
+    scope: Scope,
+    filter: &Filter,
+    primary_only: bool,
+    sample_size: u32,
+) -> StoreResult<Preview> {
+    let counts = run(
+        conn,
+        &translate::preview_counts(Dialect::Sqlite, scope, filter, primary_only),
+        |r| Ok((count_at(r, 0)?, count_at(r, 1)?, count_at(r, 2)?)),
+    )?;
+    let (installations, people, deliverable_installations) = counts.first().copied().unwrap_or_default();
+    let sample = if sample_size > 0 && installations > 0 {
+        sql_sample(conn, scope, filter, sample_size)?
+    } else {
+        Vec::new()
+    };
+    Ok(Preview {
+        people,
+        installations,
+        deliverable_installations,
+        sample,
+    })
 }
 
 fn segment_row(row: &Row<'_>) -> rusqlite::Result<Segment> {
@@ -293,40 +380,37 @@ impl AudienceTx for SqliteTx {
         primary_only: bool,
         sample_size: u32,
     ) -> StoreResult<Preview> {
-        let conn = self.conn()?;
-        let counts = run(
-            conn,
-            &translate::preview_counts(Dialect::Sqlite, scope, filter, primary_only),
-            |r| Ok((count_at(r, 0)?, count_at(r, 1)?, count_at(r, 2)?)),
-        )?;
-        let (installations, people, deliverable_installations) = counts.first().copied().unwrap_or_default();
-        let mut sample = Vec::new();
-        if sample_size > 0 && installations > 0 {
-            let ids = run(
-                conn,
-                &translate::preview_sample_people(Dialect::Sqlite, scope, filter, sample_size),
-                |r| uuid_at(r, 0),
-            )?;
-            let pairs = run(
-                conn,
-                &translate::preview_sample_installations(Dialect::Sqlite, scope, filter, &ids),
-                |r| Ok((uuid_at(r, 0)?, r.get::<_, String>(1)?)),
-            )?;
-            for person in persons_by_ids(conn, scope.account_id, &ids)? {
-                let installations = pairs
-                    .iter()
-                    .filter(|(p, _)| *p == person.id)
-                    .map(|(_, r)| r.clone())
-                    .collect();
-                sample.push(SamplePerson { person, installations });
+        if let Some(state) = self.audience_index().filter(|s| s.is_ready()).cloned() {
+            // The refresh reads on the index's own connection and the index may be busy: not on
+            // a runtime thread.
+            let (asked, owned) = (state.clone(), filter.clone());
+            let answer =
+                tokio::task::spawn_blocking(move || asked.answer(scope, &owned, primary_only, sample_size as usize))
+                    .await
+                    .map_err(join_err)?;
+            match answer {
+                Ok(Some(answer)) => {
+                    let conn = self.conn()?;
+                    let sample = match sample_of(conn, scope, filter, &answer.sample)? {
+                        Some(sample) => sample,
+                        // A sampled person is not in this transaction's snapshot.
+                        None => sql_sample(conn, scope, filter, sample_size)?,
+                    };
+                    return Ok(Preview {
+                        people: answer.counts.people,
+                        installations: answer.counts.installations,
+                        deliverable_installations: answer.counts.deliverable_installations,
+                        sample,
+                    });
+                }
+                Ok(None) => state.count_fallback(),
+                Err(e) => {
+                    state.count_fallback();
+                    tracing::warn!(error = %e, "the in-memory audience index could not answer; previewing with SQL");
+                }
             }
         }
-        Ok(Preview {
-            people,
-            installations,
-            deliverable_installations,
-            sample,
-        })
+        sql_preview(self.conn()?, scope, filter, primary_only, sample_size)
     }
 
     async fn search_people(

@@ -41,6 +41,7 @@ use rusqlite::Connection;
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::error::join_err;
+use crate::memindex::IndexState;
 use crate::tx::{rollback_quietly, run};
 
 /// The writer connection and the batch open on it.
@@ -52,6 +53,8 @@ pub(crate) struct Writer {
     waiting: usize,
     /// Batches committed since the store was opened (for tests and diagnostics).
     committed_batches: u64,
+    /// The in-memory audience index fed by this connection's change capture (memindex.rs).
+    capture: Option<Arc<IndexState>>,
 }
 
 impl Writer {
@@ -61,7 +64,14 @@ impl Writer {
             batch: None,
             waiting: 0,
             committed_batches: 0,
+            capture: None,
         }
+    }
+
+    /// Hands the changes recorded by the connection's capture triggers to `index` after each
+    /// committed batch.
+    pub(crate) fn set_capture(&mut self, index: Arc<IndexState>) {
+        self.capture = Some(index);
     }
 
     /// Whether a transaction can join the open batch without `BEGIN IMMEDIATE`, that is
@@ -220,8 +230,16 @@ async fn lead(mutex: Arc<Mutex<Writer>>, batch: Arc<Batch>) {
         let outcome = run(&writer.conn, "COMMIT");
         if outcome.is_ok() {
             writer.committed_batches += 1;
+            // Before the batch's transactions are told: an acknowledged write is pending for
+            // the audience index (or already applied).
+            if let Some(index) = &writer.capture {
+                index.capture_committed(&writer.conn);
+            }
         } else {
             rollback_quietly(&writer.conn);
+            if let Some(index) = &writer.capture {
+                index.discard_changes(&writer.conn);
+            }
         }
         writer.end_batch(outcome);
     })

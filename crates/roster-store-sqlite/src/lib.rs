@@ -14,6 +14,7 @@ mod admin;
 mod audience;
 mod error;
 mod group;
+mod memindex;
 mod people;
 mod portal;
 mod push;
@@ -34,6 +35,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{join_err, map_err};
 use crate::group::Writer;
+use crate::memindex::IndexState;
 use crate::tx::{Handle, SqliteTx};
 
 pub use retention::PURGE_STATEMENTS;
@@ -65,6 +67,22 @@ const WRITER_CACHE_KIB: i64 = -65536;
 /// Prepared statements kept per connection: more than the store has distinct statements.
 const STATEMENT_CACHE: usize = 128;
 
+/// How [`SqliteStore::open_with`] opens a store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Keep the in-memory audience index (memindex.rs) that answers segment previews: built in
+    /// the background at open, then kept up to date by the writer. On by default; a short-lived
+    /// process (a command that imports, exports or creates an application) turns it off so it
+    /// does not read every person for nothing.
+    pub audience_index: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> SqliteOptions {
+        SqliteOptions { audience_index: true }
+    }
+}
+
 /// The SQLite store, shared by the whole process as `Arc<dyn Store>`.
 pub struct SqliteStore {
     path: PathBuf,
@@ -73,6 +91,17 @@ pub struct SqliteStore {
     /// transactions share commits (group.rs).
     writer: Arc<Mutex<Writer>>,
     readers: Arc<ReaderPool>,
+    /// The in-memory audience index, unless turned off.
+    index: Option<Arc<IndexState>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(index) = &self.index {
+            // A build still running has nobody to serve.
+            index.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -85,8 +114,14 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating it and its parent directories if needed) the database file at `path` and
-    /// applies the pending migrations.
+    /// applies the pending migrations, with the default options (the in-memory audience index
+    /// on).
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`] with `options`.
+    pub async fn open_with(path: &Path, options: SqliteOptions) -> StoreResult<SqliteStore> {
         let path = path.to_path_buf();
         let opened = path.clone();
         let writer = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
@@ -98,10 +133,11 @@ impl SqliteStore {
         })
         .await
         .map_err(join_err)??;
-        let store = SqliteStore {
+        let mut store = SqliteStore {
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
             writer: Arc::new(Mutex::new(Writer::new(writer))),
+            index: None,
         };
         store.migrate().await?;
         // Open the readers now, after the schema exists, so that a file that cannot be read
@@ -110,7 +146,63 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || pool.fill())
             .await
             .map_err(join_err)??;
+        if options.audience_index {
+            store.start_audience_index().await?;
+        }
         Ok(store)
+    }
+
+    /// Turns on change capture on the writer, then builds the in-memory audience index in the
+    /// background (capture first: whatever commits after the build's first read is pending).
+    async fn start_audience_index(&mut self) -> StoreResult<()> {
+        let index = Arc::new(IndexState::new(self.path.clone()));
+        let mut writer = self.writer.clone().lock_owned().await;
+        let captured = index.clone();
+        tokio::task::spawn_blocking(move || -> StoreResult<()> {
+            memindex::install_capture(&writer.conn)?;
+            writer.set_capture(captured);
+            Ok(())
+        })
+        .await
+        .map_err(join_err)??;
+        let building = index.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = building.build() {
+                tracing::error!(error = %e, "building the in-memory audience index failed; previews run as SQL");
+            }
+        });
+        self.index = Some(index);
+        Ok(())
+    }
+
+    /// Whether the in-memory audience index is built and answers previews (tests).
+    #[doc(hidden)]
+    pub fn audience_index_ready(&self) -> bool {
+        self.index.as_ref().is_some_and(|index| index.is_ready())
+    }
+
+    /// Waits up to `timeout` for the in-memory audience index to be built; whether it is
+    /// (tests).
+    #[doc(hidden)]
+    pub async fn wait_for_audience_index(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.audience_index_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Previews answered by the in-memory audience index, previews that fell back to SQL while
+    /// it was ready, and the persons it holds (tests).
+    #[doc(hidden)]
+    pub fn audience_index_stats(&self) -> (u64, u64, usize) {
+        self.index.as_ref().map_or((0, 0, 0), |index| {
+            let (answered, fallbacks) = index.stats();
+            (answered, fallbacks, index.persons())
+        })
     }
 
     /// Opens the store named by a database URL: `sqlite://<path>` or `sqlite:<path>`
@@ -402,7 +494,9 @@ impl Store for SqliteStore {
             tx::rollback_quietly(&reader);
             return Err(e);
         }
-        Ok(Box::new(SqliteTx::new(Handle::Reader(reader))))
+        Ok(Box::new(
+            SqliteTx::new(Handle::Reader(reader)).with_index(self.index.clone()),
+        ))
     }
 
     async fn ping(&self) -> StoreResult<()> {

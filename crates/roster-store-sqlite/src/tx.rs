@@ -1,5 +1,7 @@
 //! A transaction on the writer connection (read-write) or on a pooled reader (read-only).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use roster_model::{
     Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Millis,
@@ -13,6 +15,7 @@ use uuid::Uuid;
 use crate::PooledReader;
 use crate::error::map_err;
 use crate::group::{self, Writer};
+use crate::memindex::IndexState;
 use crate::sql;
 
 /// The connection a transaction runs on.
@@ -73,12 +76,31 @@ fn commit_on(conn: &Connection) -> StoreResult<()> {
 pub(crate) struct SqliteTx {
     /// `None` once committed or rolled back.
     handle: Option<Handle>,
+    /// The store's in-memory audience index, for previews of a read transaction (a write
+    /// transaction's own changes are not in it).
+    index: Option<Arc<IndexState>>,
 }
 
 impl SqliteTx {
     /// Wraps a connection on which `BEGIN` has just run.
     pub(crate) fn new(handle: Handle) -> SqliteTx {
-        SqliteTx { handle: Some(handle) }
+        SqliteTx {
+            handle: Some(handle),
+            index: None,
+        }
+    }
+
+    /// A read transaction whose previews may use `index`.
+    pub(crate) fn with_index(mut self, index: Option<Arc<IndexState>>) -> SqliteTx {
+        if matches!(self.handle, Some(Handle::Reader(_))) {
+            self.index = index;
+        }
+        self
+    }
+
+    /// The in-memory audience index this transaction's previews may use.
+    pub(crate) fn audience_index(&self) -> Option<&Arc<IndexState>> {
+        self.index.as_ref()
     }
 
     /// The connection, as long as the transaction is still open.

@@ -1,0 +1,539 @@
+//! The in-memory audience index of a SQLite store (`roster_store::audience::memory`), kept
+//! exact by change capture on the one writer connection, and the segment previews it answers.
+//!
+//! - **Capture.** Every write of the store runs on the writer connection (lib.rs, group.rs). On
+//!   it, at open, [`install_capture`] creates a TEMP table `audience_changes` and TEMP triggers
+//!   on `persons`, its child tables and `installations` (old and new owner of an updated
+//!   installation) that record the `(account, person)` of every row written. TEMP objects live
+//!   on that connection only: no schema change, nothing in the file. Their rows take part in the
+//!   batch's transaction and in each store transaction's savepoint, so a rolled-back transaction
+//!   or a failed batch leaves none. SQLite fires triggers for rows deleted or changed by foreign
+//!   key actions (ON DELETE CASCADE) too.
+//! - **Pending.** After a batch's `COMMIT` succeeds, its leader (still holding the writer, before
+//!   telling the batch's transactions) moves the recorded ids into the pending set
+//!   ([`IndexState::capture_committed`]): a write acknowledged to a caller is pending or already
+//!   applied.
+//! - **Refresh.** A preview on a read transaction, once the index is built, drains the pending
+//!   set and reads those persons and their installations on the index's own read connection, in
+//!   a transaction begun after the drain (so it sees every drained commit), applies them, then
+//!   asks the index. Drain, read and apply happen under the index's lock, in that order.
+//! - **Build.** At open, a blocking task reads every person (with its installations) account by
+//!   account, a page per read transaction. Capture is on before its first read: a person changed
+//!   while the build runs is pending, and is read again before the index is marked ready. Until
+//!   then previews run as SQL.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use roster_model::filter::Filter;
+use roster_model::{Installation, Person};
+use roster_store::audience::Scope;
+use roster_store::audience::memory::{Counts, MemoryIndex};
+use roster_store::columns::{id, json};
+use roster_store::{MAX_PAGE, StoreError, StoreResult, installation_columns};
+use rusqlite::{Connection, params};
+use uuid::Uuid;
+
+use crate::rows::{self, uuid_at};
+use crate::sql::{self, execute, query_all};
+use crate::tx::{rollback_quietly, run};
+
+/// The tables whose rows make up what the index holds on a person, each with its person id
+/// column. `installations` may change owner: its triggers record the old and the new one.
+const CAPTURED: [(&str, &str); 5] = [
+    ("persons", "id"),
+    ("person_tags", "person_id"),
+    ("person_phones", "person_id"),
+    ("person_emails", "person_id"),
+    ("installations", "person_id"),
+];
+
+/// Persons read per statement when refreshing (the ids go in one JSON list).
+const REFRESH_CHUNK: usize = 500;
+
+/// Pending persons past which the writer asks for a refresh in the background, so that the set
+/// stays bounded when no preview comes to drain it (a bulk load).
+const BACKGROUND_REFRESH: usize = 100_000;
+
+/// The SQL creating the change table and its triggers (TEMP: on the connection that runs it).
+fn capture_sql() -> String {
+    let mut sql = String::from(
+        "CREATE TEMP TABLE IF NOT EXISTS audience_changes (
+             account_id TEXT NOT NULL,
+             person_id  TEXT NOT NULL,
+             PRIMARY KEY (person_id, account_id)
+         ) WITHOUT ROWID;\n",
+    );
+    for (table, key) in CAPTURED {
+        for (event, images) in [
+            ("INSERT", &["NEW"][..]),
+            ("UPDATE", &["OLD", "NEW"][..]),
+            ("DELETE", &["OLD"][..]),
+        ] {
+            sql.push_str(&format!(
+                "CREATE TEMP TRIGGER IF NOT EXISTS audience_{table}_{} AFTER {event} ON main.{table} BEGIN\n",
+                event.to_lowercase()
+            ));
+            for row in images {
+                // No conflict possible (NOT EXISTS), so no conflict clause for an outer
+                // statement's to override.
+                sql.push_str(&format!(
+                    "    INSERT INTO audience_changes (account_id, person_id) \
+                     SELECT {row}.account_id, {row}.{key} WHERE NOT EXISTS (SELECT 1 FROM audience_changes \
+                     WHERE person_id = {row}.{key} AND account_id = {row}.account_id);\n"
+                ));
+            }
+            sql.push_str("END;\n");
+        }
+    }
+    sql
+}
+
+/// Creates the change table and triggers on the writer connection (after the migrations: the
+/// triggers name the tables).
+pub(crate) fn install_capture(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(&capture_sql()).map_err(crate::error::map_err)
+}
+
+/// Reads and deletes the recorded changes (on the writer, outside a batch).
+fn take_changes(conn: &Connection) -> StoreResult<Vec<(Uuid, Uuid)>> {
+    let changes = query_all(
+        conn,
+        "SELECT account_id, person_id FROM temp.audience_changes",
+        [],
+        |r| Ok((uuid_at(r, 0)?, uuid_at(r, 1)?)),
+    )?;
+    if !changes.is_empty() {
+        execute(conn, "DELETE FROM temp.audience_changes", [])?;
+    }
+    Ok(changes)
+}
+
+/// The index, its refresh connection, and what was committed since it last read.
+pub(crate) struct IndexState {
+    path: PathBuf,
+    /// Persons written by committed batches and not yet applied to the index.
+    pending: Mutex<HashSet<(Uuid, Uuid)>>,
+    inner: Mutex<Inner>,
+    /// Built (and not broken): previews may use it.
+    ready: AtomicBool,
+    /// A change may have been lost (capture failed, a panic inside the index): the index must
+    /// not answer again in this process.
+    broken: AtomicBool,
+    /// The store was dropped: a running build stops.
+    closed: AtomicBool,
+    /// A background refresh is queued or running.
+    refreshing: AtomicBool,
+    /// Previews answered by the index, and previews that fell back to SQL while it was ready.
+    answered: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+struct Inner {
+    index: MemoryIndex,
+    /// The read connection of refreshes (opened by the build).
+    conn: Option<Connection>,
+}
+
+/// A preview's figures from the index: the counts and the sampled person ids.
+pub(crate) struct Answer {
+    pub(crate) counts: Counts,
+    pub(crate) sample: Vec<Uuid>,
+}
+
+impl IndexState {
+    pub(crate) fn new(path: PathBuf) -> IndexState {
+        IndexState {
+            path,
+            pending: Mutex::new(HashSet::new()),
+            inner: Mutex::new(Inner {
+                index: MemoryIndex::new(),
+                conn: None,
+            }),
+            ready: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            refreshing: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether previews may use the index.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.broken.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Previews answered by the index, and previews that fell back to SQL while it was ready.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.fallbacks.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn count_fallback(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops answering from the index for the rest of the process.
+    fn mark_broken(&self, why: &str) {
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                why,
+                "the in-memory audience index is off until restart; previews run as SQL"
+            );
+        }
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, HashSet<(Uuid, Uuid)>> {
+        // Insertions and a take: never inconsistent after a panic.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index under its lock; `None` (and broken) if a panic left it half-updated.
+    fn lock_inner(&self) -> Option<MutexGuard<'_, Inner>> {
+        match self.inner.lock() {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                self.mark_broken("a panic while the index was being updated");
+                None
+            }
+        }
+    }
+
+    /// After a batch's successful `COMMIT`, on the writer: its recorded changes become pending.
+    pub(crate) fn capture_committed(self: &Arc<Self>, conn: &Connection) {
+        match take_changes(conn) {
+            Ok(changes) if changes.is_empty() => {}
+            Ok(changes) => {
+                let len = {
+                    let mut pending = self.lock_pending();
+                    pending.extend(changes);
+                    pending.len()
+                };
+                if len >= BACKGROUND_REFRESH && self.is_ready() {
+                    self.refresh_in_background();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the audience changes of a batch failed");
+                self.mark_broken("the changes of a committed batch could not be read");
+                self.discard_changes(conn);
+            }
+        }
+    }
+
+    /// After a failed or abandoned batch: its changes were rolled back with it; clear whatever
+    /// is left (nothing, unless something wrote outside a batch).
+    pub(crate) fn discard_changes(&self, conn: &Connection) {
+        if let Err(e) = execute(conn, "DELETE FROM temp.audience_changes", []) {
+            tracing::warn!(error = %e, "clearing the audience changes failed");
+        }
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.refreshing.store(false, Ordering::Release);
+            return;
+        };
+        let state = self.clone();
+        runtime.spawn_blocking(move || {
+            if let Some(mut inner) = state.lock_inner()
+                && let Err(e) = state.refresh(&mut inner)
+            {
+                tracing::warn!(error = %e, "refreshing the audience index failed; the changes stay pending");
+            }
+            state.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Builds the index from the database (blocking; run at open in a task of its own), then
+    /// applies what was committed meanwhile and marks it ready.
+    pub(crate) fn build(&self) -> StoreResult<()> {
+        let started = Instant::now();
+        let conn = crate::open_reader(&self.path)?;
+        let accounts: Vec<Uuid> = in_read_tx(&conn, |c| {
+            query_all(c, "SELECT id FROM accounts ORDER BY id", [], |r| uuid_at(r, 0))
+        })?;
+        let mut index = MemoryIndex::new();
+        for account in accounts {
+            let mut after = None;
+            loop {
+                if self.closed.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                // A short read transaction per page: a long one would keep the log from being
+                // checkpointed. Whatever changes between pages is pending (capture is on).
+                let (page, mut installations) = in_read_tx(&conn, |c| {
+                    let page = sql::persons_page(c, account, after, MAX_PAGE)?;
+                    let installations = match (page.first(), page.last()) {
+                        (Some(first), Some(last)) => installations_in_range(c, account, first.id, last.id)?,
+                        _ => HashMap::new(),
+                    };
+                    Ok((page, installations))
+                })?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                for person in &page {
+                    let own = installations.remove(&person.id).unwrap_or_default();
+                    index.set_person(account, person.id, Some((person, &own)));
+                }
+            }
+        }
+        let Some(mut inner) = self.lock_inner() else {
+            return Err(StoreError::Other("the audience index lock is poisoned".into()));
+        };
+        inner.index = index;
+        inner.conn = Some(conn);
+        self.refresh(&mut inner)?;
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(
+            persons = inner.index.persons(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "in-memory audience index built"
+        );
+        Ok(())
+    }
+
+    /// Applies the pending persons: drained first, then read in a transaction begun after the
+    /// drain. On failure they are pending again.
+    fn refresh(&self, inner: &mut Inner) -> StoreResult<()> {
+        let drained: Vec<(Uuid, Uuid)> = std::mem::take(&mut *self.lock_pending()).into_iter().collect();
+        if drained.is_empty() {
+            return Ok(());
+        }
+        let read = match inner.conn.as_ref() {
+            Some(conn) => in_read_tx(conn, |c| read_persons(c, &drained)),
+            None => Err(StoreError::Other("the audience index has no connection".into())),
+        };
+        match read {
+            Ok(entries) => {
+                for ((account, person), entry) in drained.iter().zip(&entries) {
+                    inner
+                        .index
+                        .set_person(*account, *person, entry.as_ref().map(|(p, i)| (p, i.as_slice())));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lock_pending().extend(drained);
+                Err(e)
+            }
+        }
+    }
+
+    /// The preview's counts and sample (`sample` persons at most, none when nothing matches),
+    /// from the index brought up to date; `None` when the index does not hold a field of the
+    /// filter (or is not ready).
+    pub(crate) fn answer(
+        &self,
+        scope: Scope,
+        filter: &Filter,
+        primary_only: bool,
+        sample: usize,
+    ) -> StoreResult<Option<Answer>> {
+        if !self.is_ready() {
+            return Ok(None);
+        }
+        let Some(mut inner) = self.lock_inner() else {
+            return Ok(None);
+        };
+        self.refresh(&mut inner)?;
+        let Some(counts) = inner.index.counts(scope, filter, primary_only) else {
+            return Ok(None);
+        };
+        let sample = if sample > 0 && counts.installations > 0 {
+            match inner.index.sample_people(scope, filter, sample) {
+                Some(ids) => ids,
+                None => return Ok(None),
+            }
+        } else {
+            Vec::new()
+        };
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(Answer { counts, sample }))
+    }
+
+    /// Persons held by the index (tests).
+    pub(crate) fn persons(&self) -> usize {
+        self.lock_inner().map_or(0, |inner| inner.index.persons())
+    }
+}
+
+/// Runs `f` in a read transaction of its own on `conn`.
+fn in_read_tx<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    run(conn, "BEGIN")?;
+    let out = f(conn);
+    match &out {
+        Ok(_) => run(conn, "COMMIT")?,
+        Err(_) => rollback_quietly(conn),
+    }
+    out
+}
+
+/// Installations of the account whose owner id is in `first..=last` (a page of persons), by owner.
+fn installations_in_range(
+    conn: &Connection,
+    account_id: Uuid,
+    first: Uuid,
+    last: Uuid,
+) -> StoreResult<HashMap<Uuid, Vec<Installation>>> {
+    let found = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            installation_columns!(),
+            " FROM installations WHERE person_id >= ?2 AND person_id <= ?3 AND +account_id = ?1 \
+             ORDER BY person_id, created_at, push_reg_id"
+        ),
+        params![id(account_id), id(first), id(last)],
+        rows::installation,
+    )?;
+    Ok(by_owner(found))
+}
+
+fn by_owner(installations: Vec<Installation>) -> HashMap<Uuid, Vec<Installation>> {
+    let mut out: HashMap<Uuid, Vec<Installation>> = HashMap::new();
+    for inst in installations {
+        out.entry(inst.person_id).or_default().push(inst);
+    }
+    out
+}
+
+/// A person and all its installations, as the index takes them.
+type Entry = (Person, Vec<Installation>);
+
+/// Each `(account, person)` as stored now with all its installations, `None` if it is gone, in
+/// the order of `ids`.
+fn read_persons(conn: &Connection, ids: &[(Uuid, Uuid)]) -> StoreResult<Vec<Option<Entry>>> {
+    let mut by_account: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (account, person) in ids {
+        by_account.entry(*account).or_default().push(*person);
+    }
+    let mut found: HashMap<(Uuid, Uuid), Entry> = HashMap::new();
+    for (account, persons) in by_account {
+        for chunk in persons.chunks(REFRESH_CHUNK) {
+            let mut people = crate::audience::persons_found(conn, account, chunk)?;
+            let list = json(&chunk.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+            let installations = query_all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    installation_columns!(),
+                    " FROM installations WHERE person_id IN (SELECT value FROM json_each(?2)) \
+                     AND +account_id = ?1 ORDER BY person_id, created_at, push_reg_id"
+                ),
+                params![id(account), list],
+                rows::installation,
+            )?;
+            let mut installations = by_owner(installations);
+            for person in chunk {
+                if let Some(p) = people.remove(person) {
+                    found.insert(
+                        (account, *person),
+                        (p, installations.remove(person).unwrap_or_default()),
+                    );
+                }
+            }
+        }
+    }
+    Ok(ids.iter().map(|key| found.remove(key)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The triggers capture what the brief of each table promises, including rows deleted by
+    /// `ON DELETE CASCADE` and both owners of a moved installation; a rolled-back savepoint
+    /// leaves nothing.
+    #[test]
+    fn triggers_capture_writes_cascades_and_moves() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        crate::apply_migrations(&conn).unwrap();
+        install_capture(&conn).unwrap();
+        let (acc, app, p1, p2) = (
+            "00000000-0000-0000-0000-00000000000a",
+            "00000000-0000-0000-0000-0000000000ap",
+            "00000000-0000-0000-0000-000000000001",
+            "00000000-0000-0000-0000-000000000002",
+        );
+        conn.execute_batch(&format!(
+            "INSERT INTO accounts (id, name, created_at) VALUES ('{acc}', 'a', 1);
+             INSERT INTO applications (account_id, id, name, application_code, enabled,
+                 require_jwt_for_user_data, restrict_user_data_from_sdk, providers, created_at, updated_at)
+                 VALUES ('{acc}', '{app}', 'app', 'code', 1, 0, 0, '{{}}', 1, 1);"
+        ))
+        .unwrap();
+        let person = |p: &str| {
+            format!(
+                "INSERT INTO persons (account_id, id, custom_attributes, type, version, created_at, updated_at)
+                 VALUES ('{acc}', '{p}', '{{}}', 'LEAD', 1, 1, 1);"
+            )
+        };
+        conn.execute_batch(&(person(p1) + &person(p2))).unwrap();
+        let changes = |conn: &Connection| -> Vec<String> {
+            let mut v: Vec<String> = take_changes(conn)
+                .unwrap()
+                .into_iter()
+                .map(|(a, p)| {
+                    assert_eq!(a.to_string(), acc);
+                    p.to_string()
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(changes(&conn), vec![p1, p2], "inserted persons, once each");
+        assert!(changes(&conn).is_empty(), "taken");
+
+        conn.execute_batch(&format!(
+            "INSERT INTO person_tags (account_id, person_id, tag) VALUES ('{acc}', '{p1}', 'x')"
+        ))
+        .unwrap();
+        assert_eq!(changes(&conn), vec![p1]);
+
+        conn.execute_batch(&format!(
+            "INSERT INTO installations (account_id, push_reg_id, application_id, person_id, reg_enabled,
+                 is_primary, custom_attributes, created_at, updated_at, last_seen_at)
+                 VALUES ('{acc}', 'r1', '{app}', '{p1}', 1, 0, '{{}}', 1, 1, 1)"
+        ))
+        .unwrap();
+        assert_eq!(changes(&conn), vec![p1]);
+        conn.execute_batch(&format!(
+            "UPDATE installations SET person_id = '{p2}' WHERE push_reg_id = 'r1'"
+        ))
+        .unwrap();
+        assert_eq!(
+            changes(&conn),
+            vec![p1, p2],
+            "old and new owner of a moved installation"
+        );
+
+        // A rolled-back savepoint takes its captured rows with it.
+        conn.execute_batch("BEGIN; SAVEPOINT tx;").unwrap();
+        conn.execute_batch(&format!("UPDATE persons SET version = 2 WHERE id = '{p1}'"))
+            .unwrap();
+        conn.execute_batch("ROLLBACK TO tx; RELEASE tx; COMMIT;").unwrap();
+        assert!(changes(&conn).is_empty(), "nothing of a rolled-back savepoint");
+
+        // Rows deleted by ON DELETE CASCADE fire their triggers: only the child table's trigger
+        // can have recorded p1 here (the persons trigger is dropped for the check).
+        conn.execute_batch("DROP TRIGGER temp.audience_persons_delete").unwrap();
+        conn.execute_batch(&format!("DELETE FROM persons WHERE id = '{p1}'"))
+            .unwrap();
+        assert_eq!(changes(&conn), vec![p1], "the cascaded person_tags delete was captured");
+    }
+}

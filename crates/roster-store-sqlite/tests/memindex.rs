@@ -1,0 +1,319 @@
+//! The in-memory audience index of the SQLite store (src/memindex.rs): previews answered by it
+//! equal the SQL previews of a store on the same file with the index off, and the reference
+//! (`Filter::matches`), after seeding, after every kind of write (person and tag updates, moved
+//! and deleted installations, deleted persons, a deleted application, rolled-back and dropped
+//! transactions, writes racing the build), and after a restart.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use roster_model::filter::Filter;
+use roster_store::Store;
+use roster_store::audience::{Preview, Scope};
+use roster_store_sqlite::{SqliteOptions, SqliteStore};
+use roster_store_tests::audience::{Population, Vocab, check_filters, random_filters, seed_population};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const READY: Duration = Duration::from_secs(30);
+
+/// SplitMix64, for seeded choices among the mutations.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+async fn indexed(path: &Path) -> SqliteStore {
+    let store = SqliteStore::open(path).await.unwrap();
+    assert!(store.wait_for_audience_index(READY).await, "the index was not built");
+    store
+}
+
+/// A store on the same file whose previews are SQL only.
+async fn sql_only(path: &Path) -> SqliteStore {
+    SqliteStore::open_with(path, SqliteOptions { audience_index: false })
+        .await
+        .unwrap()
+}
+
+async fn vocab(store: &dyn Store, account_id: Uuid) -> Vocab {
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    tx.rollback().await.unwrap();
+    Vocab::of(&snap, account_id)
+}
+
+/// Hand-written filters over what the index is most likely to hold, next to random ones.
+fn fixed_filters() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"tags": "vip"}),
+        json!({"tags": {"$in": ["vip", "new"]}}),
+        json!({"tags": {"$nin": ["vip"]}}),
+        json!({"tags": {"$exists": false}}),
+        json!({"installation.os": "Android"}),
+        json!({"installation.pushServiceType": {"$in": ["Firebase", "APNS"]}}),
+        json!({"score": {"$gte": 2}}),
+        json!({"vip": true}),
+        json!({"$or": [{"tags": "vip"}, {"installation.customAttributes.channel": "web"}]}),
+        json!({"$not": {"tags": "vip"}}),
+        json!({"type": "CUSTOMER"}),
+    ]
+}
+
+fn same(a: &Preview, b: &Preview, ctx: &str) {
+    assert_eq!(a.people, b.people, "people of {ctx}");
+    assert_eq!(a.installations, b.installations, "installations of {ctx}");
+    assert_eq!(
+        a.deliverable_installations, b.deliverable_installations,
+        "deliverable installations of {ctx}"
+    );
+    let ids = |p: &Preview| -> Vec<(Uuid, Vec<String>)> {
+        p.sample
+            .iter()
+            .map(|s| (s.person.id, s.installations.clone()))
+            .collect()
+    };
+    assert_eq!(ids(a), ids(b), "sample of {ctx}");
+    for (x, y) in a.sample.iter().zip(&b.sample) {
+        assert_eq!(x.person, y.person, "sample person of {ctx}");
+    }
+}
+
+/// Every filter on every scope, with and without `primary_only`, sample sizes 0 to 100: the
+/// indexed store's previews equal the SQL store's; then the reference check of the audience
+/// suite on the indexed store. Returns how many previews the index answered.
+async fn compare(indexed: &SqliteStore, sql: &SqliteStore, pop: &Population, seed: u64) -> u64 {
+    let before = indexed.audience_index_stats().0;
+    let vocab = vocab(indexed, pop.account.id).await;
+    let mut filters = fixed_filters();
+    filters.extend(random_filters(seed, &vocab, 60));
+    let mut fast = indexed.begin_read().await.unwrap();
+    let mut slow = sql.begin_read().await.unwrap();
+    for (n, json) in filters.iter().enumerate() {
+        let filter = Filter::parse(json, &pop.definitions, "filter").unwrap();
+        for app in [None, Some(pop.apps[0].id), Some(pop.apps[1].id)] {
+            let scope = Scope {
+                account_id: pop.account.id,
+                application_id: app,
+            };
+            for primary_only in [false, true] {
+                let sample = [0, 1, 3, 10, 100][n % 5];
+                let a = fast.preview(scope, &filter, primary_only, sample).await.unwrap();
+                let b = slow.preview(scope, &filter, primary_only, sample).await.unwrap();
+                same(&a, &b, &format!("#{n} {json} in {app:?}, primary only {primary_only}"));
+            }
+        }
+    }
+    fast.rollback().await.unwrap();
+    slow.rollback().await.unwrap();
+    check_filters(indexed, pop, &filters).await;
+    let (answered, fallbacks, held) = indexed.audience_index_stats();
+    let answered = answered - before;
+    eprintln!("{answered} previews answered by the index ({fallbacks} fell back to SQL so far), {held} persons held");
+    assert!(answered > 0, "no preview was answered by the index");
+    answered
+}
+
+/// Persons of the account, by id.
+async fn persons(store: &dyn Store, account_id: Uuid) -> Vec<roster_model::Person> {
+    let mut tx = store.begin_read().await.unwrap();
+    let snap = tx.snapshot().await.unwrap();
+    tx.rollback().await.unwrap();
+    snap.persons
+        .into_iter()
+        .filter(|p| p.account_id == account_id)
+        .collect()
+}
+
+/// Changes tags, attributes and names of some persons, moves installations to other persons
+/// (merging a person into another: its installations moved, then it is deleted), deletes
+/// installations and persons, in several transactions.
+async fn mutate(store: &dyn Store, pop: &Population, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let all = persons(store, pop.account.id).await;
+    let tags = ["vip", "new", "churned", "Beta"];
+    // Person updates, one transaction per 25.
+    for chunk in all.chunks(25) {
+        let mut tx = store.begin().await.unwrap();
+        for p in chunk {
+            if !rng.chance(40) {
+                continue;
+            }
+            let mut q = p.clone();
+            q.version += 1;
+            q.tags = (0..rng.below(3))
+                .map(|_| tags[rng.below(tags.len())].to_string())
+                .collect();
+            if rng.chance(50) {
+                q.custom_attributes.insert("score".into(), json!(rng.below(10)));
+            } else {
+                q.custom_attributes.remove("score");
+            }
+            if rng.chance(30) {
+                q.first_name = None;
+            }
+            tx.update_person(&q).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    // Merges: every 9th person's installations move to the next person, then it is deleted.
+    let mut tx = store.begin().await.unwrap();
+    for pair in all.chunks(2).step_by(9) {
+        let [from, into] = pair else { continue };
+        for mut inst in tx.installations_of_person(pop.account.id, from.id, None).await.unwrap() {
+            inst.person_id = into.id;
+            inst.is_primary = false;
+            tx.update_installation(&inst).await.unwrap();
+        }
+        assert!(tx.delete_person(pop.account.id, from.id).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    // Installations moved to another person, their old owner kept (it may match no more).
+    let mut tx = store.begin().await.unwrap();
+    let left = persons(store, pop.account.id).await;
+    for (i, p) in left.iter().enumerate().skip(3).step_by(5) {
+        let into = &left[(i * 7) % left.len()];
+        for mut inst in tx.installations_of_person(pop.account.id, p.id, None).await.unwrap() {
+            if into.id != p.id {
+                inst.person_id = into.id;
+                inst.is_primary = false;
+                tx.update_installation(&inst).await.unwrap();
+            }
+        }
+    }
+    tx.commit().await.unwrap();
+    // Some installations deleted, and persons left without any deleted too.
+    let mut tx = store.begin().await.unwrap();
+    for p in persons(store, pop.account.id).await.iter().step_by(7) {
+        for inst in tx.installations_of_person(pop.account.id, p.id, None).await.unwrap() {
+            if rng.chance(50) {
+                tx.delete_installation(pop.account.id, &inst.push_reg_id).await.unwrap();
+            }
+        }
+        if tx.count_installations_of_person(pop.account.id, p.id).await.unwrap() == 0 && rng.chance(50) {
+            assert!(tx.delete_person(pop.account.id, p.id).await.unwrap());
+        }
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Writes that never commit: a rolled-back transaction and a dropped one, each tagging every
+/// person and deleting installations; the index must not show any of it.
+async fn abandoned_writes(store: &dyn Store, pop: &Population) {
+    for drop_it in [false, true] {
+        let mut tx = store.begin().await.unwrap();
+        for p in persons(store, pop.account.id).await {
+            let mut q = p.clone();
+            q.version += 1;
+            q.tags = BTreeSet::from(["ghost".to_string(), "vip".to_string()]);
+            tx.update_person(&q).await.unwrap();
+            for inst in tx.installations_of_person(pop.account.id, p.id, None).await.unwrap() {
+                tx.delete_installation(pop.account.id, &inst.push_reg_id).await.unwrap();
+            }
+        }
+        if drop_it {
+            drop(tx);
+        } else {
+            tx.rollback().await.unwrap();
+        }
+    }
+}
+
+/// Deletes an application the way the management API does (its installations, owner by owner,
+/// then the application).
+async fn delete_application(store: &dyn Store, pop: &Population, app: Uuid) {
+    let mut tx = store.begin().await.unwrap();
+    loop {
+        let owners = tx.installation_owners(pop.account.id, app, 50).await.unwrap();
+        if owners.is_empty() {
+            break;
+        }
+        tx.delete_installations_of_owners(pop.account.id, app, &owners)
+            .await
+            .unwrap();
+    }
+    assert!(tx.delete_application(pop.account.id, app).await.unwrap());
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn index_previews_equal_sql_previews_through_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.db");
+    let store = indexed(&path).await;
+    let sql = sql_only(&path).await;
+    assert!(!sql.audience_index_ready());
+    let seed = 0x1DE7_0001;
+    // Seeded after the build: everything reaches the index through capture.
+    let pop = seed_population(&store, seed, 300).await;
+    compare(&store, &sql, &pop, seed).await;
+
+    mutate(&store, &pop, seed ^ 1).await;
+    compare(&store, &sql, &pop, seed ^ 2).await;
+
+    abandoned_writes(&store, &pop).await;
+    compare(&store, &sql, &pop, seed ^ 3).await;
+
+    delete_application(&store, &pop, pop.apps[1].id).await;
+    let (_, _, held) = store.audience_index_stats();
+    assert_eq!(held, persons(&store, pop.account.id).await.len(), "persons held");
+    // The second application's scope is empty now on both sides.
+    compare(&store, &sql, &pop, seed ^ 4).await;
+}
+
+/// Reopening the file builds the index again from the database (the population seeded before
+/// the open), with writes racing the build; the answers are the same as SQL's.
+#[tokio::test]
+async fn a_restarted_store_rebuilds_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.db");
+    let seed = 0x1DE7_0002;
+    let pop = {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let pop = seed_population(&store, seed, 400).await;
+        mutate(&store, &pop, seed ^ 1).await;
+        pop
+    };
+    let sql = sql_only(&path).await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    // Written while the build may still run: these must not be lost.
+    mutate(&store, &pop, seed ^ 2).await;
+    assert!(store.wait_for_audience_index(READY).await);
+    compare(&store, &sql, &pop, seed).await;
+    let (_, _, held) = store.audience_index_stats();
+    assert_eq!(held, persons(&store, pop.account.id).await.len(), "persons held");
+    drop(store);
+
+    let store = indexed(&path).await;
+    compare(&store, &sql, &pop, seed ^ 3).await;
+}
+
+/// With the index off nothing is built and previews are SQL.
+#[tokio::test]
+async fn the_index_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.db");
+    let store = sql_only(&path).await;
+    let pop = seed_population(&store, 0x1DE7_0003, 30).await;
+    assert!(!store.wait_for_audience_index(Duration::from_millis(50)).await);
+    let filters = fixed_filters();
+    check_filters(&store, &pop, &filters).await;
+    assert_eq!(store.audience_index_stats(), (0, 0, 0));
+}
