@@ -3,6 +3,7 @@
 //! subscriber and the opened store.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use roster_core::{Core, CoreSettings};
@@ -10,8 +11,9 @@ use roster_model::Account;
 use roster_server::{
     Settings,
     settings::{redact_url, unknown_env_vars},
-    store::open_store,
+    store::{open_command_store, open_store},
 };
+use roster_store::Store;
 use tracing_subscriber::EnvFilter;
 
 use crate::{cli::StoreArgs, core_error};
@@ -70,12 +72,23 @@ fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
 }
 
-/// Opens (and migrates) the store of the settings and returns the rules over it.
+/// Opens (and migrates) the store of the settings for a one-shot command (no in-memory
+/// audience index) and returns the rules over it.
 pub async fn open_core(settings: &Settings) -> anyhow::Result<Core> {
     let url = settings.store_url();
-    let store = open_store(&url)
-        .await
-        .with_context(|| format!("cannot open the store {}", redact_url(&url)))?;
+    let store = open_command_store(&url).await;
+    core_over(store, &url, settings)
+}
+
+/// [`open_core`] for `roster serve`: the store keeps its in-memory audience index.
+pub async fn open_serving_core(settings: &Settings) -> anyhow::Result<Core> {
+    let url = settings.store_url();
+    let store = open_store(&url).await;
+    core_over(store, &url, settings)
+}
+
+fn core_over(store: anyhow::Result<Arc<dyn Store>>, url: &str, settings: &Settings) -> anyhow::Result<Core> {
+    let store = store.with_context(|| format!("cannot open the store {}", redact_url(url)))?;
     Ok(Core::new(
         store,
         CoreSettings {

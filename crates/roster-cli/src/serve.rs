@@ -16,7 +16,7 @@ pub async fn run(args: ServeArgs, mut settings: Settings) -> anyhow::Result<()> 
     if let Some(listen) = &args.listen {
         settings.http.listen = listen.clone();
     }
-    let core = config::open_core(&settings).await?;
+    let core = config::open_serving_core(&settings).await?;
     tracing::info!(store = %redact_url(&settings.store_url()), "store opened");
 
     // management-api.md §1.1: a serve that finds no API key in the default account creates

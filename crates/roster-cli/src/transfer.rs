@@ -34,7 +34,7 @@ use roster_model::{
     Account, ApiKey, Application, AttributeDefinition, AttributeScope, Installation, JwtKey, MergeLogEntry, Person,
 };
 use roster_server::settings::redact_url;
-use roster_server::store::open_store;
+use roster_server::store::open_command_store;
 use roster_store::audience::Segment;
 use roster_store::push::{AudienceJob, Bulk, Delivery, IdempotencyRecord, Message, PushTable};
 use roster_store::{RowKind, Store, StoreResult, Tx};
@@ -479,7 +479,7 @@ pub async fn import(args: ImportArgs, store_url: &str) -> anyhow::Result<()> {
         bail!("{} is empty: not a {FORMAT} file", args.file.display());
     }
     let header = Header::parse(&line)?;
-    let store = open_store(store_url)
+    let store = open_command_store(store_url)
         .await
         .with_context(|| format!("cannot open the store {}", redact_url(store_url)))?;
     let progress = Progress::new(args.quiet);
@@ -543,7 +543,7 @@ pub async fn migrate_store(args: MigrateStoreArgs) -> anyhow::Result<()> {
         bail!("--from and --to name the same store");
     }
     let source = open_existing(&args.from).await?;
-    let target = open_store(&args.to)
+    let target = open_command_store(&args.to)
         .await
         .with_context(|| format!("cannot open the target store {}", redact_url(&args.to)))?;
     let progress = Progress::new(args.quiet);
@@ -1053,7 +1053,7 @@ async fn open_existing(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     {
         bail!("there is no SQLite store at {path}");
     }
-    open_store(url)
+    open_command_store(url)
         .await
         .with_context(|| format!("cannot open the store {}", redact_url(url)))
 }

@@ -5,12 +5,24 @@ use std::{path::Path, sync::Arc};
 
 use roster_store::Store;
 use roster_store_postgres::PgStore;
-use roster_store_sqlite::SqliteStore;
+use roster_store_sqlite::{SqliteOptions, SqliteStore};
 
-/// Opens (and migrates) the store of `url`.
+/// Opens (and migrates) the store of `url` for a server: a SQLite store builds and keeps its
+/// in-memory audience index.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    open(url, SqliteOptions::default()).await
+}
+
+/// Opens (and migrates) the store of `url` for a one-shot command (import, export, an
+/// application or key created from the command line): a SQLite store does not build its
+/// in-memory audience index, which would read every person for a process about to exit.
+pub async fn open_command_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    open(url, SqliteOptions { audience_index: false }).await
+}
+
+async fn open(url: &str, options: SqliteOptions) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let store = SqliteStore::open(Path::new(path)).await?;
+        let store = SqliteStore::open_with(Path::new(path), options).await?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
