@@ -380,6 +380,10 @@ impl AudienceTx for SqliteTx {
         primary_only: bool,
         sample_size: u32,
     ) -> StoreResult<Preview> {
+        if let Some(state) = self.audience_index().cloned() {
+            // Writes of another process reach the index only by a rebuild.
+            state.look_for_foreign_commits();
+        }
         if let Some(state) = self.audience_index().filter(|s| s.is_ready()).cloned() {
             // The refresh reads on the index's own connection and the index may be busy: not on
             // a runtime thread.

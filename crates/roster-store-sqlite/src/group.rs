@@ -55,6 +55,9 @@ pub(crate) struct Writer {
     committed_batches: u64,
     /// The in-memory audience index fed by this connection's change capture (memindex.rs).
     capture: Option<Arc<IndexState>>,
+    /// `PRAGMA data_version` when last looked at: on this connection it changes only when
+    /// another connection, that is another process, commits to the file.
+    data_version: Option<i64>,
 }
 
 impl Writer {
@@ -65,6 +68,7 @@ impl Writer {
             waiting: 0,
             committed_batches: 0,
             capture: None,
+            data_version: None,
         }
     }
 
@@ -72,6 +76,7 @@ impl Writer {
     /// committed batch.
     pub(crate) fn set_capture(&mut self, index: Arc<IndexState>) {
         self.capture = Some(index);
+        look_for_foreign_commits(self);
     }
 
     /// Whether a transaction can join the open batch without `BEGIN IMMEDIATE`, that is
@@ -115,6 +120,34 @@ impl Writer {
     }
 }
 
+/// With change capture on: whether another process committed to the file since the last look
+/// (its writes were not captured), in which case the audience index is built again. Cheap (the
+/// pragma reads the log's shared header). Looked at when a batch begins (from then on the batch
+/// holds the file's write lock: nobody else commits until its end), and by previews when the
+/// writer is idle.
+pub(crate) fn look_for_foreign_commits(writer: &mut Writer) {
+    let Some(index) = writer.capture.clone() else {
+        return;
+    };
+    if writer.batch.is_some() {
+        // Looked at when it began; nobody else has committed since.
+        return;
+    }
+    let version = writer.conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0));
+    match version {
+        Ok(version) => {
+            if writer.data_version.replace(version).is_some_and(|seen| seen != version) {
+                index.rebuild("another process wrote to the database file");
+            }
+        }
+        Err(e) => {
+            writer.data_version = None;
+            tracing::warn!(error = %e, "reading PRAGMA data_version failed");
+            index.rebuild("cannot tell whether another process wrote to the database file");
+        }
+    }
+}
+
 /// One shared SQLite transaction.
 pub(crate) struct Batch {
     /// `None` while open; then whether its `COMMIT` succeeded (the error's text if not:
@@ -132,6 +165,8 @@ pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
         // Nothing may be left open outside a batch; whatever is (a failure half-way) is dropped.
         rollback_quietly(&writer.conn);
         run(&writer.conn, "BEGIN IMMEDIATE")?;
+        // Holding the file's write lock: whatever another process committed is before this.
+        look_for_foreign_commits(writer);
         writer.batch = Some(Arc::new(Batch {
             outcome: watch::Sender::new(None),
             leader_started: AtomicBool::new(false),

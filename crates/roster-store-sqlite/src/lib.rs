@@ -83,6 +83,20 @@ impl Default for SqliteOptions {
     }
 }
 
+/// What the in-memory audience index did since the store was opened (tests).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AudienceIndexStats {
+    /// Previews answered by the index.
+    pub answered: u64,
+    /// Previews that fell back to SQL while it was ready (a field it does not hold).
+    pub fallbacks: u64,
+    /// Builds completed: the one at open, and one per rebuild after another process wrote.
+    pub builds: u64,
+    /// Persons it holds.
+    pub persons: usize,
+}
+
 /// The SQLite store, shared by the whole process as `Arc<dyn Store>`.
 pub struct SqliteStore {
     path: PathBuf,
@@ -156,6 +170,7 @@ impl SqliteStore {
     /// background (capture first: whatever commits after the build's first read is pending).
     async fn start_audience_index(&mut self) -> StoreResult<()> {
         let index = Arc::new(IndexState::new(self.path.clone()));
+        index.set_writer(&self.writer);
         let mut writer = self.writer.clone().lock_owned().await;
         let captured = index.clone();
         tokio::task::spawn_blocking(move || -> StoreResult<()> {
@@ -165,12 +180,7 @@ impl SqliteStore {
         })
         .await
         .map_err(join_err)??;
-        let building = index.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = building.build() {
-                tracing::error!(error = %e, "building the in-memory audience index failed; previews run as SQL");
-            }
-        });
+        index.start();
         self.index = Some(index);
         Ok(())
     }
@@ -195,14 +205,10 @@ impl SqliteStore {
         true
     }
 
-    /// Previews answered by the in-memory audience index, previews that fell back to SQL while
-    /// it was ready, and the persons it holds (tests).
+    /// What the in-memory audience index did so far (tests; all zero when it is off).
     #[doc(hidden)]
-    pub fn audience_index_stats(&self) -> (u64, u64, usize) {
-        self.index.as_ref().map_or((0, 0, 0), |index| {
-            let (answered, fallbacks) = index.stats();
-            (answered, fallbacks, index.persons())
-        })
+    pub fn audience_index_stats(&self) -> AudienceIndexStats {
+        self.index.as_ref().map(|index| index.stats()).unwrap_or_default()
     }
 
     /// Opens the store named by a database URL: `sqlite://<path>` or `sqlite:<path>`

@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use roster_model::filter::Filter;
@@ -37,6 +37,7 @@ use roster_store::{MAX_PAGE, StoreError, StoreResult, installation_columns};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
+use crate::group::{self, Writer};
 use crate::rows::{self, uuid_at};
 use crate::sql::{self, execute, query_all};
 use crate::tx::{rollback_quietly, run};
@@ -127,9 +128,22 @@ pub(crate) struct IndexState {
     closed: AtomicBool,
     /// A background refresh is queued or running.
     refreshing: AtomicBool,
+    /// Whether a build runs, and whether it must start over when done.
+    build: Mutex<BuildState>,
+    /// The writer connection, to look for commits of other processes (group.rs).
+    writer: OnceLock<Weak<tokio::sync::Mutex<Writer>>>,
     /// Previews answered by the index, and previews that fell back to SQL while it was ready.
     answered: AtomicU64,
     fallbacks: AtomicU64,
+    /// Builds completed (the first one and rebuilds).
+    builds: AtomicU64,
+}
+
+#[derive(Default)]
+struct BuildState {
+    running: bool,
+    /// Another process wrote to the file while the build ran: what it read may miss that.
+    stale: bool,
 }
 
 struct Inner {
@@ -157,8 +171,11 @@ impl IndexState {
             broken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
+            build: Mutex::new(BuildState::default()),
+            writer: OnceLock::new(),
             answered: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            builds: AtomicU64::new(0),
         }
     }
 
@@ -167,16 +184,104 @@ impl IndexState {
         self.ready.load(Ordering::Acquire) && !self.broken.load(Ordering::Acquire)
     }
 
+    /// The writer whose connection captures the changes (set once, at open).
+    pub(crate) fn set_writer(&self, writer: &Arc<tokio::sync::Mutex<Writer>>) {
+        let _ = self.writer.set(Arc::downgrade(writer));
+    }
+
+    /// Looks for commits of another process since the writer last looked, if the writer is
+    /// free right now (when it is not, the transaction holding it looks when it begins a
+    /// batch). Such commits were not captured: the index is built again.
+    pub(crate) fn look_for_foreign_commits(self: &Arc<Self>) {
+        let Some(writer) = self.writer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        if let Ok(mut writer) = writer.try_lock() {
+            group::look_for_foreign_commits(&mut writer);
+        }
+    }
+
+    /// Something was written that capture did not see (another process wrote to the file, or
+    /// a batch's changes could not be read): previews run as SQL until the index is built again
+    /// from the database.
+    pub(crate) fn rebuild(self: &Arc<Self>, why: &str) {
+        let mut build = self.lock_build();
+        self.ready.store(false, Ordering::Release);
+        if build.running {
+            build.stale = true;
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            drop(build);
+            self.mark_broken("no runtime to rebuild the index on");
+            return;
+        };
+        tracing::warn!(
+            why,
+            "building the in-memory audience index again; previews run as SQL meanwhile"
+        );
+        build.running = true;
+        build.stale = false;
+        let state = self.clone();
+        runtime.spawn_blocking(move || state.build_until_current());
+    }
+
+    /// Builds the index in a blocking task (at open).
+    pub(crate) fn start(self: &Arc<Self>) {
+        let mut build = self.lock_build();
+        build.running = true;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.build_until_current());
+    }
+
+    fn lock_build(&self) -> MutexGuard<'_, BuildState> {
+        // Two flags: never inconsistent after a panic.
+        self.build.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds until a build completes with no write of another process noticed during it, then
+    /// marks the index ready.
+    fn build_until_current(&self) {
+        loop {
+            let started = Instant::now();
+            let built = self.build_once();
+            let mut build = self.lock_build();
+            match built {
+                Ok(true) if build.stale => {
+                    build.stale = false;
+                    continue;
+                }
+                Ok(true) => {
+                    self.builds.fetch_add(1, Ordering::Relaxed);
+                    self.ready.store(true, Ordering::Release);
+                    tracing::info!(
+                        persons = self.persons(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "in-memory audience index built"
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "building the in-memory audience index failed; previews run as SQL");
+                }
+            }
+            build.running = false;
+            return;
+        }
+    }
+
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
 
-    /// Previews answered by the index, and previews that fell back to SQL while it was ready.
-    pub(crate) fn stats(&self) -> (u64, u64) {
-        (
-            self.answered.load(Ordering::Relaxed),
-            self.fallbacks.load(Ordering::Relaxed),
-        )
+    /// What the index did so far (tests).
+    pub(crate) fn stats(&self) -> crate::AudienceIndexStats {
+        crate::AudienceIndexStats {
+            answered: self.answered.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            builds: self.builds.load(Ordering::Relaxed),
+            persons: self.persons(),
+        }
     }
 
     pub(crate) fn count_fallback(&self) {
@@ -225,8 +330,8 @@ impl IndexState {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reading the audience changes of a batch failed");
-                self.mark_broken("the changes of a committed batch could not be read");
                 self.discard_changes(conn);
+                self.rebuild("the changes of a committed batch could not be read");
             }
         }
     }
@@ -250,6 +355,7 @@ impl IndexState {
         let state = self.clone();
         runtime.spawn_blocking(move || {
             if let Some(mut inner) = state.lock_inner()
+                && state.is_ready()
                 && let Err(e) = state.refresh(&mut inner)
             {
                 tracing::warn!(error = %e, "refreshing the audience index failed; the changes stay pending");
@@ -258,10 +364,12 @@ impl IndexState {
         });
     }
 
-    /// Builds the index from the database (blocking; run at open in a task of its own), then
-    /// applies what was committed meanwhile and marks it ready.
-    pub(crate) fn build(&self) -> StoreResult<()> {
-        let started = Instant::now();
+    /// Builds the index from the database (blocking), then applies what was committed
+    /// meanwhile; `false` if the store was closed first.
+    fn build_once(&self) -> StoreResult<bool> {
+        // Not ready (set before), so no refresh starts; wait for one still running, whose
+        // drained changes may predate this build's reads.
+        drop(self.lock_inner());
         let conn = crate::open_reader(&self.path)?;
         let accounts: Vec<Uuid> = in_read_tx(&conn, |c| {
             query_all(c, "SELECT id FROM accounts ORDER BY id", [], |r| uuid_at(r, 0))
@@ -271,7 +379,7 @@ impl IndexState {
             let mut after = None;
             loop {
                 if self.closed.load(Ordering::Acquire) {
-                    return Ok(());
+                    return Ok(false);
                 }
                 // A short read transaction per page: a long one would keep the log from being
                 // checkpointed. Whatever changes between pages is pending (capture is on).
@@ -297,13 +405,7 @@ impl IndexState {
         inner.index = index;
         inner.conn = Some(conn);
         self.refresh(&mut inner)?;
-        self.ready.store(true, Ordering::Release);
-        tracing::info!(
-            persons = inner.index.persons(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "in-memory audience index built"
-        );
-        Ok(())
+        Ok(true)
     }
 
     /// Applies the pending persons: drained first, then read in a transaction begun after the
@@ -343,12 +445,13 @@ impl IndexState {
         primary_only: bool,
         sample: usize,
     ) -> StoreResult<Option<Answer>> {
-        if !self.is_ready() {
-            return Ok(None);
-        }
         let Some(mut inner) = self.lock_inner() else {
             return Ok(None);
         };
+        // Under the lock: a rebuild may have begun since the caller looked.
+        if !self.is_ready() {
+            return Ok(None);
+        }
         self.refresh(&mut inner)?;
         let Some(counts) = inner.index.counts(scope, filter, primary_only) else {
             return Ok(None);
