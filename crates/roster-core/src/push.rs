@@ -1294,15 +1294,21 @@ impl Core {
                     slot.insert(tx.application(d.account_id, d.application_id).await?);
                 }
             }
-            let mut ids: Vec<String> = claimed.iter().filter_map(|d| d.push_reg_id.clone()).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let installations: HashMap<String, Installation> = tx
-                .installations_by_ids(&ids)
-                .await?
-                .into_iter()
-                .map(|i| (i.push_reg_id.clone(), i))
-                .collect();
+            // One read per account of the batch (every query filters by account).
+            let mut ids: HashMap<Uuid, Vec<String>> = HashMap::new();
+            for d in &claimed {
+                if let Some(id) = &d.push_reg_id {
+                    ids.entry(d.account_id).or_default().push(id.clone());
+                }
+            }
+            let mut installations: HashMap<String, Installation> = HashMap::new();
+            for (account_id, mut ids) in ids {
+                ids.sort_unstable();
+                ids.dedup();
+                for i in tx.installations_by_ids(account_id, &ids).await? {
+                    installations.insert(i.push_reg_id.clone(), i);
+                }
+            }
             let mut out = Vec::with_capacity(claimed.len());
             for d in claimed {
                 let key = (d.account_id, d.message_id.clone());

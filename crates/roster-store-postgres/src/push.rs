@@ -644,7 +644,11 @@ impl PushTx for PgTx {
         Ok(out)
     }
 
-    async fn installations_by_ids(&mut self, push_reg_ids: &[String]) -> StoreResult<Vec<Installation>> {
+    async fn installations_by_ids(
+        &mut self,
+        account_id: Uuid,
+        push_reg_ids: &[String],
+    ) -> StoreResult<Vec<Installation>> {
         if push_reg_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -653,8 +657,9 @@ impl PushTx for PgTx {
                 sqlx::query(concat!(
                     "SELECT ",
                     installation_columns!(),
-                    " FROM installations WHERE push_reg_id = ANY($1::text[])"
+                    " FROM installations WHERE account_id = $1 AND push_reg_id = ANY($2::text[])"
                 ))
+                .bind(id(account_id))
                 .bind(push_reg_ids.to_vec()),
                 rows::installation,
             )

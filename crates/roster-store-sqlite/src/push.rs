@@ -507,7 +507,11 @@ impl PushTx for SqliteTx {
         Ok(changed > 0)
     }
 
-    async fn installations_by_ids(&mut self, push_reg_ids: &[String]) -> StoreResult<Vec<Installation>> {
+    async fn installations_by_ids(
+        &mut self,
+        account_id: Uuid,
+        push_reg_ids: &[String],
+    ) -> StoreResult<Vec<Installation>> {
         if push_reg_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -516,9 +520,9 @@ impl PushTx for SqliteTx {
             concat!(
                 "SELECT ",
                 installation_columns!(),
-                " FROM installations WHERE push_reg_id IN (SELECT value FROM json_each(?1))"
+                " FROM installations WHERE account_id = ?1 AND push_reg_id IN (SELECT value FROM json_each(?2))"
             ),
-            [json(&push_reg_ids)?],
+            params![id(account_id), json(&push_reg_ids)?],
             rows::installation,
         )
     }

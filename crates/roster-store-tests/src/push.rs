@@ -579,6 +579,14 @@ pub async fn compare_and_clear_takes_only_the_held_token(store: Arc<dyn Store>) 
             .unwrap()
     );
     let cleared = tx.installation(&inst.push_reg_id).await.unwrap().unwrap();
+    // The batch read of claimed installations: the account's only, unknown ids skipped.
+    let ids = [inst.push_reg_id.clone(), "no-such-installation".to_string()];
+    assert_eq!(
+        tx.installations_by_ids(app.account_id, &ids).await.unwrap(),
+        vec![cleared.clone()]
+    );
+    assert!(tx.installations_by_ids(Uuid::new_v4(), &ids).await.unwrap().is_empty());
+    assert!(tx.installations_by_ids(app.account_id, &[]).await.unwrap().is_empty());
     tx.commit().await.unwrap();
     assert_eq!(cleared.push_service_token, None);
     assert_eq!(cleared.token_cleared_reason, Some(TokenClearedReason::Unregistered));

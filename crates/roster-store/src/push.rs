@@ -541,9 +541,14 @@ pub trait PushTx: Send {
         }
         Ok(applied)
     }
-    /// The installations with these lowercase pushRegIds, in any application (those that
-    /// exist; in no particular order): what the claimed deliveries of a batch are sent to.
-    async fn installations_by_ids(&mut self, push_reg_ids: &[String]) -> StoreResult<Vec<Installation>>;
+    /// The installations of the account with these lowercase pushRegIds, in any application
+    /// (those that exist; in no particular order): what the claimed deliveries of a batch are
+    /// sent to.
+    async fn installations_by_ids(
+        &mut self,
+        account_id: Uuid,
+        push_reg_ids: &[String],
+    ) -> StoreResult<Vec<Installation>>;
     /// Device reports (management-api.md §6.6): sets `delivered_at` (and `seen_at` when `seen` is
     /// given) where still empty, on the listed records made to `push_reg_id`. Status never
     /// changes. Returns how many records changed.
