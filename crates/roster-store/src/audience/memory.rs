@@ -31,9 +31,9 @@
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 use roster_model::filter::{
-    Condition, Field, FieldValue, Filter, InstallationField, Op, Operand, PersonField, custom_value,
+    Cmp, Condition, Field, FieldValue, Filter, InstallationField, Op, Operand, PersonField, custom_value,
 };
 use roster_model::{AttributeType, Installation, Person};
 use serde_json::Value;
@@ -342,33 +342,79 @@ const INSTALLATION_FIELDS: [InstallationField; 16] = [
     InstallationField::HasPushServiceToken,
 ];
 
-/// The values of one slot: a bitmap per distinct key, and per key variant the pairs with a key
-/// of that variant.
+/// The values of one slot: a number per distinct key, and a bitmap per number. Persons refer to
+/// their values by number ([`Ref`]: 8 bytes, whatever the key), so that replacing a person
+/// removes exactly its bits without holding a copy of its keys.
 #[derive(Debug, Default)]
 struct SlotIndex {
     kind: Option<StdKind>,
-    values: BTreeMap<Key, RoaringBitmap>,
+    numbers: BTreeMap<Key, u32>,
+    /// By value number: its key (`None` once free) and its installations.
+    keys: Vec<Option<Key>>,
+    bitmaps: Vec<RoaringBitmap>,
+    free: Vec<u32>,
+    /// Per key variant, the installations with a key of that variant (single-valued slots).
     present: [RoaringBitmap; 3],
 }
 
 impl SlotIndex {
-    fn add(&mut self, key: &Key, inst: u32) {
-        self.present[key.variant()].insert(inst);
-        if let Some(bits) = self.values.get_mut(key) {
-            bits.insert(inst);
-        } else {
-            self.values.insert(key.clone(), RoaringBitmap::from_iter([inst]));
+    /// The number of `key`, made if new (its bitmap empty until [`SlotIndex::insert`]).
+    fn number(&mut self, key: &Key) -> u32 {
+        if let Some(n) = self.numbers.get(key) {
+            return *n;
+        }
+        let n = match self.free.pop() {
+            Some(n) => {
+                self.keys[n as usize] = Some(key.clone());
+                n
+            }
+            None => {
+                self.keys.push(Some(key.clone()));
+                self.bitmaps.push(RoaringBitmap::new());
+                (self.keys.len() - 1) as u32
+            }
+        };
+        self.numbers.insert(key.clone(), n);
+        n
+    }
+
+    fn insert(&mut self, value: u32, inst: u32, single_valued: bool) {
+        self.bitmaps[value as usize].insert(inst);
+        if single_valued && let Some(key) = &self.keys[value as usize] {
+            self.present[key.variant()].insert(inst);
         }
     }
 
-    fn remove(&mut self, key: &Key, inst: u32) {
-        self.present[key.variant()].remove(inst);
-        if let Some(bits) = self.values.get_mut(key) {
-            bits.remove(inst);
-            if bits.is_empty() {
-                self.values.remove(key);
-            }
+    fn remove(&mut self, value: u32, inst: u32, single_valued: bool) {
+        let v = value as usize;
+        self.bitmaps[v].remove(inst);
+        if single_valued && let Some(key) = &self.keys[v] {
+            self.present[key.variant()].remove(inst);
         }
+        if self.bitmaps[v].is_empty()
+            && let Some(key) = self.keys[v].take()
+        {
+            self.numbers.remove(&key);
+            self.free.push(value);
+        }
+    }
+
+    fn get(&self, key: &Key) -> Option<&RoaringBitmap> {
+        self.numbers.get(key).map(|n| &self.bitmaps[*n as usize])
+    }
+
+    fn len(&self) -> usize {
+        self.numbers.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Key, &RoaringBitmap)> {
+        self.numbers.iter().map(|(k, n)| (k, &self.bitmaps[*n as usize]))
+    }
+
+    fn range(&self, low: Key, high: Bound<Key>) -> impl Iterator<Item = (&Key, &RoaringBitmap)> {
+        self.numbers
+            .range((Bound::Included(low), high))
+            .map(|(k, n)| (k, &self.bitmaps[*n as usize]))
     }
 }
 
@@ -376,20 +422,31 @@ impl SlotIndex {
 // One account
 // ---------------------------------------------------------------------------------------------
 
+/// A value a person or installation was indexed under: slot and value numbers.
+#[derive(Debug, Clone, Copy)]
+struct Ref {
+    slot: u32,
+    value: u32,
+}
+
+/// The number of a person without installations (it has none: nothing refers to it).
+const NO_PERSON_NUMBER: u32 = u32::MAX;
+
 /// What a person was indexed under, to remove exactly that.
 #[derive(Debug)]
 struct PersonEntry {
     dense: u32,
-    values: Vec<(Slot, Key)>,
-    tags: Vec<String>,
-    installations: Vec<InstallationEntry>,
+    /// The person's values and tags (set on each of its installations).
+    values: Box<[Ref]>,
+    tags: Box<[u32]>,
+    installations: Box<[InstallationEntry]>,
 }
 
 #[derive(Debug)]
 struct InstallationEntry {
     dense: u32,
     application_id: Uuid,
-    values: Vec<(Slot, Key)>,
+    values: Box<[Ref]>,
 }
 
 #[derive(Debug, Default)]
@@ -416,8 +473,11 @@ struct AccountIndex {
     representative: RoaringBitmap,
     representative_in_application: RoaringBitmap,
 
-    slots: HashMap<Slot, SlotIndex>,
-    tags: BTreeMap<String, RoaringBitmap>,
+    /// The single-valued slots by number.
+    slot_numbers: HashMap<Slot, u32>,
+    slots: Vec<SlotIndex>,
+    /// The tags (keys `Key::Str`), and the installations of persons with at least one.
+    tags: SlotIndex,
     tagged: RoaringBitmap,
 }
 
@@ -426,7 +486,51 @@ static EMPTY_SLOT: std::sync::LazyLock<SlotIndex> = std::sync::LazyLock::new(Slo
 static EMPTY_BITMAP: std::sync::LazyLock<RoaringBitmap> = std::sync::LazyLock::new(RoaringBitmap::new);
 
 impl AccountIndex {
+    fn slot(&self, slot: &Slot) -> Option<&SlotIndex> {
+        self.slot_numbers.get(slot).map(|n| &self.slots[*n as usize])
+    }
+
+    fn slot_number(&mut self, slot: Slot, kind: Option<StdKind>) -> u32 {
+        let n = match self.slot_numbers.get(&slot) {
+            Some(n) => *n,
+            None => {
+                self.slots.push(SlotIndex::default());
+                let n = (self.slots.len() - 1) as u32;
+                self.slot_numbers.insert(slot, n);
+                n
+            }
+        };
+        if kind.is_some() {
+            self.slots[n as usize].kind = kind;
+        }
+        n
+    }
+
+    /// The numbers of a person's or an installation's values (made if new).
+    fn refs(&mut self, keys: Vec<(Slot, Option<StdKind>, Key)>) -> Box<[Ref]> {
+        keys.into_iter()
+            .map(|(slot, kind, key)| {
+                let slot = self.slot_number(slot, kind);
+                let value = self.slots[slot as usize].number(&key);
+                Ref { slot, value }
+            })
+            .collect()
+    }
+
     fn insert(&mut self, person: &Person, installations: &[Installation]) {
+        if installations.is_empty() {
+            // In no pair: nothing to index (previews count installations and their owners).
+            self.persons.insert(
+                person.id,
+                PersonEntry {
+                    dense: NO_PERSON_NUMBER,
+                    values: Box::new([]),
+                    tags: Box::new([]),
+                    installations: Box::new([]),
+                },
+            );
+            return;
+        }
         let dense = match self.free_persons.pop() {
             Some(n) => {
                 self.person_ids[n as usize] = person.id;
@@ -437,22 +541,26 @@ impl AccountIndex {
                 (self.person_ids.len() - 1) as u32
             }
         };
-        let mut values = Vec::new();
+        let mut keys = Vec::new();
         for f in PERSON_FIELDS {
             if let Some((key, kind)) = Key::of_field(&Field::Person(f).value_on(person, None)) {
-                self.slots.entry(Slot::Person(f)).or_default().kind = Some(kind);
-                values.push((Slot::Person(f), key));
+                keys.push((Slot::Person(f), Some(kind), key));
             }
         }
         for (name, value) in &person.custom_attributes {
             if let Some(key) = Key::of_json(value) {
-                values.push((Slot::PersonCustom(name.clone()), key));
+                keys.push((Slot::PersonCustom(name.clone()), None, key));
             }
         }
-        let tags: Vec<String> = person.tags.iter().cloned().collect();
+        let values = self.refs(keys);
+        let tags: Box<[u32]> = person
+            .tags
+            .iter()
+            .map(|t| self.tags.number(&Key::Str(t.clone())))
+            .collect();
         let mut entries = Vec::with_capacity(installations.len());
         let mut first_in_application: HashMap<Uuid, u32> = HashMap::new();
-        let mut first = None;
+        let mut first = u32::MAX;
         for inst in installations {
             let n = match self.free_installations.pop() {
                 Some(n) => {
@@ -471,18 +579,18 @@ impl AccountIndex {
                     self.other_push_reg_ids.insert(n, inst.push_reg_id.as_str().into());
                 }
             }
-            let mut inst_values = Vec::new();
+            let mut keys = Vec::new();
             for f in INSTALLATION_FIELDS {
                 if let Some((key, kind)) = Key::of_field(&Field::Installation(f).value_on(person, Some(inst))) {
-                    self.slots.entry(Slot::Installation(f)).or_default().kind = Some(kind);
-                    inst_values.push((Slot::Installation(f), key));
+                    keys.push((Slot::Installation(f), Some(kind), key));
                 }
             }
             for (name, value) in &inst.custom_attributes {
                 if let Some(key) = Key::of_json(value) {
-                    inst_values.push((Slot::InstallationCustom(name.clone()), key));
+                    keys.push((Slot::InstallationCustom(name.clone()), None, key));
                 }
             }
+            let inst_values = self.refs(keys);
             self.all.insert(n);
             self.by_application.entry(inst.application_id).or_default().insert(n);
             if inst.is_deliverable() {
@@ -491,27 +599,25 @@ impl AccountIndex {
             if inst.is_primary {
                 self.primary.insert(n);
             }
-            for (slot, key) in values.iter().chain(&inst_values) {
-                self.slots.entry(slot.clone()).or_default().add(key, n);
+            for r in values.iter().chain(inst_values.iter()) {
+                self.slots[r.slot as usize].insert(r.value, n, true);
             }
-            for tag in &tags {
-                self.tags.entry(tag.clone()).or_default().insert(n);
+            for t in tags.iter() {
+                self.tags.insert(*t, n, false);
             }
             if !tags.is_empty() {
                 self.tagged.insert(n);
             }
             let lowest = first_in_application.entry(inst.application_id).or_insert(n);
             *lowest = (*lowest).min(n);
-            first = Some(first.map_or(n, |f: u32| f.min(n)));
+            first = first.min(n);
             entries.push(InstallationEntry {
                 dense: n,
                 application_id: inst.application_id,
                 values: inst_values,
             });
         }
-        if let Some(first) = first {
-            self.representative.insert(first);
-        }
+        self.representative.insert(first);
         self.representative_in_application
             .extend(first_in_application.into_values());
         self.persons.insert(
@@ -520,7 +626,7 @@ impl AccountIndex {
                 dense,
                 values,
                 tags,
-                installations: entries,
+                installations: entries.into_boxed_slice(),
             },
         );
     }
@@ -529,20 +635,13 @@ impl AccountIndex {
         let Some(entry) = self.persons.remove(&person_id) else {
             return;
         };
-        for inst in &entry.installations {
+        for inst in entry.installations.iter() {
             let n = inst.dense;
-            for (slot, key) in entry.values.iter().chain(&inst.values) {
-                if let Some(index) = self.slots.get_mut(slot) {
-                    index.remove(key, n);
-                }
+            for r in entry.values.iter().chain(inst.values.iter()) {
+                self.slots[r.slot as usize].remove(r.value, n, true);
             }
-            for tag in &entry.tags {
-                if let Some(bits) = self.tags.get_mut(tag) {
-                    bits.remove(n);
-                    if bits.is_empty() {
-                        self.tags.remove(tag);
-                    }
-                }
+            for t in entry.tags.iter() {
+                self.tags.remove(*t, n, false);
             }
             self.tagged.remove(n);
             self.all.remove(n);
@@ -559,7 +658,9 @@ impl AccountIndex {
             self.other_push_reg_ids.remove(&n);
             self.free_installations.push(n);
         }
-        self.free_persons.push(entry.dense);
+        if entry.dense != NO_PERSON_NUMBER {
+            self.free_persons.push(entry.dense);
+        }
     }
 
     fn scope(&self, scope: Scope) -> &RoaringBitmap {
@@ -626,7 +727,7 @@ impl AccountIndex {
             Field::Person(PersonField::Phones | PersonField::Emails) => return None,
             Field::Person(f) => {
                 let slot = Slot::Person(*f);
-                let kind = self.slots.get(&slot).and_then(|s| s.kind);
+                let kind = self.slot(&slot).and_then(|s| s.kind);
                 (slot, kind.map(View::Std))
             }
             Field::Installation(
@@ -634,7 +735,7 @@ impl AccountIndex {
             ) => return None,
             Field::Installation(f) => {
                 let slot = Slot::Installation(*f);
-                let kind = self.slots.get(&slot).and_then(|s| s.kind);
+                let kind = self.slot(&slot).and_then(|s| s.kind);
                 (slot, kind.map(View::Std))
             }
             Field::PersonCustom { attr_type, .. } | Field::InstallationCustom { attr_type, .. }
@@ -653,9 +754,9 @@ impl AccountIndex {
         if matches!(cond.op, Op::ElemMatch(_)) {
             return None;
         }
-        let index = self.slots.get(&slot).unwrap_or(&EMPTY_SLOT);
+        let index = self.slot(&slot).unwrap_or(&EMPTY_SLOT);
         // No value stored anywhere: every pair reads the field as absent.
-        let Some(view) = view.filter(|_| !index.values.is_empty()) else {
+        let Some(view) = view.filter(|_| index.len() > 0) else {
             return Some(if cond.holds(&FieldValue::Absent) {
                 self.all.clone()
             } else {
@@ -668,16 +769,13 @@ impl AccountIndex {
     /// A condition on a field with at most one value per pair.
     fn single_valued(&self, cond: &Condition, index: &SlotIndex, view: View) -> Option<RoaringBitmap> {
         let lookup = |operands: &[Operand]| {
-            let mut equal = RoaringBitmap::new();
-            for o in operands {
-                if let Some(key) = Key::candidates(o)
-                    && let Some(bits) = index.values.get(&key)
-                    && view.equals(&key, o)
-                {
-                    equal |= bits;
-                }
-            }
-            equal
+            operands
+                .iter()
+                .filter_map(|o| {
+                    let key = Key::candidates(o)?;
+                    index.get(&key).filter(|_| view.equals(&key, o))
+                })
+                .union()
         };
         Some(match &cond.op {
             // `$eq` / `$in` never hold for an absent value; `$ne` / `$nin` always do.
@@ -685,30 +783,33 @@ impl AccountIndex {
             Op::In(os) => lookup(os),
             Op::Ne(o) => &self.all - lookup(std::slice::from_ref(o)),
             Op::Nin(os) => &self.all - lookup(os),
-            Op::Compare(_, o @ (Operand::Num(_) | Operand::Date(_) | Operand::DateTime { .. })) => {
-                // Only keys of the operand's variant can compare; the reference decides each.
-                let (low, high) = match Key::candidates(o)? {
+            Op::Compare(cmp, o @ (Operand::Num(_) | Operand::Date(_) | Operand::DateTime { .. })) => {
+                // Only keys of the operand's variant compare, and only on the operand's side
+                // of it; the reference decides each of those.
+                let at = Key::candidates(o)?;
+                let (first, end) = match at {
                     Key::Num(_) => (Key::Num(i64::MIN), Bound::Included(Key::Num(i64::MAX))),
                     _ => (Key::Str(String::new()), Bound::Excluded(Key::Num(i64::MIN))),
                 };
-                let mut out = RoaringBitmap::new();
-                for (key, bits) in index.values.range((Bound::Included(low), high)) {
-                    if view.holds(cond, key) {
-                        out |= bits;
-                    }
-                }
-                out
+                let (low, high) = match cmp {
+                    Cmp::Gt | Cmp::Gte => (at, end),
+                    Cmp::Lt | Cmp::Lte => (first, Bound::Included(at)),
+                };
+                index
+                    .range(low, high)
+                    .filter(|(key, _)| view.holds(cond, key))
+                    .map(|(_, bits)| bits)
+                    .union()
             }
             _ => {
-                if index.values.len() > SCAN_LIMIT {
+                if index.len() > SCAN_LIMIT {
                     return None;
                 }
-                let mut out = RoaringBitmap::new();
-                for (key, bits) in &index.values {
-                    if view.holds(cond, key) {
-                        out |= bits;
-                    }
-                }
+                let mut out = index
+                    .iter()
+                    .filter(|(key, _)| view.holds(cond, key))
+                    .map(|(_, bits)| bits)
+                    .union();
                 if cond.holds(&FieldValue::Absent) {
                     let mut present = RoaringBitmap::new();
                     for variant in 0..3 {
@@ -725,19 +826,12 @@ impl AccountIndex {
 
     /// A condition on the tags: "some tag is" operators unite the tags' bitmaps.
     fn tag_condition(&self, cond: &Condition) -> Option<RoaringBitmap> {
-        let tagged = |o: &Operand| -> RoaringBitmap {
-            match o {
-                Operand::Str(t) => self.tags.get(t).cloned().unwrap_or_default(),
-                _ => RoaringBitmap::new(),
-            }
+        let tag = |o: &Operand| match o {
+            Operand::Str(t) => self.tags.get(&Key::Str(t.clone())),
+            _ => None,
         };
-        let any = |os: &[Operand]| {
-            let mut out = RoaringBitmap::new();
-            for o in os {
-                out |= tagged(o);
-            }
-            out
-        };
+        let tagged = |o: &Operand| tag(o).cloned().unwrap_or_default();
+        let any = |os: &[Operand]| os.iter().filter_map(tag).union();
         Some(match &cond.op {
             Op::Eq(o) => tagged(o),
             Op::In(os) => any(os),
@@ -757,7 +851,8 @@ impl AccountIndex {
                     return None;
                 }
                 let mut out = RoaringBitmap::new();
-                for (tag, bits) in &self.tags {
+                for (tag, bits) in self.tags.iter() {
+                    let Key::Str(tag) = tag else { continue };
                     let one = BTreeSet::from([tag.clone()]);
                     if cond.holds(&FieldValue::Tags(&one)) {
                         out |= bits;
