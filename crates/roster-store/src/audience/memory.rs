@@ -355,6 +355,28 @@ struct SlotIndex {
     free: Vec<u32>,
     /// Per key variant, the installations with a key of that variant (single-valued slots).
     present: [RoaringBitmap; 3],
+    /// Single-valued slots: consecutive keys grouped by [`bucket_of`], each group with the union
+    /// of its keys' bitmaps and how many keys it has. A comparison takes a group whose keys
+    /// all hold in one bitmap instead of one per key.
+    buckets: BTreeMap<Key, Bucket>,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    bits: RoaringBitmap,
+    keys: u32,
+}
+
+/// The group of a key in [`SlotIndex::buckets`]: keys of one group are consecutive in key order,
+/// and the group's key is at most each of them. Numbers by the top 16 bits of their key (sign,
+/// exponent and 4 bits of mantissa: 16 groups per power of two), text by its first 7
+/// characters (a month of dates), booleans not at all.
+fn bucket_of(key: &Key) -> Option<Key> {
+    match key {
+        Key::Num(k) => Some(Key::Num((k >> 48) << 48)),
+        Key::Str(s) => Some(Key::Str(s.chars().take(7).collect())),
+        Key::Bool(_) => None,
+    }
 }
 
 impl SlotIndex {
@@ -375,6 +397,9 @@ impl SlotIndex {
             }
         };
         self.numbers.insert(key.clone(), n);
+        if let Some(b) = bucket_of(key) {
+            self.buckets.entry(b).or_default().keys += 1;
+        }
         n
     }
 
@@ -382,6 +407,9 @@ impl SlotIndex {
         self.bitmaps[value as usize].insert(inst);
         if single_valued && let Some(key) = &self.keys[value as usize] {
             self.present[key.variant()].insert(inst);
+            if let Some(bucket) = bucket_of(key).and_then(|b| self.buckets.get_mut(&b)) {
+                bucket.bits.insert(inst);
+            }
         }
     }
 
@@ -390,13 +418,62 @@ impl SlotIndex {
         self.bitmaps[v].remove(inst);
         if single_valued && let Some(key) = &self.keys[v] {
             self.present[key.variant()].remove(inst);
+            if let Some(bucket) = bucket_of(key).and_then(|b| self.buckets.get_mut(&b)) {
+                bucket.bits.remove(inst);
+            }
         }
         if self.bitmaps[v].is_empty()
             && let Some(key) = self.keys[v].take()
         {
+            if let Some(b) = bucket_of(&key)
+                && let Some(bucket) = self.buckets.get_mut(&b)
+            {
+                bucket.keys -= 1;
+                if bucket.keys == 0 {
+                    self.buckets.remove(&b);
+                }
+            }
             self.numbers.remove(&key);
             self.free.push(value);
         }
+    }
+
+    /// The union of the bitmaps of the keys in `low..high` for which `holds`; a bucket whose
+    /// keys all lie in the range and all hold is taken whole. Single-valued slots only.
+    fn union_where(&self, low: Key, high: Bound<Key>, holds: impl Fn(&Key) -> bool) -> RoaringBitmap {
+        let mut parts: Vec<&RoaringBitmap> = Vec::new();
+        // The bucket being walked: its key, whether every key seen held, the bitmaps of those.
+        let mut current: Walk<'_> = None;
+        type Walk<'a> = Option<(Key, bool, Vec<&'a RoaringBitmap>)>;
+        fn flush<'a>(buckets: &'a BTreeMap<Key, Bucket>, current: Walk<'a>, parts: &mut Vec<&'a RoaringBitmap>) {
+            let Some((b, all, members)) = current else { return };
+            match buckets.get(&b) {
+                Some(bucket) if all && members.len() == bucket.keys as usize => parts.push(&bucket.bits),
+                _ => parts.extend(members),
+            }
+        }
+        for (key, bits) in self.range(low, high) {
+            let b = bucket_of(key);
+            let same = matches!((&current, &b), (Some((c, ..)), Some(b)) if c == b);
+            if !same {
+                flush(&self.buckets, current.take(), &mut parts);
+                current = b.map(|b| (b, true, Vec::new()));
+            }
+            let held = holds(key);
+            match &mut current {
+                Some((_, all, members)) => {
+                    if held {
+                        members.push(bits);
+                    } else {
+                        *all = false;
+                    }
+                }
+                None if held => parts.push(bits),
+                None => {}
+            }
+        }
+        flush(&self.buckets, current, &mut parts);
+        parts.into_iter().union()
     }
 
     fn get(&self, key: &Key) -> Option<&RoaringBitmap> {
@@ -795,11 +872,7 @@ impl AccountIndex {
                     Cmp::Gt | Cmp::Gte => (at, end),
                     Cmp::Lt | Cmp::Lte => (first, Bound::Included(at)),
                 };
-                index
-                    .range(low, high)
-                    .filter(|(key, _)| view.holds(cond, key))
-                    .map(|(_, bits)| bits)
-                    .union()
+                index.union_where(low, high, |key| view.holds(cond, key))
             }
             _ => {
                 if index.len() > SCAN_LIMIT {

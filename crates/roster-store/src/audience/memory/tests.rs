@@ -41,7 +41,16 @@ impl Rng {
 
 const TAGS: [&str; 6] = ["a", "b", "c", "vip", "Beta", "beta"];
 const NAMES: [&str; 5] = ["Ana", "ana", "Bo", "Émile", "Zoë"];
-const DATES: [&str; 5] = ["1970-01-01", "1985-06-15", "1999-12-31", "2001-02-03", "2020-07-04"];
+/// Two of a month and two numbers of one bucket of the index (8 and 8.25): comparisons that
+/// split a bucket.
+const DATES: [&str; 6] = [
+    "1970-01-01",
+    "1985-06-15",
+    "1999-12-01",
+    "1999-12-31",
+    "2001-02-03",
+    "2020-07-04",
+];
 const OSES: [&str; 3] = ["Android", "iOS", "HarmonyOS"];
 const VERSIONS: [&str; 6] = ["9", "10", "10.0", "11.2.1", "2.10", "beta"];
 
@@ -92,7 +101,9 @@ fn person(rng: &mut Rng, account_id: Uuid, id: Uuid) -> Person {
     let attrs = &mut p.custom_attributes;
     if rng.chance(70) {
         // Mostly numbers; sometimes a string, stored before the definition said DECIMAL.
-        let v = match rng.below(7) {
+        let v = match rng.below(9) {
+            7 => json!(8),
+            8 => json!(8.25),
             0 => json!(-1.5),
             1 => json!(0),
             2 => json!(2),
@@ -198,6 +209,13 @@ fn filters(rng: &mut Rng) -> Vec<Value> {
         json!({"score": {"$gt": 0}}),
         json!({"score": {"$gte": 0, "$lt": 10}}),
         json!({"score": {"$lte": -1.5}}),
+        json!({"score": {"$gt": 8}}),
+        json!({"score": {"$lt": 8.25}}),
+        json!({"birthday": {"$gt": "1999-12-01"}}),
+        json!({"score": {"$gte": 8.25}}),
+        json!({"score": {"$lte": 8}}),
+        json!({"birthday": {"$gte": "1999-12-31"}}),
+        json!({"since": {"$lte": "1999-12-01"}}),
         json!({"score": 0}),
         json!({"score": {"$ne": 2}}),
         json!({"score": {"$in": [2, 3.25]}}),
