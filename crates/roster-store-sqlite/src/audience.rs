@@ -277,31 +277,58 @@ pub(crate) fn persons_found(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -
 }
 
 /// The preview's sample for persons `ids` (chosen by the in-memory index) as this transaction
-/// sees them, each with its matching installations; `None` if one of them does not exist here
-/// (the index saw a later commit than this transaction).
+/// sees them, each with its matching installations of the scope; `None` if one of them does not
+/// exist here or has no matching installation here (the index saw a later commit than this
+/// transaction).
+///
+/// The matching installations are picked with `Filter::matches`, the reference semantics that
+/// the SQL translation and the index are both tested against, over the persons' installations
+/// read by owner: `translate::preview_sample_installations` evaluates the whole filter in SQL,
+/// which SQLite may drive from the filter's index rather than the few owners (measured: 40 ms
+/// for a sample of 10 behind a tag matching 11,500 of 100,000 persons).
 fn sample_of(conn: &Connection, scope: Scope, filter: &Filter, ids: &[Uuid]) -> StoreResult<Option<Vec<SamplePerson>>> {
+    if ids.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
     let mut found = persons_found(conn, scope.account_id, ids)?;
     if found.len() != ids.len() {
         return Ok(None);
     }
-    let pairs = run(
+    let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+    let installations = query_all(
         conn,
-        &translate::preview_sample_installations(Dialect::Sqlite, scope, filter, ids),
-        |r| Ok((uuid_at(r, 0)?, r.get::<_, String>(1)?)),
+        concat!(
+            "SELECT ",
+            roster_store::installation_columns!(),
+            " FROM installations WHERE person_id IN (SELECT value FROM json_each(?2)) AND +account_id = ?1 \
+             ORDER BY person_id, created_at, push_reg_id"
+        ),
+        params![id(scope.account_id), list],
+        rows::installation,
     )?;
-    Ok(Some(
-        ids.iter()
-            .filter_map(|person_id| found.remove(person_id))
-            .map(|person| SamplePerson {
-                installations: pairs
-                    .iter()
-                    .filter(|(p, _)| *p == person.id)
-                    .map(|(_, r)| r.clone())
-                    .collect(),
-                person,
+    let mut sample = Vec::with_capacity(ids.len());
+    for person_id in ids {
+        let Some(person) = found.remove(person_id) else {
+            return Ok(None);
+        };
+        let matching: Vec<String> = installations
+            .iter()
+            .filter(|i| {
+                i.person_id == person.id
+                    && scope.application_id.is_none_or(|a| a == i.application_id)
+                    && filter.matches(&person, Some(i))
             })
-            .collect(),
-    ))
+            .map(|i| i.push_reg_id.clone())
+            .collect();
+        if matching.is_empty() {
+            return Ok(None);
+        }
+        sample.push(SamplePerson {
+            person,
+            installations: matching,
+        });
+    }
+    Ok(Some(sample))
 }
 
 /// The preview's sample by SQL: the first `sample_size` owners of matching pairs, by person id.

@@ -357,3 +357,115 @@ async fn writes_of_another_process_rebuild_the_index() {
     assert_eq!(store.audience_index_stats().builds, 3);
     compare(&store, &other, &pop, seed ^ 6).await;
 }
+
+/// Not part of the suite: what the index costs and gives over 100,000 persons (about 150,000
+/// installations): bulk seeding with capture on and off, the build at open, previews by the
+/// index and by SQL, and a preview right after 1,000 persons were updated (its refresh).
+/// `cargo test --release -p roster-store-sqlite --test memindex -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn timings_over_100k_people() {
+    use roster_store_tests::audience::{seed_bulk, time_previews};
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pop = None;
+    let runs: &[(&str, bool)] = if std::env::var("ROSTER_TIMINGS_QUICK").is_ok() {
+        &[("with", true)]
+    } else {
+        &[("without", false), ("with", true)]
+    };
+    for &(name, audience_index) in runs {
+        let path = dir.path().join(format!("{name}.db"));
+        let store = SqliteStore::open_with(&path, SqliteOptions { audience_index })
+            .await
+            .unwrap();
+        let started = Instant::now();
+        pop = Some(seed_bulk(&store, 42, 100_000).await);
+        println!("seeded {name} capture in {:.2} s", started.elapsed().as_secs_f64());
+    }
+    let pop = pop.unwrap();
+    let path = dir.path().join("with.db");
+    let started = Instant::now();
+    let store = indexed(&path).await;
+    println!(
+        "index built in {:.2} s: {:?}",
+        started.elapsed().as_secs_f64(),
+        store.audience_index_stats()
+    );
+    println!("-- previews answered by the index (or SQL where it falls back):");
+    time_previews(&store, &pop).await;
+    println!("{:?}", store.audience_index_stats());
+    for f in [json!({"tags": "vip"}), json!({"score": {"$gte": 10}})] {
+        let filter = Filter::parse(&f, &pop.definitions, "filter").unwrap();
+        let scope = Scope {
+            account_id: pop.account.id,
+            application_id: None,
+        };
+        for sample in [0, 10] {
+            let mut tx = store.begin_read().await.unwrap();
+            let started = Instant::now();
+            tx.preview(scope, &filter, false, sample).await.unwrap();
+            println!(
+                "{f} sample {sample}: {:.1} ms {:?}",
+                started.elapsed().as_secs_f64() * 1000.0,
+                store.audience_index_stats()
+            );
+            tx.rollback().await.unwrap();
+        }
+    }
+    {
+        // The index alone, without the store around it.
+        let mut tx = store.begin_read().await.unwrap();
+        let snap = tx.snapshot().await.unwrap();
+        tx.rollback().await.unwrap();
+        let mut index = roster_store::audience::memory::MemoryIndex::new();
+        let mut by_person: std::collections::HashMap<Uuid, Vec<roster_model::Installation>> = Default::default();
+        for i in snap.installations {
+            by_person.entry(i.person_id).or_default().push(i);
+        }
+        for p in &snap.persons {
+            let own = by_person.remove(&p.id).unwrap_or_default();
+            index.set_person(p.account_id, p.id, Some((p, &own)));
+        }
+        let filter = Filter::parse(&json!({"tags": "vip"}), &pop.definitions, "filter").unwrap();
+        let scope = Scope {
+            account_id: pop.account.id,
+            application_id: None,
+        };
+        for _ in 0..3 {
+            let started = Instant::now();
+            let counts = index.counts(scope, &filter, false).unwrap();
+            println!(
+                "MemoryIndex::counts tags=vip alone: {:.2} ms ({counts:?})",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
+    println!("-- previews by SQL:");
+    time_previews(&sql_only(&path).await, &pop).await;
+    let all = persons(&store, pop.account.id).await;
+    let mut tx = store.begin().await.unwrap();
+    for p in all.iter().take(1000) {
+        let mut q = p.clone();
+        q.version += 1;
+        q.tags.insert("touched".into());
+        tx.update_person(&q).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let filter = Filter::parse(&json!({"tags": "touched"}), &pop.definitions, "filter").unwrap();
+    let scope = Scope {
+        account_id: pop.account.id,
+        application_id: None,
+    };
+    for round in ["after 1,000 updates", "again"] {
+        let started = Instant::now();
+        let mut tx = store.begin_read().await.unwrap();
+        let preview = tx.preview(scope, &filter, false, 10).await.unwrap();
+        tx.rollback().await.unwrap();
+        println!(
+            "preview {round}: {:.1} ms ({} people)",
+            started.elapsed().as_secs_f64() * 1000.0,
+            preview.people
+        );
+    }
+}
