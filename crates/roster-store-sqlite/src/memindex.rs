@@ -57,7 +57,12 @@ const REFRESH_CHUNK: usize = 500;
 
 /// Pending persons past which the writer asks for a refresh in the background, so that the set
 /// stays bounded when no preview comes to drain it (a bulk load).
-const BACKGROUND_REFRESH: usize = 100_000;
+const BACKGROUND_REFRESH: usize = 20_000;
+
+/// The most pending persons a preview reads itself (about 0.1 ms each): with more (a bulk load
+/// under way) it runs as SQL and leaves them to a background refresh, which reads them in
+/// chunks of this size, letting previews in between.
+const INLINE_REFRESH: usize = 5_000;
 
 /// The SQL creating the change table and its triggers (TEMP: on the connection that runs it).
 fn capture_sql() -> String {
@@ -354,11 +359,16 @@ impl IndexState {
         };
         let state = self.clone();
         runtime.spawn_blocking(move || {
-            if let Some(mut inner) = state.lock_inner()
-                && state.is_ready()
-                && let Err(e) = state.refresh(&mut inner)
-            {
-                tracing::warn!(error = %e, "refreshing the audience index failed; the changes stay pending");
+            loop {
+                // The lock is let go between chunks: previews wait for one chunk at most.
+                let Some(mut inner) = state.lock_inner() else { break };
+                if !state.is_ready() || state.lock_pending().is_empty() {
+                    break;
+                }
+                if let Err(e) = state.refresh(&mut inner, INLINE_REFRESH) {
+                    tracing::warn!(error = %e, "refreshing the audience index failed; the changes stay pending");
+                    break;
+                }
             }
             state.refreshing.store(false, Ordering::Release);
         });
@@ -404,14 +414,26 @@ impl IndexState {
         };
         inner.index = index;
         inner.conn = Some(conn);
-        self.refresh(&mut inner)?;
+        // What was committed while the build read (later commits stay pending, as always).
+        self.refresh(&mut inner, usize::MAX)?;
         Ok(true)
     }
 
-    /// Applies the pending persons: drained first, then read in a transaction begun after the
-    /// drain. On failure they are pending again.
-    fn refresh(&self, inner: &mut Inner) -> StoreResult<()> {
-        let drained: Vec<(Uuid, Uuid)> = std::mem::take(&mut *self.lock_pending()).into_iter().collect();
+    /// Applies pending persons, `limit` at most: drained first, then read in a transaction begun
+    /// after the drain. On failure they are pending again.
+    fn refresh(&self, inner: &mut Inner, limit: usize) -> StoreResult<()> {
+        let drained: Vec<(Uuid, Uuid)> = {
+            let mut pending = self.lock_pending();
+            if pending.len() <= limit {
+                std::mem::take(&mut *pending).into_iter().collect()
+            } else {
+                let some: Vec<(Uuid, Uuid)> = pending.iter().take(limit).copied().collect();
+                for key in &some {
+                    pending.remove(key);
+                }
+                some
+            }
+        };
         if drained.is_empty() {
             return Ok(());
         }
@@ -439,7 +461,7 @@ impl IndexState {
     /// from the index brought up to date; `None` when the index does not hold a field of the
     /// filter (or is not ready).
     pub(crate) fn answer(
-        &self,
+        self: &Arc<Self>,
         scope: Scope,
         filter: &Filter,
         primary_only: bool,
@@ -452,7 +474,12 @@ impl IndexState {
         if !self.is_ready() {
             return Ok(None);
         }
-        self.refresh(&mut inner)?;
+        if self.lock_pending().len() > INLINE_REFRESH {
+            drop(inner);
+            self.refresh_in_background();
+            return Ok(None);
+        }
+        self.refresh(&mut inner, usize::MAX)?;
         let Some(counts) = inner.index.counts(scope, filter, primary_only) else {
             return Ok(None);
         };
