@@ -167,6 +167,24 @@ fn account_free(filter: &Filter) -> bool {
     AccountIndex::default().eval(filter).is_some()
 }
 
+/// The field of an ordered comparison of a number or a date on a field with one value per pair
+/// (what [`AccountIndex::comparisons`] can combine).
+fn ordered_comparison(filter: &Filter) -> Option<&Field> {
+    match filter {
+        Filter::Cond(Condition {
+            field,
+            op: Op::Compare(_, Operand::Num(_) | Operand::Date(_) | Operand::DateTime { .. }),
+        }) if !matches!(
+            field,
+            Field::Person(PersonField::Tags | PersonField::Phones | PersonField::Emails) | Field::Item { .. }
+        ) =>
+        {
+            Some(field)
+        }
+        _ => None,
+    }
+}
+
 /// Whether every condition reads the person: all installations of a matching person match.
 fn person_only(filter: &Filter) -> bool {
     match filter {
@@ -777,8 +795,33 @@ impl AccountIndex {
             Filter::All => self.all.clone(),
             Filter::And(subs) => {
                 let mut acc: Option<RoaringBitmap> = None;
-                for sub in subs {
-                    let bits = self.eval(sub)?;
+                let mut done = vec![false; subs.len()];
+                for (i, sub) in subs.iter().enumerate() {
+                    if done[i] {
+                        continue;
+                    }
+                    // Comparisons of one field under this `$and` go together.
+                    let same: Vec<usize> = match ordered_comparison(sub) {
+                        Some(field) => (i..subs.len())
+                            .filter(|j| !done[*j] && ordered_comparison(&subs[*j]) == Some(field))
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    let bits = if same.len() > 1 {
+                        let conds: Vec<&Condition> = same
+                            .iter()
+                            .filter_map(|j| match &subs[*j] {
+                                Filter::Cond(c) => Some(c),
+                                _ => None,
+                            })
+                            .collect();
+                        for j in same {
+                            done[j] = true;
+                        }
+                        self.comparisons(&conds[0].field, &conds)?
+                    } else {
+                        self.eval(sub)?
+                    };
                     acc = Some(match acc {
                         None => bits,
                         Some(a) => a & bits,
@@ -799,9 +842,29 @@ impl AccountIndex {
     }
 
     fn condition(&self, cond: &Condition) -> Option<RoaringBitmap> {
-        let (slot, view) = match &cond.field {
-            Field::Person(PersonField::Tags) => return self.tag_condition(cond),
-            Field::Person(PersonField::Phones | PersonField::Emails) => return None,
+        if matches!(cond.field, Field::Person(PersonField::Tags)) {
+            return self.tag_condition(cond);
+        }
+        if matches!(cond.op, Op::ElemMatch(_)) {
+            return None;
+        }
+        let (index, view) = self.single_valued_field(&cond.field)?;
+        // No value stored anywhere: every pair reads the field as absent.
+        let Some(view) = view.filter(|_| index.len() > 0) else {
+            return Some(if cond.holds(&FieldValue::Absent) {
+                self.all.clone()
+            } else {
+                RoaringBitmap::new()
+            });
+        };
+        self.single_valued(cond, index, view)
+    }
+
+    /// The values of a field with at most one value per pair, and how its keys read (`None`
+    /// when nothing was ever stored); `None` for a field the index does not hold.
+    fn single_valued_field(&self, field: &Field) -> Option<(&SlotIndex, Option<View>)> {
+        let (slot, view) = match field {
+            Field::Person(PersonField::Tags | PersonField::Phones | PersonField::Emails) => return None,
             Field::Person(f) => {
                 let slot = Slot::Person(*f);
                 let kind = self.slot(&slot).and_then(|s| s.kind);
@@ -828,19 +891,45 @@ impl AccountIndex {
             }
             Field::Item { .. } => return None,
         };
-        if matches!(cond.op, Op::ElemMatch(_)) {
-            return None;
-        }
-        let index = self.slot(&slot).unwrap_or(&EMPTY_SLOT);
-        // No value stored anywhere: every pair reads the field as absent.
+        Some((self.slot(&slot).unwrap_or(&EMPTY_SLOT), view))
+    }
+
+    /// Several ordered comparisons of one single-valued field under one `$and` (a range written
+    /// `{"$gte": a, "$lt": b}`): one walk of the keys between the tightest bounds, each key
+    /// checked against all of them, instead of two half-lines intersected. An absent value
+    /// never compares, so only stored keys can match.
+    fn comparisons(&self, field: &Field, conds: &[&Condition]) -> Option<RoaringBitmap> {
+        let (index, view) = self.single_valued_field(field)?;
         let Some(view) = view.filter(|_| index.len() > 0) else {
-            return Some(if cond.holds(&FieldValue::Absent) {
-                self.all.clone()
-            } else {
-                RoaringBitmap::new()
-            });
+            return Some(RoaringBitmap::new());
         };
-        self.single_valued(cond, index, view)
+        let mut low: Option<Key> = None;
+        let mut high: Option<Key> = None;
+        for cond in conds {
+            let Op::Compare(cmp, o) = &cond.op else { return None };
+            let at = Key::candidates(o)?;
+            match cmp {
+                Cmp::Gt | Cmp::Gte => low = Some(low.map_or(at.clone(), |l| l.max(at))),
+                Cmp::Lt | Cmp::Lte => high = Some(high.map_or(at.clone(), |h| h.min(at))),
+            }
+        }
+        // The ends of the operands' variant stand in for a missing bound.
+        let variant = low.as_ref().or(high.as_ref())?.variant();
+        let (first, end) = match variant {
+            1 => (Key::Num(i64::MIN), Bound::Included(Key::Num(i64::MAX))),
+            _ => (Key::Str(String::new()), Bound::Excluded(Key::Num(i64::MIN))),
+        };
+        let low = low.unwrap_or(first);
+        let high = high.map_or(end, Bound::Included);
+        let empty = match &high {
+            Bound::Included(h) => low > *h,
+            Bound::Excluded(h) => low >= *h,
+            Bound::Unbounded => false,
+        };
+        if empty {
+            return Some(RoaringBitmap::new());
+        }
+        Some(index.union_where(low, high, |key| conds.iter().all(|c| view.holds(c, key))))
     }
 
     /// A condition on a field with at most one value per pair.

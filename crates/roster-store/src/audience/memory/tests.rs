@@ -216,6 +216,13 @@ fn filters(rng: &mut Rng) -> Vec<Value> {
         json!({"score": {"$lte": 8}}),
         json!({"birthday": {"$gte": "1999-12-31"}}),
         json!({"since": {"$lte": "1999-12-01"}}),
+        // Bounds combined under one `$and`: a band, an empty one, a point, apart, dates-times.
+        json!({"score": {"$gt": 10, "$lt": 0}}),
+        json!({"score": {"$gte": 2, "$lte": 2}}),
+        json!({"score": {"$gt": -1.5, "$lte": 8.25, "$ne": 2}}),
+        json!({"$and": [{"score": {"$gt": 0}}, {"tags": "a"}, {"score": {"$lte": 8.25}}]}),
+        json!({"seen": {"$gt": "2020-01-01T00:00:00Z", "$lt": "2024-02-29T23:59:59Z"}}),
+        json!({"birthday": {"$gte": "1985-06-15", "$lt": "1999-12-31"}}),
         json!({"score": 0}),
         json!({"score": {"$ne": 2}}),
         json!({"score": {"$in": [2, 3.25]}}),
