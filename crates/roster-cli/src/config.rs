@@ -11,7 +11,7 @@ use roster_model::Account;
 use roster_server::{
     Settings,
     settings::{redact_url, unknown_env_vars},
-    store::{open_command_store, open_store},
+    store::{open_command_store, open_store_with},
 };
 use roster_store::Store;
 use tracing_subscriber::EnvFilter;
@@ -80,10 +80,11 @@ pub async fn open_core(settings: &Settings) -> anyhow::Result<Core> {
     core_over(store, &url, settings)
 }
 
-/// [`open_core`] for `roster serve`: the store keeps its in-memory audience index.
+/// [`open_core`] for `roster serve`: the store keeps its in-memory audience index unless
+/// `[audience] memory_index` is off.
 pub async fn open_serving_core(settings: &Settings) -> anyhow::Result<Core> {
     let url = settings.store_url();
-    let store = open_store(&url).await;
+    let store = open_store_with(&url, settings.audience.memory_index).await;
     core_over(store, &url, settings)
 }
 

@@ -22,6 +22,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub mobile: MobileSettings,
     pub limits: LimitSettings,
+    pub audience: AudienceSettings,
     pub log: LogSettings,
     pub management: ManagementSettings,
     pub delivery: DeliverySettings,
@@ -74,6 +75,21 @@ pub struct MobileRateSettings {
 pub struct LimitSettings {
     /// Attribute definitions per account and scope (people.md §8.2).
     pub attribute_definitions: u64,
+}
+
+/// `[audience]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudienceSettings {
+    /// `roster serve` on SQLite answers segment previews from an in-memory index of every
+    /// person (built in the background at start); off, previews run as SQL.
+    pub memory_index: bool,
+}
+
+impl Default for AudienceSettings {
+    fn default() -> Self {
+        AudienceSettings { memory_index: true }
+    }
 }
 
 /// `[management]` (management-api.md).
@@ -158,6 +174,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             mobile: MobileSettings::default(),
             limits: LimitSettings::default(),
+            audience: AudienceSettings::default(),
             log: LogSettings::default(),
             management: ManagementSettings::default(),
             delivery: DeliverySettings::default(),
@@ -297,6 +314,7 @@ impl std::fmt::Debug for Settings {
             .field("http", &self.http)
             .field("mobile", &self.mobile)
             .field("limits", &self.limits)
+            .field("audience", &self.audience)
             .field("log", &self.log)
             .field("management", &self.management)
             .field("delivery", &self.delivery)
@@ -417,6 +435,11 @@ per_application_burst = 0.0
 [limits]
 # Custom attribute definitions per account and scope.
 attribute_definitions = 500
+
+[audience]
+# With SQLite, `roster serve` answers segment previews from an in-memory index of every person
+# (built in the background at start, about 1 KB of memory per person); false: they run as SQL.
+memory_index = true
 
 [management]
 # How long the answer of a request with an Idempotency-Key is kept for replays, in hours.

@@ -10,17 +10,20 @@ use roster_store_sqlite::{SqliteOptions, SqliteStore};
 /// Opens (and migrates) the store of `url` for a server: a SQLite store builds and keeps its
 /// in-memory audience index.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    open(url, SqliteOptions::default()).await
+    open_store_with(url, true).await
 }
 
 /// Opens (and migrates) the store of `url` for a one-shot command (import, export, an
 /// application or key created from the command line): a SQLite store does not build its
 /// in-memory audience index, which would read every person for a process about to exit.
 pub async fn open_command_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    open(url, SqliteOptions { audience_index: false }).await
+    open_store_with(url, false).await
 }
 
-async fn open(url: &str, options: SqliteOptions) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens (and migrates) the store of `url`, a SQLite store with its in-memory audience index
+/// or not (`[audience] memory_index`).
+pub async fn open_store_with(url: &str, audience_index: bool) -> anyhow::Result<Arc<dyn Store>> {
+    let options = SqliteOptions { audience_index };
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let store = SqliteStore::open_with(Path::new(path), options).await?;
         return Ok(Arc::new(store));
