@@ -7,6 +7,10 @@
 //! while the server runs) waits up to `busy_timeout` and then gets `StoreError::Unavailable`.
 //! Every uniqueness rule is a constraint in `migrations/`, mapped to a typed
 //! `StoreError::Conflict` by `error.rs`.
+//!
+//! Segment previews of read transactions are answered by an in-memory audience index, kept
+//! exact by change capture on the writer connection (memindex.rs); [`SqliteOptions`] turns it
+//! off.
 
 #![warn(missing_docs)]
 
