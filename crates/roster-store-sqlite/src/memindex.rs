@@ -666,4 +666,66 @@ mod tests {
             .unwrap();
         assert_eq!(changes(&conn), vec![p1], "the cascaded person_tags delete was captured");
     }
+
+    /// A write transaction as `Store::begin` opens it, with its connection at hand for SQL.
+    async fn begin_raw(store: &crate::SqliteStore) -> crate::tx::SqliteTx {
+        let mut writer = store.writer.clone().lock_owned().await;
+        let writer = tokio::task::spawn_blocking(move || group::begin(&mut writer).map(|()| writer))
+            .await
+            .unwrap()
+            .unwrap();
+        crate::tx::SqliteTx::new(crate::tx::Handle::Writer(writer))
+    }
+
+    /// A batch whose COMMIT fails leaves nothing pending and nothing in the change table; a
+    /// committed one leaves its persons pending.
+    #[tokio::test]
+    async fn a_failed_batch_leaves_nothing_pending() {
+        use roster_store::Tx;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(&dir.path().join("f.db")).await.unwrap();
+        let index = store.index.clone().unwrap();
+        let person = |id: &str, account: &str| {
+            format!(
+                "INSERT INTO persons (account_id, id, custom_attributes, type, version, created_at, updated_at) \
+                 VALUES ('{account}', '{id}', '{{}}', 'LEAD', 1, 1, 1)"
+            )
+        };
+        let acc = "00000000-0000-0000-0000-00000000000a";
+        let tx = begin_raw(&store).await;
+        tx.conn()
+            .unwrap()
+            .execute_batch(&format!(
+                "INSERT INTO accounts (id, name, created_at) VALUES ('{acc}', 'a', 1); {}",
+                person("00000000-0000-0000-0000-000000000001", acc)
+            ))
+            .unwrap();
+        Box::new(tx).commit().await.unwrap();
+        let committed: Vec<(Uuid, Uuid)> = index.lock_pending().drain().collect();
+        assert_eq!(committed.len(), 1, "a committed person is pending");
+
+        // A deferred foreign key fails the batch at its COMMIT, after the savepoint's release.
+        let tx = begin_raw(&store).await;
+        tx.conn()
+            .unwrap()
+            .execute_batch(&format!(
+                "PRAGMA defer_foreign_keys = ON; {}",
+                person(
+                    "00000000-0000-0000-0000-000000000002",
+                    "00000000-0000-0000-0000-0000000000ff"
+                )
+            ))
+            .unwrap();
+        assert!(Box::new(tx).commit().await.is_err(), "the batch's COMMIT fails");
+        assert!(index.lock_pending().is_empty(), "nothing of a failed batch is pending");
+        let left: i64 = store
+            .writer
+            .lock()
+            .await
+            .conn
+            .query_row("SELECT count(*) FROM temp.audience_changes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "nothing left in the change table");
+    }
 }
