@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use roster_store::{Store, StoreError, StoreResult, Tx};
+use roster_store::{AudienceIndexStatus, Store, StoreError, StoreResult, Tx};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
@@ -474,6 +474,20 @@ impl Drop for PooledReader {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn audience_index(&self) -> Option<AudienceIndexStatus> {
+        let index = self.index.as_ref()?;
+        // Two reads, not one snapshot: a scrape may see a build that completed between them.
+        let ready = index.is_ready();
+        let stats = index.stats();
+        Some(AudienceIndexStatus {
+            ready,
+            persons: u64::try_from(stats.persons).unwrap_or(u64::MAX),
+            builds: stats.builds,
+            answered: stats.answered,
+            fallbacks: stats.fallbacks,
+        })
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {

@@ -255,6 +255,27 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
     /// Checks that the database answers (for `/healthz`).
     async fn ping(&self) -> StoreResult<()>;
+    /// The in-memory audience index of this process's store, for `/metrics`: `None` when the
+    /// backend keeps none (PostgreSQL) or it is turned off.
+    fn audience_index(&self) -> Option<AudienceIndexStatus> {
+        None
+    }
+}
+
+/// What an in-memory audience index of a store holds and did since the store was opened in this
+/// process (`roster_store::audience::memory`, kept by a backend that has one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AudienceIndexStatus {
+    /// Built, current, and answering segment previews (until then previews run as SQL).
+    pub ready: bool,
+    /// Persons it holds (those of the last build, plus the changes applied since).
+    pub persons: u64,
+    /// Builds completed: the one at open, and one per rebuild after another process wrote.
+    pub builds: u64,
+    /// Segment previews it answered.
+    pub answered: u64,
+    /// Segment previews that ran as SQL while it was ready (a filter it cannot answer).
+    pub fallbacks: u64,
 }
 
 /// Domain-level primitives inside one transaction.
