@@ -17,10 +17,19 @@
 //!   value, so aggregate them with `max`, not `sum`;
 //! - the stub counters of mobile-api.md §5.13: the request counts of their routes.
 //!
+//! And, when the store keeps an in-memory audience index (SQLite; absent on PostgreSQL), that
+//! index in this process, read at scrape time: `roster_audience_index_ready` (1 when it answers
+//! segment previews; 0 while it is built, at start and again after another process wrote to
+//! the file, when previews run as SQL), `roster_audience_index_persons`,
+//! `roster_audience_index_builds_total` and `roster_audience_index_previews_total{result}`
+//! (`answered` by the index, or `fallback`: run as SQL while it was ready, for a filter it
+//! cannot answer; previews while it is not ready are in neither).
+//!
 //! The mobile API's stub routes (mobile-api.md §5.13) are counted like every route, which gives
 //! their call counts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::{
@@ -52,6 +61,17 @@ pub struct Metrics {
     queue_depth: Family<RequestLabels, Gauge>,
     /// Unfinished audience jobs of the store.
     audience_jobs: Family<RequestLabels, Gauge>,
+    /// The store's in-memory audience index, registered at the first scrape that finds one.
+    audience_index: OnceLock<IndexMetrics>,
+}
+
+/// The series of a store's in-memory audience index ([`roster_store::AudienceIndexStatus`]).
+struct IndexMetrics {
+    ready: Gauge,
+    persons: Gauge,
+    builds: Counter,
+    /// By `result`: `answered` or `fallback`.
+    previews: Family<RequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -98,6 +118,56 @@ impl Metrics {
             latency,
             queue_depth,
             audience_jobs,
+            audience_index: OnceLock::new(),
+        }
+    }
+
+    /// Sets the audience-index series from `status`, registering them the first time (a store
+    /// without an index never shows them).
+    pub fn set_audience_index(&self, status: &roster_store::AudienceIndexStatus) {
+        let m = self.audience_index.get_or_init(|| {
+            let m = IndexMetrics {
+                ready: Gauge::default(),
+                persons: Gauge::default(),
+                builds: Counter::default(),
+                previews: Family::default(),
+            };
+            self.register(
+                "roster_audience_index_ready",
+                "1 when this process's in-memory audience index is built and answers segment previews, \
+                 0 while it is built (at start, and again after another process wrote to the store) and \
+                 previews run as SQL",
+                m.ready.clone(),
+            );
+            self.register(
+                "roster_audience_index_persons",
+                "Persons held by this process's in-memory audience index",
+                m.persons.clone(),
+            );
+            self.register(
+                "roster_audience_index_builds",
+                "Builds of this process's in-memory audience index completed: one at start, one per \
+                 rebuild after another process wrote to the store",
+                m.builds.clone(),
+            );
+            self.register(
+                "roster_audience_index_previews",
+                "Segment previews while this process's in-memory audience index was ready, by result: \
+                 answered by the index, or fallback (run as SQL: a filter the index cannot answer)",
+                m.previews.clone(),
+            );
+            m
+        });
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.ready.set(i64::from(status.ready));
+        m.persons.set(gauge(status.persons));
+        // The store counts; the counters mirror its totals (never decreasing: they only grow).
+        m.builds.inner().store(status.builds, Ordering::Relaxed);
+        for (result, value) in [("answered", status.answered), ("fallback", status.fallbacks)] {
+            m.previews
+                .get_or_create(&vec![("result".to_string(), result.to_string())])
+                .inner()
+                .store(value, Ordering::Relaxed);
         }
     }
 
@@ -134,6 +204,9 @@ impl Metrics {
                 tracing::warn!(error = %e, "metrics: the queue depth could not be read from the store");
                 self.clear_queue();
             }
+        }
+        if let Some(status) = core.store().audience_index() {
+            self.set_audience_index(&status);
         }
     }
 
@@ -234,5 +307,34 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn audience_index_series_only_once_set() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("roster_audience_index"));
+        let mut status = roster_store::AudienceIndexStatus::default();
+        m.set_audience_index(&status);
+        let text = m.render();
+        assert!(text.contains("\nroster_audience_index_ready 0\n"), "{text}");
+        assert!(text.contains("\nroster_audience_index_builds_total 0\n"), "{text}");
+        status = roster_store::AudienceIndexStatus {
+            ready: true,
+            persons: 1200,
+            builds: 2,
+            answered: 5,
+            fallbacks: 1,
+        };
+        m.set_audience_index(&status);
+        let text = m.render();
+        for line in [
+            "roster_audience_index_ready 1",
+            "roster_audience_index_persons 1200",
+            "roster_audience_index_builds_total 2",
+            r#"roster_audience_index_previews_total{result="answered"} 5"#,
+            r#"roster_audience_index_previews_total{result="fallback"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
     }
 }

@@ -218,4 +218,63 @@ async fn queue_depth_gauges() {
     server.finish().await;
 }
 
-on_every_backend!(request_metrics_per_route_template, queue_depth_gauges);
+/// The store's in-memory audience index (SQLite): `roster_audience_index_ready` reaches 1 once
+/// the index is built after start, and a segment preview it answers is counted; PostgreSQL keeps
+/// no index, and none of its series is there.
+async fn audience_index_gauges() {
+    let server = TestServer::start().await;
+    let scrape = async || {
+        let r = server.call_with("GET", "/metrics", &[], None, None).await;
+        assert_eq!(r.status, 200);
+        r.text()
+    };
+    let id = server.register_android().await;
+    server.personalize_as(&id, "index-person").await;
+    let reader = server.api_key(&["people:read"]).await;
+    let preview = async || {
+        let body = json!({"filter": {"externalUserId": "index-person"}, "sampleSize": 0});
+        let r = server
+            .api(Some(&reader), "POST", "/api/v1/segments/preview", &[], Some(&body))
+            .await
+            .ok();
+        assert_eq!(r.json()["people"], 1, "{}", r.text());
+    };
+    if server.core().store().backend() != "sqlite" {
+        preview().await;
+        let text = scrape().await;
+        assert!(!text.contains("roster_audience_index"), "{text}");
+        server.finish().await;
+        return;
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut text = scrape().await;
+    while gauge(&text, "roster_audience_index_ready") != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "index not ready: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = scrape().await;
+    }
+    assert!(
+        gauge(&text, "roster_audience_index_builds_total").unwrap() >= 1,
+        "{text}"
+    );
+    let answered = r#"roster_audience_index_previews_total{result="answered"}"#;
+    let fallback = r#"roster_audience_index_previews_total{result="fallback"}"#;
+    let before = gauge(&text, answered).unwrap();
+    let fallbacks = gauge(&text, fallback).unwrap();
+
+    preview().await;
+    let text = scrape().await;
+    assert_eq!(gauge(&text, answered), Some(before + 1), "{text}");
+    assert_eq!(gauge(&text, fallback), Some(fallbacks), "{text}");
+    assert_eq!(gauge(&text, "roster_audience_index_ready"), Some(1), "{text}");
+    // The preview applied the registration: the index holds its person.
+    assert_eq!(gauge(&text, "roster_audience_index_persons"), Some(1), "{text}");
+    server.finish().await;
+}
+
+on_every_backend!(
+    request_metrics_per_route_template,
+    queue_depth_gauges,
+    audience_index_gauges
+);
