@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use roster_server::store::open_store;
+use roster_server::store::open_command_store;
 use roster_store::Store;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -223,7 +223,8 @@ async fn seed_people(run: &Run, app: &App, spec: &SeedSpec, progress: bool) -> a
     for (name, kind) in PERSON_ATTRIBUTES {
         run.server.define_person_attribute(name, kind).await?;
     }
-    let store: Arc<dyn Store> = open_store(&run.store.url).await?;
+    // Without an in-memory audience index: this process only writes.
+    let store: Arc<dyn Store> = open_command_store(&run.store.url).await?;
     let account = {
         let mut tx = store.begin_read().await?;
         let account = tx
@@ -334,6 +335,14 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
         common.progress,
     )
     .await?;
+    // The server's SQLite store sees the seed as another process's commits and builds its
+    // in-memory audience index again; the previews are timed once it holds every person.
+    let index_wait = match run.store.backend {
+        Backend::Sqlite => wait_for_audience_index(&run.server, &app, seeded.people).await?,
+        Backend::Postgres => None,
+    };
+    let index_before = audience_index_metrics(&run.server).await?;
+    let mut previews = 0u64;
     let filters = audience_filters();
     let mut report_rows: Vec<(String, Value)> = Vec::new();
     for (name, filter) in &filters {
@@ -341,6 +350,7 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
         let mut counts = Value::Null;
         for _ in 0..o.repeat.max(1) {
             let started = Instant::now();
+            previews += 1;
             counts = run
                 .server
                 .api(
@@ -393,6 +403,7 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
         let started = Instant::now();
         let mut sums = [0u64; 3];
         for slice in ids.chunks(1000) {
+            previews += 1;
             let counts = run
                 .server
                 .api(
@@ -442,6 +453,7 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
         row["resolvedInstallations"] = json!(format!("{} messages, resolved in the request", message_ids.len()));
     }
     report_rows.push(("primary devices of an external-id list".into(), row));
+    let index_after = audience_index_metrics(&run.server).await?;
 
     let mut method = run.method();
     method.data_size = Some(seeded.people);
@@ -450,8 +462,32 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
         seeded.people, seeded.installations, seeded.seconds
     ));
     method.notes.push("preview: POST /api/v1/segments/preview with applicationCode and sampleSize 0 (exact counts); full resolution: POST /push/3/messages with a MULTIPLE destination, timed until the message's audience is RESOLVED (its delivery records written), then until done (every push answered by the stand-ins)".into());
+    method.notes.push(match (&index_before, &index_after) {
+        (Some(before), Some(after)) => format!(
+            "path of the timed previews, from the server's /metrics before and after them: {} of {previews} answered by the in-memory audience index, {} ran as SQL although it was ready (a filter it cannot answer), the other {} as SQL while it was not ready; the index was {} at the end",
+            after.answered.saturating_sub(before.answered),
+            after.fallbacks.saturating_sub(before.fallbacks),
+            previews.saturating_sub(
+                after.answered.saturating_sub(before.answered) + after.fallbacks.saturating_sub(before.fallbacks)
+            ),
+            if after.ready { "ready" } else { "not ready" },
+        ),
+        _ => "path of the timed previews: SQL (the server's store keeps no in-memory audience index)".into(),
+    });
+    if let Some((_, index)) = &index_wait {
+        method.notes.push(format!(
+            "before the timed previews, on SQLite: one preview (so that the server looks for the seed's commits, which another process made, and builds its in-memory audience index again), then /metrics polled every {} ms until roster_audience_index_ready is 1 with roster_audience_index_persons = {} (index builds so far: {})",
+            INDEX_POLL.as_millis(),
+            index.persons,
+            index.builds
+        ));
+    }
     let mut report = Report::new("audience", method);
     report.add("seed rate", seeded.people as f64 / seeded.seconds.max(1e-9), "people/s");
+    if let Some((waited, index)) = &index_wait {
+        report.add("audience index ready after seeding", *waited, "s");
+        report.add("audience index persons", index.persons, "");
+    }
     for (name, row) in report_rows {
         report.add(name, row, "");
     }
@@ -459,6 +495,88 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
     add_memory(&mut report, &run.server);
     run.finish().await?;
     Ok(report)
+}
+
+/// How often the audience scenario reads `/metrics` while the index builds.
+const INDEX_POLL: Duration = Duration::from_millis(250);
+
+/// The longest the audience scenario waits for the server's in-memory audience index.
+const INDEX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The server's in-memory audience index as its `/metrics` reports it.
+#[derive(Debug, Clone, Copy, Default)]
+struct IndexMetrics {
+    ready: bool,
+    persons: u64,
+    builds: u64,
+    answered: u64,
+    fallbacks: u64,
+}
+
+/// The server's in-memory audience index from `/metrics`; `None` when it reports none (a
+/// PostgreSQL store, or the index turned off).
+async fn audience_index_metrics(server: &Server) -> anyhow::Result<Option<IndexMetrics>> {
+    let resp = reqwest::get(format!("{}/metrics", server.base_url)).await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("GET /metrics: {status}: {text}");
+    }
+    let value = |series: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let Some(ready) = value("roster_audience_index_ready") else {
+        return Ok(None);
+    };
+    Ok(Some(IndexMetrics {
+        ready: ready == 1,
+        persons: value("roster_audience_index_persons").unwrap_or(0),
+        builds: value("roster_audience_index_builds_total").unwrap_or(0),
+        answered: value(r#"roster_audience_index_previews_total{result="answered"}"#).unwrap_or(0),
+        fallbacks: value(r#"roster_audience_index_previews_total{result="fallback"}"#).unwrap_or(0),
+    }))
+}
+
+/// After the seed (another process's commits): one preview, which makes the server look for
+/// commits it did not make and build its index again, then `/metrics` until the index is ready
+/// and holds `people` persons. Seconds from the end of the seed, and the index then; `None` when
+/// the server reports no index (turned off), with nothing to wait for.
+async fn wait_for_audience_index(
+    server: &Server,
+    app: &App,
+    people: u64,
+) -> anyhow::Result<Option<(f64, IndexMetrics)>> {
+    let started = Instant::now();
+    let nudge = async || {
+        server
+            .api(
+                "POST",
+                "/api/v1/segments/preview",
+                Some(json!({"filter": {"tags": "tag1"}, "applicationCode": app.code, "sampleSize": 0})),
+            )
+            .await
+    };
+    nudge().await?;
+    let mut last_nudge = Instant::now();
+    loop {
+        let Some(index) = audience_index_metrics(server).await? else {
+            return Ok(None);
+        };
+        if index.ready && index.persons == people {
+            return Ok(Some((started.elapsed().as_secs_f64(), index)));
+        }
+        if started.elapsed() > INDEX_TIMEOUT {
+            bail!("the server's audience index was not ready with {people} persons after {INDEX_TIMEOUT:?}: {index:?}");
+        }
+        // Ready but without the seed: the server has not seen its commits yet (its writer was
+        // busy when the preview looked); another preview, answered by the index, looks again.
+        if index.ready && last_nudge.elapsed() > Duration::from_secs(5) {
+            nudge().await?;
+            last_nudge = Instant::now();
+        }
+        tokio::time::sleep(INDEX_POLL).await;
+    }
 }
 
 /// min / median / max of `times` (milliseconds).
