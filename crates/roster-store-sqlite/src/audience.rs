@@ -383,6 +383,116 @@ fn sql_preview(
     })
 }
 
+/// The installations among `ids` (pushRegIds in order) that exist in this transaction, belong
+/// to the scope and match the filter with their owners as read here, in the order of `ids`.
+fn verified_installations(
+    conn: &Connection,
+    scope: Scope,
+    filter: &Filter,
+    ids: &[String],
+) -> StoreResult<Vec<Installation>> {
+    let list = json(&ids)?;
+    // `+account_id`: the id list drives the lookups (primary key), not the account's indexes.
+    let found = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            roster_store::installation_columns!(),
+            " FROM installations WHERE push_reg_id IN (SELECT value FROM json_each(?2)) AND +account_id = ?1 \
+             ORDER BY push_reg_id"
+        ),
+        params![id(scope.account_id), list],
+        rows::installation,
+    )?;
+    let mut owners: Vec<Uuid> = found.iter().map(|i| i.person_id).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let persons = persons_found(conn, scope.account_id, &owners)?;
+    Ok(found
+        .into_iter()
+        .filter(|i| {
+            scope.application_id.is_none_or(|a| a == i.application_id)
+                && persons.get(&i.person_id).is_some_and(|p| filter.matches(p, Some(i)))
+        })
+        .collect())
+}
+
+/// The audience by SQL over the index tables: installations after `after`, `limit` at most.
+fn sql_audience(
+    conn: &Connection,
+    scope: Scope,
+    filter: &Filter,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Installation>> {
+    let page = translate::audience_page(Dialect::Sqlite, scope, filter, after, limit);
+    let st = Statement {
+        sql: format!(
+            "SELECT {} FROM installations WHERE push_reg_id IN ({}) ORDER BY push_reg_id",
+            roster_store::installation_columns!(),
+            page.sql
+        ),
+        binds: page.binds,
+    };
+    run(conn, &st, rows::installation)
+}
+
+impl SqliteTx {
+    /// The audience's installations after `after` (`limit` of them, fewer only at its end) from
+    /// the in-memory index's list of the audience, each checked in this transaction; `None` when
+    /// the index cannot give the list (then SQL resolves).
+    ///
+    /// The list is computed at a resolution's first chunk and kept for the next ones, so
+    /// installations that come to match later are not in that walk (the audience is as of the
+    /// start of resolution); those deleted or no longer matching are skipped, as this
+    /// transaction sees them.
+    async fn indexed_audience(
+        &mut self,
+        scope: Scope,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<Installation>>> {
+        let Some(state) = self.resolution_index() else {
+            return Ok(None);
+        };
+        // Writes of another process reach the index only by a rebuild (a write transaction's
+        // batch looked when it began; the writer is busy then and this does nothing).
+        state.look_for_foreign_commits();
+        if !state.is_ready() {
+            return Ok(None);
+        }
+        // The refresh reads on the index's own connection and the index may be busy: not on a
+        // runtime thread.
+        let (asked, owned, fresh) = (state.clone(), filter.clone(), after.is_none());
+        let list = tokio::task::spawn_blocking(move || asked.audience_list(scope, &owned, fresh))
+            .await
+            .map_err(join_err)?;
+        let list = match list {
+            Ok(Some(list)) => list,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "the in-memory audience index could not list an audience; resolving with SQL");
+                return Ok(None);
+            }
+        };
+        let conn = self.conn()?;
+        let ids = list.ids.as_slice();
+        let mut at = after.map_or(0, |after| ids.partition_point(|r| r.as_str() <= after));
+        let mut out = Vec::with_capacity(limit.min(ids.len() - at));
+        // Never fewer than `limit` while ids remain: a short chunk ends the resolution.
+        while out.len() < limit && at < ids.len() {
+            let take = (limit - out.len()).min(ids.len() - at);
+            out.extend(verified_installations(conn, scope, filter, &ids[at..at + take])?);
+            at += take;
+        }
+        if at >= ids.len() {
+            state.forget_list(&list);
+        }
+        Ok(Some(out))
+    }
+}
+
 fn segment_row(row: &Row<'_>) -> rusqlite::Result<Segment> {
     Ok(Segment {
         account_id: uuid_at(row, 0)?,
@@ -490,9 +600,13 @@ impl AudienceTx for SqliteTx {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<String>> {
+        let limit = limit.min(MAX_PAGE);
+        if let Some(found) = self.indexed_audience(scope, filter, after, limit as usize).await? {
+            return Ok(found.into_iter().map(|i| i.push_reg_id).collect());
+        }
         run(
             self.conn()?,
-            &translate::audience_page(Dialect::Sqlite, scope, filter, after, limit.min(MAX_PAGE)),
+            &translate::audience_page(Dialect::Sqlite, scope, filter, after, limit),
             |r| r.get(0),
         )
     }
@@ -504,16 +618,11 @@ impl AudienceTx for SqliteTx {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<Installation>> {
-        let page = translate::audience_page(Dialect::Sqlite, scope, filter, after, limit.min(MAX_PAGE));
-        let st = Statement {
-            sql: format!(
-                "SELECT {} FROM installations WHERE push_reg_id IN ({}) ORDER BY push_reg_id",
-                roster_store::installation_columns!(),
-                page.sql
-            ),
-            binds: page.binds,
-        };
-        run(self.conn()?, &st, rows::installation)
+        let limit = limit.min(MAX_PAGE);
+        if let Some(found) = self.indexed_audience(scope, filter, after, limit as usize).await? {
+            return Ok(found);
+        }
+        sql_audience(self.conn()?, scope, filter, after, limit)
     }
 
     async fn segment(&mut self, account_id: Uuid, segment_id: Uuid) -> StoreResult<Option<Segment>> {

@@ -21,12 +21,15 @@
 //!   account, a page per read transaction. Capture is on before its first read: a person changed
 //!   while the build runs is pending, and is read again before the index is marked ready. Until
 //!   then previews run as SQL.
+//! - **Resolution.** A send's audience is listed from the index at its first chunk and the list
+//!   kept for the next ones ([`IndexState::audience_list`]); audience.rs checks each listed
+//!   installation in the caller's transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use roster_model::filter::Filter;
 use roster_model::{Installation, Person};
@@ -63,6 +66,31 @@ const BACKGROUND_REFRESH: usize = 20_000;
 /// under way) it runs as SQL and leaves them to a background refresh, which reads them in
 /// chunks of this size, letting previews in between.
 const INLINE_REFRESH: usize = 5_000;
+
+/// Audience lists kept between the chunks of resolutions (sends walking their audience).
+const CACHED_LISTS: usize = 8;
+
+/// A kept audience list unused for this long is dropped.
+const LIST_IDLE: Duration = Duration::from_secs(600);
+
+/// Audience lists longer than this are used for the chunk that computed them, not kept (about
+/// 50 bytes an id).
+const MAX_CACHED_IDS: usize = 20_000_000;
+
+/// What an audience list is kept under: account, application, and the filter's `Debug` text.
+pub(crate) type ListKey = (Uuid, Option<Uuid>, String);
+
+/// Every matching pushRegId of a scope, in pushRegId order, as the index held them when computed.
+pub(crate) struct AudienceList {
+    pub(crate) key: ListKey,
+    pub(crate) ids: Arc<Vec<String>>,
+}
+
+struct KeptList {
+    key: ListKey,
+    ids: Arc<Vec<String>>,
+    used: Instant,
+}
 
 /// The SQL creating the change table and its triggers (TEMP: on the connection that runs it).
 fn capture_sql() -> String {
@@ -142,6 +170,8 @@ pub(crate) struct IndexState {
     fallbacks: AtomicU64,
     /// Builds completed (the first one and rebuilds).
     builds: AtomicU64,
+    /// Audience lists of resolutions under way ([`IndexState::audience_list`]).
+    lists: Mutex<Vec<KeptList>>,
 }
 
 #[derive(Default)]
@@ -181,6 +211,7 @@ impl IndexState {
             answered: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             builds: AtomicU64::new(0),
+            lists: Mutex::new(Vec::new()),
         }
     }
 
@@ -212,6 +243,8 @@ impl IndexState {
     pub(crate) fn rebuild(self: &Arc<Self>, why: &str) {
         let mut build = self.lock_build();
         self.ready.store(false, Ordering::Release);
+        // Kept audience lists may miss what the index did not see.
+        self.lock_lists().clear();
         if build.running {
             build.stale = true;
             return;
@@ -495,6 +528,86 @@ impl IndexState {
         Ok(Some(Answer { counts, sample }))
     }
 
+    /// The audience list of `(scope, filter)`: the kept one unless `fresh` (a resolution's first
+    /// chunk), else computed from the index brought up to date (under its lock, as previews) and
+    /// kept; `None` when the index does not hold a field of the filter, is not ready, or has a
+    /// bulk change pending.
+    pub(crate) fn audience_list(
+        self: &Arc<Self>,
+        scope: Scope,
+        filter: &Filter,
+        fresh: bool,
+    ) -> StoreResult<Option<AudienceList>> {
+        let key: ListKey = (scope.account_id, scope.application_id, format!("{filter:?}"));
+        if !fresh && let Some(ids) = self.kept_list(&key) {
+            return Ok(Some(AudienceList { key, ids }));
+        }
+        let Some(mut inner) = self.lock_inner() else {
+            return Ok(None);
+        };
+        if !self.is_ready() {
+            return Ok(None);
+        }
+        if self.lock_pending().len() > INLINE_REFRESH {
+            drop(inner);
+            self.refresh_in_background();
+            return Ok(None);
+        }
+        self.refresh(&mut inner, usize::MAX)?;
+        let Some(ids) = inner.index.push_reg_ids(scope, filter) else {
+            return Ok(None);
+        };
+        drop(inner);
+        let ids = Arc::new(ids);
+        self.keep_list(&key, &ids);
+        Ok(Some(AudienceList { key, ids }))
+    }
+
+    fn lock_lists(&self) -> MutexGuard<'_, Vec<KeptList>> {
+        // Whole entries pushed and removed: never inconsistent after a panic.
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.retain(|l| l.used.elapsed() < LIST_IDLE);
+        lists
+    }
+
+    fn kept_list(&self, key: &ListKey) -> Option<Arc<Vec<String>>> {
+        let mut lists = self.lock_lists();
+        let kept = lists.iter_mut().find(|l| l.key == *key)?;
+        kept.used = Instant::now();
+        Some(kept.ids.clone())
+    }
+
+    fn keep_list(&self, key: &ListKey, ids: &Arc<Vec<String>>) {
+        let mut lists = self.lock_lists();
+        lists.retain(|l| l.key != *key);
+        if ids.len() > MAX_CACHED_IDS {
+            return;
+        }
+        if lists.len() >= CACHED_LISTS
+            && let Some(oldest) = (0..lists.len()).min_by_key(|&i| lists[i].used)
+        {
+            lists.swap_remove(oldest);
+        }
+        lists.push(KeptList {
+            key: key.clone(),
+            ids: ids.clone(),
+            used: Instant::now(),
+        });
+    }
+
+    /// A resolution walked its list to the end: it is not kept any longer.
+    pub(crate) fn forget_list(&self, list: &AudienceList) {
+        // Only that list: another resolution of the same audience may have kept a newer one.
+        self.lock_lists()
+            .retain(|l| !(l.key == list.key && Arc::ptr_eq(&l.ids, &list.ids)));
+    }
+
+    /// Audience lists kept (tests).
+    #[cfg(test)]
+    pub(crate) fn kept_lists(&self) -> usize {
+        self.lock_lists().len()
+    }
+
     /// Persons held by the index (tests).
     pub(crate) fn persons(&self) -> usize {
         self.lock_inner().map_or(0, |inner| inner.index.persons())
@@ -665,6 +778,56 @@ mod tests {
         conn.execute_batch(&format!("DELETE FROM persons WHERE id = '{p1}'"))
             .unwrap();
         assert_eq!(changes(&conn), vec![p1], "the cascaded person_tags delete was captured");
+    }
+
+    /// A resolution's list is kept between its chunks and dropped when walked to its end; 8
+    /// lists at most are kept, the least recently used going first.
+    #[tokio::test]
+    async fn audience_lists_are_kept_while_walked() {
+        use roster_store::Store;
+        use roster_store::audience::Scope;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(&dir.path().join("l.db")).await.unwrap();
+        assert!(store.wait_for_audience_index(std::time::Duration::from_secs(30)).await);
+        let pop = roster_store_tests::audience::seed_population(&store, 7, 60).await;
+        let index = store.index.clone().unwrap();
+        let scope = Scope {
+            account_id: pop.account.id,
+            application_id: None,
+        };
+        let chunk = |filter: Filter, after: Option<String>| {
+            let store = &store;
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let got = tx
+                    .audience_installations(scope, &filter, after.as_deref(), 7)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                got.into_iter().map(|i| i.push_reg_id).collect::<Vec<_>>()
+            }
+        };
+        let all = Filter::parse(&serde_json::json!({}), &pop.definitions, "filter").unwrap();
+        let first = chunk(all.clone(), None).await;
+        assert_eq!(first.len(), 7);
+        assert_eq!(index.kept_lists(), 1, "kept after the first chunk");
+        let mut after = first.last().cloned();
+        loop {
+            let got = chunk(all.clone(), after.clone()).await;
+            if got.len() < 7 {
+                break;
+            }
+            assert_eq!(index.kept_lists(), 1, "kept while walked");
+            after = got.last().cloned();
+        }
+        assert_eq!(index.kept_lists(), 0, "dropped at the end");
+        for n in 0..10 {
+            // Ten audiences of every installation, under ten keys.
+            let f = serde_json::json!({"tags": {"$nin": [format!("none{n}")]}});
+            chunk(Filter::parse(&f, &pop.definitions, "filter").unwrap(), None).await;
+        }
+        assert_eq!(index.kept_lists(), CACHED_LISTS.min(10));
     }
 
     /// A write transaction as `Store::begin` opens it, with its connection at hand for SQL.

@@ -103,6 +103,15 @@ impl SqliteTx {
         self.index.as_ref()
     }
 
+    /// The in-memory audience index that audience resolution may use: a read transaction's, or
+    /// on the writer the one its capture feeds (previews of write transactions do not use it).
+    pub(crate) fn resolution_index(&self) -> Option<Arc<IndexState>> {
+        match self.handle.as_ref()? {
+            Handle::Writer(writer) => writer.capture().cloned(),
+            Handle::Reader(_) => self.index.clone(),
+        }
+    }
+
     /// The connection, as long as the transaction is still open.
     pub(crate) fn conn(&self) -> StoreResult<&Connection> {
         let handle = self

@@ -522,3 +522,233 @@ async fn timings_over_100k_people() {
         rss_anon_kib() / 1024
     );
 }
+
+/// Walks the audience as the core resolves a send: chunks of `chunk` installations after the
+/// last one returned, each in a write transaction of its own, until a short chunk; `between`
+/// runs after each chunk with the cursor. Every chunk but the last is full.
+async fn walk(store: &SqliteStore, scope: Scope, filter: &Filter, chunk: u32) -> Vec<String> {
+    walk_from(store, scope, filter, chunk, None, usize::MAX).await
+}
+
+/// [`walk`] from `after`, stopping after `chunks` chunks (the cursor is the last id returned).
+async fn walk_from(
+    store: &SqliteStore,
+    scope: Scope,
+    filter: &Filter,
+    chunk: u32,
+    mut after: Option<String>,
+    chunks: usize,
+) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for _ in 0..chunks {
+        let mut tx = store.begin().await.unwrap();
+        let got = tx
+            .audience_installations(scope, filter, after.as_deref(), chunk)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        for inst in &got {
+            assert_eq!(inst.account_id, scope.account_id);
+            assert!(scope.application_id.is_none_or(|a| a == inst.application_id));
+        }
+        let ids: Vec<String> = got.into_iter().map(|i| i.push_reg_id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in pushRegId order");
+        if let (Some(a), Some(first)) = (&after, ids.first()) {
+            assert!(first > a, "after the cursor");
+        }
+        let last = (ids.len() as u32) < chunk;
+        after = ids.last().cloned().or(after);
+        all.extend(ids);
+        if last {
+            break;
+        }
+    }
+    all
+}
+
+/// The pushRegIds of `audience_page` walked in chunks, in a read transaction each.
+async fn page_walk(store: &SqliteStore, scope: Scope, filter: &Filter, chunk: u32) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    loop {
+        let mut tx = store.begin_read().await.unwrap();
+        let ids = tx
+            .audience_page(scope, filter, all.last().map(String::as_str), chunk)
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let last = (ids.len() as u32) < chunk;
+        all.extend(ids);
+        if last {
+            return all;
+        }
+    }
+}
+
+/// Resolving a send's audience in chunks (`audience_installations` in write transactions, as
+/// the core does) from the index's list gives the SQL path's pushRegIds in the same order, for
+/// fixed and random filters on three scopes, after seeding and after mutations; so does
+/// `audience_page`.
+#[tokio::test]
+async fn index_resolution_equals_sql_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.db");
+    let store = indexed(&path).await;
+    let sql = sql_only(&path).await;
+    let seed = 0x1DE7_0005;
+    let pop = seed_population(&store, seed, 300).await;
+    for round in 0..2 {
+        if round == 1 {
+            mutate(&store, &pop, seed ^ 1).await;
+        }
+        let vocab = vocab(&store, pop.account.id).await;
+        let mut filters = fixed_filters();
+        filters.extend(random_filters(seed ^ round, &vocab, 25));
+        let mut non_empty = 0;
+        for json in &filters {
+            let filter = Filter::parse(json, &pop.definitions, "filter").unwrap();
+            for app in [None, Some(pop.apps[0].id), Some(pop.apps[1].id)] {
+                let scope = Scope {
+                    account_id: pop.account.id,
+                    application_id: app,
+                };
+                let want = walk(&sql, scope, &filter, 7).await;
+                let got = walk(&store, scope, &filter, 7).await;
+                assert_eq!(got, want, "{json} in {app:?}, round {round}");
+                assert_eq!(
+                    page_walk(&store, scope, &filter, 7).await,
+                    want,
+                    "pages of {json} in {app:?}"
+                );
+                non_empty += usize::from(!want.is_empty());
+            }
+        }
+        assert!(non_empty > filters.len(), "only {non_empty} audiences are not empty");
+    }
+    assert!(store.audience_index_ready());
+}
+
+/// Between two chunks of a resolution: an installation of the audience ahead of the cursor is
+/// deleted, a person owning some stops matching, and a matching installation is created ahead
+/// of the cursor. The walk skips the first two, and (its audience being as of the start of
+/// resolution, unlike SQL's) does not take the new one; its chunks stay full.
+#[tokio::test]
+async fn resolution_skips_what_changed_ahead_of_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.db");
+    let store = indexed(&path).await;
+    let sql = sql_only(&path).await;
+    let pop = seed_population(&store, 0x1DE7_0006, 300).await;
+    let filter = Filter::parse(&json!({"tags": "vip"}), &pop.definitions, "filter").unwrap();
+    let scope = Scope {
+        account_id: pop.account.id,
+        application_id: Some(pop.apps[0].id),
+    };
+    let before = walk(&sql, scope, &filter, 7).await;
+    assert!(before.len() > 25, "audience of {} only", before.len());
+
+    let head = walk_from(&store, scope, &filter, 7, None, 2).await;
+    assert_eq!(head, before[..14]);
+    let cursor = head.last().cloned();
+    let ahead = &before[14..];
+
+    let mut tx = store.begin().await.unwrap();
+    // Deleted: the installation right after the cursor and one further on.
+    for gone in [&ahead[0], &ahead[10]] {
+        assert!(tx.delete_installation(pop.account.id, gone).await.unwrap());
+    }
+    // A person owning one ahead stops matching (all of its installations leave the audience).
+    let owned = tx.installation(&ahead[3]).await.unwrap().unwrap();
+    let mut person = tx.person(pop.account.id, owned.person_id).await.unwrap().unwrap();
+    person.version += 1;
+    person.tags.remove("vip");
+    tx.update_person(&person).await.unwrap();
+    // Created after the list was computed, matching and ahead of the cursor.
+    let mut new = None;
+    for r in &ahead[5..] {
+        let inst = tx.installation(r).await.unwrap().unwrap();
+        if inst.person_id != person.id {
+            new = Some(inst);
+            break;
+        }
+    }
+    let mut new = new.expect("an installation of another matching person");
+    new.push_reg_id = "ffffffff-ffff-4fff-bfff-ffffffffffff".into();
+    new.is_primary = false;
+    new.push_service_token = new.push_service_token.map(|t| format!("{t}-new"));
+    tx.insert_installation(&new).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let sql_rest = walk_from(&sql, scope, &filter, 7, cursor.clone(), usize::MAX).await;
+    assert!(sql_rest.contains(&new.push_reg_id), "SQL takes the new installation");
+    assert!(!sql_rest.contains(&ahead[0]) && !sql_rest.contains(&ahead[3]));
+    let rest = walk_from(&store, scope, &filter, 7, cursor, usize::MAX).await;
+    let want: Vec<String> = sql_rest.into_iter().filter(|r| *r != new.push_reg_id).collect();
+    assert!(
+        want.len() < ahead.len() - 2,
+        "the person's installations left the audience"
+    );
+    assert_eq!(rest, want, "the rest of the walk");
+
+    // A resolution started now lists the audience again: the new installation is in it.
+    assert_eq!(
+        walk(&store, scope, &filter, 7).await,
+        walk(&sql, scope, &filter, 7).await
+    );
+}
+
+/// Not part of the suite: resolving audiences of about 100,000 installations in chunks of 1,000
+/// (write transactions, as the core does) from the index's list and by SQL, over 100,000
+/// persons. `cargo test --release -p roster-store-sqlite --test memindex -- --ignored
+/// --nocapture resolution_timings_over_100k_people`.
+#[tokio::test]
+#[ignore]
+async fn resolution_timings_over_100k_people() {
+    use roster_store_tests::audience::seed_bulk;
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let pop = {
+        let store = sql_only(&path).await;
+        let started = Instant::now();
+        let pop = seed_bulk(&store, 42, 100_000).await;
+        println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+        pop
+    };
+    let store = indexed(&path).await;
+    let sql = sql_only(&path).await;
+    let cases = [
+        (json!({}), None),
+        (json!({}), Some(pop.apps[0].id)),
+        (json!({"tags": {"$nin": ["vip"]}}), None),
+        (json!({"tags": {"$nin": ["vip"]}}), Some(pop.apps[0].id)),
+        (json!({"tags": "vip"}), None),
+        (json!({"tags": "vip"}), Some(pop.apps[0].id)),
+        (json!({"score": {"$gte": 5}}), Some(pop.apps[0].id)),
+    ];
+    for (json, app) in cases {
+        let filter = Filter::parse(&json, &pop.definitions, "filter").unwrap();
+        let scope = Scope {
+            account_id: pop.account.id,
+            application_id: app,
+        };
+        let mut walks = Vec::new();
+        for (name, s) in [("index", &store), ("SQL", &sql)] {
+            let started = Instant::now();
+            let first = walk_from(s, scope, &filter, 1000, None, 1).await;
+            let first_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let rest = walk_from(s, scope, &filter, 1000, first.last().cloned(), usize::MAX).await;
+            let total = started.elapsed().as_secs_f64();
+            println!(
+                "{json} in {}: {} installations by {name} in {total:.2} s (first chunk {first_ms:.0} ms)",
+                if app.is_some() {
+                    "one application"
+                } else {
+                    "the account"
+                },
+                first.len() + rest.len()
+            );
+            walks.push([first, rest].concat());
+        }
+        assert_eq!(walks[0], walks[1], "{json}");
+    }
+}
