@@ -383,14 +383,17 @@ fn sql_preview(
     })
 }
 
-/// The installations among `ids` (pushRegIds in order) that exist in this transaction, belong
-/// to the scope and match the filter with their owners as read here, in the order of `ids`.
-fn verified_installations(
-    conn: &Connection,
-    scope: Scope,
-    filter: &Filter,
-    ids: &[String],
-) -> StoreResult<Vec<Installation>> {
+/// The installations among `ids` (pushRegIds in order) that still exist in this transaction and
+/// belong to the scope, in the order of `ids`.
+///
+/// They are not checked against the filter again: the list is the audience as it matched when
+/// resolution started (the index's state then), and a person who changed since keeps the
+/// installations it had in it, as a snapshot would. Re-reading every owner to test the filter
+/// again cost about two thirds of the resolution time (measured at 100,000 persons: 1.8 s
+/// against SQL's 0.64 s for a whole application) for a race a send cannot avoid anyway (a
+/// change right after resolution reaches the same person). Deliverability is checked by the
+/// core per chunk, as for SQL.
+fn existing_installations(conn: &Connection, scope: Scope, ids: &[String]) -> StoreResult<Vec<Installation>> {
     let list = json(&ids)?;
     // `+account_id`: the id list drives the lookups (primary key), not the account's indexes.
     let found = query_all(
@@ -404,16 +407,9 @@ fn verified_installations(
         params![id(scope.account_id), list],
         rows::installation,
     )?;
-    let mut owners: Vec<Uuid> = found.iter().map(|i| i.person_id).collect();
-    owners.sort_unstable();
-    owners.dedup();
-    let persons = persons_found(conn, scope.account_id, &owners)?;
     Ok(found
         .into_iter()
-        .filter(|i| {
-            scope.application_id.is_none_or(|a| a == i.application_id)
-                && persons.get(&i.person_id).is_some_and(|p| filter.matches(p, Some(i)))
-        })
+        .filter(|i| scope.application_id.is_none_or(|a| a == i.application_id))
         .collect())
 }
 
@@ -443,9 +439,9 @@ impl SqliteTx {
     /// the index cannot give the list (then SQL resolves).
     ///
     /// The list is computed at a resolution's first chunk and kept for the next ones, so
-    /// installations that come to match later are not in that walk (the audience is as of the
-    /// start of resolution); those deleted or no longer matching are skipped, as this
-    /// transaction sees them.
+    /// installations that come to match later are not in that walk, and those that stop
+    /// matching stay in it (the audience is as of the start of resolution); those deleted since,
+    /// as this transaction sees them, are skipped.
     async fn indexed_audience(
         &mut self,
         scope: Scope,
@@ -483,7 +479,7 @@ impl SqliteTx {
         // Never fewer than `limit` while ids remain: a short chunk ends the resolution.
         while out.len() < limit && at < ids.len() {
             let take = (limit - out.len()).min(ids.len() - at);
-            out.extend(verified_installations(conn, scope, filter, &ids[at..at + take])?);
+            out.extend(existing_installations(conn, scope, &ids[at..at + take])?);
             at += take;
         }
         if at >= ids.len() {
