@@ -627,10 +627,10 @@ async fn index_resolution_equals_sql_resolution() {
     assert!(store.audience_index_ready());
 }
 
-/// Between two chunks of a resolution: an installation of the audience ahead of the cursor is
+/// Between two chunks of a resolution: installations of the audience ahead of the cursor are
 /// deleted, a person owning some stops matching, and a matching installation is created ahead
-/// of the cursor. The walk skips the first two, and (its audience being as of the start of
-/// resolution, unlike SQL's) does not take the new one; its chunks stay full.
+/// of the cursor. The walk is the audience as resolution started (unlike SQL's): it skips the
+/// deleted ones, keeps the person's, does not take the new one; its chunks stay full.
 #[tokio::test]
 async fn resolution_walks_the_audience_as_it_started() {
     let dir = tempfile::tempdir().unwrap();
