@@ -490,6 +490,25 @@ impl IndexState {
         }
     }
 
+    /// The index brought up to date, under its lock: `None` when it is not ready (checked under
+    /// the lock: a rebuild may have begun since the caller looked) or a bulk change is pending
+    /// (left to a background refresh; the caller answers with SQL meanwhile).
+    fn current(self: &Arc<Self>) -> StoreResult<Option<MutexGuard<'_, Inner>>> {
+        let Some(mut inner) = self.lock_inner() else {
+            return Ok(None);
+        };
+        if !self.is_ready() {
+            return Ok(None);
+        }
+        if self.lock_pending().len() > INLINE_REFRESH {
+            drop(inner);
+            self.refresh_in_background();
+            return Ok(None);
+        }
+        self.refresh(&mut inner, usize::MAX)?;
+        Ok(Some(inner))
+    }
+
     /// The preview's counts and sample (`sample` persons at most, none when nothing matches),
     /// from the index brought up to date; `None` when the index does not hold a field of the
     /// filter (or is not ready).
@@ -500,19 +519,9 @@ impl IndexState {
         primary_only: bool,
         sample: usize,
     ) -> StoreResult<Option<Answer>> {
-        let Some(mut inner) = self.lock_inner() else {
+        let Some(inner) = self.current()? else {
             return Ok(None);
         };
-        // Under the lock: a rebuild may have begun since the caller looked.
-        if !self.is_ready() {
-            return Ok(None);
-        }
-        if self.lock_pending().len() > INLINE_REFRESH {
-            drop(inner);
-            self.refresh_in_background();
-            return Ok(None);
-        }
-        self.refresh(&mut inner, usize::MAX)?;
         let Some(counts) = inner.index.counts(scope, filter, primary_only) else {
             return Ok(None);
         };
@@ -542,18 +551,9 @@ impl IndexState {
         if !fresh && let Some(ids) = self.kept_list(&key) {
             return Ok(Some(AudienceList { key, ids }));
         }
-        let Some(mut inner) = self.lock_inner() else {
+        let Some(inner) = self.current()? else {
             return Ok(None);
         };
-        if !self.is_ready() {
-            return Ok(None);
-        }
-        if self.lock_pending().len() > INLINE_REFRESH {
-            drop(inner);
-            self.refresh_in_background();
-            return Ok(None);
-        }
-        self.refresh(&mut inner, usize::MAX)?;
         let Some(ids) = inner.index.push_reg_ids(scope, filter) else {
             return Ok(None);
         };
