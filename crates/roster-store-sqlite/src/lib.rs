@@ -42,6 +42,8 @@ use crate::group::Writer;
 use crate::memindex::IndexState;
 use crate::tx::{Handle, SqliteTx};
 
+#[doc(hidden)]
+pub use push::INSTALLATIONS_BY_IDS;
 pub use retention::PURGE_STATEMENTS;
 
 /// The schema migrations, in order: `(version, SQL)`. Applied at open; a landed file is never

@@ -196,6 +196,16 @@ const QUEUE_DEPTH_SQL: &str = "SELECT provider, CASE WHEN next_attempt_at <= ?1 
      WHEN claim_id IS NOT NULL THEN 'claimed' ELSE 'retry_waiting' END AS state, count(*) \
      FROM deliveries WHERE status = 'QUEUED' GROUP BY 1, 2";
 
+/// The installations of a claimed batch (`PushTx::installations_by_ids`). `+account_id`: the id
+/// list drives the lookups (primary key); on the account's index SQLite would read every
+/// installation of the account for each batch (measured: a 100,000-installation send fell from
+/// 6,061 to 838 notifications/s). A test checks the plan.
+pub const INSTALLATIONS_BY_IDS: &str = concat!(
+    "SELECT ",
+    installation_columns!(),
+    " FROM installations WHERE +account_id = ?1 AND push_reg_id IN (SELECT value FROM json_each(?2))"
+);
+
 #[async_trait]
 impl PushTx for SqliteTx {
     async fn insert_bulk(&mut self, bulk: &Bulk) -> StoreResult<()> {
@@ -517,11 +527,7 @@ impl PushTx for SqliteTx {
         }
         query_all(
             self.conn()?,
-            concat!(
-                "SELECT ",
-                installation_columns!(),
-                " FROM installations WHERE account_id = ?1 AND push_reg_id IN (SELECT value FROM json_each(?2))"
-            ),
+            INSTALLATIONS_BY_IDS,
             params![id(account_id), json(&push_reg_ids)?],
             rows::installation,
         )

@@ -143,3 +143,31 @@ async fn a_corrupt_row_is_an_error_not_a_default() {
     }
     assert!(matches!(tx.snapshot().await, Err(StoreError::Other(_))));
 }
+
+/// The installations of a claimed delivery batch are found by their primary key, not by
+/// walking the account's installations: the account filter must not choose the plan.
+#[tokio::test]
+async fn claimed_installations_are_read_by_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plans.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            roster_store_sqlite::INSTALLATIONS_BY_IDS
+        ))
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map(rusqlite::params!["a", "[\"x\"]"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("SEARCH installations USING") && l.ends_with("(push_reg_id=?)")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|l| l.starts_with("SCAN installations")), "{plan:?}");
+    assert!(!plan.iter().any(|l| l.contains("account")), "{plan:?}");
+}
