@@ -6,18 +6,16 @@
 //! of deliveries commits at once (the lease in `next_attempt_at` then keeps the rows out of
 //! other claims); a claimed audience job stays locked until its chunk transaction ends.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
+use roster_model::{Installation, Millis, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
     IdempotencyState, Message, PushTable, QueueDepth, QueueState, SubmissionStatus,
 };
 use roster_store::{
-    PushTx, Snapshot, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns,
-    installation_columns, message_columns, page_limit, person_columns,
+    PushTx, Snapshot, StoreResult, audience_job_columns, delivery_columns, idempotency_columns, installation_columns,
+    message_columns, page_limit,
 };
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
@@ -95,11 +93,6 @@ fn idempotency_row(row: &PgRow) -> StoreResult<IdempotencyRecord> {
         created_at: get(row, 7)?,
         expires_at: get(row, 8)?,
     })
-}
-
-/// One row of a person's phones, emails or tags: (kind, person, value).
-fn person_key_row(row: &PgRow) -> StoreResult<(i32, Uuid, String)> {
-    Ok((get(row, 0)?, uuid_at(row, 1)?, get(row, 3)?))
 }
 
 /// A `GROUP BY status` row of [`PushTx::delivery_counts`].
@@ -306,91 +299,6 @@ impl PushTx for PgTx {
             )
             .await
             .map(drop)
-    }
-
-    /// Three round trips whatever the chunk size: the installations, their persons (not locked:
-    /// a filter reads them, nothing writes them), and the persons' phones, emails and tags.
-    async fn audience_chunk(
-        &mut self,
-        account_id: Uuid,
-        application_id: Uuid,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<(Installation, Person)>> {
-        let c = self.conn()?;
-        let installations = c
-            .query_all(
-                sqlx::query(concat!(
-                    "SELECT ",
-                    installation_columns!(),
-                    " FROM installations WHERE application_id = $2 AND account_id = $1 AND push_reg_id > $3 \
-                     ORDER BY push_reg_id LIMIT $4"
-                ))
-                .bind(id(account_id))
-                .bind(id(application_id))
-                .bind(after.unwrap_or_default().to_owned())
-                .bind(page_limit(limit)),
-                rows::installation,
-            )
-            .await?;
-        if installations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut person_ids: Vec<String> = installations.iter().map(|i| id(i.person_id)).collect();
-        person_ids.sort_unstable();
-        person_ids.dedup();
-        let persons = c
-            .query_all(
-                sqlx::query(concat!(
-                    "SELECT ",
-                    person_columns!(),
-                    " FROM persons WHERE account_id = $1 AND id = ANY($2::text[])"
-                ))
-                .bind(id(account_id))
-                .bind(person_ids.clone()),
-                rows::person,
-            )
-            .await?;
-        let keys = c
-            .query_all(
-                sqlx::query(
-                    "SELECT 0, person_id, position, number FROM person_phones \
-                     WHERE account_id = $1 AND person_id = ANY($2::text[]) \
-                     UNION ALL \
-                     SELECT 1, person_id, position, address FROM person_emails \
-                     WHERE account_id = $1 AND person_id = ANY($2::text[]) \
-                     UNION ALL \
-                     SELECT 2, person_id, 0, tag FROM person_tags \
-                     WHERE account_id = $1 AND person_id = ANY($2::text[]) \
-                     ORDER BY 1, 2, 3, 4",
-                )
-                .bind(id(account_id))
-                .bind(person_ids),
-                person_key_row,
-            )
-            .await?;
-        let mut by_id: HashMap<Uuid, Person> = persons.into_iter().map(|p| (p.id, p)).collect();
-        for (kind, person_id, value) in keys {
-            let Some(p) = by_id.get_mut(&person_id) else { continue };
-            match kind {
-                0 => p.phones.push(value),
-                1 => p.emails.push(value),
-                2 => {
-                    p.tags.insert(value);
-                }
-                other => return Err(StoreError::Other(format!("unknown person key kind {other}"))),
-            }
-        }
-        installations
-            .into_iter()
-            .map(|inst| {
-                let person = by_id
-                    .get(&inst.person_id)
-                    .cloned()
-                    .ok_or_else(|| StoreError::Other(format!("installation {} has no person", inst.push_reg_id)))?;
-                Ok((inst, person))
-            })
-            .collect()
     }
 
     /// One statement for the whole list (`UNNEST` of one array per column).

@@ -9,21 +9,21 @@
 //! claimed a job is the only writer until it commits or rolls back.
 
 use async_trait::async_trait;
-use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
+use roster_model::{Installation, Millis, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryCounts, DeliveryStatus, IdempotencyRecord,
     IdempotencyState, Message, PushTable, QueueDepth, QueueState, SubmissionStatus,
 };
 use roster_store::{
-    PushTx, Snapshot, StoreError, StoreResult, audience_job_columns, delivery_columns, idempotency_columns,
-    installation_columns, message_columns, page_limit,
+    PushTx, Snapshot, StoreResult, audience_job_columns, delivery_columns, idempotency_columns, installation_columns,
+    message_columns, page_limit,
 };
 use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
 use crate::rows::{self, bool_at, enum_at, json_at, opt_uuid_at, uuid_at};
-use crate::sql::{self, count, execute, expect_one, query_all, query_opt};
+use crate::sql::{count, execute, expect_one, query_all, query_opt};
 use crate::tx::SqliteTx;
 
 /// The start of GDPR erase's statement (management-api.md §8.2 step 3), the time as `?3`: a
@@ -168,26 +168,6 @@ fn insert_delivery(conn: &Connection, d: &Delivery) -> StoreResult<()> {
         ],
     )
     .map(drop)
-}
-
-/// The persons of a chunk's installations, read one by one (each a few indexed lookups on the
-/// one connection, microseconds apiece) and shared between installations of the same person.
-fn with_persons(conn: &Connection, installations: Vec<Installation>) -> StoreResult<Vec<(Installation, Person)>> {
-    let mut cache: std::collections::HashMap<Uuid, Person> = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(installations.len());
-    for inst in installations {
-        let person = match cache.get(&inst.person_id) {
-            Some(p) => p.clone(),
-            None => {
-                let p = sql::person(conn, inst.account_id, inst.person_id)?
-                    .ok_or_else(|| StoreError::Other(format!("installation {} has no person", inst.push_reg_id)))?;
-                cache.insert(p.id, p.clone());
-                p
-            }
-        };
-        out.push((inst, person));
-    }
-    Ok(out)
 }
 
 /// `QUEUED` records by provider and [`QueueState`] at `?1` (a claim's lease end is its
@@ -339,34 +319,6 @@ impl PushTx for SqliteTx {
             params![id(account_id), message_id],
         )
         .map(drop)
-    }
-
-    async fn audience_chunk(
-        &mut self,
-        account_id: Uuid,
-        application_id: Uuid,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<(Installation, Person)>> {
-        let conn = self.conn()?;
-        let installations = query_all(
-            conn,
-            concat!(
-                "SELECT ",
-                installation_columns!(),
-                " FROM installations \
-                 WHERE application_id = ?2 AND +account_id = ?1 AND push_reg_id > ?3 \
-                 ORDER BY push_reg_id LIMIT ?4"
-            ),
-            params![
-                id(account_id),
-                id(application_id),
-                after.unwrap_or_default(),
-                page_limit(limit)
-            ],
-            rows::installation,
-        )?;
-        with_persons(conn, installations)
     }
 
     async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> StoreResult<()> {

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use roster_model::filter::Filter;
 use roster_model::{Application, Provider, PushServiceType, TokenClearedReason};
+use roster_store::audience::Scope;
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryStatus, IdempotencyRecord, IdempotencyState,
     Message, SubmissionStatus, constraints,
@@ -489,16 +491,20 @@ pub async fn audience_jobs_resume_at_their_cursor(store: Arc<dyn Store>) {
 
     let mut first = store.begin().await.unwrap();
     let job = first.claim_audience_job().await.unwrap().expect("a job");
+    let scope = Scope {
+        account_id: app.account_id,
+        application_id: Some(app.id),
+    };
     let chunk = first
-        .audience_chunk(app.account_id, app.id, job.after_push_reg_id.as_deref(), 3)
+        .audience_installations(scope, &Filter::All, job.after_push_reg_id.as_deref(), 3)
         .await
         .unwrap();
-    let walked: Vec<String> = chunk.iter().map(|(i, _)| i.push_reg_id.clone()).collect();
+    let walked: Vec<String> = chunk.iter().map(|i| i.push_reg_id.clone()).collect();
     assert_eq!(walked, ids[..3]);
     assert!(
         chunk
             .iter()
-            .all(|(i, p)| p.id == owner.id && i.application_id == app.id)
+            .all(|i| i.person_id == owner.id && i.application_id == app.id)
     );
     // A second claimer, while the first chunk is open.
     let second = {
@@ -529,21 +535,22 @@ pub async fn audience_jobs_resume_at_their_cursor(store: Arc<dyn Store>) {
     let job = tx.claim_audience_job().await.unwrap().unwrap();
     assert_eq!(job.updated_at, 6_000);
     let rest = tx
-        .audience_chunk(app.account_id, app.id, job.after_push_reg_id.as_deref(), 3)
+        .audience_installations(scope, &Filter::All, job.after_push_reg_id.as_deref(), 3)
         .await
         .unwrap();
-    assert_eq!(
-        rest.iter().map(|(i, _)| i.push_reg_id.clone()).collect::<Vec<_>>(),
-        ids[3..]
-    );
+    assert_eq!(rest.iter().map(|i| i.push_reg_id.clone()).collect::<Vec<_>>(), ids[3..]);
     assert!(
-        tx.audience_chunk(app.account_id, app.id, Some(&ids[4]), 3)
+        tx.audience_installations(scope, &Filter::All, Some(&ids[4]), 3)
             .await
             .unwrap()
             .is_empty()
     );
+    let elsewhere = Scope {
+        account_id: Uuid::new_v4(),
+        ..scope
+    };
     assert!(
-        tx.audience_chunk(Uuid::new_v4(), app.id, None, 3)
+        tx.audience_installations(elsewhere, &Filter::All, None, 3)
             .await
             .unwrap()
             .is_empty(),

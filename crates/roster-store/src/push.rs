@@ -16,7 +16,7 @@
 //! a crash rolls the chunk back whole (its records and the cursor move together).
 
 use async_trait::async_trait;
-use roster_model::{Installation, Millis, Person, Provider, TokenClearedReason};
+use roster_model::{Installation, Millis, Provider, TokenClearedReason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -488,15 +488,6 @@ pub trait PushTx: Send {
     ) -> StoreResult<()>;
     /// Deletes a finished job.
     async fn delete_audience_job(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<()>;
-    /// Up to `limit` installations of an application by pushRegId after `after`, each with its
-    /// person (read without locking).
-    async fn audience_chunk(
-        &mut self,
-        account_id: Uuid,
-        application_id: Uuid,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<(Installation, Person)>>;
 
     // --- deliveries ---------------------------------------------------------------------------
     /// Inserts delivery records (`Conflict(Other(deliveries_message_installation_key))` if an
