@@ -276,6 +276,41 @@ pub(crate) fn persons_found(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -
     Ok(by_id)
 }
 
+/// The installations of the account's persons `ids` (every application), by owner, each
+/// owner's oldest first: a page of search results, a preview's sample, the persons an audience
+/// index refresh reads. `+account_id`: the id list drives the lookups (owner index).
+pub(crate) fn installations_of_persons(
+    conn: &Connection,
+    account_id: Uuid,
+    ids: &[Uuid],
+) -> StoreResult<HashMap<Uuid, Vec<Installation>>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+    let found = query_all(
+        conn,
+        concat!(
+            "SELECT ",
+            roster_store::installation_columns!(),
+            " FROM installations WHERE person_id IN (SELECT value FROM json_each(?2)) AND +account_id = ?1 \
+             ORDER BY person_id, created_at, push_reg_id"
+        ),
+        params![id(account_id), list],
+        rows::installation,
+    )?;
+    Ok(by_owner(found))
+}
+
+/// Installations grouped by owner, in the order given.
+pub(crate) fn by_owner(installations: Vec<Installation>) -> HashMap<Uuid, Vec<Installation>> {
+    let mut out: HashMap<Uuid, Vec<Installation>> = HashMap::new();
+    for inst in installations {
+        out.entry(inst.person_id).or_default().push(inst);
+    }
+    out
+}
+
 /// The preview's sample for persons `ids` (chosen by the in-memory index) as this transaction
 /// sees them, each with its matching installations of the scope; `None` if one of them does not
 /// exist here or has no matching installation here (the index saw a later commit than this
@@ -294,30 +329,17 @@ fn sample_of(conn: &Connection, scope: Scope, filter: &Filter, ids: &[Uuid]) -> 
     if found.len() != ids.len() {
         return Ok(None);
     }
-    let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
-    let installations = query_all(
-        conn,
-        concat!(
-            "SELECT ",
-            roster_store::installation_columns!(),
-            " FROM installations WHERE person_id IN (SELECT value FROM json_each(?2)) AND +account_id = ?1 \
-             ORDER BY person_id, created_at, push_reg_id"
-        ),
-        params![id(scope.account_id), list],
-        rows::installation,
-    )?;
+    let mut installations = installations_of_persons(conn, scope.account_id, ids)?;
     let mut sample = Vec::with_capacity(ids.len());
     for person_id in ids {
         let Some(person) = found.remove(person_id) else {
             return Ok(None);
         };
         let matching: Vec<String> = installations
+            .remove(person_id)
+            .unwrap_or_default()
             .iter()
-            .filter(|i| {
-                i.person_id == person.id
-                    && scope.application_id.is_none_or(|a| a == i.application_id)
-                    && filter.matches(&person, Some(i))
-            })
+            .filter(|i| scope.application_id.is_none_or(|a| a == i.application_id) && filter.matches(&person, Some(i)))
             .map(|i| i.push_reg_id.clone())
             .collect();
         if matching.is_empty() {
@@ -564,22 +586,7 @@ impl AudienceTx for SqliteTx {
             |r| uuid_at(r, 0),
         )?;
         let persons = persons_by_ids(conn, scope.account_id, &ids)?;
-        let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
-        let insts = query_all(
-            conn,
-            concat!(
-                "SELECT ",
-                roster_store::installation_columns!(),
-                " FROM installations WHERE account_id = ?1 AND person_id IN (SELECT value FROM json_each(?2)) \
-                 ORDER BY person_id, created_at, push_reg_id"
-            ),
-            params![id(scope.account_id), list],
-            rows::installation,
-        )?;
-        let mut by_person: HashMap<Uuid, Vec<Installation>> = HashMap::new();
-        for inst in insts {
-            by_person.entry(inst.person_id).or_default().push(inst);
-        }
+        let mut by_person = installations_of_persons(conn, scope.account_id, &ids)?;
         Ok(persons
             .into_iter()
             .map(|person| FoundPerson {

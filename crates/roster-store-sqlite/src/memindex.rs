@@ -35,7 +35,7 @@ use roster_model::filter::Filter;
 use roster_model::{Installation, Person};
 use roster_store::audience::Scope;
 use roster_store::audience::memory::{Counts, MemoryIndex};
-use roster_store::columns::{id, json};
+use roster_store::columns::id;
 use roster_store::{MAX_PAGE, StoreError, StoreResult, installation_columns};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -643,15 +643,7 @@ fn installations_in_range(
         params![id(account_id), id(first), id(last)],
         rows::installation,
     )?;
-    Ok(by_owner(found))
-}
-
-fn by_owner(installations: Vec<Installation>) -> HashMap<Uuid, Vec<Installation>> {
-    let mut out: HashMap<Uuid, Vec<Installation>> = HashMap::new();
-    for inst in installations {
-        out.entry(inst.person_id).or_default().push(inst);
-    }
-    out
+    Ok(crate::audience::by_owner(found))
 }
 
 /// A person and all its installations, as the index takes them.
@@ -668,19 +660,7 @@ fn read_persons(conn: &Connection, ids: &[(Uuid, Uuid)]) -> StoreResult<Vec<Opti
     for (account, persons) in by_account {
         for chunk in persons.chunks(REFRESH_CHUNK) {
             let mut people = crate::audience::persons_found(conn, account, chunk)?;
-            let list = json(&chunk.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
-            let installations = query_all(
-                conn,
-                concat!(
-                    "SELECT ",
-                    installation_columns!(),
-                    " FROM installations WHERE person_id IN (SELECT value FROM json_each(?2)) \
-                     AND +account_id = ?1 ORDER BY person_id, created_at, push_reg_id"
-                ),
-                params![id(account), list],
-                rows::installation,
-            )?;
-            let mut installations = by_owner(installations);
+            let mut installations = crate::audience::installations_of_persons(conn, account, chunk)?;
             for person in chunk {
                 if let Some(p) = people.remove(person) {
                     found.insert(
