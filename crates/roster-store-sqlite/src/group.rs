@@ -79,11 +79,6 @@ impl Writer {
         look_for_foreign_commits(self);
     }
 
-    /// The in-memory audience index this connection's capture feeds, if any.
-    pub(crate) fn capture(&self) -> Option<&Arc<IndexState>> {
-        self.capture.as_ref()
-    }
-
     /// Whether a transaction can join the open batch without `BEGIN IMMEDIATE`, that is
     /// without waiting for the file's write lock (so without leaving the runtime thread).
     pub(crate) fn can_join(&self) -> bool {

@@ -497,14 +497,18 @@ impl Store for SqliteStore {
         if writer.can_join() {
             // A savepoint in the open batch: no lock to wait for, no I/O.
             group::begin(&mut writer)?;
-            return Ok(Box::new(SqliteTx::new(Handle::Writer(writer))));
+            return Ok(Box::new(
+                SqliteTx::new(Handle::Writer(writer)).with_index(self.index.clone()),
+            ));
         }
         // BEGIN IMMEDIATE (a new batch) takes the database write lock and may wait up to
         // busy_timeout for another process: not on a runtime thread.
         let writer = tokio::task::spawn_blocking(move || group::begin(&mut writer).map(|()| writer))
             .await
             .map_err(join_err)??;
-        Ok(Box::new(SqliteTx::new(Handle::Writer(writer))))
+        Ok(Box::new(
+            SqliteTx::new(Handle::Writer(writer)).with_index(self.index.clone()),
+        ))
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {

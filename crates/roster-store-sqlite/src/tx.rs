@@ -76,8 +76,7 @@ fn commit_on(conn: &Connection) -> StoreResult<()> {
 pub(crate) struct SqliteTx {
     /// `None` once committed or rolled back.
     handle: Option<Handle>,
-    /// The store's in-memory audience index, for previews of a read transaction (a write
-    /// transaction's own changes are not in it).
+    /// The store's in-memory audience index, if it keeps one.
     index: Option<Arc<IndexState>>,
 }
 
@@ -90,26 +89,25 @@ impl SqliteTx {
         }
     }
 
-    /// A read transaction whose previews may use `index`.
+    /// A transaction of a store with the in-memory audience index `index`.
     pub(crate) fn with_index(mut self, index: Option<Arc<IndexState>>) -> SqliteTx {
-        if matches!(self.handle, Some(Handle::Reader(_))) {
-            self.index = index;
-        }
+        self.index = index;
         self
     }
 
-    /// The in-memory audience index this transaction's previews may use.
+    /// The in-memory audience index this transaction's previews may use: a read transaction's
+    /// (a write transaction's own changes are not in the index).
     pub(crate) fn audience_index(&self) -> Option<&Arc<IndexState>> {
-        self.index.as_ref()
+        match self.handle.as_ref()? {
+            Handle::Reader(_) => self.index.as_ref(),
+            Handle::Writer(_) => None,
+        }
     }
 
-    /// The in-memory audience index that audience resolution may use: a read transaction's, or
-    /// on the writer the one its capture feeds (previews of write transactions do not use it).
+    /// The in-memory audience index that audience resolution may use (read and write
+    /// transactions: a resolution lists committed data, docs/decisions.md).
     pub(crate) fn resolution_index(&self) -> Option<Arc<IndexState>> {
-        match self.handle.as_ref()? {
-            Handle::Writer(writer) => writer.capture().cloned(),
-            Handle::Reader(_) => self.index.clone(),
-        }
+        self.index.clone()
     }
 
     /// The connection, as long as the transaction is still open.
