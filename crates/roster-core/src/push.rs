@@ -809,10 +809,15 @@ pub fn is_target(inst: &Installation, primary_only: bool) -> bool {
 }
 
 /// A new `QUEUED` record of `message` for `inst`, due now.
+///
+/// Its id is a time-ordered UUID (version 7), not a random one: the delivery tables are keyed
+/// by it, and a send inserts thousands of records a second, each of which would otherwise land
+/// on a random page of every id-keyed index (docs/decisions.md, "Time-ordered delivery ids").
+/// The id is not a secret: it is the message id in the push payload, which the device reports.
 fn new_delivery(message: &Message, inst: &Installation, now: Millis) -> Option<Delivery> {
     Some(Delivery {
         account_id: message.account_id,
-        delivery_id: Uuid::new_v4(),
+        delivery_id: Uuid::now_v7(),
         message_id: message.message_id.clone(),
         application_id: message.application_id,
         push_reg_id: Some(inst.push_reg_id.clone()),
