@@ -68,7 +68,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 const MMAP_SIZE: i64 = 1 << 30;
 
 /// The writer's page cache, in KiB as `PRAGMA cache_size` takes it (negative: a size, not pages).
-const WRITER_CACHE_KIB: i64 = -65536;
+///
+/// 8 MiB, not more: SQLite scans the whole page cache at the end of a transaction in which a
+/// B-tree page split renumbered pages (it renumbers through the lock-byte page, which leaves the
+/// cache's highest key far past the end of the file), and random keys split pages in nearly
+/// every write batch. With 64 MiB that scan was 8% of the server's CPU in a fan-out, inside the
+/// commit that holds the writer (docs/decisions.md, "SQLite writer cache: 8 MiB").
+const WRITER_CACHE_KIB: i64 = -8192;
 
 /// Prepared statements kept per connection: more than the store has distinct statements.
 const STATEMENT_CACHE: usize = 128;
