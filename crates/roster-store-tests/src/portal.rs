@@ -126,21 +126,32 @@ pub async fn touch_and_flash_change_only_their_session(store: Arc<dyn Store>) {
     let (a, b) = (session(&key, 0xb1, 10_000), session(&key, 0xb2, 10_000));
     insert(&*store, &[&key], &[&a, &b]).await;
 
+    // Recorded at 10,000: 60,000 later is not "more than" the interval yet.
+    for too_soon in [40_000, 70_000] {
+        let mut tx = store.begin().await.unwrap();
+        tx.touch_portal_session(&a.id_hash, too_soon, 60_000).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            read(&*store, &a.id_hash).await.unwrap().last_seen_at,
+            10_000,
+            "too soon to record at {too_soon}"
+        );
+    }
     let mut tx = store.begin().await.unwrap();
-    tx.touch_portal_session(&a.id_hash, 40_000, 60_000).await.unwrap();
+    tx.touch_portal_session(&a.id_hash, 70_001, 60_000).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
         read(&*store, &a.id_hash).await.unwrap().last_seen_at,
-        10_000,
-        "too soon to record"
+        70_001,
+        "one millisecond past the interval"
     );
 
     let mut tx = store.begin().await.unwrap();
-    tx.touch_portal_session(&a.id_hash, 80_000, 60_000).await.unwrap();
+    tx.touch_portal_session(&a.id_hash, 140_000, 60_000).await.unwrap();
     tx.set_portal_flash(&a.id_hash, Some("Primary changed")).await.unwrap();
     tx.commit().await.unwrap();
     let now_a = read(&*store, &a.id_hash).await.unwrap();
-    assert_eq!(now_a.last_seen_at, 80_000);
+    assert_eq!(now_a.last_seen_at, 140_000);
     assert_eq!(now_a.flash.as_deref(), Some("Primary changed"));
     assert_eq!(
         read(&*store, &b.id_hash).await,

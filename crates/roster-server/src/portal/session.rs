@@ -415,3 +415,59 @@ async fn sign_out(State(portal): State<PortalState>, form: csrf::CsrfForm) -> Re
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn key(account_id: Uuid, expires_at: Option<i64>) -> ApiKey {
+        ApiKey {
+            account_id,
+            id: Uuid::new_v4(),
+            name: "portal".into(),
+            scopes: vec!["people:read".into()],
+            key_hash: "0".repeat(64),
+            key_prefix: "rk_".into(),
+            created_at: 0,
+            expires_at,
+            last_used_at: None,
+        }
+    }
+
+    fn session(key: &ApiKey, last_seen_at: i64) -> PortalSession {
+        PortalSession {
+            account_id: key.account_id,
+            id_hash: "1".repeat(64),
+            api_key_id: key.id,
+            created_at: 1_000,
+            last_seen_at,
+            expires_at: 1_000 + ABSOLUTE_MS,
+            flash: None,
+        }
+    }
+
+    /// The session's boundaries to the millisecond: 12 hours without a request end it (idle for
+    /// exactly `IDLE_MS` is too long), so do its absolute end and its key's expiry; a session of
+    /// another account than its key's is never live.
+    #[test]
+    fn a_session_ends_at_its_idle_and_absolute_boundaries() {
+        let account = Uuid::new_v4();
+        let k = key(account, None);
+        let s = session(&k, 5_000);
+        assert!(is_live(&s, &k, 5_000 + IDLE_MS - 1));
+        assert!(!is_live(&s, &k, 5_000 + IDLE_MS), "idle for exactly 12 hours");
+
+        let recent = session(&k, s.expires_at - 10);
+        assert!(is_live(&recent, &k, recent.expires_at - 1));
+        assert!(!is_live(&recent, &k, recent.expires_at), "at its absolute end");
+
+        let expiring = key(account, Some(9_000));
+        assert!(is_live(&s, &expiring, 8_999));
+        assert!(!is_live(&s, &expiring, 9_000), "its key expired");
+
+        let elsewhere = key(Uuid::new_v4(), None);
+        assert!(!is_live(&s, &elsewhere, 5_001), "a key of another account");
+    }
+}
