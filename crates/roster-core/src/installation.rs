@@ -9,7 +9,7 @@ use roster_model::{
     validate::{MAX_SYSTEM_STRING, canonical_push_reg_id, check_application_user_id, check_push_token, truncate_chars},
     wire::InstallationJson,
 };
-use roster_store::Tx;
+use roster_store::{StoreError, Tx};
 use uuid::Uuid;
 
 use crate::{
@@ -216,28 +216,27 @@ impl Core {
 
     /// A new installation refers to its application (a foreign key): when the application is
     /// deleted between the request's authentication and the insert, the store refuses the insert
-    /// (on PostgreSQL the insert waits for the deletion's lock, then fails). That is the unknown
-    /// application of mobile-api.md §2.1, `401 INVALID_APPLICATION_CODE`, not a server fault: a
-    /// failed write is checked against the application once more.
+    /// with [`StoreError::ForeignKey`] (on PostgreSQL the insert waits for the deletion's
+    /// lock, then fails). That is the unknown application of mobile-api.md §2.1, `401
+    /// INVALID_APPLICATION_CODE`, not a server fault, once the application is confirmed gone;
+    /// any other missing reference stays a server fault.
     ///
     /// The check runs in a write transaction, which sees what the failed insert saw: on SQLite a
     /// deletion may be in the write batch of the failed insert (group commit) and not yet
     /// visible to read transactions.
     async fn unless_application_deleted<T>(&self, app: &Application, result: CoreResult<T>) -> CoreResult<T> {
-        match result {
-            Err(CoreError::Store(roster_store::StoreError::Other(cause))) => {
-                let code = app.application_code.to_ascii_lowercase();
-                let current = crate::in_write_tx!(self, |tx| async { Ok(tx.application_by_code(&code).await?) });
-                match current {
-                    Ok(Some(app)) if app.enabled => Err(CoreError::Store(roster_store::StoreError::Other(cause))),
-                    Ok(_) => Err(CoreError::api(
-                        ErrorCode::InvalidApplicationCode,
-                        "Invalid application code",
-                    )),
-                    Err(_) => Err(CoreError::Store(roster_store::StoreError::Other(cause))),
-                }
-            }
-            other => other,
+        let Err(CoreError::Store(StoreError::ForeignKey(cause))) = result else {
+            return result;
+        };
+        let code = app.application_code.to_ascii_lowercase();
+        let current = crate::in_write_tx!(self, |tx| async { Ok(tx.application_by_code(&code).await?) });
+        match current {
+            Ok(Some(app)) if app.enabled => Err(CoreError::Store(StoreError::ForeignKey(cause))),
+            Ok(_) => Err(CoreError::api(
+                ErrorCode::InvalidApplicationCode,
+                "Invalid application code",
+            )),
+            Err(_) => Err(CoreError::Store(StoreError::ForeignKey(cause))),
         }
     }
 

@@ -75,9 +75,10 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                 "23505" => StoreError::Conflict {
                     constraint: constraint_named(db.constraint().unwrap_or("")),
                 },
-                // A foreign key, CHECK or NOT NULL violation is a bug in the caller (a person
-                // deleted while it still owns installations, an installation of an unknown
-                // application...), never a rule the client can trip over.
+                // foreign_key_violation
+                "23503" => StoreError::ForeignKey(e.to_string()),
+                // A CHECK or NOT NULL violation is a bug in the caller, never a rule the client
+                // can trip over.
                 c if c.starts_with("23") => StoreError::Other(format!("constraint violated: {e}")),
                 c if RETRY_STATES.contains(&c) => StoreError::Retry(e.to_string()),
                 c if is_unavailable_state(c) => StoreError::Unavailable(e.to_string()),
@@ -115,6 +116,7 @@ pub(crate) fn replay(first: &StoreError) -> StoreError {
         StoreError::Conflict { constraint } => StoreError::Conflict {
             constraint: constraint.clone(),
         },
+        StoreError::ForeignKey(m) => StoreError::ForeignKey(why(m)),
         StoreError::Unavailable(m) => StoreError::Unavailable(why(m)),
         StoreError::Retry(m) => StoreError::Retry(why(m)),
         StoreError::Other(m) => StoreError::Other(why(m)),

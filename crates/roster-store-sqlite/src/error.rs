@@ -137,9 +137,10 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
                         constraint: constraint_from_columns(columns),
                     }
                 }
-                // A foreign key, CHECK or NOT NULL violation is a bug in the caller (a person
-                // deleted while it still owns installations, an installation of an unknown
-                // application...), never a rule the client can trip over.
+                // SQLite does not say which reference; the caller knows what it wrote.
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::ForeignKey(e.to_string()),
+                // A CHECK or NOT NULL violation is a bug in the caller, never a rule the client
+                // can trip over.
                 _ => StoreError::Other(format!("constraint violated: {e}")),
             },
             ErrorCode::ReadOnly => StoreError::Other(format!("write in a read-only transaction: {e}")),

@@ -433,18 +433,26 @@ pub async fn installation_rules_are_constraints(store: Arc<dyn Store>) {
         Err(StoreError::Other(_))
     ));
     drop(tx);
-    // An installation of an unknown person is a bug, not a conflict.
+    // An installation of an unknown person or application breaks a reference, not a
+    // uniqueness rule (the core answers an application deleted meanwhile as unknown).
     let mut tx = store.begin().await.unwrap();
     assert!(matches!(
         tx.insert_installation(&installation(&app, Uuid::new_v4(), 12)).await,
-        Err(StoreError::Other(_))
+        Err(StoreError::ForeignKey(_))
     ));
     drop(tx);
-    // As is deleting a person who still owns installations.
+    let mut tx = store.begin().await.unwrap();
+    let gone = application(acc.id);
+    assert!(matches!(
+        tx.insert_installation(&installation(&gone, p.id, 13)).await,
+        Err(StoreError::ForeignKey(_))
+    ));
+    drop(tx);
+    // As does deleting a person who still owns installations.
     let mut tx = store.begin().await.unwrap();
     assert!(matches!(
         tx.delete_person(acc.id, p.id).await,
-        Err(StoreError::Other(_))
+        Err(StoreError::ForeignKey(_))
     ));
 }
 

@@ -162,6 +162,12 @@ pub enum StoreError {
     /// A uniqueness constraint was violated; the transaction must be rolled back.
     #[error("uniqueness conflict on {constraint:?}")]
     Conflict { constraint: Constraint },
+    /// A foreign key was violated: a written row refers to a row that does not exist, or a
+    /// deleted row is still referred to. Either a concurrent transaction deleted the referenced
+    /// row (an application deleted while an installation of it is inserted) or the caller has
+    /// a bug; the caller knows which.
+    #[error("foreign key violated: {0}")]
+    ForeignKey(String),
     /// The database cannot be reached or is busy beyond its timeout: transient.
     #[error("store unavailable: {0}")]
     Unavailable(String),
