@@ -337,10 +337,7 @@ pub async fn audience(common: &Common, o: &AudienceOptions) -> anyhow::Result<Re
     .await?;
     // The server's SQLite store sees the seed as another process's commits and builds its
     // in-memory audience index again; the previews are timed once it holds every person.
-    let index_wait = match run.store.backend {
-        Backend::Sqlite => wait_for_audience_index(&run.server, &app, seeded.people).await?,
-        Backend::Postgres => None,
-    };
+    let index_wait = wait_for_audience_index(&run, &app, seeded.people).await?;
     let index_before = audience_index_metrics(&run.server).await?;
     let mut previews = 0u64;
     let filters = audience_filters();
@@ -541,12 +538,13 @@ async fn audience_index_metrics(server: &Server) -> anyhow::Result<Option<IndexM
 /// After the seed (another process's commits): one preview, which makes the server look for
 /// commits it did not make and build its index again, then `/metrics` until the index is ready
 /// and holds `people` persons. Seconds from the end of the seed, and the index then; `None` when
-/// the server reports no index (turned off), with nothing to wait for.
-async fn wait_for_audience_index(
-    server: &Server,
-    app: &App,
-    people: u64,
-) -> anyhow::Result<Option<(f64, IndexMetrics)>> {
+/// the server keeps no index (a PostgreSQL store, or the index turned off), with nothing to wait
+/// for.
+async fn wait_for_audience_index(run: &Run, app: &App, people: u64) -> anyhow::Result<Option<(f64, IndexMetrics)>> {
+    if run.store.backend == Backend::Postgres {
+        return Ok(None);
+    }
+    let server = &run.server;
     let started = Instant::now();
     let nudge = async || {
         server
@@ -638,10 +636,7 @@ pub async fn fanout(common: &Common, o: &FanoutOptions) -> anyhow::Result<Report
     // builds its in-memory audience index again. The send starts once it is built, as it would
     // on a server that started on this data, so that neither the build's CPU nor SQL
     // resolution in its stead is counted as the send's.
-    let index_wait = match run.store.backend {
-        Backend::Sqlite => wait_for_audience_index(&run.server, &app, seeded.people).await?,
-        Backend::Postgres => None,
-    };
+    let index_wait = wait_for_audience_index(&run, &app, seeded.people).await?;
     let memory_before = run.server.memory();
     let cpu_before = run.server.cpu_seconds();
     let own_cpu_before = system::cpu_seconds_of(std::process::id());

@@ -229,13 +229,18 @@ fn persons_by_ids(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -> StoreRes
         .collect()
 }
 
+/// Person ids as one JSON list, for `IN (SELECT value FROM json_each(?))`.
+fn id_list(ids: &[Uuid]) -> StoreResult<String> {
+    json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())
+}
+
 /// The persons of the account among `ids` that exist, by id, with their phones, emails and tags.
 pub(crate) fn persons_found(conn: &Connection, account_id: Uuid, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, Person>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
     let account = id(account_id);
-    let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+    let list = id_list(ids)?;
     let found = query_all(
         conn,
         concat!(
@@ -287,7 +292,7 @@ pub(crate) fn installations_of_persons(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let list = json(&ids.iter().map(|p| id(*p)).collect::<Vec<_>>())?;
+    let list = id_list(ids)?;
     let found = query_all(
         conn,
         concat!(
