@@ -147,9 +147,16 @@ impl Fixture {
             out.extend(page["items"].as_array().unwrap().iter().cloned());
             match page["nextCursor"].as_str() {
                 Some(c) => cursor = Some(c.to_owned()),
-                None => return out,
+                None => break,
             }
         }
+        // management-api.md §6.7: a message's deliveries are listed by deliveryId, across pages.
+        let ids: Vec<&str> = out.iter().map(|r| r["deliveryId"].as_str().unwrap()).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "deliveries not in deliveryId order: {ids:?}"
+        );
+        out
     }
 
     /// Records of a message by pushRegId.
