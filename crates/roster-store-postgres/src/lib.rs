@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_push_erase.sql")),
     (5, include_str!("../migrations/0005_retention.sql")),
     (6, include_str!("../migrations/0006_portal.sql")),
+    (7, include_str!("../migrations/0007_installation_indexes.sql")),
 ];
 
 /// Connections in the pool unless configured otherwise.

@@ -103,23 +103,84 @@ fn insert_value_rows(
     Ok(())
 }
 
+/// Writes an owner's value rows. An owner that may have rows already gets only the difference:
+/// its stored rows are read (by the primary key, one page), the ones no longer wanted are
+/// deleted and the missing ones inserted; a row that stays as it was is not touched. Deleting
+/// and inserting all of them again would dirty a page of each of the table's three value
+/// indexes per row on every write, most of them to store what was already there (a `PATCH`
+/// of one attribute, a `lastSeenAt` refresh).
+fn write_value_rows(
+    conn: &Connection,
+    table: &str,
+    owner_column: &str,
+    account: &str,
+    owner: &str,
+    rows: &[ValueRow],
+    fresh: Fresh,
+) -> StoreResult<()> {
+    if fresh == Fresh::New {
+        return insert_value_rows(conn, table, owner_column, account, owner, rows);
+    }
+    // `+account_id`: by the primary key (owner, name, item, field), not a value index led by
+    // the account.
+    let stored = query_all(
+        conn,
+        &format!(
+            "SELECT name, item, field, value_text, value_lower, value_num, value_bool FROM {table} \
+             WHERE +account_id = ?1 AND {owner_column} = ?2"
+        ),
+        params![account, owner],
+        |r| {
+            Ok(ValueRow {
+                name: r.get(0)?,
+                item: r.get(1)?,
+                field: r.get(2)?,
+                text: r.get(3)?,
+                lower: r.get(4)?,
+                num: r.get(5)?,
+                boolean: r.get(6)?,
+            })
+        },
+    )?;
+    let wanted: HashMap<(&str, i64, &str), &ValueRow> = rows
+        .iter()
+        .map(|r| ((r.name.as_str(), r.item, r.field.as_str()), r))
+        .collect();
+    let kept: HashMap<(&str, i64, &str), &ValueRow> = stored
+        .iter()
+        .map(|r| ((r.name.as_str(), r.item, r.field.as_str()), r))
+        .collect();
+    for old in &stored {
+        if wanted.get(&(old.name.as_str(), old.item, old.field.as_str())) != Some(&old) {
+            execute(
+                conn,
+                &format!(
+                    "DELETE FROM {table} WHERE {owner_column} = ?1 AND name = ?2 AND item = ?3 \
+                     AND field = ?4"
+                ),
+                params![owner, old.name, old.item, old.field],
+            )?;
+        }
+    }
+    let missing: Vec<ValueRow> = rows
+        .iter()
+        .filter(|r| kept.get(&(r.name.as_str(), r.item, r.field.as_str())) != Some(r))
+        .cloned()
+        .collect();
+    insert_value_rows(conn, table, owner_column, account, owner, &missing)
+}
+
 /// Writes a person's index rows (people.md person write paths).
 pub(crate) fn index_person(conn: &Connection, person: &Person, fresh: Fresh) -> StoreResult<()> {
     let (account, owner) = (id(person.account_id), id(person.id));
-    if fresh == Fresh::Existing {
-        execute(
-            conn,
-            "DELETE FROM person_attribute_values WHERE account_id = ?1 AND person_id = ?2",
-            params![account, owner],
-        )?;
-    }
-    insert_value_rows(
+    write_value_rows(
         conn,
         "person_attribute_values",
         "person_id",
         &account,
         &owner,
         &index::person_rows(person),
+        fresh,
     )
 }
 
@@ -143,24 +204,26 @@ pub(crate) fn index_installation(conn: &Connection, inst: &Installation, fresh: 
          application_user_id_lower = excluded.application_user_id_lower, \
          os_version_lower = excluded.os_version_lower, app_version_lower = excluded.app_version_lower, \
          sdk_version_lower = excluded.sdk_version_lower, os_version_key = excluded.os_version_key, \
-         app_version_key = excluded.app_version_key, sdk_version_key = excluded.sdk_version_key",
+         app_version_key = excluded.app_version_key, sdk_version_key = excluded.sdk_version_key \
+         WHERE (os_lower, device_manufacturer_lower, device_model_lower, device_name_lower, \
+         language_lower, device_timezone_offset_lower, application_user_id_lower, os_version_lower, \
+         app_version_lower, sdk_version_lower, os_version_key, app_version_key, sdk_version_key) \
+         IS NOT (excluded.os_lower, excluded.device_manufacturer_lower, excluded.device_model_lower, \
+         excluded.device_name_lower, excluded.language_lower, excluded.device_timezone_offset_lower, \
+         excluded.application_user_id_lower, excluded.os_version_lower, excluded.app_version_lower, \
+         excluded.sdk_version_lower, excluded.os_version_key, excluded.app_version_key, \
+         excluded.sdk_version_key)",
         params![account, owner, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12],
     )?;
     debug_assert_eq!(SEARCH_COLUMNS.len(), 13);
-    if fresh == Fresh::Existing {
-        execute(
-            conn,
-            "DELETE FROM installation_attribute_values WHERE account_id = ?1 AND push_reg_id = ?2",
-            params![account, owner],
-        )?;
-    }
-    insert_value_rows(
+    write_value_rows(
         conn,
         "installation_attribute_values",
         "push_reg_id",
         &account,
         owner,
         &index::installation_rows(inst),
+        fresh,
     )
 }
 
@@ -789,5 +852,151 @@ mod tests {
             assert_eq!(expected.len(), 2 + tags, "{tags} tags");
             assert_eq!(stored, expected, "{tags} tags");
         }
+    }
+
+    /// A person's or installation's stored value rows, sorted by key.
+    fn stored_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
+        let mut rows = query_all(
+            conn,
+            &format!(
+                "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
+                 FROM {table} WHERE {owner_column} = ?1 ORDER BY name, item, field"
+            ),
+            params![owner],
+            |r| {
+                Ok(ValueRow {
+                    name: r.get(0)?,
+                    item: r.get(1)?,
+                    field: r.get(2)?,
+                    text: r.get(3)?,
+                    lower: r.get(4)?,
+                    num: r.get(5)?,
+                    boolean: r.get(6)?,
+                })
+            },
+        )
+        .unwrap();
+        rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
+        rows
+    }
+
+    fn sorted(mut rows: Vec<ValueRow>) -> Vec<ValueRow> {
+        rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
+        rows
+    }
+
+    /// Updates write only the rows that changed (SQLite rewrites every index entry of a column
+    /// named in an `UPDATE`'s `SET`, changed or not, and a deleted and re-inserted row dirties
+    /// a page of each of its indexes), and what is read back is still the whole new state: keys
+    /// moved between positions, an address whose case changed (same unique key), tags and
+    /// attributes partly changed, an installation's indexed columns changed or not.
+    #[test]
+    fn an_update_writes_only_what_changed() {
+        use roster_model::PushServiceType;
+        use roster_store_tests::fixtures::{account, application, full_person, installation, with_token};
+
+        // A file in WAL mode without automatic checkpoints: the log frames a commit appends are
+        // the pages it dirtied.
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("u.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = ON")
+            .unwrap();
+        crate::apply_migrations(&conn).unwrap();
+        let acc = account(1);
+        let app = application(acc.id);
+        sql::insert_account(&conn, &acc).unwrap();
+        sql::insert_application(&conn, &app).unwrap();
+        let person = full_person(acc.id);
+        sql::insert_person(&conn, &person).unwrap();
+        let mut inst = with_token(installation(&app, person.id, 3_000), PushServiceType::Firebase, "tok-1");
+        inst.system.os = Some("Android".into());
+        inst.system.app_version = Some("1.2.3".into());
+        inst.custom_attributes.insert("plan".into(), serde_json::json!("Gold"));
+        sql::insert_installation(&conn, &inst).unwrap();
+        let changes = |f: &dyn Fn()| {
+            let before = conn.total_changes();
+            f();
+            conn.total_changes() - before
+        };
+        let check = |person: &Person, inst: &Installation| {
+            assert_eq!(sql::person(&conn, acc.id, person.id).unwrap().as_ref(), Some(person));
+            assert_eq!(
+                sql::installation(&conn, &inst.push_reg_id).unwrap().as_ref(),
+                Some(inst)
+            );
+            let owner = id(person.id);
+            assert_eq!(
+                stored_rows(&conn, "person_attribute_values", "person_id", &owner),
+                sorted(index::person_rows(person))
+            );
+            assert_eq!(
+                stored_rows(&conn, "installation_attribute_values", "push_reg_id", &inst.push_reg_id),
+                sorted(index::installation_rows(inst))
+            );
+        };
+
+        // The pages one transaction running `f` dirtied: the log is checkpointed whole before
+        // it, so the transaction starts it again.
+        let pages = |f: &dyn Fn()| -> i64 {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            f();
+            conn.execute_batch("COMMIT").unwrap();
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                .unwrap()
+        };
+
+        // Nothing but the version and times changed: one row each, and one page (each table
+        // and index of this small store is one page: rewriting every index entry of the row
+        // would dirty six for the installation).
+        let mut p = person.clone();
+        p.version += 1;
+        p.updated_at += 1;
+        assert_eq!(changes(&|| sql::update_person(&conn, &p).unwrap()), 1);
+        p.version += 1;
+        assert_eq!(pages(&|| sql::update_person(&conn, &p).unwrap()), 1);
+        let mut i = inst.clone();
+        i.last_seen_at += 1;
+        assert_eq!(changes(&|| sql::update_installation(&conn, &i).unwrap()), 1);
+        i.last_seen_at += 1;
+        assert_eq!(pages(&|| sql::update_installation(&conn, &i).unwrap()), 1);
+        check(&p, &i);
+
+        // One attribute: the person's row, and its value row deleted and written again.
+        p.custom_attributes.insert("count".into(), serde_json::json!(4));
+        assert_eq!(changes(&|| sql::update_person(&conn, &p).unwrap()), 3);
+        check(&p, &i);
+
+        // Phones swapped, the first address's case changed (the same unique email key), one tag
+        // replaced, the external id changed: each moved key deleted before any is inserted.
+        p.phones.swap(0, 1);
+        p.emails[0] = p.emails[0].to_lowercase();
+        p.tags.remove("Beta");
+        p.tags.insert("gamma".into());
+        p.external_user_id = Some("someone-else".into());
+        sql::update_person(&conn, &p).unwrap();
+        check(&p, &i);
+        // Keys removed and added at the end.
+        p.phones.pop();
+        p.emails.push("c@x.org".into());
+        p.tags.clear();
+        p.external_user_id = None;
+        sql::update_person(&conn, &p).unwrap();
+        check(&p, &i);
+
+        // The installation's token and primary flag (indexed) and an attribute change; then its
+        // owner.
+        i.push_service_token = Some("tok-2".into());
+        i.is_primary = true;
+        i.system.app_version = Some("1.10.0".into());
+        i.custom_attributes.insert("plan".into(), serde_json::json!("Silver"));
+        sql::update_installation(&conn, &i).unwrap();
+        check(&p, &i);
+        let other = roster_store_tests::fixtures::person(acc.id);
+        sql::insert_person(&conn, &other).unwrap();
+        i.person_id = other.id;
+        sql::update_installation(&conn, &i).unwrap();
+        assert_eq!(sql::installation(&conn, &i.push_reg_id).unwrap(), Some(i.clone()));
     }
 }

@@ -3,7 +3,7 @@
 //! single-person) operation of a few microseconds. Every statement goes through
 //! `prepare_cached`, and every query on an entity that has an account filters by it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use roster_model::validate::email_key;
 use roster_model::{
@@ -17,7 +17,7 @@ use roster_store::{
     RowKind, Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns,
     definition_columns, installation_columns, jwt_key_columns, merge_columns, page_limit, person_columns,
 };
-use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, named_params, params};
 use uuid::Uuid;
 
 use crate::error::map_err;
@@ -346,14 +346,13 @@ pub(crate) fn installations_of_person(
     }
 }
 
-/// Writes every column of an installation with `sql`, whose parameters are the column names
-/// (`:account_id`, ...), so that INSERT and UPDATE cannot disagree on the order.
+/// Writes columns of an installation with `sql`, whose parameters are the column names
+/// (`:account_id`, ...), so that INSERT and UPDATE cannot disagree on the order. `sql` may name
+/// any subset of them: only the ones it names are bound.
 fn write_installation(conn: &Connection, sql: &str, inst: &Installation) -> StoreResult<usize> {
     let s = &inst.system;
-    execute(
-        conn,
-        sql,
-        named_params! {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let values: &[(&str, &dyn ToSql)] = named_params! {
             ":account_id": id(inst.account_id),
             ":application_id": id(inst.application_id),
             ":push_reg_id": inst.push_reg_id,
@@ -384,8 +383,13 @@ fn write_installation(conn: &Connection, sql: &str, inst: &Installation) -> Stor
             ":last_seen_at": inst.last_seen_at,
             ":token_cleared_at": inst.token_cleared_at,
             ":token_cleared_reason": inst.token_cleared_reason.map(TokenClearedReason::as_str),
-        },
-    )
+    };
+    for (name, value) in values {
+        if let Some(index) = stmt.parameter_index(name).map_err(map_err)? {
+            stmt.raw_bind_parameter(index, value).map_err(map_err)?;
+        }
+    }
+    stmt.raw_execute().map_err(map_err)
 }
 
 pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
@@ -409,26 +413,44 @@ pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> Sto
     crate::audience::index_installation(conn, inst, crate::audience::Fresh::New)
 }
 
+/// Rewrites an installation. Two statements, because SQLite rewrites an index entry whenever
+/// the `SET` list names one of its columns, changed or not (measured: `SET a = a` dirties the
+/// index page of `a`): the columns no index holds are written every time, the ones the
+/// installations' indexes and their partial-index and provider `CHECK`s read
+/// (`application_id`, `person_id`, `push_service_type`, `provider`, `push_service_token`,
+/// `is_primary`, `created_at`) only when one of them changed. A `PATCH` or a `lastSeenAt`
+/// refresh so dirties the row's page, not a page of each of its five indexes.
 pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
     let changed = write_installation(
         conn,
-        "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
-         push_service_type = :push_service_type, provider = :provider, \
-         push_service_token = :push_service_token, reg_enabled = :reg_enabled, \
-         is_primary = :is_primary, application_user_id = :application_user_id, \
+        "UPDATE installations SET reg_enabled = :reg_enabled, \
+         application_user_id = :application_user_id, \
          custom_attributes = :custom_attributes, notifications_enabled = :notifications_enabled, \
          sdk_version = :sdk_version, app_version = :app_version, os = :os, \
          os_version = :os_version, device_manufacturer = :device_manufacturer, \
          device_model = :device_model, device_name = :device_name, \
          device_secure = :device_secure, language = :language, \
          device_timezone_offset = :device_timezone_offset, inappchat = :inappchat, \
-         inbox = :inbox, webrtcui = :webrtcui, created_at = :created_at, \
-         updated_at = :updated_at, last_seen_at = :last_seen_at, \
-         token_cleared_at = :token_cleared_at, token_cleared_reason = :token_cleared_reason \
+         inbox = :inbox, webrtcui = :webrtcui, updated_at = :updated_at, \
+         last_seen_at = :last_seen_at, token_cleared_at = :token_cleared_at, \
+         token_cleared_reason = :token_cleared_reason \
          WHERE account_id = :account_id AND push_reg_id = :push_reg_id",
         inst,
     )?;
     expect_one(changed)?;
+    write_installation(
+        conn,
+        "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
+         push_service_type = :push_service_type, provider = :provider, \
+         push_service_token = :push_service_token, is_primary = :is_primary, \
+         created_at = :created_at \
+         WHERE account_id = :account_id AND push_reg_id = :push_reg_id \
+         AND (application_id IS NOT :application_id OR person_id IS NOT :person_id \
+         OR push_service_type IS NOT :push_service_type OR provider IS NOT :provider \
+         OR push_service_token IS NOT :push_service_token OR is_primary IS NOT :is_primary \
+         OR created_at IS NOT :created_at)",
+        inst,
+    )?;
     // The audience index, in the same transaction.
     crate::audience::index_installation(conn, inst, crate::audience::Fresh::Existing)
 }
@@ -514,23 +536,33 @@ pub(crate) fn count_installations_of_person(conn: &Connection, account_id: Uuid,
 
 /// Reads a person's phones, emails and tags into it.
 fn load_person_keys(conn: &Connection, person: &mut Person) -> StoreResult<()> {
-    let (account_id, person_id) = (id(person.account_id), id(person.id));
+    (person.phones, person.emails, person.tags) = stored_person_keys(conn, person.account_id, person.id)?;
+    Ok(())
+}
+
+/// A person's stored phones and emails (in position order) and tags.
+fn stored_person_keys(
+    conn: &Connection,
+    account_id: Uuid,
+    person_id: Uuid,
+) -> StoreResult<(Vec<String>, Vec<String>, BTreeSet<String>)> {
+    let (account_id, person_id) = (id(account_id), id(person_id));
     let key = (&account_id, &person_id);
-    person.phones = query_all(
+    let phones = query_all(
         conn,
         "SELECT number FROM person_phones WHERE account_id = ?1 AND person_id = ?2 \
          ORDER BY position",
         key,
         |r| r.get(0),
     )?;
-    person.emails = query_all(
+    let emails = query_all(
         conn,
         "SELECT address FROM person_emails WHERE account_id = ?1 AND person_id = ?2 \
          ORDER BY position",
         key,
         |r| r.get(0),
     )?;
-    person.tags = query_all(
+    let tags = query_all(
         conn,
         // `+account_id`: by the primary key (person_id, tag); the (account_id, tag) index of the
         // audience queries would read every tag of the account.
@@ -540,7 +572,7 @@ fn load_person_keys(conn: &Connection, person: &mut Person) -> StoreResult<()> {
     )?
     .into_iter()
     .collect();
-    Ok(())
+    Ok((phones, emails, tags))
 }
 
 /// Inserts a person's phones, emails and tags (the person has none stored).
@@ -570,29 +602,6 @@ fn insert_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
             params![account_id, person_id, tag],
         )?;
     }
-    Ok(())
-}
-
-/// Deletes a person's phones, emails and tags.
-fn delete_person_keys(conn: &Connection, account_id: Uuid, person_id: Uuid) -> StoreResult<()> {
-    let (account_id, person_id) = (id(account_id), id(person_id));
-    let key = (&account_id, &person_id);
-    execute(
-        conn,
-        "DELETE FROM person_phones WHERE account_id = ?1 AND person_id = ?2",
-        key,
-    )?;
-    execute(
-        conn,
-        "DELETE FROM person_emails WHERE account_id = ?1 AND person_id = ?2",
-        key,
-    )?;
-    execute(
-        conn,
-        // By the primary key, not the audience queries' (account_id, tag) index (see above).
-        "DELETE FROM person_tags WHERE +account_id = ?1 AND person_id = ?2",
-        key,
-    )?;
     Ok(())
 }
 
@@ -670,20 +679,20 @@ pub(crate) fn insert_person(conn: &Connection, person: &Person) -> StoreResult<(
     crate::audience::index_person(conn, person, crate::audience::Fresh::New)
 }
 
-/// Replaces every field and key of a person. The old keys are deleted before the new ones are
-/// inserted, so a key released by this person can be taken by another one later in the same
-/// transaction, and a key this person already had is simply written again.
+/// Replaces every field and key of a person, writing only what changed: SQLite rewrites an
+/// index entry whenever the `SET` list names one of its columns, so `external_user_id` (the only
+/// indexed column of `persons` that can change) is set by its own statement when it differs, and
+/// the keys and tags are compared with the stored ones ([`replace_person_keys`]).
 pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<()> {
     let changed = execute(
         conn,
-        "UPDATE persons SET external_user_id = ?3, first_name = ?4, middle_name = ?5, \
-         last_name = ?6, gender = ?7, birthday = ?8, custom_attributes = ?9, type = ?10, \
-         version = ?11, created_at = ?12, updated_at = ?13 \
+        "UPDATE persons SET first_name = ?3, middle_name = ?4, \
+         last_name = ?5, gender = ?6, birthday = ?7, custom_attributes = ?8, type = ?9, \
+         version = ?10, created_at = ?11, updated_at = ?12 \
          WHERE account_id = ?1 AND id = ?2",
         params![
             id(person.account_id),
             id(person.id),
-            person.external_user_id,
             person.first_name,
             person.middle_name,
             person.last_name,
@@ -697,10 +706,79 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
         ],
     )?;
     expect_one(changed)?;
-    delete_person_keys(conn, person.account_id, person.id)?;
-    insert_person_keys(conn, person)?;
+    execute(
+        conn,
+        "UPDATE persons SET external_user_id = ?3 \
+         WHERE account_id = ?1 AND id = ?2 AND external_user_id IS NOT ?3",
+        params![id(person.account_id), id(person.id), person.external_user_id],
+    )?;
+    replace_person_keys(conn, person)?;
     // The audience index, in the same transaction.
     crate::audience::index_person(conn, person, crate::audience::Fresh::Existing)
+}
+
+/// Makes a person's stored phones, emails and tags those of `person`. Every key to go is deleted
+/// before any new one is inserted, so a key released by this person can be taken by another one
+/// later in the same transaction, and one this person moves between positions is free when it
+/// is written again; a key that stays where it was is not touched.
+fn replace_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
+    let (phones, emails, tags) = stored_person_keys(conn, person.account_id, person.id)?;
+    let (account_id, person_id) = (id(person.account_id), id(person.id));
+    let moved = |old: &[String], new: &[String]| -> Vec<usize> {
+        (0..old.len().max(new.len()))
+            .filter(|&i| old.get(i) != new.get(i))
+            .collect()
+    };
+    let (stored_tags, phones, emails) = (tags, moved(&phones, &person.phones), moved(&emails, &person.emails));
+    for &position in &phones {
+        execute(
+            conn,
+            "DELETE FROM person_phones WHERE person_id = ?1 AND position = ?2",
+            params![person_id, position as i64],
+        )?;
+    }
+    for &position in &emails {
+        execute(
+            conn,
+            "DELETE FROM person_emails WHERE person_id = ?1 AND position = ?2",
+            params![person_id, position as i64],
+        )?;
+    }
+    for tag in stored_tags.difference(&person.tags) {
+        execute(
+            conn,
+            "DELETE FROM person_tags WHERE person_id = ?1 AND tag = ?2",
+            params![person_id, tag],
+        )?;
+    }
+    for position in phones {
+        if let Some(number) = person.phones.get(position) {
+            execute(
+                conn,
+                "INSERT INTO person_phones (account_id, person_id, position, number) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![account_id, person_id, position as i64, number],
+            )?;
+        }
+    }
+    for position in emails {
+        if let Some(address) = person.emails.get(position) {
+            execute(
+                conn,
+                "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![account_id, person_id, position as i64, address, email_key(address)],
+            )?;
+        }
+    }
+    for tag in person.tags.difference(&stored_tags) {
+        execute(
+            conn,
+            "INSERT INTO person_tags (account_id, person_id, tag) VALUES (?1, ?2, ?3)",
+            params![account_id, person_id, tag],
+        )?;
+    }
+    Ok(())
 }
 
 /// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still

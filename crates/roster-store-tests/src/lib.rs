@@ -122,6 +122,7 @@ macro_rules! store_behaviour_suite {
             read_transactions_refuse_writes_and_keep_their_snapshot,
             concurrent_writers_all_commit,
             a_key_moves_between_persons_in_one_transaction,
+            a_persons_keys_are_reordered_and_recased_in_place,
             persons_owning_returns_distinct_owners,
             clear_token_holders_takes_the_token_from_the_others,
             demote_primaries_clears_the_flag_of_the_others_only,

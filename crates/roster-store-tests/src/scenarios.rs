@@ -744,6 +744,48 @@ pub async fn a_key_moves_between_persons_in_one_transaction(store: Arc<dyn Store
     );
 }
 
+/// A person's own keys can change places and case in one update (each key that moves is
+/// released before it is written again), and an update that changes some keys leaves the others
+/// as they were.
+pub async fn a_persons_keys_are_reordered_and_recased_in_place(store: Arc<dyn Store>) {
+    let (acc, _app) = seeded(&*store).await;
+    let p = full_person(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut p2 = p.clone();
+    p2.phones.swap(0, 1);
+    p2.emails = vec!["b@x.org".into(), p.emails[0].to_uppercase()];
+    p2.tags.remove("Beta");
+    p2.tags.insert("beta".into());
+    p2.version += 1;
+    let mut p3 = p2.clone();
+    p3.phones.push("385917654321".into());
+    p3.version += 1;
+    let mut tx = store.begin().await.unwrap();
+    tx.update_person(&p2).await.unwrap();
+    tx.update_person(&p3).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(tx.person(acc.id, p.id).await.unwrap(), Some(p3.clone()));
+    for phone in &p3.phones {
+        assert_eq!(
+            tx.persons_owning(acc.id, None, std::slice::from_ref(phone), &[])
+                .await
+                .unwrap(),
+            vec![p.id]
+        );
+    }
+    assert_eq!(
+        tx.persons_owning(acc.id, None, &[], &[roster_model::validate::email_key(&p.emails[0])])
+            .await
+            .unwrap(),
+        vec![p.id]
+    );
+}
+
 /// `persons_owning` answers each owner once, sorted, within the account, matching email keys
 /// (not stored addresses).
 pub async fn persons_owning_returns_distinct_owners(store: Arc<dyn Store>) {
