@@ -40,6 +40,7 @@ use roster_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
+use crate::checkpoint::{CheckpointStats, Checkpointer};
 use crate::error::join_err;
 use crate::memindex::IndexState;
 use crate::tx::{rollback_quietly, run};
@@ -47,6 +48,9 @@ use crate::tx::{rollback_quietly, run};
 /// The writer connection and the batch open on it.
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
+    /// Checkpoints the log off the writer's path (checkpoint.rs). Declared after `conn`: fields
+    /// drop in order, and the connection's WAL hook points into it.
+    checkpointer: Option<Checkpointer>,
     /// The batch whose SQLite transaction is open on `conn`.
     batch: Option<Arc<Batch>>,
     /// Transactions of `batch` that released their savepoint and wait for its `COMMIT`.
@@ -64,12 +68,24 @@ impl Writer {
     pub(crate) fn new(conn: Connection) -> Writer {
         Writer {
             conn,
+            checkpointer: None,
             batch: None,
             waiting: 0,
             committed_batches: 0,
             capture: None,
             data_version: None,
         }
+    }
+
+    /// Moves the log's checkpoints to a thread of their own (checkpoint.rs); `path` is the
+    /// connection's database file.
+    pub(crate) fn start_checkpointer(&mut self, path: &std::path::Path) {
+        self.checkpointer = Some(Checkpointer::start(&self.conn, path));
+    }
+
+    /// What the checkpointer did so far (all zero without one).
+    pub(crate) fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpointer.as_ref().map(Checkpointer::stats).unwrap_or_default()
     }
 
     /// Hands the changes recorded by the connection's capture triggers to `index` after each

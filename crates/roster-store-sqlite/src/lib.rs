@@ -16,6 +16,7 @@
 
 mod admin;
 mod audience;
+mod checkpoint;
 mod error;
 mod group;
 mod memindex;
@@ -43,6 +44,7 @@ use crate::memindex::IndexState;
 use crate::tx::{Handle, SqliteTx};
 
 #[doc(hidden)]
+pub use checkpoint::CheckpointStats;
 pub use push::INSTALLATIONS_BY_IDS;
 pub use retention::PURGE_STATEMENTS;
 
@@ -160,10 +162,12 @@ impl SqliteStore {
         })
         .await
         .map_err(join_err)??;
+        let mut writer = Writer::new(writer);
+        writer.start_checkpointer(&path);
         let mut store = SqliteStore {
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
-            writer: Arc::new(Mutex::new(Writer::new(writer))),
+            writer: Arc::new(Mutex::new(writer)),
             index: None,
         };
         store.migrate().await?;
@@ -236,6 +240,12 @@ impl SqliteStore {
     /// by this are the group-commit factor.
     pub async fn committed_batches(&self) -> u64 {
         self.writer.lock().await.committed_batches()
+    }
+
+    /// What the WAL checkpoint thread and the writer did so far (checkpoint.rs; tests).
+    #[doc(hidden)]
+    pub async fn checkpoint_stats(&self) -> CheckpointStats {
+        self.writer.lock().await.checkpoint_stats()
     }
 
     /// The database file.

@@ -1,0 +1,331 @@
+//! WAL checkpoints off the writer's serial path.
+//!
+//! SQLite's automatic checkpoint runs inside the `COMMIT` that takes the log past 1,000 frames:
+//! on the one writer connection, while every write transaction waits for it (group.rs). Under
+//! `roster-bench register` those checkpoints were 30% of the writer's time (copying ~1,000 pages
+//! back into the database file and two fsyncs, about 10 ms each, 30 times a second; measured with
+//! `perf probe` on `sqlite3WalCheckpoint`). Here a thread of the store does that copying on a
+//! connection of its own, while the writer goes on appending to the log:
+//!
+//! - The writer connection's WAL hook (which replaces the automatic checkpoint) runs after each
+//!   commit with the log's size. Past [`START`] frames not yet copied, it wakes the thread.
+//! - The thread runs `PRAGMA wal_checkpoint(PASSIVE)`: it copies what the log held when it began
+//!   and never waits for the writer nor blocks it. A pass rarely ends between two commits under
+//!   load, so it never leaves the log copied whole, and SQLite starts the log again from its
+//!   beginning only when it is (at the next write transaction): left at that, the log grows
+//!   without end. So after the thread's pass (and up to [`CHASES`] shorter ones for what was
+//!   committed meanwhile), the writer copies the last frames (at most [`TAIL`]) in its hook, as
+//!   the automatic checkpoint would have copied all of them.
+//! - A log copied whole starts again only if no reader holds a snapshot in it at that moment.
+//!   Should it reach [`HARD_LIMIT`] frames all the same, the writer checkpoints in `RESTART`
+//!   mode, which waits for those readers (reads are short) so that it does. With no thread (it
+//!   could not open its connection) the writer checkpoints every [`START`] frames, as SQLite
+//!   would. The log stays bounded either way.
+//!
+//! Durability is unchanged: a commit is durable when the log is fsynced, which the writer still
+//! does in every `COMMIT`; a checkpoint only moves committed pages into the database file (and
+//! fsyncs it before the log may be reused). Written by hand: SQLite offers the hook and the
+//! checkpoint call, no crate drives them from a second connection.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, ffi};
+
+/// Log frames not yet copied into the database that make the writer wake the thread (SQLite's
+/// automatic checkpoint default): fewer passes would write the same hot pages back more often.
+const START: i64 = 1000;
+
+/// Passes of the thread per cycle at most: after the first, shorter ones copy what was committed
+/// while it ran, until at most [`TAIL`] frames are left.
+const CHASES: u32 = 3;
+
+/// Frames left after the thread's passes that the writer copies itself, in the hook, so that the
+/// log is copied whole at a moment no commit can land and SQLite can start it again (a pass of
+/// the thread rarely ends between two commits under load: the log would grow without end).
+const TAIL: i64 = 256;
+
+/// A log this long (32 MiB at 4 KiB pages) makes the writer checkpoint by itself in `RESTART`
+/// mode, waiting for the readers whose snapshots keep SQLite from starting the log again.
+const HARD_LIMIT: i64 = 8 * START;
+
+/// What the writer's hook and the thread share.
+#[derive(Default)]
+struct State {
+    /// The log's frames after the writer's last commit.
+    frames: i64,
+    /// Frames known to be copied into the database in this generation of the log.
+    done: i64,
+    /// Counts the times the log was seen to start again from its beginning.
+    generation: u64,
+    /// Passes of the thread in this cycle (since [`START`] frames asked for one).
+    passes_in_cycle: u32,
+    /// The writer copied this cycle's last frames itself.
+    tail_done: bool,
+    /// The writer waited for readers to let the log start again, in this generation.
+    restart_tried: bool,
+    /// The thread has been asked for a pass and not yet begun it.
+    wanted: bool,
+    /// The thread is in a pass.
+    running: bool,
+    /// The thread has no connection: the writer checkpoints by itself.
+    broken: bool,
+    /// The store is gone: the thread ends.
+    closed: bool,
+    /// Passes the thread completed, and checkpoints the writer ran itself (tests).
+    passes: u64,
+    inline: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the counters inconsistent in a way that
+        // matters (the worst is a pass too early or too late): go on with them.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The checkpoint thread of one store. Must be dropped after the writer connection whose hook
+/// points at it (`Writer` declares its connection first, so it is dropped first).
+pub(crate) struct Checkpointer {
+    shared: Arc<Shared>,
+}
+
+/// What the checkpointer did so far (tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Passes of the checkpoint thread.
+    pub passes: u64,
+    /// Checkpoints the writer ran in its own commit (the last frames of a cycle, a restart, or
+    /// all of them without a thread).
+    pub inline: u64,
+    /// Frames in the log after the last commit.
+    pub log_frames: i64,
+    /// Times the log was seen to start again from its beginning.
+    pub restarts: u64,
+}
+
+impl Checkpointer {
+    /// Starts the thread for the database at `path` and hooks `writer`'s commits to it.
+    pub(crate) fn start(writer: &Connection, path: &Path) -> Checkpointer {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let path = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("roster-checkpoint".into())
+            .spawn(move || run(&thread_shared, &path));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the WAL checkpoint thread; the writer checkpoints");
+            shared.lock().broken = true;
+        }
+        // SAFETY: the hook's data pointer is the `Shared` this `Checkpointer` keeps alive, and
+        // the `Checkpointer` outlives the connection (see the type's doc). The hook runs on the
+        // thread that runs the connection's `COMMIT`, with the connection's own handle.
+        unsafe {
+            ffi::sqlite3_wal_hook(writer.handle(), Some(hook), Arc::as_ptr(&shared) as *mut c_void);
+        }
+        Checkpointer { shared }
+    }
+
+    pub(crate) fn stats(&self) -> CheckpointStats {
+        let s = self.shared.lock();
+        CheckpointStats {
+            passes: s.passes,
+            inline: s.inline,
+            log_frames: s.frames,
+            restarts: s.generation,
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// The writer's WAL hook: after each commit, with the log's size in frames. Always answers
+/// `SQLITE_OK`: the commit has happened, an error here would report it as failed.
+unsafe extern "C" fn hook(data: *mut c_void, db: *mut ffi::sqlite3, name: *const c_char, frames: c_int) -> c_int {
+    // SAFETY: `data` is the `Shared` registered in `Checkpointer::start`, alive as long as the
+    // connection.
+    let shared = unsafe { &*(data as *const Shared) };
+    let frames = i64::from(frames);
+    let mut s = shared.lock();
+    if frames < s.frames {
+        // The log started again from its beginning: what was copied is of the old one.
+        s.generation += 1;
+        s.done = 0;
+        s.passes_in_cycle = 0;
+        s.tail_done = false;
+        s.restart_tried = false;
+    }
+    s.frames = frames;
+    let pending = frames - s.done;
+    let here = if frames >= HARD_LIMIT && !s.restart_tried {
+        // Readers keep snapshots that hold back the copy or the log's new start: wait for them
+        // here once, so that the log starts again.
+        s.restart_tried = true;
+        Some(ffi::SQLITE_CHECKPOINT_RESTART)
+    } else if s.broken && pending >= START {
+        Some(ffi::SQLITE_CHECKPOINT_PASSIVE)
+    } else if s.running || s.wanted || pending <= 0 {
+        None
+    } else if pending >= START {
+        s.passes_in_cycle = 0;
+        s.tail_done = false;
+        s.wanted = true;
+        None
+    } else if s.passes_in_cycle == 0 || s.tail_done {
+        None
+    } else if pending > TAIL && s.passes_in_cycle < CHASES {
+        s.wanted = true;
+        None
+    } else {
+        // The thread copied all but the last commits: copy those here, so that the log is
+        // copied whole and SQLite can start it again at the next write transaction.
+        s.tail_done = true;
+        Some(ffi::SQLITE_CHECKPOINT_PASSIVE)
+    };
+    if s.wanted {
+        drop(s);
+        shared.wake.notify_one();
+        return ffi::SQLITE_OK;
+    }
+    if let Some(mode) = here {
+        s.inline += 1;
+        let generation = s.generation;
+        drop(s);
+        // SAFETY: `db` and `name` are the hook's own arguments, valid during the call; SQLite's
+        // automatic checkpoint makes this same call from this same hook.
+        if let Some(copied) = unsafe { checkpoint_here(db, name, mode) } {
+            let mut s = shared.lock();
+            if s.generation == generation {
+                s.done = s.done.max(copied);
+            }
+        }
+    }
+    ffi::SQLITE_OK
+}
+
+/// A checkpoint on the writer connection, from its WAL hook: the frames copied so far, or `None`
+/// if it could not run (the thread is in a pass, or readers outlasted the busy timeout:
+/// `SQLITE_BUSY`).
+///
+/// # Safety
+/// `db` and `name` must be the arguments of a WAL hook call in progress.
+unsafe fn checkpoint_here(db: *mut ffi::sqlite3, name: *const c_char, mode: c_int) -> Option<i64> {
+    let (mut log, mut copied) = (0, 0);
+    // SAFETY: see the function's contract.
+    let rc = unsafe { ffi::sqlite3_wal_checkpoint_v2(db, name, mode, &mut log, &mut copied) };
+    match rc {
+        ffi::SQLITE_OK => Some(i64::from(copied)),
+        ffi::SQLITE_BUSY => None,
+        rc => {
+            tracing::warn!(code = rc, "a WAL checkpoint by the writer failed");
+            None
+        }
+    }
+}
+
+/// The thread: a pass whenever the writer asks, until the store is dropped.
+fn run(shared: &Shared, path: &Path) {
+    let conn = match open(path) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "the WAL checkpoint thread cannot open the database; the writer checkpoints");
+            shared.lock().broken = true;
+            return;
+        }
+    };
+    loop {
+        let generation = {
+            let mut s = shared.lock();
+            while !s.wanted && !s.closed {
+                s = shared.wake.wait(s).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if s.closed {
+                return;
+            }
+            s.wanted = false;
+            s.running = true;
+            s.generation
+        };
+        let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2));
+        let mut s = shared.lock();
+        s.running = false;
+        s.passes += 1;
+        s.passes_in_cycle = s.passes_in_cycle.saturating_add(1);
+        match pass {
+            Ok(copied) if s.generation == generation => s.done = s.done.max(copied),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "a WAL checkpoint pass failed"),
+        }
+    }
+}
+
+/// The thread's connection: no statement of its own but the checkpoint.
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Same durability as the writer: the database file is fsynced before the log is reused.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under a steady stream of commits the thread copies the log and the writer only its last
+    /// frames, the log keeps starting again (it stays short, far below what was written), and
+    /// every row committed is there.
+    #[test]
+    fn the_log_is_copied_by_the_thread_and_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+            )
+            .unwrap();
+        let checkpointer = Checkpointer::start(&writer, &path);
+        let transactions = 400;
+        for n in 0..transactions {
+            writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+            for k in 0..10 {
+                writer
+                    .execute("INSERT INTO t (id, body) VALUES (?1, zeroblob(3000))", [n * 10 + k])
+                    .unwrap();
+            }
+            writer.execute_batch("COMMIT").unwrap();
+        }
+        let stats = checkpointer.stats();
+        // About ten pages per transaction: 4,000 frames written in all.
+        assert!(stats.passes >= 1, "{stats:?}");
+        assert!(stats.restarts >= 1, "{stats:?}");
+        assert!(stats.log_frames < 2 * START, "{stats:?}");
+        let rows: i64 = writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, transactions * 10);
+        drop(writer);
+        drop(checkpointer);
+        // What a new connection reads after the writer is gone (its close checkpoints the rest).
+        let reader = Connection::open(&path).unwrap();
+        let rows: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, transactions * 10);
+    }
+}
