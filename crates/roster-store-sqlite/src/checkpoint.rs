@@ -46,9 +46,11 @@ const CHASES: u32 = 3;
 /// the thread rarely ends between two commits under load: the log would grow without end).
 const TAIL: i64 = 256;
 
-/// A log this long (32 MiB at 4 KiB pages) makes the writer checkpoint by itself in `RESTART`
-/// mode, waiting for the readers whose snapshots keep SQLite from starting the log again.
-const HARD_LIMIT: i64 = 8 * START;
+/// A log this long (128 MiB at 4 KiB pages) makes the writer checkpoint by itself in `RESTART`
+/// mode, waiting for the readers whose snapshots keep SQLite from starting the log again. The
+/// log normally starts again every few thousand frames (143 times in 10 s of `register`); this
+/// is for readers that keep it from doing so for long.
+const HARD_LIMIT: i64 = 32 * START;
 
 /// What the writer's hook and the thread share.
 #[derive(Default)]
@@ -172,9 +174,11 @@ unsafe extern "C" fn hook(data: *mut c_void, db: *mut ffi::sqlite3, name: *const
     }
     s.frames = frames;
     let pending = frames - s.done;
-    let here = if frames >= HARD_LIMIT && !s.restart_tried {
+    let here = if frames >= HARD_LIMIT && !s.restart_tried && !s.running {
         // Readers keep snapshots that hold back the copy or the log's new start: wait for them
-        // here once, so that the log starts again.
+        // here once, so that the log starts again. Not while the thread is in a pass: waiting
+        // for its lock goes through SQLite's busy handler, whose sleeps cost 70-100 ms (measured
+        // with a limit of 8,000 frames, reached twice in 10 s of `register`).
         s.restart_tried = true;
         Some(ffi::SQLITE_CHECKPOINT_RESTART)
     } else if s.broken && pending >= START {
