@@ -103,6 +103,19 @@ fn insert_value_rows(
     Ok(())
 }
 
+/// A value row read as `name, item, field, value_text, value_lower, value_num, value_bool`.
+fn value_row(r: &Row<'_>) -> rusqlite::Result<ValueRow> {
+    Ok(ValueRow {
+        name: r.get(0)?,
+        item: r.get(1)?,
+        field: r.get(2)?,
+        text: r.get(3)?,
+        lower: r.get(4)?,
+        num: r.get(5)?,
+        boolean: r.get(6)?,
+    })
+}
+
 /// Writes an owner's value rows. An owner that may have rows already gets only the difference:
 /// its stored rows are read (by the primary key, one page), the ones no longer wanted are
 /// deleted and the missing ones inserted; a row that stays as it was is not touched. Deleting
@@ -130,17 +143,7 @@ fn write_value_rows(
              WHERE +account_id = ?1 AND {owner_column} = ?2"
         ),
         params![account, owner],
-        |r| {
-            Ok(ValueRow {
-                name: r.get(0)?,
-                item: r.get(1)?,
-                field: r.get(2)?,
-                text: r.get(3)?,
-                lower: r.get(4)?,
-                num: r.get(5)?,
-                boolean: r.get(6)?,
-            })
-        },
+        value_row,
     )?;
     let wanted: HashMap<(&str, i64, &str), &ValueRow> = rows
         .iter()
@@ -827,28 +830,8 @@ mod tests {
             person.tags = (0..tags).map(|k| format!("Tag{k}")).collect();
             person.custom_attributes.insert("n".into(), serde_json::json!(tags));
             sql::insert_person(&conn, &person).unwrap();
-            let mut stored = query_all(
-                &conn,
-                "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
-                 FROM person_attribute_values WHERE account_id = ?1 AND person_id = ?2",
-                params![id(account.id), id(person.id)],
-                |r| {
-                    Ok(ValueRow {
-                        name: r.get(0)?,
-                        item: r.get(1)?,
-                        field: r.get(2)?,
-                        text: r.get(3)?,
-                        lower: r.get(4)?,
-                        num: r.get(5)?,
-                        boolean: r.get(6)?,
-                    })
-                },
-            )
-            .unwrap();
-            let mut expected = index::person_rows(&person);
-            let key = |r: &ValueRow| (r.name.clone(), r.item, r.field.clone());
-            stored.sort_by_key(key);
-            expected.sort_by_key(key);
+            let stored = stored_rows(&conn, "person_attribute_values", "person_id", &id(person.id));
+            let expected = sorted(index::person_rows(&person));
             assert_eq!(expected.len(), 2 + tags, "{tags} tags");
             assert_eq!(stored, expected, "{tags} tags");
         }
@@ -863,17 +846,7 @@ mod tests {
                  FROM {table} WHERE {owner_column} = ?1 ORDER BY name, item, field"
             ),
             params![owner],
-            |r| {
-                Ok(ValueRow {
-                    name: r.get(0)?,
-                    item: r.get(1)?,
-                    field: r.get(2)?,
-                    text: r.get(3)?,
-                    lower: r.get(4)?,
-                    num: r.get(5)?,
-                    boolean: r.get(6)?,
-                })
-            },
+            value_row,
         )
         .unwrap();
         rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));

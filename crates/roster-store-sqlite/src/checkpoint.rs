@@ -287,30 +287,42 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 mod tests {
     use super::*;
 
+    /// A database in WAL mode with a table `t` of blobs, its writer, and a checkpointer on it.
+    fn wal_db(dir: &Path) -> (std::path::PathBuf, Connection, Checkpointer) {
+        let path = dir.join("c.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL); \
+                 INSERT INTO t (id, body) VALUES (-1, zeroblob(10));",
+            )
+            .unwrap();
+        let checkpointer = Checkpointer::start(&writer, &path);
+        (path, writer, checkpointer)
+    }
+
+    /// Commits transaction `n` of `rows` rows of 3,000 bytes (about one page each).
+    fn commit(writer: &Connection, n: i64, rows: i64) {
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for k in 0..rows {
+            writer
+                .execute("INSERT INTO t (id, body) VALUES (?1, zeroblob(3000))", [n * rows + k])
+                .unwrap();
+        }
+        writer.execute_batch("COMMIT").unwrap();
+    }
+
     /// Under a steady stream of commits the thread copies the log and the writer only its last
     /// frames, the log keeps starting again (it stays short, far below what was written), and
     /// every row committed is there.
     #[test]
     fn the_log_is_copied_by_the_thread_and_starts_again() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
-            )
-            .unwrap();
-        let checkpointer = Checkpointer::start(&writer, &path);
+        let (path, writer, checkpointer) = wal_db(dir.path());
         let transactions = 400;
         for n in 0..transactions {
-            writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-            for k in 0..10 {
-                writer
-                    .execute("INSERT INTO t (id, body) VALUES (?1, zeroblob(3000))", [n * 10 + k])
-                    .unwrap();
-            }
-            writer.execute_batch("COMMIT").unwrap();
+            commit(&writer, n, 10);
         }
         let stats = checkpointer.stats();
         // About ten pages per transaction: 4,000 frames written in all.
@@ -318,13 +330,13 @@ mod tests {
         assert!(stats.restarts >= 1, "{stats:?}");
         assert!(stats.log_frames < 2 * START, "{stats:?}");
         let rows: i64 = writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, transactions * 10);
+        assert_eq!(rows, transactions * 10 + 1);
         drop(writer);
         drop(checkpointer);
         // What a new connection reads after the writer is gone (its close checkpoints the rest).
         let reader = Connection::open(&path).unwrap();
         let rows: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, transactions * 10);
+        assert_eq!(rows, transactions * 10 + 1);
     }
 
     /// A bulk load, each commit more than [`START`] frames: the log still starts again and
@@ -332,24 +344,10 @@ mod tests {
     #[test]
     fn a_bulk_load_keeps_the_log_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
-            )
-            .unwrap();
-        let checkpointer = Checkpointer::start(&writer, &path);
+        let (_path, writer, checkpointer) = wal_db(dir.path());
         let mut most = 0;
         for n in 0..30 {
-            writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-            for k in 0..1500 {
-                writer
-                    .execute("INSERT INTO t (id, body) VALUES (?1, zeroblob(3000))", [n * 1500 + k])
-                    .unwrap();
-            }
-            writer.execute_batch("COMMIT").unwrap();
+            commit(&writer, n, 1500);
             most = most.max(checkpointer.stats().log_frames);
         }
         let stats = checkpointer.stats();
@@ -363,30 +361,12 @@ mod tests {
     #[test]
     fn a_long_reader_delays_the_logs_new_start_without_holding_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL); \
-                 INSERT INTO t (id, body) VALUES (-1, zeroblob(10));",
-            )
-            .unwrap();
-        let checkpointer = Checkpointer::start(&writer, &path);
+        let (path, writer, checkpointer) = wal_db(dir.path());
         let reader = Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let seen: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        let commit = |n: i64| {
-            writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-            for k in 0..10 {
-                writer
-                    .execute("INSERT INTO t (id, body) VALUES (?1, zeroblob(3000))", [n * 10 + k])
-                    .unwrap();
-            }
-            writer.execute_batch("COMMIT").unwrap();
-        };
         for n in 0..400 {
-            commit(n);
+            commit(&writer, n, 10);
         }
         let held = checkpointer.stats();
         assert_eq!(held.restarts, 0, "{held:?}");
@@ -395,7 +375,7 @@ mod tests {
         assert_eq!(still, seen, "the reader's snapshot");
         reader.execute_batch("COMMIT").unwrap();
         for n in 400..800 {
-            commit(n);
+            commit(&writer, n, 10);
         }
         let after = checkpointer.stats();
         assert!(after.restarts >= 1, "{after:?}");

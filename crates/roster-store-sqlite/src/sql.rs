@@ -577,25 +577,46 @@ fn stored_person_keys(
 
 /// Inserts a person's phones, emails and tags (the person has none stored).
 fn insert_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
-    let account_id = id(person.account_id);
-    let person_id = id(person.id);
-    for (position, number) in person.phones.iter().enumerate() {
-        execute(
-            conn,
-            "INSERT INTO person_phones (account_id, person_id, position, number) \
-             VALUES (?1, ?2, ?3, ?4)",
-            params![account_id, person_id, position as i64, number],
-        )?;
+    insert_keys(
+        conn,
+        person,
+        0..person.phones.len(),
+        0..person.emails.len(),
+        person.tags.iter(),
+    )
+}
+
+/// Inserts the person's phones and emails at `phones` and `emails` (positions; those past the
+/// end of its lists are skipped) and the tags `tags`.
+fn insert_keys<'a>(
+    conn: &Connection,
+    person: &Person,
+    phones: impl IntoIterator<Item = usize>,
+    emails: impl IntoIterator<Item = usize>,
+    tags: impl IntoIterator<Item = &'a String>,
+) -> StoreResult<()> {
+    let (account_id, person_id) = (id(person.account_id), id(person.id));
+    for position in phones {
+        if let Some(number) = person.phones.get(position) {
+            execute(
+                conn,
+                "INSERT INTO person_phones (account_id, person_id, position, number) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![account_id, person_id, position as i64, number],
+            )?;
+        }
     }
-    for (position, address) in person.emails.iter().enumerate() {
-        execute(
-            conn,
-            "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![account_id, person_id, position as i64, address, email_key(address)],
-        )?;
+    for position in emails {
+        if let Some(address) = person.emails.get(position) {
+            execute(
+                conn,
+                "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![account_id, person_id, position as i64, address, email_key(address)],
+            )?;
+        }
     }
-    for tag in &person.tags {
+    for tag in tags {
         execute(
             conn,
             "INSERT INTO person_tags (account_id, person_id, tag) VALUES (?1, ?2, ?3)",
@@ -723,7 +744,7 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
 /// is written again; a key that stays where it was is not touched.
 fn replace_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
     let (phones, emails, tags) = stored_person_keys(conn, person.account_id, person.id)?;
-    let (account_id, person_id) = (id(person.account_id), id(person.id));
+    let person_id = id(person.id);
     let moved = |old: &[String], new: &[String]| -> Vec<usize> {
         (0..old.len().max(new.len()))
             .filter(|&i| old.get(i) != new.get(i))
@@ -751,34 +772,7 @@ fn replace_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
             params![person_id, tag],
         )?;
     }
-    for position in phones {
-        if let Some(number) = person.phones.get(position) {
-            execute(
-                conn,
-                "INSERT INTO person_phones (account_id, person_id, position, number) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![account_id, person_id, position as i64, number],
-            )?;
-        }
-    }
-    for position in emails {
-        if let Some(address) = person.emails.get(position) {
-            execute(
-                conn,
-                "INSERT INTO person_emails (account_id, person_id, position, address, email_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![account_id, person_id, position as i64, address, email_key(address)],
-            )?;
-        }
-    }
-    for tag in person.tags.difference(&stored_tags) {
-        execute(
-            conn,
-            "INSERT INTO person_tags (account_id, person_id, tag) VALUES (?1, ?2, ?3)",
-            params![account_id, person_id, tag],
-        )?;
-    }
-    Ok(())
+    insert_keys(conn, person, phones, emails, person.tags.difference(&stored_tags))
 }
 
 /// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still
