@@ -145,16 +145,15 @@ fn write_value_rows(
         params![account, owner],
         value_row,
     )?;
-    let wanted: HashMap<(&str, i64, &str), &ValueRow> = rows
-        .iter()
-        .map(|r| ((r.name.as_str(), r.item, r.field.as_str()), r))
-        .collect();
-    let kept: HashMap<(&str, i64, &str), &ValueRow> = stored
-        .iter()
-        .map(|r| ((r.name.as_str(), r.item, r.field.as_str()), r))
-        .collect();
+    fn key(r: &ValueRow) -> (&str, i64, &str) {
+        (&r.name, r.item, &r.field)
+    }
+    fn by_key(rows: &[ValueRow]) -> HashMap<(&str, i64, &str), &ValueRow> {
+        rows.iter().map(|r| (key(r), r)).collect()
+    }
+    let (wanted, kept) = (by_key(rows), by_key(&stored));
     for old in &stored {
-        if wanted.get(&(old.name.as_str(), old.item, old.field.as_str())) != Some(&old) {
+        if wanted.get(&key(old)) != Some(&old) {
             execute(
                 conn,
                 &format!(
@@ -165,11 +164,7 @@ fn write_value_rows(
             )?;
         }
     }
-    let missing: Vec<ValueRow> = rows
-        .iter()
-        .filter(|r| kept.get(&(r.name.as_str(), r.item, r.field.as_str())) != Some(r))
-        .cloned()
-        .collect();
+    let missing: Vec<ValueRow> = rows.iter().filter(|r| kept.get(&key(r)) != Some(r)).cloned().collect();
     insert_value_rows(conn, table, owner_column, account, owner, &missing)
 }
 
@@ -839,20 +834,21 @@ mod tests {
 
     /// A person's or installation's stored value rows, sorted by key.
     fn stored_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
-        let mut rows = query_all(
-            conn,
-            &format!(
-                "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
-                 FROM {table} WHERE {owner_column} = ?1 ORDER BY name, item, field"
-            ),
-            params![owner],
-            value_row,
+        sorted(
+            query_all(
+                conn,
+                &format!(
+                    "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
+                     FROM {table} WHERE {owner_column} = ?1"
+                ),
+                params![owner],
+                value_row,
+            )
+            .unwrap(),
         )
-        .unwrap();
-        rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
-        rows
     }
 
+    /// Value rows in key order (name, item, field).
     fn sorted(mut rows: Vec<ValueRow>) -> Vec<ValueRow> {
         rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
         rows
@@ -964,6 +960,11 @@ mod tests {
         i.is_primary = true;
         i.system.app_version = Some("1.10.0".into());
         i.custom_attributes.insert("plan".into(), serde_json::json!("Silver"));
+        sql::update_installation(&conn, &i).unwrap();
+        check(&p, &i);
+        // The push service and its provider together (the provider CHECK reads both).
+        i.push_service_type = Some(PushServiceType::Apns);
+        i.push_service_token = Some("ab12".into());
         sql::update_installation(&conn, &i).unwrap();
         check(&p, &i);
         let other = roster_store_tests::fixtures::person(acc.id);

@@ -103,8 +103,8 @@ pub(crate) struct Checkpointer {
 pub struct CheckpointStats {
     /// Passes of the checkpoint thread.
     pub passes: u64,
-    /// Checkpoints the writer ran in its own commit (the last frames of a cycle, a restart, or
-    /// all of them without a thread).
+    /// Checkpoints the writer ran in its own commit (the last frames of a cycle, each commit of
+    /// a log past [`LIMIT`], or every [`START`] frames without a thread).
     pub inline: u64,
     /// Frames in the log after the last commit.
     pub log_frames: i64,

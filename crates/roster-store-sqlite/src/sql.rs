@@ -346,12 +346,16 @@ pub(crate) fn installations_of_person(
     }
 }
 
-/// Writes columns of an installation with `sql`, whose parameters are the column names
-/// (`:account_id`, ...), so that INSERT and UPDATE cannot disagree on the order. `sql` may name
-/// any subset of them: only the ones it names are bound.
-fn write_installation(conn: &Connection, sql: &str, inst: &Installation) -> StoreResult<usize> {
+/// Writes columns of an installation with each statement of `statements` in turn, whose
+/// parameters are the column names (`:account_id`, ...), so that INSERT and UPDATE cannot
+/// disagree on the order. A statement may name any subset of them: only the ones it names are
+/// bound. The values are computed once for all of them. The rows each statement changed.
+fn write_installation<const N: usize>(
+    conn: &Connection,
+    statements: [&str; N],
+    inst: &Installation,
+) -> StoreResult<[usize; N]> {
     let s = &inst.system;
-    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     let values: &[(&str, &dyn ToSql)] = named_params! {
             ":account_id": id(inst.account_id),
             ":application_id": id(inst.application_id),
@@ -384,18 +388,24 @@ fn write_installation(conn: &Connection, sql: &str, inst: &Installation) -> Stor
             ":token_cleared_at": inst.token_cleared_at,
             ":token_cleared_reason": inst.token_cleared_reason.map(TokenClearedReason::as_str),
     };
-    for (name, value) in values {
-        if let Some(index) = stmt.parameter_index(name).map_err(map_err)? {
-            stmt.raw_bind_parameter(index, value).map_err(map_err)?;
+    let mut changed = [0; N];
+    for (sql, changed) in statements.into_iter().zip(&mut changed) {
+        let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+        for (name, value) in values {
+            if let Some(index) = stmt.parameter_index(name).map_err(map_err)? {
+                stmt.raw_bind_parameter(index, value).map_err(map_err)?;
+            }
         }
+        *changed = stmt.raw_execute().map_err(map_err)?;
     }
-    stmt.raw_execute().map_err(map_err)
+    Ok(changed)
 }
 
 pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
     write_installation(
         conn,
-        "INSERT INTO installations (account_id, application_id, push_reg_id, person_id, \
+        [
+            "INSERT INTO installations (account_id, application_id, push_reg_id, person_id, \
          push_service_type, provider, push_service_token, reg_enabled, is_primary, \
          application_user_id, custom_attributes, notifications_enabled, sdk_version, app_version, \
          os, os_version, device_manufacturer, device_model, device_name, device_secure, language, \
@@ -407,6 +417,7 @@ pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> Sto
          :os_version, :device_manufacturer, :device_model, :device_name, :device_secure, \
          :language, :device_timezone_offset, :inappchat, :inbox, :webrtcui, :created_at, \
          :updated_at, :last_seen_at, :token_cleared_at, :token_cleared_reason)",
+        ],
         inst,
     )?;
     // The audience index, in the same transaction.
@@ -421,9 +432,10 @@ pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> Sto
 /// `is_primary`, `created_at`) only when one of them changed. A `PATCH` or a `lastSeenAt`
 /// refresh so dirties the row's page, not a page of each of its five indexes.
 pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
-    let changed = write_installation(
+    let [changed, _] = write_installation(
         conn,
-        "UPDATE installations SET reg_enabled = :reg_enabled, \
+        [
+            "UPDATE installations SET reg_enabled = :reg_enabled, \
          application_user_id = :application_user_id, \
          custom_attributes = :custom_attributes, notifications_enabled = :notifications_enabled, \
          sdk_version = :sdk_version, app_version = :app_version, os = :os, \
@@ -435,12 +447,7 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
          last_seen_at = :last_seen_at, token_cleared_at = :token_cleared_at, \
          token_cleared_reason = :token_cleared_reason \
          WHERE account_id = :account_id AND push_reg_id = :push_reg_id",
-        inst,
-    )?;
-    expect_one(changed)?;
-    write_installation(
-        conn,
-        "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
+            "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
          push_service_type = :push_service_type, provider = :provider, \
          push_service_token = :push_service_token, is_primary = :is_primary, \
          created_at = :created_at \
@@ -449,8 +456,10 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
          OR push_service_type IS NOT :push_service_type OR provider IS NOT :provider \
          OR push_service_token IS NOT :push_service_token OR is_primary IS NOT :is_primary \
          OR created_at IS NOT :created_at)",
+        ],
         inst,
     )?;
+    expect_one(changed)?;
     // The audience index, in the same transaction.
     crate::audience::index_installation(conn, inst, crate::audience::Fresh::Existing)
 }
@@ -743,14 +752,16 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
 /// later in the same transaction, and one this person moves between positions is free when it
 /// is written again; a key that stays where it was is not touched.
 fn replace_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
-    let (phones, emails, tags) = stored_person_keys(conn, person.account_id, person.id)?;
+    let (stored_phones, stored_emails, stored_tags) = stored_person_keys(conn, person.account_id, person.id)?;
     let person_id = id(person.id);
+    // The positions whose key differs (or exists on one side only).
     let moved = |old: &[String], new: &[String]| -> Vec<usize> {
         (0..old.len().max(new.len()))
             .filter(|&i| old.get(i) != new.get(i))
             .collect()
     };
-    let (stored_tags, phones, emails) = (tags, moved(&phones, &person.phones), moved(&emails, &person.emails));
+    let phones = moved(&stored_phones, &person.phones);
+    let emails = moved(&stored_emails, &person.emails);
     for &position in &phones {
         execute(
             conn,

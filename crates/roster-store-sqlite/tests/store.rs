@@ -171,3 +171,32 @@ async fn claimed_installations_are_read_by_primary_key() {
     assert!(!plan.iter().any(|l| l.starts_with("SCAN installations")), "{plan:?}");
     assert!(!plan.iter().any(|l| l.contains("account")), "{plan:?}");
 }
+
+// --- WAL checkpoints ------------------------------------------------------------------------------
+
+/// A store's writes are checkpointed by its checkpoint thread (checkpoint.rs), and the log
+/// starts again: the writer's commits do not carry the whole copying.
+#[tokio::test]
+async fn a_stores_log_is_checkpointed_by_its_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
+    let (acc, _app) = seeded(&store).await;
+    let mut n = 0;
+    while store.checkpoint_stats().await.restarts == 0 {
+        assert!(
+            n < 2_000,
+            "no checkpoint cycle after {n} transactions: {:?}",
+            store.checkpoint_stats().await
+        );
+        let mut tx = store.begin().await.unwrap();
+        for _ in 0..20 {
+            let mut p = person(acc.id);
+            p.tags = (0..8).map(|k| format!("tag-{n}-{k}")).collect();
+            tx.insert_person(&p).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        n += 1;
+    }
+    let stats = store.checkpoint_stats().await;
+    assert!(stats.passes >= 1, "{stats:?}");
+}
