@@ -24,10 +24,12 @@ mod retention;
 mod rows;
 mod sends;
 mod sql;
+mod statistics;
 pub mod testing;
 mod tx;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -89,6 +91,8 @@ impl Default for PgStoreOptions {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Analyzes new tables once they have rows (statistics.rs); stops with the last clone.
+    _statistics: Arc<statistics::Statistics>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -123,7 +127,8 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(map_err)?;
-        let store = PgStore { pool };
+        let _statistics = statistics::spawn(pool.clone());
+        let store = PgStore { pool, _statistics };
         store.migrate().await?;
         Ok(store)
     }

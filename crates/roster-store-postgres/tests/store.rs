@@ -219,3 +219,76 @@ async fn an_exhausted_pool_is_unavailable_after_the_acquire_timeout() {
         .unwrap();
     assert_eq!(tx.default_account().await.unwrap(), None);
 }
+
+// --- statistics -----------------------------------------------------------------------------------
+
+/// The plan PostgreSQL uses for a prepared statement `name` (the generic one: the kind a pooled
+/// connection keeps).
+async fn generic_plan(conn: &mut PgConnection, name: &str, args: &str) -> String {
+    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN EXECUTE {name}({args})")))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    rows.join("\n")
+}
+
+/// A new database's tables get statistics as soon as they have rows (statistics.rs in the
+/// store), and the plans kept by connections that prepared their statements while the tables
+/// were empty are made again with them: a person's tags are looked up by the person, not by
+/// walking every tag of the account.
+#[tokio::test]
+async fn new_tables_are_analyzed_once_they_have_rows() {
+    let Some((url, _db)) = fresh_url().await else { return };
+    let store = PgStore::connect_with(&url, &small_pool()).await.unwrap();
+    let (acc, _app) = seeded(&store).await;
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "SET plan_cache_mode = force_generic_plan; \
+         PREPARE tags(text, text) AS SELECT tag FROM person_tags WHERE account_id = $1 AND person_id = $2",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Planned now, on the empty table (PostgreSQL 15 picks the account's tag index then).
+    let _while_empty = generic_plan(&mut conn, "tags", "'a', 'p'").await;
+
+    // Enough rows that reading the table whole costs more than a lookup by key.
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..500 {
+        let mut p = person(acc.id);
+        p.tags = [format!("t{}", i % 3), format!("u{}", i % 5), "all".to_owned()]
+            .into_iter()
+            .collect();
+        tx.insert_person(&p).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let analyzed = |table: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut c = PgConnection::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = $1 AND last_analyze IS NOT NULL",
+            )
+            .bind(table)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            n == 1
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(analyzed("person_tags").await && analyzed("persons").await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "person_tags was not analyzed within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let plan = generic_plan(&mut conn, "tags", "'a', 'p'").await;
+    assert!(plan.contains("person_tags_pkey"), "{plan}");
+    // `last_analyze` is set by an ANALYZE statement, not by autovacuum: the store's. Tables
+    // nobody wrote to are left alone.
+    assert!(!analyzed("segments").await);
+    store.close().await;
+}
