@@ -29,8 +29,10 @@ use sqlx::{AssertSqlSafe, PgPool};
 /// How often a store looks for tables without statistics.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(2);
 
-/// Changed rows (`n_mod_since_analyze`) a never-analyzed table needs before it is analyzed:
-/// autovacuum's default `autovacuum_analyze_threshold`. Enough rows that the statistics show the
+/// Changed rows (`n_mod_since_analyze`), and live rows, a never-analyzed table needs before it
+/// is analyzed: autovacuum's default `autovacuum_analyze_threshold`. Live rows too: changes
+/// count the rows of rolled-back transactions, and statistics taken of an empty table are the
+/// ones that mislead. Enough rows that the statistics show the
 /// data's shape (one account, one application), few enough that it happens in the first second
 /// of load.
 pub(crate) const MIN_CHANGES: i64 = 50;
@@ -66,12 +68,12 @@ pub(crate) fn spawn(pool: PgPool) -> Arc<Statistics> {
 }
 
 /// Analyzes the tables of the current schema that have never been analyzed and have
-/// [`MIN_CHANGES`] changed rows; returns their names.
+/// [`MIN_CHANGES`] changed and live rows; returns their names.
 pub(crate) async fn analyze_new_tables(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT relname::text FROM pg_stat_user_tables \
          WHERE schemaname = current_schema() AND last_analyze IS NULL AND last_autoanalyze IS NULL \
-         AND n_mod_since_analyze >= $1 ORDER BY relname",
+         AND n_mod_since_analyze >= $1 AND n_live_tup >= $1 ORDER BY relname",
     )
     .bind(MIN_CHANGES)
     .fetch_all(pool)
