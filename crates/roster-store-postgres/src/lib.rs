@@ -213,14 +213,14 @@ impl Store for PgStore {
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
-        let mut tx = self
+        // REPEATABLE READ takes its snapshot at the first statement: take it now, so that the
+        // snapshot is the database as of `begin_read` (as on SQLite). Both statements go in one
+        // simple-protocol message, one round trip (sqlx reads up to the end of both).
+        let tx = self
             .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
             .await
             .map_err(map_err)?;
-        // REPEATABLE READ takes its snapshot at the first statement: take it now, so that the
-        // snapshot is the database as of `begin_read` (as on SQLite).
-        sqlx::query("SELECT 1").execute(&mut *tx).await.map_err(map_err)?;
         Ok(Box::new(PgTx::new(Conn::new(tx, false))))
     }
 
