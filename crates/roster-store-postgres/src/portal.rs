@@ -113,9 +113,10 @@ impl PortalTx for PgTx {
         self.conn()?
             .execute(
                 sqlx::query(
-                    "DELETE FROM portal_sessions WHERE id_hash IN ( \
-                     SELECT id_hash FROM portal_sessions WHERE account_id = $1 \
-                     AND (last_seen_at < $2 OR expires_at <= $3) LIMIT $4 FOR UPDATE SKIP LOCKED)",
+                    // Chosen once (a MATERIALIZED CTE), as the sweeps of retention.rs.
+                    "WITH old AS MATERIALIZED (SELECT id_hash FROM portal_sessions WHERE account_id = $1 \
+                     AND (last_seen_at < $2 OR expires_at <= $3) LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     DELETE FROM portal_sessions WHERE id_hash IN (SELECT id_hash FROM old)",
                 )
                 .bind(columns::id(account_id))
                 .bind(idle_before)

@@ -438,13 +438,21 @@ impl PushTx for PgTx {
         claim_id: Uuid,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
+        // The due rows are chosen once, in a MATERIALIZED CTE. As a subquery in FROM, the planner
+        // was free to put it on the inner side of a nested loop over `deliveries`, and then ran
+        // it again for every outer row: each run locked the next rows past those the statement
+        // had already claimed (SKIP LOCKED does not skip its own), so one claim took every due
+        // row, not `limit` of them, in time quadratic in the queue. Seen with statistics on the
+        // table: one claim held 1,022 updated rows after 1.6 s (pgrowlocks) and fan-out ran
+        // anywhere between 430 and 3,300/s; with the CTE claims hold at most `limit` rows
+        // (docs/benchmarks.md, "Latest run").
         self.conn()?
             .query_all(
                 sqlx::query(concat!(
-                    "UPDATE deliveries d SET next_attempt_at = $2, claim_id = $3 \
-                     FROM (SELECT account_id, delivery_id FROM deliveries \
+                    "WITH due AS MATERIALIZED (SELECT account_id, delivery_id FROM deliveries \
                            WHERE status = 'QUEUED' AND next_attempt_at <= $1 \
-                           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) due \
+                           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     UPDATE deliveries d SET next_attempt_at = $2, claim_id = $3 FROM due \
                      WHERE d.account_id = due.account_id AND d.delivery_id = due.delivery_id \
                      RETURNING ",
                     "d.account_id, d.delivery_id, d.message_id, d.application_id, d.push_reg_id, d.person_id, \

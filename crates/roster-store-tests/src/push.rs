@@ -66,7 +66,7 @@ pub fn delivery(m: &Message, push_reg_id: &str, person_id: Uuid, due: i64) -> De
 }
 
 /// A bulk with one message, committed; returns the application and the message.
-async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
+pub async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
     let (_, app) = seeded(store).await;
     let m = message(&app, "bulk-1", "msg-1", 0);
     let mut tx = store.begin().await.unwrap();
@@ -83,7 +83,7 @@ async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
 }
 
 /// `n` due records of the message (to made-up installations), committed, by id.
-async fn queued(store: &dyn Store, m: &Message, n: usize, due: i64) -> Vec<Delivery> {
+pub async fn queued(store: &dyn Store, m: &Message, n: usize, due: i64) -> Vec<Delivery> {
     let records: Vec<Delivery> = (0..n)
         .map(|_| delivery(m, &Uuid::new_v4().to_string(), Uuid::new_v4(), due))
         .collect();
