@@ -301,7 +301,6 @@ async fn new_tables_are_analyzed_once_they_have_rows() {
 /// its limit under statistics.
 #[tokio::test]
 async fn a_claim_takes_at_most_its_limit_from_an_analyzed_queue() {
-    use roster_store_tests::push::{bulk_with_message, queued};
     let Some((url, _db)) = fresh_url().await else { return };
     // One connection, so that the claims run one prepared statement: PostgreSQL plans it
     // generically from the sixth run on, with the statistics of the short queue.

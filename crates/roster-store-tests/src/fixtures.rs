@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use roster_model::{Account, Application, Gender, Installation, Person, PersonType, PushServiceType, SystemData};
+use roster_store::push::{Bulk, Delivery, Message};
 use roster_store::{Constraint, Store, StoreError};
 use serde_json::json;
 use uuid::Uuid;
@@ -113,4 +114,34 @@ pub fn conflict_on<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Constra
         Err(StoreError::Conflict { constraint }) => constraint,
         other => panic!("expected a conflict, got {other:?}"),
     }
+}
+
+// --- push queue -----------------------------------------------------------------------------------
+
+/// A bulk with one message, committed; returns the application and the message.
+pub async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
+    let (_, app) = seeded(store).await;
+    let m = crate::push::message(&app, "bulk-1", "msg-1", 0);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_bulk(&Bulk {
+        account_id: app.account_id,
+        bulk_id: "bulk-1".into(),
+        created_at: 5_000,
+    })
+    .await
+    .unwrap();
+    tx.insert_message(&m).await.unwrap();
+    tx.commit().await.unwrap();
+    (app, m)
+}
+
+/// `n` due records of the message (to made-up installations), committed, by id.
+pub async fn queued(store: &dyn Store, m: &Message, n: usize, due: i64) -> Vec<Delivery> {
+    let records: Vec<Delivery> = (0..n)
+        .map(|_| crate::push::delivery(m, &Uuid::new_v4().to_string(), Uuid::new_v4(), due))
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_deliveries(&records).await.unwrap();
+    tx.commit().await.unwrap();
+    records
 }

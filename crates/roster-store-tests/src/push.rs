@@ -18,7 +18,7 @@ use roster_store::{Constraint, Store};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::fixtures::{application, conflict_on, installation, person, seeded, with_token};
+use crate::fixtures::{application, bulk_with_message, conflict_on, installation, person, queued, seeded, with_token};
 
 /// A message of `app` in bulk `bulk_id` at `position`.
 pub fn message(app: &Application, bulk_id: &str, message_id: &str, position: i64) -> Message {
@@ -63,34 +63,6 @@ pub fn delivery(m: &Message, push_reg_id: &str, person_id: Uuid, due: i64) -> De
         delivered_at: None,
         seen_at: None,
     }
-}
-
-/// A bulk with one message, committed; returns the application and the message.
-pub async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
-    let (_, app) = seeded(store).await;
-    let m = message(&app, "bulk-1", "msg-1", 0);
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_bulk(&Bulk {
-        account_id: app.account_id,
-        bulk_id: "bulk-1".into(),
-        created_at: 5_000,
-    })
-    .await
-    .unwrap();
-    tx.insert_message(&m).await.unwrap();
-    tx.commit().await.unwrap();
-    (app, m)
-}
-
-/// `n` due records of the message (to made-up installations), committed, by id.
-pub async fn queued(store: &dyn Store, m: &Message, n: usize, due: i64) -> Vec<Delivery> {
-    let records: Vec<Delivery> = (0..n)
-        .map(|_| delivery(m, &Uuid::new_v4().to_string(), Uuid::new_v4(), due))
-        .collect();
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_deliveries(&records).await.unwrap();
-    tx.commit().await.unwrap();
-    records
 }
 
 async fn read_delivery(store: &dyn Store, d: &Delivery) -> Delivery {
