@@ -469,32 +469,9 @@ impl PushTx for PgTx {
     }
 
     async fn finish_attempt(&mut self, r: &AttemptResult) -> StoreResult<bool> {
-        // A retry (QUEUED again) releases the claim; a terminal status keeps it for the record.
-        let claim = r.status.is_terminal().then(|| id(r.claim_id));
-        let changed = self
-            .conn()?
-            .execute(
-                sqlx::query(
-                    "UPDATE deliveries SET status = $4, provider = $5, attempts = $6, provider_http_status = $7, \
-                     provider_reason = $8, last_attempt_at = $9, next_attempt_at = $10, claim_id = $11, \
-                     updated_at = $12 \
-                     WHERE account_id = $1 AND delivery_id = $2 AND claim_id = $3 AND status = 'QUEUED'",
-                )
-                .bind(id(r.account_id))
-                .bind(id(r.delivery_id))
-                .bind(id(r.claim_id))
-                .bind(r.status.as_str())
-                .bind(r.provider.as_str())
-                .bind(r.attempts)
-                .bind(r.provider_http_status)
-                .bind(r.provider_reason.clone())
-                .bind(r.last_attempt_at)
-                .bind(r.next_attempt_at)
-                .bind(claim)
-                .bind(r.now),
-            )
-            .await?;
-        Ok(changed > 0)
+        // The batch statement with one row: one statement, one plan to keep right.
+        let applied = self.finish_attempts(std::slice::from_ref(r)).await?;
+        Ok(applied.first().copied().unwrap_or(false))
     }
 
     async fn finish_attempts(&mut self, results: &[AttemptResult]) -> StoreResult<Vec<bool>> {

@@ -15,8 +15,8 @@
 //! and registrations come in bursts, ran on those plans.
 //!
 //! So each store process looks every [`INTERVAL`] for tables of its schema that were never
-//! analyzed (neither by `ANALYZE` nor by autovacuum) and have at least [`MIN_CHANGES`] changed
-//! rows, and analyzes them. `ANALYZE` invalidates the cached plans that use the table, so every
+//! analyzed (neither by `ANALYZE` nor by autovacuum) and have at least [`MIN_ROWS`] changed and
+//! live rows, and analyzes them. `ANALYZE` invalidates the cached plans that use the table, so every
 //! connection plans again with statistics that know there is one account and one application.
 //! A table is analyzed this way once; autovacuum keeps its statistics current after that.
 //! Several processes on one database may each analyze a table once: harmless.
@@ -27,15 +27,14 @@ use std::time::Duration;
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// How often a store looks for tables without statistics.
-pub(crate) const INTERVAL: Duration = Duration::from_secs(2);
+const INTERVAL: Duration = Duration::from_secs(2);
 
-/// Changed rows (`n_mod_since_analyze`), and live rows, a never-analyzed table needs before it
-/// is analyzed: autovacuum's default `autovacuum_analyze_threshold`. Live rows too: changes
-/// count the rows of rolled-back transactions, and statistics taken of an empty table are the
-/// ones that mislead. Enough rows that the statistics show the
-/// data's shape (one account, one application), few enough that it happens in the first second
-/// of load.
-pub(crate) const MIN_CHANGES: i64 = 50;
+/// Changed rows (`n_mod_since_analyze`), and live rows, that a never-analyzed table needs before
+/// it is analyzed: autovacuum's default `autovacuum_analyze_threshold`. Enough rows that the
+/// statistics show the data's shape (one account, one application), few enough that it happens
+/// in the first second of load. Live rows too: the changed rows count those of transactions not
+/// committed yet or rolled back, and statistics of an empty table are the ones that mislead.
+const MIN_ROWS: i64 = 50;
 
 /// The running task; aborted when the last clone of its store is dropped.
 pub(crate) struct Statistics(tokio::task::AbortHandle);
@@ -68,14 +67,14 @@ pub(crate) fn spawn(pool: PgPool) -> Arc<Statistics> {
 }
 
 /// Analyzes the tables of the current schema that have never been analyzed and have
-/// [`MIN_CHANGES`] changed and live rows; returns their names.
-pub(crate) async fn analyze_new_tables(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+/// [`MIN_ROWS`] changed and live rows.
+async fn analyze_new_tables(pool: &PgPool) -> Result<(), sqlx::Error> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT relname::text FROM pg_stat_user_tables \
          WHERE schemaname = current_schema() AND last_analyze IS NULL AND last_autoanalyze IS NULL \
          AND n_mod_since_analyze >= $1 AND n_live_tup >= $1 ORDER BY relname",
     )
-    .bind(MIN_CHANGES)
+    .bind(MIN_ROWS)
     .fetch_all(pool)
     .await?;
     for table in &tables {
@@ -86,5 +85,5 @@ pub(crate) async fn analyze_new_tables(pool: &PgPool) -> Result<Vec<String>, sql
             .await?;
         tracing::debug!(table = %table, "analyzed a new table");
     }
-    Ok(tables)
+    Ok(())
 }

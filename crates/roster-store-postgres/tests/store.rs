@@ -232,6 +232,18 @@ async fn generic_plan(conn: &mut PgConnection, name: &str, args: &str) -> String
     rows.join("\n")
 }
 
+/// Whether `table` was analyzed by an `ANALYZE` statement (autovacuum sets `last_autoanalyze`).
+async fn analyzed(conn: &mut PgConnection, table: &str) -> bool {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_user_tables WHERE relname = $1 AND last_analyze IS NOT NULL",
+    )
+    .bind(table)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+        == 1
+}
+
 /// A new database's tables get statistics as soon as they have rows (statistics.rs in the
 /// store), and the plans kept by connections that prepared their statements while the tables
 /// were empty are made again with them: a person's tags are looked up by the person, not by
@@ -263,25 +275,11 @@ async fn new_tables_are_analyzed_once_they_have_rows() {
     }
     tx.commit().await.unwrap();
 
-    let analyzed = |table: &'static str| {
-        let url = url.clone();
-        async move {
-            let mut c = PgConnection::connect(&url).await.unwrap();
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = $1 AND last_analyze IS NOT NULL",
-            )
-            .bind(table)
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-            n == 1
-        }
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !(analyzed("person_tags").await && analyzed("persons").await) {
+    while !(analyzed(&mut conn, "person_tags").await && analyzed(&mut conn, "persons").await) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "person_tags was not analyzed within 20 s"
+            "person_tags and persons were not analyzed within 20 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -289,7 +287,7 @@ async fn new_tables_are_analyzed_once_they_have_rows() {
     assert!(plan.contains("person_tags_pkey"), "{plan}");
     // `last_analyze` is set by an ANALYZE statement, not by autovacuum: the store's. Tables
     // nobody wrote to are left alone.
-    assert!(!analyzed("segments").await);
+    assert!(!analyzed(&mut conn, "segments").await);
     store.close().await;
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::fixtures::{account, application, full_person, installation, person, seeded};
-use crate::push::{delivery, message};
+use crate::fixtures::{delivery, message};
 
 /// Generates one `#[tokio::test]` per scenario of this module, each on a store from `fresh`
 /// (as [`store_behaviour_suite!`](crate::store_behaviour_suite) does for the core scenarios).

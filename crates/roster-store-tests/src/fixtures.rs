@@ -1,10 +1,13 @@
 //! Domain values for store tests (the behaviour suite's and each backend's own): an account
-//! with an application, persons, installations, and the conflict a result must be.
+//! with an application, persons, installations, the conflict a result must be, and messages with
+//! their delivery records.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use roster_model::{Account, Application, Gender, Installation, Person, PersonType, PushServiceType, SystemData};
-use roster_store::push::{Bulk, Delivery, Message};
+use roster_model::{
+    Account, Application, Gender, Installation, Person, PersonType, Provider, PushServiceType, SystemData,
+};
+use roster_store::push::{AudienceState, Bulk, Delivery, DeliveryStatus, Message, SubmissionStatus};
 use roster_store::{Constraint, Store, StoreError};
 use serde_json::json;
 use uuid::Uuid;
@@ -118,10 +121,55 @@ pub fn conflict_on<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Constra
 
 // --- push queue -----------------------------------------------------------------------------------
 
+/// A message of `app` in bulk `bulk_id` at `position`.
+pub fn message(app: &Application, bulk_id: &str, message_id: &str, position: i64) -> Message {
+    Message {
+        account_id: app.account_id,
+        message_id: message_id.into(),
+        bulk_id: bulk_id.into(),
+        position,
+        application_id: app.id,
+        destination: json!({"type": "EXTERNAL_USER_ID", "externalUserId": "cust-1"}),
+        content: json!({"type": "TEXT", "title": "Sale", "text": "20% off"}),
+        options: json!({"customPayload": {"deeplink": "acme://sale"}, "silent": false}),
+        target_only_primary: false,
+        submission_status: SubmissionStatus::PendingAccepted,
+        audience_state: AudienceState::Resolved,
+        audience_count: 0,
+        created_at: 5_000,
+        expires_at: 1_000_000,
+        updated_at: 5_000,
+    }
+}
+
+/// A `QUEUED` record of the message to `push_reg_id`, due at `due`.
+pub fn delivery(m: &Message, push_reg_id: &str, person_id: Uuid, due: i64) -> Delivery {
+    Delivery {
+        account_id: m.account_id,
+        delivery_id: Uuid::new_v4(),
+        message_id: m.message_id.clone(),
+        application_id: m.application_id,
+        push_reg_id: Some(push_reg_id.into()),
+        person_id: Some(person_id),
+        provider: Provider::Fcm,
+        status: DeliveryStatus::Queued,
+        attempts: 0,
+        provider_http_status: None,
+        provider_reason: None,
+        created_at: 5_000,
+        updated_at: 5_000,
+        last_attempt_at: None,
+        next_attempt_at: due,
+        claim_id: None,
+        delivered_at: None,
+        seen_at: None,
+    }
+}
+
 /// A bulk with one message, committed; returns the application and the message.
 pub async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
     let (_, app) = seeded(store).await;
-    let m = crate::push::message(&app, "bulk-1", "msg-1", 0);
+    let m = message(&app, "bulk-1", "msg-1", 0);
     let mut tx = store.begin().await.unwrap();
     tx.insert_bulk(&Bulk {
         account_id: app.account_id,
@@ -138,7 +186,7 @@ pub async fn bulk_with_message(store: &dyn Store) -> (Application, Message) {
 /// `n` due records of the message (to made-up installations), committed, by id.
 pub async fn queued(store: &dyn Store, m: &Message, n: usize, due: i64) -> Vec<Delivery> {
     let records: Vec<Delivery> = (0..n)
-        .map(|_| crate::push::delivery(m, &Uuid::new_v4().to_string(), Uuid::new_v4(), due))
+        .map(|_| delivery(m, &Uuid::new_v4().to_string(), Uuid::new_v4(), due))
         .collect();
     let mut tx = store.begin().await.unwrap();
     tx.insert_deliveries(&records).await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_model::filter::Filter;
-use roster_model::{Application, Provider, PushServiceType, TokenClearedReason};
+use roster_model::{Provider, PushServiceType, TokenClearedReason};
 use roster_store::audience::Scope;
 use roster_store::push::{
     AttemptResult, AudienceJob, AudienceState, Bulk, Delivery, DeliveryStatus, IdempotencyRecord, IdempotencyState,
@@ -18,52 +18,9 @@ use roster_store::{Constraint, Store};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::fixtures::{application, bulk_with_message, conflict_on, installation, person, queued, seeded, with_token};
-
-/// A message of `app` in bulk `bulk_id` at `position`.
-pub fn message(app: &Application, bulk_id: &str, message_id: &str, position: i64) -> Message {
-    Message {
-        account_id: app.account_id,
-        message_id: message_id.into(),
-        bulk_id: bulk_id.into(),
-        position,
-        application_id: app.id,
-        destination: json!({"type": "EXTERNAL_USER_ID", "externalUserId": "cust-1"}),
-        content: json!({"type": "TEXT", "title": "Sale", "text": "20% off"}),
-        options: json!({"customPayload": {"deeplink": "acme://sale"}, "silent": false}),
-        target_only_primary: false,
-        submission_status: SubmissionStatus::PendingAccepted,
-        audience_state: AudienceState::Resolved,
-        audience_count: 0,
-        created_at: 5_000,
-        expires_at: 1_000_000,
-        updated_at: 5_000,
-    }
-}
-
-/// A `QUEUED` record of the message to `push_reg_id`, due at `due`.
-pub fn delivery(m: &Message, push_reg_id: &str, person_id: Uuid, due: i64) -> Delivery {
-    Delivery {
-        account_id: m.account_id,
-        delivery_id: Uuid::new_v4(),
-        message_id: m.message_id.clone(),
-        application_id: m.application_id,
-        push_reg_id: Some(push_reg_id.into()),
-        person_id: Some(person_id),
-        provider: Provider::Fcm,
-        status: DeliveryStatus::Queued,
-        attempts: 0,
-        provider_http_status: None,
-        provider_reason: None,
-        created_at: 5_000,
-        updated_at: 5_000,
-        last_attempt_at: None,
-        next_attempt_at: due,
-        claim_id: None,
-        delivered_at: None,
-        seen_at: None,
-    }
-}
+use crate::fixtures::{
+    application, bulk_with_message, conflict_on, delivery, installation, message, person, queued, seeded, with_token,
+};
 
 async fn read_delivery(store: &dyn Store, d: &Delivery) -> Delivery {
     let mut tx = store.begin_read().await.unwrap();

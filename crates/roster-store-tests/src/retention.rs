@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::fixtures::{account, application, person, seeded};
-use crate::push::{delivery, message};
+use crate::fixtures::{delivery, message};
 
 /// Generates one `#[tokio::test]` per retention scenario, each on a store from `fresh` (as
 /// [`store_behaviour_suite!`](crate::store_behaviour_suite)).
