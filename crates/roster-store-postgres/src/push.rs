@@ -438,22 +438,29 @@ impl PushTx for PgTx {
         claim_id: Uuid,
         limit: u32,
     ) -> StoreResult<Vec<Delivery>> {
-        // The due rows are chosen once, in a MATERIALIZED CTE. As a subquery in FROM, the planner
-        // was free to put it on the inner side of a nested loop over `deliveries`, and then ran
-        // it again for every outer row: each run locked the next rows past those the statement
-        // had already claimed (SKIP LOCKED does not skip its own), so one claim took every due
-        // row, not `limit` of them, in time quadratic in the queue. Seen with statistics on the
-        // table: one claim held 1,022 updated rows after 1.6 s (pgrowlocks) and fan-out ran
-        // anywhere between 430 and 3,300/s; with the CTE claims hold at most `limit` rows
-        // (docs/benchmarks.md, "Latest run").
+        // The due rows are chosen once, by an InitPlan (`ARRAY(SELECT …)`), and then updated
+        // where they lie, by their tuple ids (a TID scan), with no join for the planner to
+        // choose:
+        // - as a subquery in FROM, the planner was free to put it on the inner side of a nested
+        //   loop over `deliveries` and ran it again for every outer row: each run locked the
+        //   next rows past those the statement had already claimed (SKIP LOCKED does not skip
+        //   its own), so one claim took every due row (pgrowlocks: 1,022 rows held after 1.6 s);
+        // - as a MATERIALIZED CTE joined back on the key, the generic plan (estimated 2 rows)
+        //   hashed the whole table for every claim: a sequential scan of every delivery record,
+        //   dead versions included, 24-48 ms a claim at 10,000 records under the fan-out
+        //   benchmark, which bounded PostgreSQL fan-out (one claim at a time per process).
+        // The ids are those of the versions this statement locked (FOR UPDATE), so nobody can
+        // move them before it commits. A row updated by another transaction after this
+        // statement's snapshot is locked in its newest version, which the TID scan does not
+        // see: it is left out of this claim (still due, taken by a later one), never claimed
+        // twice. docs/benchmarks.md, "Latest run".
         self.conn()?
             .query_all(
                 sqlx::query(concat!(
-                    "WITH due AS MATERIALIZED (SELECT account_id, delivery_id FROM deliveries \
+                    "UPDATE deliveries d SET next_attempt_at = $2, claim_id = $3 \
+                     WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM deliveries \
                            WHERE status = 'QUEUED' AND next_attempt_at <= $1 \
-                           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     UPDATE deliveries d SET next_attempt_at = $2, claim_id = $3 FROM due \
-                     WHERE d.account_id = due.account_id AND d.delivery_id = due.delivery_id \
+                           ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)) \
                      RETURNING ",
                     "d.account_id, d.delivery_id, d.message_id, d.application_id, d.push_reg_id, d.person_id, \
                      d.provider, d.status, d.attempts, d.provider_http_status, d.provider_reason, d.created_at, \
