@@ -117,7 +117,8 @@ pub struct ManagementRateSettings {
 pub struct DeliverySettings {
     /// Run the workers in this process (audience resolution and provider calls).
     pub enabled: bool,
-    /// Provider calls in flight at once in this process.
+    /// Provider calls in flight at once in this process; up to twice as many records are
+    /// claimed at once (the next batch is claimed while calls are in flight).
     pub workers: usize,
     /// Provider calls in flight at once per application and provider.
     pub per_application: usize,
@@ -456,7 +457,8 @@ burst = 200.0
 # Run the push delivery workers in this process (audience resolution and provider calls). With
 # several processes on one PostgreSQL, any number of them may deliver.
 enabled = true
-# Provider calls in flight at once in this process, and per application and provider.
+# Provider calls in flight at once in this process, and per application and provider (up to
+# twice `workers` records are claimed at once: the next batch while calls are in flight).
 workers = 64
 per_application = 32
 # How often idle workers look for new work, in milliseconds (a send accepted by this process
