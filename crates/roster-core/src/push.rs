@@ -4,6 +4,7 @@
 //! any transaction, in the delivery workers of the server, with the clients of roster-push.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use roster_model::filter::Filter;
@@ -1225,15 +1226,19 @@ impl Core {
 
 // --- delivery (§6.2–§6.5) ---------------------------------------------------------------------------
 
-/// A claimed delivery with what its attempt needs, read right after the claim.
+/// A claimed delivery with what its attempt needs, read right after the claim. The message, its
+/// provider-neutral form and the application are shared by the records of a batch (read once
+/// per batch; a copy per record was a tenth of the server's fan-out CPU).
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub delivery: Delivery,
     /// `None` if the message is gone (its application was deleted).
-    pub message: Option<Message>,
+    pub message: Option<Arc<Message>>,
+    /// [`push_message`] of `message`.
+    pub push_message: Option<Arc<PushMessage>>,
     /// The installation now (its token may have changed since resolution).
     pub installation: Option<Installation>,
-    pub application: Option<Application>,
+    pub application: Option<Arc<Application>>,
 }
 
 impl ClaimedDelivery {
@@ -1288,15 +1293,20 @@ impl Core {
         }
         crate::in_read_tx!(self, |tx| async {
             // Each message and application once per batch, the installations in one read.
-            let mut messages: HashMap<(Uuid, String), Option<Message>> = HashMap::new();
-            let mut apps: HashMap<Uuid, Option<Application>> = HashMap::new();
+            type Shared = (Arc<Message>, Arc<PushMessage>);
+            let mut messages: HashMap<(Uuid, String), Option<Shared>> = HashMap::new();
+            let mut apps: HashMap<Uuid, Option<Arc<Application>>> = HashMap::new();
             for d in &claimed {
                 let key = (d.account_id, d.message_id.clone());
                 if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(key) {
-                    slot.insert(tx.message(d.account_id, &d.message_id).await?);
+                    let message = tx.message(d.account_id, &d.message_id).await?;
+                    slot.insert(message.map(|m| {
+                        let push = Arc::new(push_message(&m));
+                        (Arc::new(m), push)
+                    }));
                 }
                 if let std::collections::hash_map::Entry::Vacant(slot) = apps.entry(d.application_id) {
-                    slot.insert(tx.application(d.account_id, d.application_id).await?);
+                    slot.insert(tx.application(d.account_id, d.application_id).await?.map(Arc::new));
                 }
             }
             // One read per account of the batch (every query filters by account).
@@ -1324,8 +1334,10 @@ impl Core {
                     .and_then(|id| installations.get(id))
                     .filter(|i| i.account_id == d.account_id)
                     .cloned();
+                let (message, push_message) = messages.get(&key).cloned().flatten().unzip();
                 out.push(ClaimedDelivery {
-                    message: messages.get(&key).cloned().flatten(),
+                    message,
+                    push_message,
                     installation,
                     application: apps.get(&d.application_id).cloned().flatten(),
                     delivery: d,

@@ -222,7 +222,7 @@ async fn every_answer_of_a_batch_is_recorded_as_alone() {
     // The real claim of the stale one still records its answer; an accepted push with the
     // provider in error sets it back to OK.
     let mut real = by_token["b-5"].clone();
-    real.application = Some(stored_app(&ts).await);
+    real.application = Some(stored_app(&ts).await.into());
     let accepted = sent(Outcome::Accepted, 200, "OK", "b-5");
     assert_eq!(
         core.finish_deliveries(&[(&real, &accepted)]).await.unwrap(),
