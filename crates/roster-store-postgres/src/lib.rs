@@ -53,6 +53,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_retention.sql")),
     (6, include_str!("../migrations/0006_portal.sql")),
     (7, include_str!("../migrations/0007_installation_indexes.sql")),
+    (8, include_str!("../migrations/0008_delivery_report_indexes.sql")),
 ];
 
 /// Connections in the pool unless configured otherwise.

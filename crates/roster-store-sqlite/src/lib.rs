@@ -45,7 +45,7 @@ use crate::tx::{Handle, SqliteTx};
 
 #[doc(hidden)]
 pub use checkpoint::CheckpointStats;
-pub use push::INSTALLATIONS_BY_IDS;
+pub use push::{DELIVERY_COUNTS, INSTALLATIONS_BY_IDS};
 pub use retention::PURGE_STATEMENTS;
 
 /// The schema migrations, in order: `(version, SQL)`. Applied at open; a landed file is never
@@ -58,6 +58,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_retention.sql")),
     (6, include_str!("../migrations/0006_portal.sql")),
     (7, include_str!("../migrations/0007_installation_indexes.sql")),
+    (8, include_str!("../migrations/0008_delivery_report_indexes.sql")),
 ];
 
 /// How many read-only connections `begin_read` can use at once.

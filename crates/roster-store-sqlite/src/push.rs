@@ -176,6 +176,15 @@ const QUEUE_DEPTH_SQL: &str = "SELECT provider, CASE WHEN next_attempt_at <= ?1 
      WHEN claim_id IS NOT NULL THEN 'claimed' ELSE 'retry_waiting' END AS state, count(*) \
      FROM deliveries WHERE status = 'QUEUED' GROUP BY 1, 2";
 
+/// A message's records by status, and the ones reported delivered and seen (the same on every
+/// row: the subqueries run once), in one statement, so in one snapshot. The status counts read
+/// `deliveries_message_status_idx` alone, the report counts the partial indexes of reported
+/// records (migration 8): never the records themselves.
+pub const DELIVERY_COUNTS: &str = "SELECT status, count(*), \
+       (SELECT count(*) FROM deliveries WHERE account_id = ?1 AND message_id = ?2 AND delivered_at IS NOT NULL), \
+       (SELECT count(*) FROM deliveries WHERE account_id = ?1 AND message_id = ?2 AND seen_at IS NOT NULL) \
+     FROM deliveries WHERE account_id = ?1 AND message_id = ?2 GROUP BY status";
+
 /// The installations of a claimed batch (`PushTx::installations_by_ids`). `+account_id`: the id
 /// list drives the lookups (primary key); on the account's index SQLite would read every
 /// installation of the account for each batch (measured: a 100,000-installation send fell from
@@ -381,8 +390,7 @@ impl PushTx for SqliteTx {
     async fn delivery_counts(&mut self, account_id: Uuid, message_id: &str) -> StoreResult<DeliveryCounts> {
         let rows = query_all(
             self.conn()?,
-            "SELECT status, count(*), count(delivered_at), count(seen_at) FROM deliveries \
-             WHERE account_id = ?1 AND message_id = ?2 GROUP BY status",
+            DELIVERY_COUNTS,
             params![id(account_id), message_id],
             |r| {
                 Ok((
@@ -394,10 +402,11 @@ impl PushTx for SqliteTx {
             },
         )?;
         let mut counts = DeliveryCounts::default();
+        // The report counts are the same on every row ([`DELIVERY_COUNTS`]).
         for (status, n, delivered, seen) in rows {
             counts.by_status.insert(status, n.max(0) as u64);
-            counts.delivered += delivered.max(0) as u64;
-            counts.seen += seen.max(0) as u64;
+            counts.delivered = delivered.max(0) as u64;
+            counts.seen = seen.max(0) as u64;
         }
         Ok(counts)
     }
