@@ -291,6 +291,25 @@ async fn new_tables_are_analyzed_once_they_have_rows() {
     store.close().await;
 }
 
+/// A store with one connection, so that claims run one prepared statement (PostgreSQL plans it
+/// generically from the sixth run on), and a queue of `analyzed` records due at 1,000 with
+/// their statistics taken, then `more` without; and a connection of the test's own.
+async fn analyzed_queue(url: &str, analyzed: usize, more: usize) -> (PgStore, PgConnection) {
+    let one = PgStoreOptions {
+        pool_size: 1,
+        ..PgStoreOptions::default()
+    };
+    let store = PgStore::connect_with(url, &one).await.unwrap();
+    let (_, m) = bulk_with_message(&store).await;
+    queued(&store, &m, analyzed, 1_000).await;
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("ANALYZE deliveries").execute(&mut conn).await.unwrap();
+    if more > 0 {
+        queued(&store, &m, more, 1_000).await;
+    }
+    (store, conn)
+}
+
 /// A claim takes at most its limit from a long queue whose statistics were taken while it was
 /// short, as a send's are. The claim chooses its rows once (an InitPlan); as a subquery in FROM,
 /// a plan could run it again for each row of a join and take every due row in one claim. This
@@ -300,20 +319,9 @@ async fn new_tables_are_analyzed_once_they_have_rows() {
 #[tokio::test]
 async fn a_claim_takes_at_most_its_limit_from_an_analyzed_queue() {
     let Some((url, _db)) = fresh_url().await else { return };
-    // One connection, so that the claims run one prepared statement: PostgreSQL plans it
-    // generically from the sixth run on, with the statistics of the short queue.
-    let one = PgStoreOptions {
-        pool_size: 1,
-        ..PgStoreOptions::default()
-    };
-    let store = PgStore::connect_with(&url, &one).await.unwrap();
-    let (_, m) = bulk_with_message(&store).await;
     // Statistics taken while the queue was short, then a long queue: what a send does (the
     // statistics task analyzes the table once its first rows are in).
-    queued(&store, &m, 100, 1_000).await;
-    let mut conn = PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("ANALYZE deliveries").execute(&mut conn).await.unwrap();
-    queued(&store, &m, 3_000, 1_000).await;
+    let (store, mut conn) = analyzed_queue(&url, 100, 3_000).await;
     for round in 1..=10_i64 {
         let mut tx = store.begin().await.unwrap();
         let batch = tx.claim_deliveries(10_000, 70_000, Uuid::new_v4(), 10).await.unwrap();
@@ -335,16 +343,7 @@ async fn a_claim_takes_at_most_its_limit_from_an_analyzed_queue() {
 #[tokio::test]
 async fn a_claim_never_reads_the_whole_queue() {
     let Some((url, _db)) = fresh_url().await else { return };
-    // One connection: from the sixth claim on, PostgreSQL runs the generic plan.
-    let one = PgStoreOptions {
-        pool_size: 1,
-        ..PgStoreOptions::default()
-    };
-    let store = PgStore::connect_with(&url, &one).await.unwrap();
-    let (_, m) = bulk_with_message(&store).await;
-    queued(&store, &m, 5_000, 1_000).await;
-    let mut conn = PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("ANALYZE deliveries").execute(&mut conn).await.unwrap();
+    let (store, mut conn) = analyzed_queue(&url, 5_000, 0).await;
     for _ in 0..10 {
         let mut tx = store.begin().await.unwrap();
         let batch = tx.claim_deliveries(10_000, 70_000, Uuid::new_v4(), 64).await.unwrap();

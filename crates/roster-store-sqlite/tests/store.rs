@@ -144,25 +144,28 @@ async fn a_corrupt_row_is_an_error_not_a_default() {
     assert!(matches!(tx.snapshot().await, Err(StoreError::Other(_))));
 }
 
-/// The installations of a claimed delivery batch are found by their primary key, not by
-/// walking the account's installations: the account filter must not choose the plan.
-#[tokio::test]
-async fn claimed_installations_are_read_by_primary_key() {
+/// `EXPLAIN QUERY PLAN` of `sql` on a new store's schema: one line per step.
+async fn query_plan(sql: &str, params: &[&dyn rusqlite::ToSql]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plans.db");
     drop(SqliteStore::open(&path).await.unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let mut stmt = conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            roster_store_sqlite::INSTALLATIONS_BY_IDS
-        ))
-        .unwrap();
-    let plan: Vec<String> = stmt
-        .query_map(rusqlite::params!["a", "[\"x\"]"], |r| r.get::<_, String>(3))
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    stmt.query_map(params, |r| r.get::<_, String>(3))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+/// The installations of a claimed delivery batch are found by their primary key, not by
+/// walking the account's installations: the account filter must not choose the plan.
+#[tokio::test]
+async fn claimed_installations_are_read_by_primary_key() {
+    let plan = query_plan(
+        roster_store_sqlite::INSTALLATIONS_BY_IDS,
+        rusqlite::params!["a", "[\"x\"]"],
+    )
+    .await;
     assert!(
         plan.iter()
             .any(|l| l.starts_with("SEARCH installations USING") && l.ends_with("(push_reg_id=?)")),
@@ -177,18 +180,7 @@ async fn claimed_installations_are_read_by_primary_key() {
 /// 36 ms, the indexes 8.
 #[tokio::test]
 async fn delivery_counts_read_indexes_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plans.db");
-    drop(SqliteStore::open(&path).await.unwrap());
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let mut stmt = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {}", roster_store_sqlite::DELIVERY_COUNTS))
-        .unwrap();
-    let plan: Vec<String> = stmt
-        .query_map(rusqlite::params!["a", "m"], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let plan = query_plan(roster_store_sqlite::DELIVERY_COUNTS, rusqlite::params!["a", "m"]).await;
     for index in [
         "COVERING INDEX deliveries_message_status_idx",
         "INDEX deliveries_delivered_idx",
