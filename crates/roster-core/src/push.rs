@@ -1269,6 +1269,10 @@ pub fn provider_key(provider: Provider) -> &'static str {
     }
 }
 
+/// The members of an application's provider settings that delivery writes (the provider status
+/// of §7.1, set by [`Core::finish_deliveries`]): everything else in them is credentials.
+pub const PROVIDER_STATUS_MEMBERS: [&str; 2] = ["status", "lastError"];
+
 /// Whether the stored provider settings show `status: ERROR`.
 pub fn provider_in_error(app: &Application, provider: Provider) -> bool {
     app.providers

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use roster_core::push::{AttemptOutcome, ClaimedDelivery, provider_key};
+use roster_core::push::{AttemptOutcome, ClaimedDelivery, PROVIDER_STATUS_MEMBERS, provider_key};
 use roster_core::{Core, CoreError};
 use roster_model::{Application, Provider, now_millis};
 use roster_push::retry::is_expired;
@@ -391,19 +391,24 @@ impl Finisher {
 }
 
 /// Whether stored provider `settings` hold the `credentials` a client was built from (which are
-/// those settings without what delivery writes back: `status`, `lastError`). Compared in place:
+/// those settings without what delivery writes back, [`PROVIDER_STATUS_MEMBERS`]). Compared in place:
 /// this runs for every provider call, and a copy of the settings per call was a tenth of the
 /// server's fan-out CPU.
 fn same_credentials(credentials: &Value, settings: &Value) -> bool {
     let (Some(built), Some(now)) = (credentials.as_object(), settings.as_object()) else {
         return credentials == settings;
     };
-    let written_back = |k: &String| k == "status" || k == "lastError";
-    now.iter().filter(|(k, _)| !written_back(k)).count() == built.len()
-        && now
-            .iter()
-            .filter(|(k, _)| !written_back(k))
-            .all(|(k, v)| built.get(k) == Some(v))
+    let mut compared = 0;
+    for (k, v) in now
+        .iter()
+        .filter(|(k, _)| !PROVIDER_STATUS_MEMBERS.contains(&k.as_str()))
+    {
+        if built.get(k) != Some(v) {
+            return false;
+        }
+        compared += 1;
+    }
+    compared == built.len()
 }
 
 /// A provider client of one application.
@@ -459,11 +464,10 @@ impl ClientPool {
         {
             return Ok(client.clone());
         }
-        // What delivery writes back (status, lastError) is no change of credentials.
+        // What delivery writes back is no change of credentials.
         let mut credentials = settings.clone();
         if let Some(obj) = credentials.as_object_mut() {
-            obj.remove("status");
-            obj.remove("lastError");
+            obj.retain(|k, _| !PROVIDER_STATUS_MEMBERS.contains(&k.as_str()));
         }
         let built = match provider {
             Provider::Apns => ApnsCredentials::parse(&credentials)

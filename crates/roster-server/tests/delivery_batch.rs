@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use common::TestServer;
 use roster_core::push::{AttemptOutcome, ClaimedDelivery};
-use roster_model::Application;
+use roster_model::{Application, Provider, now_millis};
 use roster_push::{Outcome, ProviderResponse, SendReport};
 use roster_push_standins::{FcmStandIn, FcmStandInConfig};
 use roster_server::settings::{ManagementRateSettings, MobileRateSettings};
 use roster_server::{RunningServer, Settings};
-use roster_store::push::{Delivery, DeliveryStatus};
+use roster_store::push::{Delivery, DeliveryStatus, QueueState};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -284,10 +284,23 @@ async fn a_stop_in_the_middle_loses_no_answer() {
     use_stand_in(&ts, &admin, &fcm).await;
     let ids = install(&ts, (0..N).map(|i| format!("s-{i:03}"))).await;
     let message_id = send(&ts, &key, vec![json!({"type": "MULTIPLE"})]).await;
-    // Stop once some of the pushes went out, not all.
+    // Stop once some of the pushes went out, not all. Meanwhile the process holds at most one
+    // batch beyond its calls: twice `delivery.workers` records claimed and not yet attempted.
+    // Records the stand-in answered stay claimed in the store until the finisher records
+    // them, so those count on top (the stand-in's count read after the snapshot bounds them).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while fcm.stats().count(200) < (N / 10) as u64 {
         assert!(tokio::time::Instant::now() < deadline, "the send never started");
+        let mut tx = ts.store.begin_read().await.unwrap();
+        let depth = tx.queue_depth(now_millis()).await.unwrap();
+        let counts = tx.delivery_counts(ts.app.account_id, &message_id).await.unwrap();
+        tx.rollback().await.unwrap();
+        let answered_unrecorded = fcm.stats().count(200) - counts.count(DeliveryStatus::Accepted);
+        let claimed = depth.count(Provider::Fcm, QueueState::Claimed);
+        assert!(
+            claimed <= 2 * 8 + answered_unrecorded,
+            "{claimed} records claimed by 8 workers, {answered_unrecorded} of them answered"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Stop it, with a server without workers taking its place for the reads.
