@@ -22,6 +22,13 @@
 //! - `rollback` (and dropping a transaction) undoes only its savepoint (`ROLLBACK TO tx`); the
 //!   batch goes on. If nothing of the batch is waiting to commit, the batch is rolled back too,
 //!   which releases the file's write lock for other processes at once.
+//! - The transaction that opens a batch runs **without a savepoint**: nothing else is in the
+//!   batch while it runs (the others wait for the writer), so undoing it is rolling the batch
+//!   back. A lone transaction, and so every transaction of a bulk load (the benchmark seeder,
+//!   `roster import`), pays for no statement journal of its own; the statement journal is
+//!   kept in memory (`temp_store`, lib.rs), where SQLite's cost of ending each statement
+//!   inside a savepoint grows with the savepoint's journal (docs/decisions.md, "SQLite writer:
+//!   the statement journal in memory").
 //! - A batch whose `COMMIT` fails, or that SQLite rolled back by itself (some I/O and
 //!   out-of-memory errors do), fails as a whole: every transaction in it gets the error, none of
 //!   them was acknowledged, and none of their writes stays. A transaction of a batch only ever
@@ -55,6 +62,9 @@ pub(crate) struct Writer {
     batch: Option<Arc<Batch>>,
     /// Transactions of `batch` that released their savepoint and wait for its `COMMIT`.
     waiting: usize,
+    /// Whether the transaction running on `conn` opened `SAVEPOINT tx` (it did not if it
+    /// opened the batch).
+    savepoint: bool,
     /// Batches committed since the store was opened (for tests and diagnostics).
     committed_batches: u64,
     /// The in-memory audience index fed by this connection's change capture (memindex.rs).
@@ -71,6 +81,7 @@ impl Writer {
             checkpointer: None,
             batch: None,
             waiting: 0,
+            savepoint: false,
             committed_batches: 0,
             capture: None,
             data_version: None,
@@ -188,11 +199,15 @@ pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
             leader_started: AtomicBool::new(false),
         }));
         writer.waiting = 0;
+        // Alone in its batch: undoing this transaction is rolling the batch back.
+        writer.savepoint = false;
+        return Ok(());
     }
     if let Err(e) = run(&writer.conn, "SAVEPOINT tx") {
         end_if_unused(writer);
         return Err(e);
     }
+    writer.savepoint = true;
     Ok(())
 }
 
@@ -201,6 +216,14 @@ pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
 pub(crate) fn rollback(writer: &mut Writer) -> StoreResult<()> {
     writer.fail_lost_batch();
     if writer.batch.is_none() {
+        return Ok(());
+    }
+    if !std::mem::take(&mut writer.savepoint) {
+        // The transaction that opened the batch, alone in it (no other transaction could run
+        // before it let go of the writer): undoing it is undoing the batch.
+        debug_assert_eq!(writer.waiting, 0);
+        rollback_quietly(&writer.conn);
+        writer.end_batch(Err(StoreError::Other("the write batch was abandoned".into())));
         return Ok(());
     }
     let undone = run(&writer.conn, "ROLLBACK TO tx").and_then(|()| run(&writer.conn, "RELEASE tx"));
@@ -236,11 +259,14 @@ pub(crate) async fn commit(mut guard: OwnedMutexGuard<Writer>) -> StoreResult<()
             "the transaction was rolled back by SQLite before commit".into(),
         ));
     };
-    if let Err(e) = run(&writer.conn, "RELEASE tx") {
+    if writer.savepoint
+        && let Err(e) = run(&writer.conn, "RELEASE tx")
+    {
         // Nothing of this transaction may stay in the batch.
         rollback(writer)?;
         return Err(e);
     }
+    writer.savepoint = false;
     writer.waiting += 1;
     let mut outcome = batch.outcome.subscribe();
     let mutex = OwnedMutexGuard::mutex(&guard).clone();
@@ -431,6 +457,36 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(committed_rows(dir.path()), vec![0, 2, 5]);
+    }
+
+    /// The transaction that opens a batch has no savepoint: undone (rolled back or dropped)
+    /// while others queue behind it, it takes only its own writes with it, and the queued ones
+    /// commit in a batch of their own, with their own rollbacks still undoing only themselves.
+    #[tokio::test]
+    async fn the_transaction_that_opened_a_batch_rolls_back_alone() {
+        for drop_it in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store(dir.path()).await;
+            let first = insert(&store, 0).await;
+            let mut queued = Vec::new();
+            for x in 1..=4 {
+                let store = store.clone();
+                queued.push(tokio::spawn(async move {
+                    let tx = Box::new(insert(&store, x).await);
+                    if x == 3 { tx.rollback().await } else { tx.commit().await }
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if drop_it {
+                drop(first);
+            } else {
+                Box::new(first).rollback().await.unwrap();
+            }
+            for task in queued {
+                task.await.unwrap().unwrap();
+            }
+            assert_eq!(committed_rows(dir.path()), vec![1, 2, 4], "dropped: {drop_it}");
+        }
     }
 
     /// A batch whose COMMIT fails fails every transaction in it: none is acknowledged, none of

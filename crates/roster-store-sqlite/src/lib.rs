@@ -326,6 +326,15 @@ fn open_writer(path: &Path) -> StoreResult<Connection> {
     // with random ids). Heap, filled only as pages are used.
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
         .map_err(map_err)?;
+    // Each store transaction that joins a batch is a savepoint (group.rs), and SQLite keeps the
+    // original of every page a savepoint changes in a statement journal, spilled to a
+    // temporary file past 64 KiB: under `mobile-mix` those writes were 11% of the server's
+    // samples, all on the writer's serial path. In memory they are a copy. (Set before the
+    // capture's TEMP objects exist: changing it drops them.) The transaction that opens a
+    // batch, such as every transaction of a bulk load, has no savepoint, which keeps SQLite's
+    // in-memory journal linear for large transactions (docs/decisions.md, "SQLite writer: the
+    // statement journal in memory").
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(map_err)?;
     // WAL: readers never block the writer nor the writer the readers, and a commit is one
     // sequential append (plus fsync) instead of a rollback journal round trip. The mode is
     // stored in the file, so the readers and other processes get it too.
@@ -637,6 +646,7 @@ mod tests {
         assert_eq!(pragma(writer, "busy_timeout"), 5000);
         assert_eq!(pragma(writer, "query_only"), 0);
         assert_eq!(pragma(writer, "cache_size"), WRITER_CACHE_KIB);
+        assert_eq!(pragma(writer, "temp_store"), 2); // MEMORY
         assert_eq!(pragma(writer, "mmap_size"), MMAP_SIZE);
         drop(guard);
         let reader = store.readers.acquire().await.unwrap();
