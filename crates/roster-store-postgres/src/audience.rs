@@ -156,9 +156,17 @@ const SEARCH_CONFLICT: &str = " ON CONFLICT (push_reg_id) DO UPDATE SET os_lower
 /// Makes an installation's index rows (value rows and search row) those of its current data,
 /// in one statement (insert and update alike).
 pub(crate) async fn replace_installation(c: &mut Conn, inst: &Installation) -> StoreResult<()> {
+    c.execute(replace_installation_query(inst, "")).await.map(drop)
+}
+
+/// The statement of [`replace_installation`], its parameters `$1..$22`; `first_cte`, when not
+/// empty, is one more data-modifying CTE (`name AS (...), `) run in the same statement with
+/// parameters from `$23` on, bound by the caller after these.
+pub(crate) fn replace_installation_query(inst: &Installation, first_cte: &str) -> PgQuery {
+    let rows = replace_rows!("installation_attribute_values", "push_reg_id");
+    let rows = rows.strip_prefix("WITH ").unwrap_or(rows);
     let sql = format!(
-        "{}{SEARCH_UPSERT}VALUES ($1, $2, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22){SEARCH_CONFLICT}",
-        replace_rows!("installation_attribute_values", "push_reg_id"),
+        "WITH {first_cte}{rows}{SEARCH_UPSERT}VALUES ($1, $2, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22){SEARCH_CONFLICT}",
     );
     let mut q = Columns::of(index::installation_rows(inst)).bind(
         sqlx::query(AssertSqlSafe(sql))
@@ -168,11 +176,19 @@ pub(crate) async fn replace_installation(c: &mut Conn, inst: &Installation) -> S
     for v in index::installation_search(inst) {
         q = q.bind(v);
     }
-    c.execute(q).await.map(drop)
+    q
 }
 
-/// The statement inserting the value rows of new owners (none of them has rows yet).
-fn insert_new_rows(table: &'static str, owner: &'static str, owners: Vec<(String, String, Vec<ValueRow>)>) -> PgQuery {
+/// The statement inserting the value rows of new owners (none of them has rows yet); `None`
+/// when they have no rows at all (a new anonymous person: no round trip for nothing).
+fn insert_new_rows(
+    table: &'static str,
+    owner: &'static str,
+    owners: Vec<(String, String, Vec<ValueRow>)>,
+) -> Option<PgQuery> {
+    if owners.iter().all(|(_, _, rows)| rows.is_empty()) {
+        return None;
+    }
     let mut accounts = Vec::new();
     let mut ids = Vec::new();
     let mut cols = Columns::default();
@@ -188,7 +204,7 @@ fn insert_new_rows(table: &'static str, owner: &'static str, owners: Vec<(String
          value_bool) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
          $6::text[], $7::text[], $8::int8[], $9::bool[])"
     );
-    cols.bind(sqlx::query(AssertSqlSafe(sql)).bind(accounts).bind(ids))
+    Some(cols.bind(sqlx::query(AssertSqlSafe(sql)).bind(accounts).bind(ids)))
 }
 
 /// The statements writing the index rows of new persons.
@@ -197,7 +213,9 @@ pub(crate) fn new_person_statements(persons: &[Person]) -> Vec<PgQuery> {
         .iter()
         .map(|p| (id(p.account_id), id(p.id), index::person_rows(p)))
         .collect();
-    vec![insert_new_rows("person_attribute_values", "person_id", owners)]
+    insert_new_rows("person_attribute_values", "person_id", owners)
+        .into_iter()
+        .collect()
 }
 
 /// The statements writing the index rows of new installations.
@@ -226,10 +244,9 @@ pub(crate) fn new_installation_statements(insts: &[Installation]) -> Vec<PgQuery
     for column in search {
         q = q.bind(column);
     }
-    vec![
-        q,
-        insert_new_rows("installation_attribute_values", "push_reg_id", owners),
-    ]
+    let mut statements = vec![q];
+    statements.extend(insert_new_rows("installation_attribute_values", "push_reg_id", owners));
+    statements
 }
 
 /// Writes the index rows of new persons (bulk insert paths).

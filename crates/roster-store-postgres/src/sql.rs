@@ -421,8 +421,9 @@ pub(crate) async fn installations_of_person(
     c.query_all(query, rows::installation).await
 }
 
-/// Binds every column of an installation as `$1`..`$30`, in the order of the INSERT's column
-/// list, so that INSERT and UPDATE cannot disagree on the numbering.
+/// Binds every column of an installation as `$1`..`$30` (numbered from after whatever `query`
+/// already bound), in the order of the INSERT's column list, so that INSERT and UPDATE cannot
+/// disagree on the numbering.
 fn bind_installation(query: PgQuery, inst: &Installation) -> StoreResult<PgQuery> {
     let s = &inst.system;
     Ok(query
@@ -458,20 +459,20 @@ fn bind_installation(query: PgQuery, inst: &Installation) -> StoreResult<PgQuery
         .bind(inst.token_cleared_reason.map(TokenClearedReason::as_str))) // $30
 }
 
+/// Inserts an installation and writes its audience index rows in one statement (one round trip:
+/// the row is a CTE of the index statement). The index rows' references to the new row are
+/// checked at the end of the statement, when the row is there.
 pub(crate) async fn insert_installation(c: &mut Conn, inst: &Installation) -> StoreResult<()> {
-    let query = sqlx::query(
-        "INSERT INTO installations (account_id, application_id, push_reg_id, person_id, \
-         push_service_type, provider, push_service_token, reg_enabled, is_primary, \
-         application_user_id, custom_attributes, notifications_enabled, sdk_version, app_version, \
-         os, os_version, device_manufacturer, device_model, device_name, device_secure, language, \
-         device_timezone_offset, inappchat, inbox, webrtcui, created_at, updated_at, last_seen_at, \
-         token_cleared_at, token_cleared_reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-         $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
-    );
-    c.execute(bind_installation(query, inst)?).await?;
-    // The audience index, in the same transaction.
-    crate::audience::replace_installation(c, inst).await
+    const INSERT: &str = "installation AS (INSERT INTO installations (account_id, application_id, \
+         push_reg_id, person_id, push_service_type, provider, push_service_token, reg_enabled, \
+         is_primary, application_user_id, custom_attributes, notifications_enabled, sdk_version, \
+         app_version, os, os_version, device_manufacturer, device_model, device_name, device_secure, \
+         language, device_timezone_offset, inappchat, inbox, webrtcui, created_at, updated_at, \
+         last_seen_at, token_cleared_at, token_cleared_reason) \
+         VALUES ($23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, \
+         $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52)), ";
+    let query = crate::audience::replace_installation_query(inst, INSERT);
+    c.execute(bind_installation(query, inst)?).await.map(drop)
 }
 
 /// Many installations in one statement: every column travels as one array, so a page of an
