@@ -64,12 +64,30 @@ impl Conn {
             }
             return Err(replay(&first));
         }
+        if !self.write {
+            self.end_read();
+            return Ok(());
+        }
         self.tx.commit().await.map_err(map_err)
     }
 
     /// Ends the transaction with ROLLBACK.
     pub(crate) async fn rollback(self) -> StoreResult<()> {
+        if !self.write {
+            self.end_read();
+            return Ok(());
+        }
         self.tx.rollback().await.map_err(map_err)
+    }
+
+    /// Ends a read-only transaction without waiting for it: it changed nothing and locks no row,
+    /// so there is nothing to wait for. Dropping it queues its `ROLLBACK`, and the pool sends
+    /// that together with the check it makes of every connection it takes back (sqlx pings on
+    /// release). That is one round trip, after the caller has moved on, instead of two. The
+    /// connection serves no one until that round trip is done.
+    fn end_read(self) {
+        debug_assert!(!self.write);
+        drop(self.tx);
     }
 
     /// Maps an error of a statement, remembering whether it aborted the transaction.

@@ -31,6 +31,54 @@ async fn a_nul_character_in_a_text_column_is_an_error() {
     assert!(matches!(tx.insert_person(&p).await, Err(StoreError::Other(_))));
 }
 
+/// A read transaction ends without waiting for its ROLLBACK (it changed nothing and locks
+/// nothing); the pool sends it when it takes the connection back. It must still be sent: a
+/// read transaction left open would hold its snapshot, keep vacuum from cleaning up, and tie
+/// up a pooled connection. After many reads, ended with `rollback` and with `commit`, no
+/// session of the store is left inside a transaction, and the one pooled connection serves
+/// the next transaction (a write, which sees what the reads could not change).
+#[tokio::test]
+async fn an_ended_read_transaction_is_closed_on_the_server() {
+    let Some((url, _db)) = fresh_url().await else { return };
+    let one = PgStoreOptions {
+        pool_size: 1,
+        ..PgStoreOptions::default()
+    };
+    let store = PgStore::connect_with(&url, &one).await.unwrap();
+    let (acc, _app) = seeded(&store).await;
+    for round in 0..40 {
+        let mut tx = store.begin_read().await.unwrap();
+        assert!(tx.account(acc.id).await.unwrap().is_some());
+        if round % 2 == 0 {
+            tx.rollback().await.unwrap();
+        } else {
+            tx.commit().await.unwrap();
+        }
+    }
+    let p = person(acc.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let mut open = -1_i64;
+    for _ in 0..50 {
+        open = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "sessions of the store left inside a transaction");
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(tx.person(acc.id, p.id).await.unwrap().is_some());
+}
+
 /// PostgreSQL aborts a transaction at its first database error and would answer a later COMMIT
 /// with a silent ROLLBACK: the store refuses the statements after the error and reports the
 /// commit as failed, with the kind of the first error, so that nothing looks committed that
