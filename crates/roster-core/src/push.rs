@@ -1233,12 +1233,18 @@ impl Core {
 pub struct ClaimedDelivery {
     pub delivery: Delivery,
     /// `None` if the message is gone (its application was deleted).
-    pub message: Option<Arc<Message>>,
-    /// [`push_message`] of `message`.
-    pub push_message: Option<Arc<PushMessage>>,
+    pub message: Option<Arc<ClaimedMessage>>,
     /// The installation now (its token may have changed since resolution).
     pub installation: Option<Installation>,
     pub application: Option<Arc<Application>>,
+}
+
+/// The message of claimed deliveries, with its provider-neutral payload built once.
+#[derive(Debug)]
+pub struct ClaimedMessage {
+    pub message: Message,
+    /// [`push_message`] of `message`.
+    pub push: PushMessage,
 }
 
 impl ClaimedDelivery {
@@ -1297,16 +1303,15 @@ impl Core {
         }
         crate::in_read_tx!(self, |tx| async {
             // Each message and application once per batch, the installations in one read.
-            type Shared = (Arc<Message>, Arc<PushMessage>);
-            let mut messages: HashMap<(Uuid, String), Option<Shared>> = HashMap::new();
+            let mut messages: HashMap<(Uuid, String), Option<Arc<ClaimedMessage>>> = HashMap::new();
             let mut apps: HashMap<Uuid, Option<Arc<Application>>> = HashMap::new();
             for d in &claimed {
                 let key = (d.account_id, d.message_id.clone());
                 if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(key) {
                     let message = tx.message(d.account_id, &d.message_id).await?;
-                    slot.insert(message.map(|m| {
-                        let push = Arc::new(push_message(&m));
-                        (Arc::new(m), push)
+                    slot.insert(message.map(|message| {
+                        let push = push_message(&message);
+                        Arc::new(ClaimedMessage { message, push })
                     }));
                 }
                 if let std::collections::hash_map::Entry::Vacant(slot) = apps.entry(d.application_id) {
@@ -1338,10 +1343,8 @@ impl Core {
                     .and_then(|id| installations.get(id))
                     .filter(|i| i.account_id == d.account_id)
                     .cloned();
-                let (message, push_message) = messages.get(&key).cloned().flatten().unzip();
                 out.push(ClaimedDelivery {
-                    message,
-                    push_message,
+                    message: messages.get(&key).cloned().flatten(),
                     installation,
                     application: apps.get(&d.application_id).cloned().flatten(),
                     delivery: d,
@@ -1434,7 +1437,7 @@ struct PlannedFinish {
 
 fn plan_finish(claimed: &ClaimedDelivery, outcome: &AttemptOutcome, now: Millis) -> PlannedFinish {
     let d = &claimed.delivery;
-    let expires_at = claimed.message.as_ref().map_or(now, |m| m.expires_at);
+    let expires_at = claimed.message.as_ref().map_or(now, |m| m.message.expires_at);
     let mut result = AttemptResult {
         account_id: d.account_id,
         delivery_id: d.delivery_id,

@@ -278,9 +278,10 @@ impl Sender {
         let not_sent = |reason: &str| AttemptOutcome::NotSent {
             reason: reason.to_owned(),
         };
-        let (Some(message), Some(push)) = (&claimed.message, &claimed.push_message) else {
+        let Some(shared) = &claimed.message else {
             return not_sent("MESSAGE_DELETED");
         };
+        let (message, push) = (&shared.message, &shared.push);
         if is_expired(message.expires_at, now_millis()) {
             return AttemptOutcome::Expired;
         }

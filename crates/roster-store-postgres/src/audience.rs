@@ -74,12 +74,12 @@ impl Columns {
     }
 }
 
-/// The CTEs that make a `*_attribute_values` table hold exactly the rows `$3..$9` for owner `$2`
-/// of account `$1`, writing only what changed.
+/// The CTEs (the list after `WITH`, ending in a comma) that make a `*_attribute_values` table
+/// hold exactly the rows `$3..$9` for owner `$2` of account `$1`, writing only what changed.
 macro_rules! replace_rows {
     ($table:literal, $owner:literal) => {
         concat!(
-            "WITH new_rows AS (SELECT * FROM UNNEST($3::text[], $4::int8[], $5::text[], $6::text[], \
+            "new_rows AS (SELECT * FROM UNNEST($3::text[], $4::int8[], $5::text[], $6::text[], \
              $7::text[], $8::int8[], $9::bool[]) AS r (name, item, field, value_text, value_lower, \
              value_num, value_bool)), \
              gone AS (DELETE FROM ",
@@ -116,6 +116,7 @@ macro_rules! replace_rows {
 /// Makes a person's index rows those of its current data (insert and update alike).
 pub(crate) async fn replace_person(c: &mut Conn, person: &Person) -> StoreResult<()> {
     let q = sqlx::query(concat!(
+        "WITH ",
         replace_rows!("person_attribute_values", "person_id"),
         "SELECT 1"
     ))
@@ -164,7 +165,6 @@ pub(crate) async fn replace_installation(c: &mut Conn, inst: &Installation) -> S
 /// parameters from `$23` on, bound by the caller after these.
 pub(crate) fn replace_installation_query(inst: &Installation, first_cte: &str) -> PgQuery {
     let rows = replace_rows!("installation_attribute_values", "push_reg_id");
-    let rows = rows.strip_prefix("WITH ").unwrap_or(rows);
     let sql = format!(
         "WITH {first_cte}{rows}{SEARCH_UPSERT}VALUES ($1, $2, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22){SEARCH_CONFLICT}",
     );

@@ -40,11 +40,7 @@ async fn a_nul_character_in_a_text_column_is_an_error() {
 #[tokio::test]
 async fn an_ended_read_transaction_is_closed_on_the_server() {
     let Some((url, _db)) = fresh_url().await else { return };
-    let one = PgStoreOptions {
-        pool_size: 1,
-        ..PgStoreOptions::default()
-    };
-    let store = PgStore::connect_with(&url, &one).await.unwrap();
+    let store = one_connection_store(&url).await;
     let (acc, _app) = seeded(&store).await;
     for round in 0..40 {
         let mut tx = store.begin_read().await.unwrap();
@@ -77,6 +73,16 @@ async fn an_ended_read_transaction_is_closed_on_the_server() {
     assert_eq!(open, 0, "sessions of the store left inside a transaction");
     let mut tx = store.begin_read().await.unwrap();
     assert!(tx.person(acc.id, p.id).await.unwrap().is_some());
+}
+
+/// A store on the database at `url` whose pool holds one connection: every transaction of
+/// the test runs on the same session.
+async fn one_connection_store(url: &str) -> PgStore {
+    let one = PgStoreOptions {
+        pool_size: 1,
+        ..PgStoreOptions::default()
+    };
+    PgStore::connect_with(url, &one).await.unwrap()
 }
 
 /// PostgreSQL aborts a transaction at its first database error and would answer a later COMMIT
@@ -343,11 +349,7 @@ async fn new_tables_are_analyzed_once_they_have_rows() {
 /// generically from the sixth run on), and a queue of `analyzed` records due at 1,000 with
 /// their statistics taken, then `more` without; and a connection of the test's own.
 async fn analyzed_queue(url: &str, analyzed: usize, more: usize) -> (PgStore, PgConnection) {
-    let one = PgStoreOptions {
-        pool_size: 1,
-        ..PgStoreOptions::default()
-    };
-    let store = PgStore::connect_with(url, &one).await.unwrap();
+    let store = one_connection_store(url).await;
     let (_, m) = bulk_with_message(&store).await;
     queued(&store, &m, analyzed, 1_000).await;
     let mut conn = PgConnection::connect(url).await.unwrap();

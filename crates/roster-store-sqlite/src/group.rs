@@ -60,11 +60,8 @@ pub(crate) struct Writer {
     checkpointer: Option<Checkpointer>,
     /// The batch whose SQLite transaction is open on `conn`.
     batch: Option<Arc<Batch>>,
-    /// Transactions of `batch` that released their savepoint and wait for its `COMMIT`.
+    /// Transactions of `batch` that committed into it and wait for its `COMMIT`.
     waiting: usize,
-    /// Whether the transaction running on `conn` opened `SAVEPOINT tx` (it did not if it
-    /// opened the batch).
-    savepoint: bool,
     /// Batches committed since the store was opened (for tests and diagnostics).
     committed_batches: u64,
     /// The in-memory audience index fed by this connection's change capture (memindex.rs).
@@ -81,7 +78,6 @@ impl Writer {
             checkpointer: None,
             batch: None,
             waiting: 0,
-            savepoint: false,
             committed_batches: 0,
             capture: None,
             data_version: None,
@@ -112,6 +108,14 @@ impl Writer {
         self.batch
             .as_ref()
             .is_some_and(|batch| batch.outcome.borrow().is_none() && !self.conn.is_autocommit())
+    }
+
+    /// Whether the transaction running on `conn` joined a batch other transactions wait in, and
+    /// so runs in `SAVEPOINT tx`. The transaction that opens a batch has no savepoint, and it
+    /// either commits (then `waiting` is at least 1 for every transaction after it) or is
+    /// undone with the batch: so this is exactly `waiting > 0`.
+    fn joined(&self) -> bool {
+        self.waiting > 0
     }
 
     /// How many batches were committed since the store was opened.
@@ -200,14 +204,13 @@ pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
         }));
         writer.waiting = 0;
         // Alone in its batch: undoing this transaction is rolling the batch back.
-        writer.savepoint = false;
         return Ok(());
     }
+    debug_assert!(writer.joined(), "an open batch holds a committed transaction");
     if let Err(e) = run(&writer.conn, "SAVEPOINT tx") {
         end_if_unused(writer);
         return Err(e);
     }
-    writer.savepoint = true;
     Ok(())
 }
 
@@ -218,10 +221,9 @@ pub(crate) fn rollback(writer: &mut Writer) -> StoreResult<()> {
     if writer.batch.is_none() {
         return Ok(());
     }
-    if !std::mem::take(&mut writer.savepoint) {
+    if !writer.joined() {
         // The transaction that opened the batch, alone in it (no other transaction could run
         // before it let go of the writer): undoing it is undoing the batch.
-        debug_assert_eq!(writer.waiting, 0);
         rollback_quietly(&writer.conn);
         writer.end_batch(Err(StoreError::Other("the write batch was abandoned".into())));
         return Ok(());
@@ -259,14 +261,13 @@ pub(crate) async fn commit(mut guard: OwnedMutexGuard<Writer>) -> StoreResult<()
             "the transaction was rolled back by SQLite before commit".into(),
         ));
     };
-    if writer.savepoint
+    if writer.joined()
         && let Err(e) = run(&writer.conn, "RELEASE tx")
     {
         // Nothing of this transaction may stay in the batch.
         rollback(writer)?;
         return Err(e);
     }
-    writer.savepoint = false;
     writer.waiting += 1;
     let mut outcome = batch.outcome.subscribe();
     let mutex = OwnedMutexGuard::mutex(&guard).clone();
