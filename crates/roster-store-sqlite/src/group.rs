@@ -48,7 +48,7 @@ use rusqlite::Connection;
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::checkpoint::{CheckpointStats, Checkpointer};
-use crate::error::join_err;
+use crate::error::{join_err, map_err};
 use crate::memindex::IndexState;
 use crate::tx::{rollback_quietly, run};
 
@@ -100,14 +100,6 @@ impl Writer {
     pub(crate) fn set_capture(&mut self, index: Arc<IndexState>) {
         self.capture = Some(index);
         look_for_foreign_commits(self);
-    }
-
-    /// Whether a transaction can join the open batch without `BEGIN IMMEDIATE`, that is
-    /// without waiting for the file's write lock (so without leaving the runtime thread).
-    pub(crate) fn can_join(&self) -> bool {
-        self.batch
-            .as_ref()
-            .is_some_and(|batch| batch.outcome.borrow().is_none() && !self.conn.is_autocommit())
     }
 
     /// Whether the transaction running on `conn` joined a batch other transactions wait in, and
@@ -191,11 +183,59 @@ pub(crate) struct Batch {
 /// Opens a store transaction on the writer (blocking: `BEGIN IMMEDIATE` may wait for another
 /// process's write lock up to the busy timeout).
 pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
+    begin_waiting(writer, LockWait::BusyTimeout).map(drop)
+}
+
+/// Opens a store transaction on the writer if that needs no wait for the file's write lock
+/// (another process holds it): `Ok(false)` then, with nothing opened, and the caller runs
+/// [`begin`] where blocking is fine.
+///
+/// Why: opening a batch on a blocking thread costs two thread hops, and the writer is held
+/// across both (under `mobile-mix`, 4–6% of the time the writer was held was these hops,
+/// docs/benchmarks.md). When this process is the file's only writer, which is the usual case,
+/// `BEGIN IMMEDIATE` takes the lock at once and does no I/O, so it runs where it is called.
+pub(crate) fn begin_now(writer: &mut Writer) -> StoreResult<bool> {
+    begin_waiting(writer, LockWait::No)
+}
+
+/// Whether opening a batch may wait for another process's write lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LockWait {
+    /// Up to the connection's busy timeout.
+    BusyTimeout,
+    /// Not at all.
+    No,
+}
+
+/// `BEGIN IMMEDIATE` with a busy timeout of zero: `Ok(false)` if another connection holds the
+/// write lock. The connection's busy timeout is back to `restore` when this returns.
+fn begin_immediate_now(conn: &Connection, restore: std::time::Duration) -> StoreResult<bool> {
+    conn.busy_timeout(std::time::Duration::ZERO).map_err(map_err)?;
+    let began = conn.execute_batch("BEGIN IMMEDIATE");
+    if let Err(e) = conn.busy_timeout(restore) {
+        rollback_quietly(conn);
+        return Err(map_err(e));
+    }
+    match began {
+        Ok(()) => Ok(true),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => Ok(false),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+fn begin_waiting(writer: &mut Writer, wait: LockWait) -> StoreResult<bool> {
     writer.fail_lost_batch();
     if writer.batch.is_none() {
         // Nothing may be left open outside a batch; whatever is (a failure half-way) is dropped.
         rollback_quietly(&writer.conn);
-        run(&writer.conn, "BEGIN IMMEDIATE")?;
+        match wait {
+            LockWait::BusyTimeout => run(&writer.conn, "BEGIN IMMEDIATE")?,
+            LockWait::No => {
+                if !begin_immediate_now(&writer.conn, crate::BUSY_TIMEOUT)? {
+                    return Ok(false);
+                }
+            }
+        }
         // Holding the file's write lock: whatever another process committed is before this.
         look_for_foreign_commits(writer);
         writer.batch = Some(Arc::new(Batch {
@@ -204,14 +244,14 @@ pub(crate) fn begin(writer: &mut Writer) -> StoreResult<()> {
         }));
         writer.waiting = 0;
         // Alone in its batch: undoing this transaction is rolling the batch back.
-        return Ok(());
+        return Ok(true);
     }
     debug_assert!(writer.joined(), "an open batch holds a committed transaction");
     if let Err(e) = run(&writer.conn, "SAVEPOINT tx") {
         end_if_unused(writer);
         return Err(e);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Undoes the store transaction open on the writer (its savepoint), and the batch too if no
@@ -544,6 +584,39 @@ mod tests {
             .unwrap();
         assert_eq!(row, None);
         other.execute_batch("ROLLBACK").unwrap();
+    }
+
+    /// While another process holds the file's write lock, a batch is not opened where the
+    /// caller runs (`begin_now` leaves nothing open and the busy timeout as it was); `begin`
+    /// then waits for the lock on a blocking thread and gets it once the other commits.
+    #[tokio::test]
+    async fn a_batch_waits_for_another_process_off_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let other = Connection::open(dir.path().join("g.db")).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO scratch (x) VALUES (7)")
+            .unwrap();
+        {
+            let mut writer = store.writer.clone().lock_owned().await;
+            assert!(!begin_now(&mut writer).unwrap(), "the lock is another's");
+            assert!(writer.batch.is_none() && writer.conn.is_autocommit());
+            let timeout: i64 = writer.conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap();
+            assert_eq!(timeout, 5000);
+        }
+        let waiting = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let tx = roster_store::Store::begin(&*store).await?;
+                tx.commit().await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "the begin waits for the other's lock");
+        other.execute_batch("COMMIT").unwrap();
+        waiting.await.unwrap().unwrap();
+        Box::new(insert(&store, 8).await).commit().await.unwrap();
+        assert_eq!(committed_rows(dir.path()), vec![7, 8]);
     }
 
     /// A commit whose caller goes away while it waits still becomes durable (it was never

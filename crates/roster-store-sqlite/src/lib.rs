@@ -66,7 +66,7 @@ const READERS: usize = 4;
 
 /// How long a connection waits for a lock held by another connection or process before the
 /// operation fails with `StoreError::Unavailable`.
-const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// Bytes of the database file each connection reads through a memory map (`PRAGMA mmap_size`).
 const MMAP_SIZE: i64 = 1 << 30;
@@ -521,15 +521,15 @@ impl Store for SqliteStore {
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let mut writer = self.writer.clone().lock_owned().await;
-        if writer.can_join() {
-            // A savepoint in the open batch: no lock to wait for, no I/O.
-            group::begin(&mut writer)?;
+        // A savepoint in the open batch, or a new batch when the database file's write lock is
+        // free: no lock to wait for, no I/O.
+        if group::begin_now(&mut writer)? {
             return Ok(Box::new(
                 SqliteTx::new(Handle::Writer(writer)).with_index(self.index.clone()),
             ));
         }
-        // BEGIN IMMEDIATE (a new batch) takes the database write lock and may wait up to
-        // busy_timeout for another process: not on a runtime thread.
+        // Another process holds the write lock: BEGIN IMMEDIATE waits for it up to
+        // busy_timeout, not on a runtime thread.
         let writer = tokio::task::spawn_blocking(move || group::begin(&mut writer).map(|()| writer))
             .await
             .map_err(join_err)??;
