@@ -219,18 +219,27 @@ impl AdminTx for PgTx {
         let conn = self.conn()?;
         // Custom attribute names never start with '$' (people.md §8.2), the reserved rows of the
         // person index always do: deleting by name touches only the attribute's rows.
-        let (changed, index) = match scope {
+        let (changed, table) = match scope {
             AttributeScope::Person => (
                 strip(conn, &PERSONS, account_id, name, now).await?,
-                "DELETE FROM person_attribute_values WHERE account_id = $1 AND name = $2",
+                "person_attribute_values",
             ),
             AttributeScope::Installation => (
                 strip(conn, &INSTALLATIONS, account_id, name, now).await?,
-                "DELETE FROM installation_attribute_values WHERE account_id = $1 AND name = $2",
+                "installation_attribute_values",
             ),
         };
-        conn.execute(sqlx::query(index).bind(id(account_id)).bind(name.to_string()))
+        // One statement per kind of row, each through its partial index (no index holds all of
+        // an attribute's rows, migration 0009).
+        for kind in roster_store::audience::index::CUSTOM_ROW_KINDS {
+            let sql = format!("DELETE FROM {table} WHERE account_id = $1 AND name = $2 AND {kind}");
+            conn.execute(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id(account_id))
+                    .bind(name.to_string()),
+            )
             .await?;
+        }
         Ok(changed)
     }
 

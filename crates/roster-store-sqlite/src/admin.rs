@@ -192,11 +192,7 @@ impl AdminTx for SqliteTx {
                     name,
                     now,
                 )?;
-                execute(
-                    conn,
-                    "DELETE FROM person_attribute_values WHERE account_id = ?1 AND name = ?2",
-                    [id(account_id), name.to_string()],
-                )?;
+                delete_value_rows(conn, "person_attribute_values", account_id, name)?;
                 Ok(changed)
             }
             AttributeScope::Installation => {
@@ -209,11 +205,7 @@ impl AdminTx for SqliteTx {
                     name,
                     now,
                 )?;
-                execute(
-                    conn,
-                    "DELETE FROM installation_attribute_values WHERE account_id = ?1 AND name = ?2",
-                    [id(account_id), name.to_string()],
-                )?;
+                delete_value_rows(conn, "installation_attribute_values", account_id, name)?;
                 Ok(changed)
             }
         }
@@ -232,4 +224,17 @@ impl AdminTx for SqliteTx {
         )
         .map(|n| n > 0)
     }
+}
+
+/// Deletes every value row of the custom attribute `name`: one statement per kind of row, each
+/// through its partial index (no index holds all of an attribute's rows, migration 0009).
+fn delete_value_rows(conn: &Connection, table: &str, account_id: Uuid, name: &str) -> StoreResult<()> {
+    for kind in roster_store::audience::index::CUSTOM_ROW_KINDS {
+        execute(
+            conn,
+            &format!("DELETE FROM {table} WHERE account_id = ?1 AND name = ?2 AND {kind}"),
+            [id(account_id), name.to_string()],
+        )?;
+    }
+    Ok(())
 }

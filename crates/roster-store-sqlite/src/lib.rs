@@ -59,6 +59,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_portal.sql")),
     (7, include_str!("../migrations/0007_installation_indexes.sql")),
     (8, include_str!("../migrations/0008_delivery_report_indexes.sql")),
+    (9, include_str!("../migrations/0009_value_indexes.sql")),
 ];
 
 /// How many read-only connections `begin_read` can use at once.

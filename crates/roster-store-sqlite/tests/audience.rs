@@ -81,6 +81,65 @@ mod index {
         assert!(check_filters(&store, &pop, &filters).await > 20);
     }
 
+    /// Deleting a custom attribute's values removes every row of it (scalars of every type,
+    /// list headers and item fields) and nothing else, each kind through an index (migration
+    /// 0009: no index holds all of an attribute's rows).
+    #[tokio::test]
+    async fn attribute_deletion_removes_every_row_through_indexes() {
+        use roster_model::AttributeScope;
+        use roster_store::audience::index::CUSTOM_ROW_KINDS;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("delete.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let pop = seed_population(&store, 0xDE1E_7E00, 120).await;
+        let conn = Connection::open(&path).unwrap();
+        let count = |table: &str, name: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table} WHERE name = ?1"), [name], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        for table in ["person_attribute_values", "installation_attribute_values"] {
+            for kind in CUSTOM_ROW_KINDS {
+                let sql =
+                    format!("EXPLAIN QUERY PLAN DELETE FROM {table} WHERE account_id = ?1 AND name = ?2 AND {kind}");
+                let plan: Vec<String> = conn
+                    .prepare(&sql)
+                    .unwrap()
+                    .query_map(["a", "b"], |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let plan = plan.join("\n");
+                assert!(plan.contains("USING") && plan.contains("INDEX"), "{kind}: {plan}");
+            }
+        }
+        for def in &pop.definitions {
+            let table = match def.scope {
+                AttributeScope::Person => "person_attribute_values",
+                AttributeScope::Installation => "installation_attribute_values",
+            };
+            let others = |conn: &Connection| -> i64 {
+                conn.query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE name <> ?1"),
+                    [&def.name],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            };
+            let before = others(&conn);
+            assert!(count(table, &def.name) > 0, "{} has rows to delete", def.name);
+            let mut tx = store.begin().await.unwrap();
+            tx.delete_attribute_values(pop.account.id, def.scope, &def.name, 1)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(count(table, &def.name), 0, "{}", def.name);
+            assert_eq!(others(&conn), before, "{}: only its rows", def.name);
+        }
+    }
+
     /// `EXPLAIN QUERY PLAN` of the preview query of each filter.
     fn plan(conn: &Connection, filter: &Filter, scope: Scope) -> String {
         let st = preview_counts(Dialect::Sqlite, scope, filter, false);
@@ -136,6 +195,23 @@ mod index {
             (
                 json!({"installation.customAttributes.segmentNo": {"$lte": 3}}),
                 "installation_attribute_values_num_idx",
+            ),
+            // Migration 0009: the text index holds only rows with text; booleans and list
+            // headers have indexes of their own.
+            (json!({"nick": "ana"}), "person_attribute_values_text_idx"),
+            (json!({"since": {"$exists": true}}), "person_attribute_values_text_idx"),
+            (json!({"vip": true}), "person_attribute_values_bool_idx"),
+            (
+                json!({"installation.customAttributes.beta": false}),
+                "installation_attribute_values_bool_idx",
+            ),
+            (
+                json!({"orders": {"$exists": true}}),
+                "person_attribute_values_header_idx",
+            ),
+            (
+                json!({"installation.customAttributes.items": {"$exists": true}}),
+                "installation_attribute_values_header_idx",
             ),
             // The unique constraint's index (SQLite names it itself): a range on the number.
             (

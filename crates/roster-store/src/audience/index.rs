@@ -34,6 +34,24 @@ pub const LAST_NAME: &str = "$lastName";
 /// See [`EXTERNAL_USER_ID`]; one row per tag (`item` = its position in code-point order).
 pub const TAGS: &str = "$tags";
 
+/// The kinds of a custom attribute's value rows, as SQL conditions on a `*_attribute_values`
+/// row: a string, date or date-time (text), a number, a boolean, a list item's header. Every row
+/// of a custom attribute is exactly one of them (see [`ValueRow`]'s constructors: a scalar row
+/// has exactly one typed value, a header none, and only reserved rows hold a lowercased copy
+/// alone), and each matches one partial index (migration 0009). Deleting an attribute's rows
+/// is one indexed statement per kind.
+pub const CUSTOM_ROW_KINDS: [&str; 4] = [
+    "value_text IS NOT NULL",
+    "value_num IS NOT NULL",
+    "value_bool IS NOT NULL",
+    LIST_HEADER,
+];
+
+/// The list item header rows of a custom attribute (the partial index
+/// `*_attribute_values_header_idx`): reserved rows, which also have `field = ''` and items,
+/// always hold a lowercased copy.
+pub const LIST_HEADER: &str = "field = '' AND item >= 0 AND value_lower IS NULL";
+
 /// One row of a `*_attribute_values` table (without the account and owner columns).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueRow {

@@ -21,7 +21,7 @@ use roster_model::AttributeType;
 use roster_model::filter::{Cmp, Condition, Field, Filter, InstallationField, Op, Operand, PersonField};
 use uuid::Uuid;
 
-use super::index::{self, num_key, prefix_upper_bound, version_key};
+use super::index::{self, LIST_HEADER, num_key, prefix_upper_bound, version_key};
 use crate::columns::id;
 
 /// The SQL dialect of a backend.
@@ -569,17 +569,24 @@ impl Renderer {
     /// A scalar or list custom attribute of a person (`owner` = the person id) or an
     /// installation (`owner` = its pushRegId).
     fn values(&mut self, values: Values, owner: &str, name: &str, attr_type: AttributeType, p: Positive<'_>) -> String {
-        let test = if attr_type == AttributeType::ListOfObjects {
-            match p {
-                Positive::Exists => "item >= 0".to_string(),
-                _ => return FALSE.into(),
-            }
-        } else {
-            let (col, repr) = value_column(attr_type);
-            match self.value_test(col, Some("value_lower"), repr, &p) {
-                Some(t) => t,
-                None => return FALSE.into(),
-            }
+        if attr_type == AttributeType::ListOfObjects {
+            // Some item's header row, found through the header index.
+            return match p {
+                Positive::Exists => {
+                    let name = self.bind(Bind::Text(name.to_string()));
+                    format!(
+                        "({owner} IN (SELECT {o} FROM {t} WHERE account_id = {a} AND name = {name} AND {LIST_HEADER}))",
+                        o = values.owner,
+                        t = values.table,
+                        a = self.account,
+                    )
+                }
+                _ => FALSE.into(),
+            };
+        }
+        let (col, repr) = value_column(attr_type);
+        let Some(test) = self.value_test(col, Some("value_lower"), repr, &p) else {
+            return FALSE.into();
         };
         let name = self.bind(Bind::Text(name.to_string()));
         format!(
