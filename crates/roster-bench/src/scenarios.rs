@@ -81,6 +81,8 @@ pub async fn register(common: &Common, o: &LoadOptions) -> anyhow::Result<Report
         .map(|_| Box::new(Register::new(&app.code)) as Box<dyn Worker>)
         .collect();
     let before = run.server.cpu_seconds();
+    let writer_before = writer_metrics(&run.server).await?;
+    let started = Instant::now();
     let result = load::run(
         &run.server.addr,
         &run.server.addr,
@@ -91,6 +93,7 @@ pub async fn register(common: &Common, o: &LoadOptions) -> anyhow::Result<Report
     )
     .await?;
     let cpu = run.server.cpu_seconds().zip(before).map(|(a, b)| a - b);
+    let writer = writer_use(&run.server, writer_before, started).await?;
     let mut method = run.method();
     method.concurrency = Some(o.concurrency);
     method.duration_seconds = Some(result.elapsed);
@@ -108,6 +111,7 @@ pub async fn register(common: &Common, o: &LoadOptions) -> anyhow::Result<Report
             "µs",
         );
     }
+    add_writer(&mut report, writer);
     add_memory(&mut report, &run.server);
     run.finish().await?;
     Ok(report)
@@ -123,6 +127,8 @@ pub async fn mobile_mix(common: &Common, o: &LoadOptions, devices: usize) -> any
         .map(|i| Box::new(Mix::new(&app.code, per_worker, users, i as u64 + 1)) as Box<dyn Worker>)
         .collect();
     let before = run.server.cpu_seconds();
+    let writer_before = writer_metrics(&run.server).await?;
+    let started = Instant::now();
     let result = load::run(
         &run.server.addr,
         &run.server.addr,
@@ -132,6 +138,7 @@ pub async fn mobile_mix(common: &Common, o: &LoadOptions, devices: usize) -> any
         common.progress,
     )
     .await?;
+    let writer = writer_use(&run.server, writer_before, started).await?;
     let mut method = run.method();
     method.concurrency = Some(o.concurrency);
     method.data_size = Some((per_worker * o.concurrency) as u64);
@@ -155,9 +162,70 @@ pub async fn mobile_mix(common: &Common, o: &LoadOptions, devices: usize) -> any
             "µs",
         );
     }
+    add_writer(&mut report, writer);
     add_memory(&mut report, &run.server);
     run.finish().await?;
     Ok(report)
+}
+
+/// The server's single writer from `/metrics` (`roster_store_writer_*`): seconds held, write
+/// transactions, committed batches; `None` when the store has none (PostgreSQL).
+async fn writer_metrics(server: &Server) -> anyhow::Result<Option<(f64, u64, u64)>> {
+    let resp = reqwest::get(format!("{}/metrics", server.base_url)).await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("GET /metrics: {status}: {text}");
+    }
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let Some(held) = value("roster_store_writer_held_seconds_total") else {
+        return Ok(None);
+    };
+    let count = |series: &str| value(series).unwrap_or(0.0) as u64;
+    Ok(Some((
+        held,
+        count("roster_store_writer_transactions_total"),
+        count("roster_store_writer_batches_total"),
+    )))
+}
+
+/// How a load run used the server's single writer, from `/metrics` before and after it.
+struct WriterUse {
+    /// Share of the run's wall time the writer was held.
+    busy: f64,
+    /// Microseconds held per write transaction (batch commits included).
+    per_transaction_us: f64,
+    /// Write transactions per committed batch.
+    per_batch: f64,
+}
+
+async fn writer_use(
+    server: &Server,
+    before: Option<(f64, u64, u64)>,
+    started: Instant,
+) -> anyhow::Result<Option<WriterUse>> {
+    let wall = started.elapsed().as_secs_f64();
+    let after = writer_metrics(server).await?;
+    Ok(before.zip(after).map(|((h0, t0, b0), (h1, t1, b1))| {
+        let (held, txs, batches) = (h1 - h0, t1.saturating_sub(t0), b1.saturating_sub(b0));
+        WriterUse {
+            busy: held / wall.max(f64::MIN_POSITIVE),
+            per_transaction_us: held * 1e6 / txs.max(1) as f64,
+            per_batch: txs as f64 / batches.max(1) as f64,
+        }
+    }))
+}
+
+fn add_writer(report: &mut Report, writer: Option<WriterUse>) {
+    if let Some(w) = writer {
+        // Over the whole run, warm-up included, like the CPU figure.
+        report.add("store writer held (share of the run)", w.busy, "");
+        report.add("store writer held per write transaction", w.per_transaction_us, "µs");
+        report.add("write transactions per committed batch", w.per_batch, "");
+    }
 }
 
 fn add_counts(report: &mut Report, result: &load::LoadResult) {

@@ -56,6 +56,19 @@ async fn http_scenarios(backend: Backend) {
     let r = scenarios::mobile_mix(&common, &load(), 40).await.unwrap();
     assert!(figure(&r, "answers ok").as_u64().unwrap() > 0, "{r:#?}");
     assert_eq!(figure(&r, "errors"), 0, "{r:#?}");
+    // The writer's use, from the server's /metrics: SQLite has one writer, PostgreSQL none.
+    let writer = r
+        .figures
+        .iter()
+        .find(|f| f.name == "store writer held per write transaction");
+    match backend {
+        Backend::Sqlite => {
+            let held = figure(&r, "store writer held (share of the run)").as_f64().unwrap();
+            assert!(held > 0.0 && held <= 1.0, "{r:#?}");
+            assert!(writer.is_some_and(|f| f.value.as_f64().unwrap() > 0.0), "{r:#?}");
+        }
+        Backend::Postgres => assert!(writer.is_none(), "{r:#?}"),
+    }
     r.print(false).unwrap();
 }
 

@@ -25,10 +25,16 @@
 //! (`answered` by the index, or `fallback`: run as SQL while it was ready, for a filter it
 //! cannot answer; previews while it is not ready are in neither).
 //!
+//! And, when the store has one writer (SQLite), how this process used it:
+//! `roster_store_writer_held_seconds_total` (seconds held by write transactions and write-batch
+//! commits: its rate is the writer's utilisation, and near 1 the writes queue for it, the
+//! store's write capacity), `roster_store_writer_transactions_total` and
+//! `roster_store_writer_batches_total`.
+//!
 //! The mobile API's stub routes (mobile-api.md §5.13) are counted like every route, which gives
 //! their call counts.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -63,6 +69,15 @@ pub struct Metrics {
     audience_jobs: Family<RequestLabels, Gauge>,
     /// The store's in-memory audience index, registered at the first scrape that finds one.
     audience_index: OnceLock<IndexMetrics>,
+    /// The store's one writer, registered at the first scrape that finds one.
+    writer: OnceLock<WriterMetrics>,
+}
+
+/// The series of a single-writer store's writer ([`roster_store::WriterStats`]).
+struct WriterMetrics {
+    held: Counter<f64, AtomicU64>,
+    transactions: Counter,
+    batches: Counter,
 }
 
 /// The series of a store's in-memory audience index ([`roster_store::AudienceIndexStatus`]).
@@ -119,7 +134,42 @@ impl Metrics {
             queue_depth,
             audience_jobs,
             audience_index: OnceLock::new(),
+            writer: OnceLock::new(),
         }
+    }
+
+    /// Sets the writer series from `stats`, registering them the first time (a store without a
+    /// single writer never shows them).
+    pub fn set_writer(&self, stats: &roster_store::WriterStats) {
+        let m = self.writer.get_or_init(|| {
+            let m = WriterMetrics {
+                held: Counter::default(),
+                transactions: Counter::default(),
+                batches: Counter::default(),
+            };
+            self.register(
+                "roster_store_writer_held_seconds",
+                "Seconds this process's write transactions and write-batch commits held the store's one \
+                 writer (SQLite): a rate near 1 means writes queue for it",
+                m.held.clone(),
+            );
+            self.register(
+                "roster_store_writer_transactions",
+                "Write transactions begun on the store's one writer (SQLite)",
+                m.transactions.clone(),
+            );
+            self.register(
+                "roster_store_writer_batches",
+                "Write batches committed on the store's one writer (SQLite): one COMMIT and fsync each \
+                 for all of the batch's transactions",
+                m.batches.clone(),
+            );
+            m
+        });
+        // The store counts; the counters mirror its totals (never decreasing).
+        m.held.inner().store(stats.held_seconds.to_bits(), Ordering::Relaxed);
+        m.transactions.inner().store(stats.transactions, Ordering::Relaxed);
+        m.batches.inner().store(stats.batches, Ordering::Relaxed);
     }
 
     /// Sets the audience-index series from `status`, registering them the first time (a store
@@ -207,6 +257,9 @@ impl Metrics {
         }
         if let Some(status) = core.store().audience_index() {
             self.set_audience_index(&status);
+        }
+        if let Some(stats) = core.store().writer_stats() {
+            self.set_writer(&stats);
         }
     }
 

@@ -273,8 +273,57 @@ async fn audience_index_gauges() {
     server.finish().await;
 }
 
+/// The store's one writer (SQLite): every write transaction is counted, committed batches
+/// too, and the time held grows with them but never past the wall time since the scrape
+/// before; PostgreSQL has no single writer, and none of its series is there.
+async fn writer_counters() {
+    let server = TestServer::start().await;
+    let scrape = async || {
+        let r = server.call_with("GET", "/metrics", &[], None, None).await;
+        assert_eq!(r.status, 200);
+        r.text()
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    if server.core().store().backend() != "sqlite" {
+        server.register_android().await;
+        let text = scrape().await;
+        assert!(!text.contains("roster_store_writer"), "{text}");
+        server.finish().await;
+        return;
+    }
+    let held = "roster_store_writer_held_seconds_total";
+    let txs = "roster_store_writer_transactions_total";
+    let batches = "roster_store_writer_batches_total";
+    let started = std::time::Instant::now();
+    let before = scrape().await;
+    let (held0, txs0, batches0) = (
+        value(&before, held).expect("held"),
+        value(&before, txs).expect("transactions"),
+        value(&before, batches).expect("batches"),
+    );
+    for _ in 0..3 {
+        server.register_android().await;
+    }
+    let after = scrape().await;
+    let wall = started.elapsed().as_secs_f64();
+    let (held1, txs1, batches1) = (
+        value(&after, held).unwrap(),
+        value(&after, txs).unwrap(),
+        value(&after, batches).unwrap(),
+    );
+    // Each registration is at least one write transaction, committed in some batch.
+    assert!(txs1 - txs0 >= 3.0, "{before}\n{after}");
+    assert!(batches1 - batches0 >= 1.0, "{before}\n{after}");
+    assert!(held1 > held0 && held1 - held0 <= wall, "{held0} -> {held1} in {wall} s");
+    server.finish().await;
+}
+
 on_every_backend!(
     request_metrics_per_route_template,
     queue_depth_gauges,
-    audience_index_gauges
+    audience_index_gauges,
+    writer_counters
 );

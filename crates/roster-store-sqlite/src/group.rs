@@ -41,7 +41,8 @@
 //! statements and one fsync), as it waited for one transaction before.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use roster_store::{StoreError, StoreResult};
 use rusqlite::Connection;
@@ -52,9 +53,33 @@ use crate::error::{join_err, map_err};
 use crate::memindex::IndexState;
 use crate::tx::{rollback_quietly, run};
 
+/// How the writer was used since the store was opened (`Store::writer_stats`), readable
+/// without waiting for the writer.
+#[derive(Default)]
+pub(crate) struct WriterCounters {
+    held_nanos: AtomicU64,
+    transactions: AtomicU64,
+    batches: AtomicU64,
+}
+
+impl WriterCounters {
+    pub(crate) fn stats(&self) -> roster_store::WriterStats {
+        roster_store::WriterStats {
+            held_seconds: self.held_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            transactions: self.transactions.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The writer connection and the batch open on it.
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
+    /// Since when the current holder has held the writer (set by [`Writer::hold`], counted by
+    /// [`Writer::let_go`]). A holder that drops the writer on an error path without
+    /// `let_go` leaves its time uncounted: the next `hold` starts afresh.
+    held_since: Option<Instant>,
+    counters: Arc<WriterCounters>,
     /// Checkpoints the log off the writer's path (checkpoint.rs). Declared after `conn`: fields
     /// drop in order, and the connection's WAL hook points into it.
     checkpointer: Option<Checkpointer>,
@@ -72,9 +97,32 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The writer's counters, shared.
+    pub(crate) fn counters(&self) -> Arc<WriterCounters> {
+        self.counters.clone()
+    }
+
+    /// Marks the writer held from now on, by a write transaction (`transaction`) or a batch
+    /// commit.
+    pub(crate) fn hold(&mut self, transaction: bool) {
+        self.held_since = Some(Instant::now());
+        if transaction {
+            self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts the time since [`Writer::hold`]: the holder is about to let go of the writer.
+    pub(crate) fn let_go(&mut self) {
+        if let Some(since) = self.held_since.take() {
+            let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.counters.held_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
     pub(crate) fn new(conn: Connection) -> Writer {
         Writer {
             conn,
+            held_since: None,
+            counters: Arc::default(),
             checkpointer: None,
             batch: None,
             waiting: 0,
@@ -255,8 +303,15 @@ fn begin_waiting(writer: &mut Writer, wait: LockWait) -> StoreResult<bool> {
 }
 
 /// Undoes the store transaction open on the writer (its savepoint), and the batch too if no
-/// other transaction of it waits to commit. Never fsyncs, so it may run on any thread.
+/// other transaction of it waits to commit. Never fsyncs, so it may run on any thread. The
+/// caller lets go of the writer next.
 pub(crate) fn rollback(writer: &mut Writer) -> StoreResult<()> {
+    let undone = rollback_savepoint(writer);
+    writer.let_go();
+    undone
+}
+
+fn rollback_savepoint(writer: &mut Writer) -> StoreResult<()> {
     writer.fail_lost_batch();
     if writer.batch.is_none() {
         return Ok(());
@@ -309,6 +364,7 @@ pub(crate) async fn commit(mut guard: OwnedMutexGuard<Writer>) -> StoreResult<()
         return Err(e);
     }
     writer.waiting += 1;
+    writer.let_go();
     let mut outcome = batch.outcome.subscribe();
     let mutex = OwnedMutexGuard::mutex(&guard).clone();
     drop(guard);
@@ -331,11 +387,12 @@ pub(crate) async fn commit(mut guard: OwnedMutexGuard<Writer>) -> StoreResult<()
 /// The batch's leader: waits its turn for the writer (behind every transaction already
 /// queued, which join the batch), then commits the batch if it is still open.
 async fn lead(mutex: Arc<Mutex<Writer>>, batch: Arc<Batch>) {
-    let guard = mutex.lock_owned().await;
+    let mut guard = mutex.lock_owned().await;
     if !guard.batch.as_ref().is_some_and(|open| Arc::ptr_eq(open, &batch)) {
         // Already ended (failed) by someone else, who told its transactions.
         return;
     }
+    guard.hold(false);
     // The COMMIT waits for fsync: not on a runtime thread. The guard moves into the blocking
     // task and is released after the outcome is told.
     let committed = tokio::task::spawn_blocking(move || {
@@ -343,11 +400,13 @@ async fn lead(mutex: Arc<Mutex<Writer>>, batch: Arc<Batch>) {
         let writer = &mut *guard;
         writer.fail_lost_batch();
         if writer.batch.is_none() {
+            writer.let_go();
             return;
         }
         let outcome = run(&writer.conn, "COMMIT");
         if outcome.is_ok() {
             writer.committed_batches += 1;
+            writer.counters.batches.fetch_add(1, Ordering::Relaxed);
             // Before the batch's transactions are told: an acknowledged write is pending for
             // the audience index (or already applied).
             if let Some(index) = &writer.capture {
@@ -360,6 +419,7 @@ async fn lead(mutex: Arc<Mutex<Writer>>, batch: Arc<Batch>) {
             }
         }
         writer.end_batch(outcome);
+        writer.let_go();
     })
     .await;
     if let Err(e) = committed {

@@ -121,6 +121,8 @@ pub struct SqliteStore {
     /// queues writers in the process instead of letting them spin on `SQLITE_BUSY`. Write
     /// transactions share commits (group.rs).
     writer: Arc<Mutex<Writer>>,
+    /// The writer's use, read for `/metrics` without queueing for the writer.
+    writer_counters: Arc<group::WriterCounters>,
     readers: Arc<ReaderPool>,
     /// The in-memory audience index, unless turned off.
     index: Option<Arc<IndexState>>,
@@ -169,6 +171,7 @@ impl SqliteStore {
         let mut store = SqliteStore {
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
+            writer_counters: writer.counters(),
             writer: Arc::new(Mutex::new(writer)),
             index: None,
         };
@@ -522,6 +525,7 @@ impl Store for SqliteStore {
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let mut writer = self.writer.clone().lock_owned().await;
+        writer.hold(true);
         // A savepoint in the open batch, or a new batch when the database file's write lock is
         // free: no lock to wait for, no I/O.
         if group::begin_now(&mut writer)? {
@@ -537,6 +541,10 @@ impl Store for SqliteStore {
         Ok(Box::new(
             SqliteTx::new(Handle::Writer(writer)).with_index(self.index.clone()),
         ))
+    }
+
+    fn writer_stats(&self) -> Option<roster_store::WriterStats> {
+        Some(self.writer_counters.stats())
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {

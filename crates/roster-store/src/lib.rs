@@ -266,6 +266,26 @@ pub trait Store: Send + Sync + 'static {
     fn audience_index(&self) -> Option<AudienceIndexStatus> {
         None
     }
+    /// The time this process's write transactions held the store's one writer, for
+    /// `/metrics`: `None` when the backend has no single writer (PostgreSQL).
+    fn writer_stats(&self) -> Option<WriterStats> {
+        None
+    }
+}
+
+/// How a single-writer store's writer (SQLite's one write connection) was used since the store
+/// was opened in this process. Its write rate is bounded by how long each write transaction
+/// holds the writer: `held_seconds` growing by about one per second means the writer is
+/// saturated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriterStats {
+    /// Seconds the writer was held by write transactions (from getting it to merging into the
+    /// write batch or rolling back) and by the commits of write batches.
+    pub held_seconds: f64,
+    /// Write transactions begun on it.
+    pub transactions: u64,
+    /// Write batches committed (each one `COMMIT` and fsync for all its transactions).
+    pub batches: u64,
 }
 
 /// What an in-memory audience index of a store holds and did since the store was opened in this
