@@ -168,19 +168,28 @@ pub async fn mobile_mix(common: &Common, o: &LoadOptions, devices: usize) -> any
     Ok(report)
 }
 
-/// The server's single writer from `/metrics` (`roster_store_writer_*`): seconds held, write
-/// transactions, committed batches; `None` when the store has none (PostgreSQL).
-async fn writer_metrics(server: &Server) -> anyhow::Result<Option<(f64, u64, u64)>> {
+/// The server's `GET /metrics` text.
+async fn metrics_text(server: &Server) -> anyhow::Result<String> {
     let resp = reqwest::get(format!("{}/metrics", server.base_url)).await?;
     let status = resp.status();
     let text = resp.text().await?;
     if !status.is_success() {
         bail!("GET /metrics: {status}: {text}");
     }
-    let value = |series: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-    };
+    Ok(text)
+}
+
+/// The value of the exact series line `series` (name and labels) of a `/metrics` text.
+fn series_value<T: std::str::FromStr>(text: &str, series: &str) -> Option<T> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The server's single writer from `/metrics` (`roster_store_writer_*`): seconds held, write
+/// transactions, committed batches; `None` when the store has none (PostgreSQL).
+async fn writer_metrics(server: &Server) -> anyhow::Result<Option<(f64, u64, u64)>> {
+    let text = metrics_text(server).await?;
+    let value = |series: &str| series_value::<f64>(&text, series);
     let Some(held) = value("roster_store_writer_held_seconds_total") else {
         return Ok(None);
     };
@@ -581,16 +590,8 @@ struct IndexMetrics {
 /// The server's in-memory audience index from `/metrics`; `None` when it reports none (a
 /// PostgreSQL store, or the index turned off).
 async fn audience_index_metrics(server: &Server) -> anyhow::Result<Option<IndexMetrics>> {
-    let resp = reqwest::get(format!("{}/metrics", server.base_url)).await?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("GET /metrics: {status}: {text}");
-    }
-    let value = |series: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-    };
+    let text = metrics_text(server).await?;
+    let value = |series: &str| series_value::<u64>(&text, series);
     let Some(ready) = value("roster_audience_index_ready") else {
         return Ok(None);
     };
