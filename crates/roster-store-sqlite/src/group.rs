@@ -118,6 +118,7 @@ impl Writer {
             self.counters.held_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
     }
+
     pub(crate) fn new(conn: Connection) -> Writer {
         Writer {
             conn,

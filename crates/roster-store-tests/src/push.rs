@@ -119,6 +119,53 @@ pub async fn push_records_round_trip(store: Arc<dyn Store>) {
     );
     drop(tx);
 
+    // Many records at once (a resolution's chunk; the backends may write them in multi-row
+    // statements): every one reads back field for field, none twice.
+    let many: Vec<Delivery> = (0..77)
+        .map(|i| {
+            let mut d = delivery(&m, &format!("many-{i:03}"), Uuid::new_v4(), 6_000 + i);
+            if i % 3 == 0 {
+                d.person_id = None;
+            }
+            if i % 5 == 0 {
+                d.claim_id = Some(Uuid::new_v4());
+                d.provider = Provider::Apns;
+                d.attempts = 1;
+                d.last_attempt_at = Some(6_500 + i);
+            }
+            if i % 7 == 0 {
+                d.status = DeliveryStatus::Failed;
+                d.provider_http_status = Some(500);
+                d.provider_reason = Some(format!("reason {i}"));
+                d.delivered_at = Some(7_000 + i);
+            }
+            d
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_deliveries(&many).await.unwrap();
+    tx.commit().await.unwrap();
+    for d in &many {
+        assert_eq!(&read_delivery(store.as_ref(), d).await, d);
+    }
+    // A chunk with a conflicting record fails, and its transaction leaves nothing.
+    let mut clash: Vec<Delivery> = (0..40)
+        .map(|i| delivery(&m, &format!("clash-{i:03}"), Uuid::new_v4(), 8_000))
+        .collect();
+    clash[37].push_reg_id = Some("many-005".into());
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        conflict_on(tx.insert_deliveries(&clash).await),
+        Constraint::Other(constraints::DELIVERY_PER_INSTALLATION.into())
+    );
+    drop(tx);
+    let mut tx = store.begin_read().await.unwrap();
+    assert_eq!(
+        tx.delivery(clash[0].account_id, clash[0].delivery_id).await.unwrap(),
+        None
+    );
+    tx.rollback().await.unwrap();
+
     // Audience jobs and idempotency records.
     let job = AudienceJob {
         account_id: app.account_id,
