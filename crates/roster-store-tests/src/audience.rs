@@ -37,6 +37,7 @@ macro_rules! audience_store_suite {
         $crate::audience_store_suite! { @expand $what;
             random_filters_agree_with_the_reference,
             filters_agree_after_updates_moves_and_deletes,
+            deleted_attribute_values_match_no_filter,
             segments_round_trip_with_a_unique_name_per_account,
         }
     };
@@ -1070,6 +1071,63 @@ pub async fn filters_agree_after_updates_moves_and_deletes(store: Arc<dyn Store>
         non_empty > 40,
         "only {non_empty} (filter, scope) pairs matched anything"
     );
+}
+
+/// Deleting an attribute's values (people.md §8.2 via management-api.md §7.3) removes every
+/// kind of its index rows — strings, numbers, booleans, list headers and item fields, of
+/// persons and installations — so no filter on it matches anybody any more, and the other
+/// attributes' rows stay (filters still agree with the reference on everything).
+pub async fn deleted_attribute_values_match_no_filter(store: Arc<dyn Store>) {
+    let pop = seed_population(&*store, 0x5EED_0003, 80).await;
+    let deleted = [
+        (AttributeScope::Person, "nick", "nick"),
+        (AttributeScope::Person, "score", "score"),
+        (AttributeScope::Person, "vip", "vip"),
+        (AttributeScope::Person, "orders", "orders"),
+        (
+            AttributeScope::Installation,
+            "beta",
+            "installation.customAttributes.beta",
+        ),
+        (
+            AttributeScope::Installation,
+            "items",
+            "installation.customAttributes.items",
+        ),
+    ];
+    let exists = |field: &str| json!({ field: {"$exists": true} });
+    let kept = [
+        exists("since"),
+        exists("seen"),
+        exists("installation.customAttributes.channel"),
+        exists("installation.customAttributes.segmentNo"),
+    ];
+    let gone: Vec<Value> = deleted
+        .iter()
+        .map(|(_, _, field)| exists(field))
+        .chain([
+            json!({"vip": true}),
+            json!({"nick": {"$startsWith": "a"}}),
+            json!({"orders": {"$elemMatch": {"price": {"$gte": 0}}}}),
+        ])
+        .collect();
+    assert!(
+        check_filters(&*store, &pop, &gone).await > 0,
+        "the attributes have values before"
+    );
+    let mut tx = store.begin().await.unwrap();
+    for (scope, name, _) in deleted {
+        tx.delete_attribute_values(pop.account.id, scope, name, 50_000)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(
+        check_filters(&*store, &pop, &gone).await,
+        0,
+        "no filter on them matches"
+    );
+    assert!(check_filters(&*store, &pop, &kept).await > 0, "the others keep theirs");
 }
 
 /// Segments: insert, read, list by name, update, delete; the name is unique per account (the
