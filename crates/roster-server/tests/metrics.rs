@@ -85,6 +85,11 @@ async fn request_metrics_per_route_template() {
 
 /// The value of an exact series line (`name{labels}`), or `None` when the series is absent.
 fn gauge(text: &str, series: &str) -> Option<i64> {
+    value(text, series)
+}
+
+/// [`gauge`] for any number type (counters of seconds are fractional).
+fn value<T: std::str::FromStr<Err: std::fmt::Debug>>(text: &str, series: &str) -> Option<T> {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .map(|v| v.trim().parse().unwrap())
@@ -283,10 +288,6 @@ async fn writer_counters() {
         assert_eq!(r.status, 200);
         r.text()
     };
-    let value = |text: &str, series: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-    };
     if server.core().store().backend() != "sqlite" {
         server.register_android().await;
         let text = scrape().await;
@@ -300,9 +301,9 @@ async fn writer_counters() {
     let started = std::time::Instant::now();
     let before = scrape().await;
     let (held0, txs0, batches0) = (
-        value(&before, held).expect("held"),
-        value(&before, txs).expect("transactions"),
-        value(&before, batches).expect("batches"),
+        value::<f64>(&before, held).expect("held"),
+        value::<f64>(&before, txs).expect("transactions"),
+        value::<f64>(&before, batches).expect("batches"),
     );
     for _ in 0..3 {
         server.register_android().await;
@@ -310,9 +311,9 @@ async fn writer_counters() {
     let after = scrape().await;
     let wall = started.elapsed().as_secs_f64();
     let (held1, txs1, batches1) = (
-        value(&after, held).unwrap(),
-        value(&after, txs).unwrap(),
-        value(&after, batches).unwrap(),
+        value::<f64>(&after, held).unwrap(),
+        value::<f64>(&after, txs).unwrap(),
+        value::<f64>(&after, batches).unwrap(),
     );
     // Each registration is at least one write transaction, committed in some batch.
     assert!(txs1 - txs0 >= 3.0, "{before}\n{after}");

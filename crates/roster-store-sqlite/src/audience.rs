@@ -75,11 +75,7 @@ fn insert_value_rows(
     owner: &str,
     rows: &[ValueRow],
 ) -> StoreResult<()> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let take = VALUE_ROWS_PER_INSERT.min(1 << rest.len().ilog2());
-        let (chunk, after) = rest.split_at(take);
-        rest = after;
+    for chunk in crate::sql::power_of_two_chunks(rows, VALUE_ROWS_PER_INSERT) {
         let mut values: Vec<&dyn ToSql> = Vec::with_capacity(2 + chunk.len() * 7);
         values.push(&account);
         values.push(&owner);

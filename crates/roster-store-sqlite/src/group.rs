@@ -87,8 +87,6 @@ pub(crate) struct Writer {
     batch: Option<Arc<Batch>>,
     /// Transactions of `batch` that committed into it and wait for its `COMMIT`.
     waiting: usize,
-    /// Batches committed since the store was opened (for tests and diagnostics).
-    committed_batches: u64,
     /// The in-memory audience index fed by this connection's change capture (memindex.rs).
     capture: Option<Arc<IndexState>>,
     /// `PRAGMA data_version` when last looked at: on this connection it changes only when
@@ -127,7 +125,6 @@ impl Writer {
             checkpointer: None,
             batch: None,
             waiting: 0,
-            committed_batches: 0,
             capture: None,
             data_version: None,
         }
@@ -157,11 +154,6 @@ impl Writer {
     /// undone with the batch: so this is exactly `waiting > 0`.
     fn joined(&self) -> bool {
         self.waiting > 0
-    }
-
-    /// How many batches were committed since the store was opened.
-    pub(crate) fn committed_batches(&self) -> u64 {
-        self.committed_batches
     }
 
     /// Ends a batch that SQLite rolled back by itself (the connection is back in autocommit
@@ -406,7 +398,6 @@ async fn lead(mutex: Arc<Mutex<Writer>>, batch: Arc<Batch>) {
         }
         let outcome = run(&writer.conn, "COMMIT");
         if outcome.is_ok() {
-            writer.committed_batches += 1;
             writer.counters.batches.fetch_add(1, Ordering::Relaxed);
             // Before the batch's transactions are told: an acknowledged write is pending for
             // the audience index (or already applied).
@@ -494,8 +485,8 @@ mod tests {
         rows
     }
 
-    async fn batches(store: &SqliteStore) -> u64 {
-        store.committed_batches().await
+    fn batches(store: &SqliteStore) -> u64 {
+        store.committed_batches()
     }
 
     /// Transactions that queued for the writer while one held it join its batch: one COMMIT
@@ -505,7 +496,7 @@ mod tests {
     async fn queued_transactions_share_one_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
-        let before = batches(&store).await;
+        let before = batches(&store);
         let first = insert(&store, 0).await;
         let mut queued = Vec::new();
         for x in 1..=10 {
@@ -525,11 +516,7 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(committed_rows(dir.path()), (0..=10).collect::<Vec<_>>());
-        assert_eq!(
-            batches(&store).await - before,
-            1,
-            "one COMMIT for the eleven transactions"
-        );
+        assert_eq!(batches(&store) - before, 1, "one COMMIT for the eleven transactions");
     }
 
     /// A transaction rolled back (or dropped) inside a batch undoes only its own writes.

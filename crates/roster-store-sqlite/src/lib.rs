@@ -243,8 +243,8 @@ impl SqliteStore {
     /// Write batches committed since the store was opened: each is one `COMMIT` (one fsync)
     /// shared by the write transactions that joined it (group.rs). Write transactions divided
     /// by this are the group-commit factor.
-    pub async fn committed_batches(&self) -> u64 {
-        self.writer.lock().await.committed_batches()
+    pub fn committed_batches(&self) -> u64 {
+        self.writer_counters.stats().batches
     }
 
     /// What the WAL checkpoint thread and the writer did so far (checkpoint.rs; tests).

@@ -8,6 +8,8 @@
 //! UPDATE SKIP LOCKED` does on PostgreSQL. Audience jobs likewise: the chunk transaction that
 //! claimed a job is the only writer until it commits or rolls back.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use roster_model::{Installation, Millis, Provider, TokenClearedReason};
 use roster_store::columns::{id, json};
@@ -23,7 +25,7 @@ use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
 use crate::rows::{self, bool_at, enum_at, json_at, opt_uuid_at, uuid_at};
-use crate::sql::{count, execute, expect_one, query_all, query_opt};
+use crate::sql::{count, execute, expect_one, power_of_two_chunks, query_all, query_opt};
 use crate::tx::SqliteTx;
 
 /// The start of GDPR erase's statement (management-api.md §8.2 step 3), the time as `?3`: a
@@ -147,6 +149,11 @@ const DELIVERIES_PER_INSERT: usize = 32;
 /// Columns of a delivery record, in `delivery_columns!()` order.
 const DELIVERY_COLUMNS: usize = 18;
 
+/// `INSERT INTO deliveries` of 1, 2, 4, ..., [`DELIVERIES_PER_INSERT`] rows, by the log2 of
+/// the row count: built once, not for every chunk of a resolution.
+static INSERT_DELIVERIES_SQL: LazyLock<[String; DELIVERIES_PER_INSERT.ilog2() as usize + 1]> =
+    LazyLock::new(|| std::array::from_fn(|k| insert_deliveries_sql(1 << k)));
+
 /// `INSERT INTO deliveries` of `rows` rows.
 fn insert_deliveries_sql(rows: usize) -> String {
     let mut sql = concat!("INSERT INTO deliveries (", delivery_columns!(), ") VALUES ").to_string();
@@ -205,7 +212,7 @@ fn insert_delivery_rows(conn: &Connection, chunk: &[Delivery]) -> StoreResult<()
     }
     execute(
         conn,
-        &insert_deliveries_sql(chunk.len()),
+        &INSERT_DELIVERIES_SQL[chunk.len().ilog2() as usize],
         rusqlite::params_from_iter(values),
     )
     .map(drop)
@@ -373,11 +380,7 @@ impl PushTx for SqliteTx {
 
     async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> StoreResult<()> {
         let conn = self.conn()?;
-        let mut rest = deliveries;
-        while !rest.is_empty() {
-            let take = DELIVERIES_PER_INSERT.min(1 << rest.len().ilog2());
-            let (chunk, after) = rest.split_at(take);
-            rest = after;
+        for chunk in power_of_two_chunks(deliveries, DELIVERIES_PER_INSERT) {
             insert_delivery_rows(conn, chunk)?;
         }
         Ok(())

@@ -52,6 +52,21 @@ pub(crate) fn execute<P: rusqlite::Params>(conn: &Connection, sql: &str, params:
     stmt.execute(params).map_err(map_err)
 }
 
+/// `rows` in chunks whose sizes are powers of two, each the largest that fits and at most `max`
+/// (a power of two): multi-row statements come in a few sizes only, each prepared and cached
+/// once.
+pub(crate) fn power_of_two_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, after) = rest.split_at(max.min(1 << rest.len().ilog2()));
+        rest = after;
+        Some(chunk)
+    })
+}
+
 /// A count.
 pub(crate) fn count<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> StoreResult<u64> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
