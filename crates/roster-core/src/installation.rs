@@ -363,9 +363,13 @@ impl Core {
                 // Unknown in this application: idempotent success, nothing changed.
                 return Ok(());
             };
-            lock_person(tx, target.account_id, target.person_id).await?;
-            let Some(target) = installation_in_app(tx, app, path_id).await? else {
-                return Ok(());
+            let target = if lock_person(tx, target.account_id, target.person_id).await? {
+                let Some(again) = installation_in_app(tx, app, path_id).await? else {
+                    return Ok(());
+                };
+                again
+            } else {
+                target
             };
             delete_installation_in(tx, &target).await?;
             touch_caller(tx, &caller, now).await?;

@@ -235,7 +235,9 @@ async fn lock_installation(tx: &mut dyn Tx, account_id: Uuid, raw_id: &str) -> C
     let first = installation_of_account(tx, account_id, raw_id)
         .await?
         .ok_or_else(|| no_installation(raw_id))?;
-    crate::resolve::lock_person(tx, account_id, first.person_id).await?;
+    if !crate::resolve::lock_person(tx, account_id, first.person_id).await? {
+        return Ok(first);
+    }
     let again = installation_of_account(tx, account_id, raw_id)
         .await?
         .ok_or_else(|| no_installation(raw_id))?;

@@ -98,7 +98,8 @@ pub async fn resolve(
 
 /// [`resolve`] for a write: then locks the caller's person (every change to a person or its
 /// installations serialises on that row lock, roster-store `Tx` docs) and re-reads caller and
-/// target, which a concurrent transaction may have changed or moved before the lock was held.
+/// target, which a concurrent transaction may have changed or moved before the lock was held
+/// (neither where the transaction writes alone).
 /// If one moved to another person meanwhile, the transaction is run again from the start.
 pub async fn resolve_for_write(
     tx: &mut dyn Tx,
@@ -107,7 +108,10 @@ pub async fn resolve_for_write(
     remote_allowed: bool,
 ) -> CoreResult<Resolved> {
     let first = resolve(tx, app, addressing, remote_allowed).await?;
-    lock_person(tx, first.caller.account_id, first.caller.person_id).await?;
+    if !lock_person(tx, first.caller.account_id, first.caller.person_id).await? {
+        // The transaction writes alone: nothing read above can have changed.
+        return Ok(first);
+    }
     let again = resolve(tx, app, addressing, remote_allowed).await?;
     if again.caller.person_id != first.caller.person_id {
         return Err(CoreError::Store(roster_store::StoreError::Retry(
@@ -118,10 +122,15 @@ pub async fn resolve_for_write(
 }
 
 /// Locks a person's row until commit (see [`resolve_for_write`]); a missing person is fine
-/// (nothing to serialise on).
-pub async fn lock_person(tx: &mut dyn Tx, account_id: uuid::Uuid, person_id: uuid::Uuid) -> CoreResult<()> {
+/// (nothing to serialise on). Returns whether a lock was taken, that is whether another
+/// transaction may have changed what was read before it: `false` in a transaction that writes
+/// alone ([`Tx::writes_alone`], SQLite), which needs no lock and no second read.
+pub async fn lock_person(tx: &mut dyn Tx, account_id: uuid::Uuid, person_id: uuid::Uuid) -> CoreResult<bool> {
+    if tx.writes_alone() {
+        return Ok(false);
+    }
     tx.person(account_id, person_id).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// How old `lastSeenAt` may get before a successful request rewrites it (people.md §2.7).

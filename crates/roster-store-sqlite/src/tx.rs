@@ -143,6 +143,12 @@ impl Drop for SqliteTx {
 
 #[async_trait]
 impl Tx for SqliteTx {
+    fn writes_alone(&self) -> bool {
+        // The writer is held from `begin` to commit or rollback, and the file's write lock with
+        // it (BEGIN IMMEDIATE): no other transaction of any process writes meanwhile.
+        matches!(self.handle, Some(Handle::Writer(_)))
+    }
+
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         match self.handle.take() {
             // Durable when this returns: the batch it joined was committed (group.rs).

@@ -321,6 +321,15 @@ pub trait Tx: AdminTx + AudienceTx + PeopleTx + PortalTx + PushTx + RetentionTx 
     /// Discards every write of the transaction.
     async fn rollback(self: Box<Self>) -> StoreResult<()>;
 
+    /// Whether this is a write transaction that runs alone: no other transaction can write
+    /// between its first statement and its end (SQLite's one writer, which it holds throughout).
+    /// Nothing it reads can then change but by its own writes, so the core neither locks a
+    /// person nor reads again what it read before such a lock (`roster_core::resolve`). False
+    /// where writers run concurrently under row locks (PostgreSQL), and for read transactions.
+    fn writes_alone(&self) -> bool {
+        false
+    }
+
     /// Serialises this transaction with every other one that locks the same `key`, until commit
     /// or rollback (PostgreSQL: a transaction-scoped advisory lock; SQLite, which has one
     /// writer, does nothing). Used before rules that read-then-write a set of rows no single
