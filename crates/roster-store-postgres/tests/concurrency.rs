@@ -18,6 +18,20 @@ use uuid::Uuid;
 /// How long a waiting transaction is given to show that it waits.
 const WAIT: Duration = Duration::from_millis(300);
 
+/// PostgreSQL's write transactions run side by side, so none of them may skip the person lock
+/// (`Tx::writes_alone`): two are open at once here.
+#[tokio::test]
+async fn write_transactions_do_not_write_alone() {
+    let Some((_db, store)) = fresh().await else { return };
+    let first = store.begin().await.unwrap();
+    let second = store.begin().await.unwrap();
+    assert!(!first.writes_alone());
+    assert!(!second.writes_alone());
+    assert!(!store.begin_read().await.unwrap().writes_alone());
+    first.rollback().await.unwrap();
+    second.rollback().await.unwrap();
+}
+
 /// Two transactions each read a person (locking it), change it and write it back. The second
 /// one's read waits for the first to commit and then sees its change, so both increments and
 /// both tags survive.

@@ -666,6 +666,29 @@ mod tests {
         assert_eq!(pragma(&reader, "mmap_size"), MMAP_SIZE);
     }
 
+    /// A write transaction holds the one writer until it ends, so it writes alone
+    /// (`Tx::writes_alone`: the core skips the person lock and the second read): no other
+    /// write transaction begins meanwhile. A read transaction does not write.
+    #[tokio::test]
+    async fn write_transactions_write_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("w.db")).await.unwrap());
+        let first = store.begin().await.unwrap();
+        assert!(first.writes_alone());
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await.unwrap().rollback().await.unwrap() }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !second.is_finished(),
+            "a second write transaction began beside the first"
+        );
+        first.rollback().await.unwrap();
+        second.await.unwrap();
+        assert!(!store.begin_read().await.unwrap().writes_alone());
+    }
+
     #[test]
     fn migration_versions_increase() {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
