@@ -287,7 +287,7 @@ impl Core {
                     };
                     if inst != before {
                         inst.updated_at = now;
-                        tx.update_installation(&inst).await?;
+                        tx.update_installation_from(&before, &inst).await?;
                     }
                     Ok(InstallationJson::of(&inst, true))
                 }
@@ -302,7 +302,7 @@ impl Core {
                     if inst != before {
                         enforce_uniqueness(tx, Some(&before), &inst, now).await?;
                         inst.updated_at = now;
-                        tx.update_installation(&inst).await?;
+                        tx.update_installation_from(&before, &inst).await?;
                     }
                     touch_caller(tx, &r.caller, now).await?;
                     Ok(InstallationJson::of(&inst, false))

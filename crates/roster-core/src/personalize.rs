@@ -74,12 +74,13 @@ pub async fn depersonalize_in(tx: &mut dyn Tx, inst: &mut Installation, now: Mil
     }
     let fresh = Person::new_anonymous(inst.account_id, now);
     tx.insert_person(&fresh).await?;
+    let stored = inst.clone();
     inst.person_id = fresh.id;
     inst.custom_attributes.clear();
     inst.application_user_id = None;
     inst.is_primary = false;
     inst.updated_at = now;
-    tx.update_installation(inst).await?;
+    tx.update_installation_from(&stored, inst).await?;
     Ok(Some(fresh))
 }
 
@@ -290,12 +291,13 @@ impl Core {
                 },
             };
             // 1. move I to T; it keeps its flag only if T has no primary in this application.
+            let stored = inst.clone();
             inst.person_id = target.id;
             if inst.is_primary && target_primary.is_some() {
                 inst.is_primary = false;
             }
             inst.updated_at = now;
-            tx.update_installation(&inst).await?;
+            tx.update_installation_from(&stored, &inst).await?;
             // 2. fill T from P0 (with the attributes that still have a definition).
             let moved = defined_only(tx, &p0, &target).await?;
             let dropped = fill_target(&mut target, &moved);
@@ -358,9 +360,10 @@ impl Core {
                 .await?;
             tx.demote_primaries(app.account_id, target.id, app.id, &inst.push_reg_id, now)
                 .await?;
+            let stored = inst.clone();
             inst.is_primary = true;
             inst.updated_at = now;
-            tx.update_installation(&inst).await?;
+            tx.update_installation_from(&stored, &inst).await?;
         }
         // The merge moved I (already written); a same-person personalize writes I only above.
         save_person(tx, &target_before, &mut target, now).await?;

@@ -224,7 +224,7 @@ pub async fn save_person(tx: &mut dyn Tx, before: &Person, after: &mut Person, n
     }
     after.version = before.version + 1;
     after.updated_at = now;
-    tx.update_person(after).await?;
+    tx.update_person_from(before, after).await?;
     Ok(true)
 }
 
@@ -234,9 +234,10 @@ pub async fn touch_caller(tx: &mut dyn Tx, caller: &Installation, now: Millis) -
         // Lock the person (a no-op when the operation already holds it), then re-read: the
         // operation, or a concurrent request, may have changed the caller meanwhile.
         lock_person(tx, caller.account_id, caller.person_id).await?;
-        if let Some(mut current) = tx.installation(&caller.push_reg_id).await? {
+        if let Some(stored) = tx.installation(&caller.push_reg_id).await? {
+            let mut current = stored.clone();
             current.last_seen_at = now;
-            tx.update_installation(&current).await?;
+            tx.update_installation_from(&stored, &current).await?;
         }
     }
     Ok(())

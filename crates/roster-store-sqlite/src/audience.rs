@@ -126,22 +126,23 @@ fn write_value_rows(
     account: &str,
     owner: &str,
     rows: &[ValueRow],
-    fresh: Fresh,
+    stored: Stored,
 ) -> StoreResult<()> {
-    if fresh == Fresh::New {
-        return insert_value_rows(conn, table, owner_column, account, owner, rows);
-    }
-    // `+account_id`: by the primary key (owner, name, item, field), not a value index led by
-    // the account.
-    let stored = query_all(
-        conn,
-        &format!(
-            "SELECT name, item, field, value_text, value_lower, value_num, value_bool FROM {table} \
-             WHERE +account_id = ?1 AND {owner_column} = ?2"
-        ),
-        params![account, owner],
-        value_row,
-    )?;
+    let stored = match stored {
+        Stored::Nothing => return insert_value_rows(conn, table, owner_column, account, owner, rows),
+        // `+account_id`: by the primary key (owner, name, item, field), not a value index led
+        // by the account.
+        Stored::Unknown => query_all(
+            conn,
+            &format!(
+                "SELECT name, item, field, value_text, value_lower, value_num, value_bool FROM {table} \
+                 WHERE +account_id = ?1 AND {owner_column} = ?2"
+            ),
+            params![account, owner],
+            value_row,
+        )?,
+        Stored::Known(rows) => rows,
+    };
     fn key(r: &ValueRow) -> (&str, i64, &str) {
         (&r.name, r.item, &r.field)
     }
@@ -191,8 +192,37 @@ fn write_value_rows(
     insert_value_rows(conn, table, owner_column, account, owner, &missing)
 }
 
+/// The value rows an owner has before a write.
+enum Stored {
+    /// None (a new owner).
+    Nothing,
+    /// Whatever is stored: read it.
+    Unknown,
+    /// These (computed from the owner as it is stored).
+    Known(Vec<ValueRow>),
+}
+
+impl From<Fresh> for Stored {
+    fn from(fresh: Fresh) -> Stored {
+        match fresh {
+            Fresh::New => Stored::Nothing,
+            Fresh::Existing => Stored::Unknown,
+        }
+    }
+}
+
 /// Writes a person's index rows (people.md person write paths).
 pub(crate) fn index_person(conn: &Connection, person: &Person, fresh: Fresh) -> StoreResult<()> {
+    write_person_rows(conn, person, fresh.into())
+}
+
+/// [`index_person`] for `after`, the person stored as `before` until now: its rows are those
+/// of `before`, not read again.
+pub(crate) fn index_person_from(conn: &Connection, before: &Person, after: &Person) -> StoreResult<()> {
+    write_person_rows(conn, after, Stored::Known(index::person_rows(before)))
+}
+
+fn write_person_rows(conn: &Connection, person: &Person, stored: Stored) -> StoreResult<()> {
     let (account, owner) = (id(person.account_id), id(person.id));
     write_value_rows(
         conn,
@@ -201,12 +231,119 @@ pub(crate) fn index_person(conn: &Connection, person: &Person, fresh: Fresh) -> 
         &account,
         &owner,
         &index::person_rows(person),
-        fresh,
+        stored,
     )
 }
 
 /// Writes an installation's index rows (installation write paths).
 pub(crate) fn index_installation(conn: &Connection, inst: &Installation, fresh: Fresh) -> StoreResult<()> {
+    write_search_row(conn, inst)?;
+    write_installation_rows(conn, inst, fresh.into())
+}
+
+/// [`index_installation`] for `after`, the installation stored as `before` until now: its search
+/// row is written only if it differs, and its value rows are diffed against those of `before`,
+/// neither read again.
+pub(crate) fn index_installation_from(
+    conn: &Connection,
+    before: &Installation,
+    after: &Installation,
+) -> StoreResult<()> {
+    if index::installation_search(before) != index::installation_search(after) {
+        write_search_row(conn, after)?;
+    }
+    write_installation_rows(conn, after, Stored::Known(index::installation_rows(before)))
+}
+
+fn write_installation_rows(conn: &Connection, inst: &Installation, stored: Stored) -> StoreResult<()> {
+    write_value_rows(
+        conn,
+        "installation_attribute_values",
+        "push_reg_id",
+        &id(inst.account_id),
+        &inst.push_reg_id,
+        &index::installation_rows(inst),
+        stored,
+    )
+}
+
+/// Debug builds, so every test: the `before` of an `*_from` update must be exactly what is
+/// stored (row, keys, index rows), or the difference written from it would leave them wrong.
+/// A caller passing anything else is a bug: this panics with what differs.
+#[cfg(debug_assertions)]
+pub(crate) fn assert_stored_person(conn: &Connection, before: &Person) {
+    let stored = crate::sql::person(conn, before.account_id, before.id)
+        .expect("reading the stored person")
+        .expect("the person of an update is stored");
+    assert_eq!(&stored, before, "update_person_from: `before` is not the stored person");
+    assert_eq!(
+        stored_value_rows(conn, "person_attribute_values", "person_id", &id(before.id)),
+        by_value_key(index::person_rows(before)),
+        "update_person_from: the stored value rows are not those of `before`"
+    );
+}
+
+/// [`assert_stored_person`] for an installation, its search row included.
+#[cfg(debug_assertions)]
+pub(crate) fn assert_stored_installation(conn: &Connection, before: &Installation) {
+    let stored = crate::sql::installation(conn, &before.push_reg_id)
+        .expect("reading the stored installation")
+        .expect("the installation of an update is stored");
+    assert_eq!(
+        &stored, before,
+        "update_installation_from: `before` is not the stored installation"
+    );
+    assert_eq!(
+        stored_value_rows(
+            conn,
+            "installation_attribute_values",
+            "push_reg_id",
+            &before.push_reg_id
+        ),
+        by_value_key(index::installation_rows(before)),
+        "update_installation_from: the stored value rows are not those of `before`"
+    );
+    let search: Vec<Option<String>> = conn
+        .query_row(
+            &format!(
+                "SELECT {} FROM installation_search WHERE push_reg_id = ?1",
+                SEARCH_COLUMNS.join(", ")
+            ),
+            [&before.push_reg_id],
+            |r| (0..SEARCH_COLUMNS.len()).map(|i| r.get(i)).collect(),
+        )
+        .expect("the installation's search row");
+    assert_eq!(
+        search,
+        index::installation_search(before).to_vec(),
+        "update_installation_from: the stored search row is not that of `before`"
+    );
+}
+
+#[cfg(debug_assertions)]
+fn stored_value_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
+    by_value_key(
+        query_all(
+            conn,
+            &format!(
+                "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
+                 FROM {table} WHERE {owner_column} = ?1"
+            ),
+            params![owner],
+            value_row,
+        )
+        .expect("reading the stored value rows"),
+    )
+}
+
+#[cfg(debug_assertions)]
+fn by_value_key(mut rows: Vec<ValueRow>) -> Vec<ValueRow> {
+    rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
+    rows
+}
+
+/// Writes an installation's `installation_search` row (when it differs from the stored one).
+fn write_search_row(conn: &Connection, inst: &Installation) -> StoreResult<()> {
     let account = id(inst.account_id);
     let owner = inst.push_reg_id.as_str();
     let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12] = index::installation_search(inst);
@@ -237,15 +374,7 @@ pub(crate) fn index_installation(conn: &Connection, inst: &Installation, fresh: 
         params![account, owner, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12],
     )?;
     debug_assert_eq!(SEARCH_COLUMNS.len(), 13);
-    write_value_rows(
-        conn,
-        "installation_attribute_values",
-        "push_reg_id",
-        &account,
-        owner,
-        &index::installation_rows(inst),
-        fresh,
-    )
+    Ok(())
 }
 
 /// Fills the index for every person and installation stored before it existed (run by the
@@ -996,5 +1125,60 @@ mod tests {
         i.person_id = other.id;
         sql::update_installation(&conn, &i).unwrap();
         assert_eq!(sql::installation(&conn, &i.push_reg_id).unwrap(), Some(i.clone()));
+
+        // The same kinds of change written from the stored state (`update_*_from`, which reads
+        // nothing first; in debug builds the store asserts that `before` is what is stored):
+        // the result is the whole new state again.
+        let before = sql::person(&conn, acc.id, p.id).unwrap().unwrap();
+        let mut after = before.clone();
+        after.version += 1;
+        after.tags.insert("delta".into());
+        after.tags.remove("gamma");
+        after.phones.reverse();
+        after.external_user_id = None;
+        after.custom_attributes.insert("count".into(), serde_json::json!(5));
+        after
+            .custom_attributes
+            .insert("added".into(), serde_json::json!("Value"));
+        sql::update_person_from(&conn, &before, &after).unwrap();
+        let stored = sql::installation(&conn, &i.push_reg_id).unwrap().unwrap();
+        let mut j = stored.clone();
+        j.system.app_version = Some("2.0.0".into());
+        j.custom_attributes.remove("plan");
+        j.person_id = p.id;
+        j.last_seen_at += 5;
+        sql::update_installation_from(&conn, &stored, &j).unwrap();
+        check(&after, &j);
+        // Nothing indexed, searched or attributed changed: the row alone is written.
+        let mut k = j.clone();
+        k.last_seen_at += 1;
+        assert_eq!(changes(&|| sql::update_installation_from(&conn, &j, &k).unwrap()), 1);
+        check(&after, &k);
+        let mut q = after.clone();
+        q.version += 1;
+        assert_eq!(changes(&|| sql::update_person_from(&conn, &after, &q).unwrap()), 1);
+        check(&q, &k);
+    }
+
+    /// Debug builds catch a caller that gives `update_person_from` a person other than the
+    /// stored one (its difference would be written against the wrong rows).
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "`before` is not the stored person")]
+    fn an_update_from_a_stale_person_is_caught_in_debug_builds() {
+        use roster_store_tests::fixtures::{account, application, full_person};
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        crate::apply_migrations(&conn).unwrap();
+        let acc = account(1);
+        sql::insert_account(&conn, &acc).unwrap();
+        sql::insert_application(&conn, &application(acc.id)).unwrap();
+        let person = full_person(acc.id);
+        sql::insert_person(&conn, &person).unwrap();
+        let mut stale = person.clone();
+        stale.tags.insert("never-stored".into());
+        let mut after = stale.clone();
+        after.version += 1;
+        let _ = sql::update_person_from(&conn, &stale, &after);
     }
 }

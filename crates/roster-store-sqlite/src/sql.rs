@@ -439,18 +439,8 @@ pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> Sto
     crate::audience::index_installation(conn, inst, crate::audience::Fresh::New)
 }
 
-/// Rewrites an installation. Two statements, because SQLite rewrites an index entry whenever
-/// the `SET` list names one of its columns, changed or not (measured: `SET a = a` dirties the
-/// index page of `a`): the columns no index holds are written every time, the ones the
-/// installations' indexes and their partial-index and provider `CHECK`s read
-/// (`application_id`, `person_id`, `push_service_type`, `provider`, `push_service_token`,
-/// `is_primary`, `created_at`) only when one of them changed. A `PATCH` or a `lastSeenAt`
-/// refresh so dirties the row's page, not a page of each of its five indexes.
-pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
-    let [changed, _] = write_installation(
-        conn,
-        [
-            "UPDATE installations SET reg_enabled = :reg_enabled, \
+/// The columns of an installation no index reads (written on every update).
+const UPDATE_INSTALLATION_UNINDEXED: &str = "UPDATE installations SET reg_enabled = :reg_enabled, \
          application_user_id = :application_user_id, \
          custom_attributes = :custom_attributes, notifications_enabled = :notifications_enabled, \
          sdk_version = :sdk_version, app_version = :app_version, os = :os, \
@@ -461,8 +451,11 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
          inbox = :inbox, webrtcui = :webrtcui, updated_at = :updated_at, \
          last_seen_at = :last_seen_at, token_cleared_at = :token_cleared_at, \
          token_cleared_reason = :token_cleared_reason \
-         WHERE account_id = :account_id AND push_reg_id = :push_reg_id",
-            "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
+         WHERE account_id = :account_id AND push_reg_id = :push_reg_id";
+
+/// The columns an index, a partial index or the provider `CHECK` reads (written when one of them
+/// differs).
+const UPDATE_INSTALLATION_INDEXED: &str = "UPDATE installations SET application_id = :application_id, person_id = :person_id, \
          push_service_type = :push_service_type, provider = :provider, \
          push_service_token = :push_service_token, is_primary = :is_primary, \
          created_at = :created_at \
@@ -470,13 +463,64 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
          AND (application_id IS NOT :application_id OR person_id IS NOT :person_id \
          OR push_service_type IS NOT :push_service_type OR provider IS NOT :provider \
          OR push_service_token IS NOT :push_service_token OR is_primary IS NOT :is_primary \
-         OR created_at IS NOT :created_at)",
-        ],
-        inst,
-    )?;
+         OR created_at IS NOT :created_at)";
+
+/// Rewrites an installation. Two statements, because SQLite rewrites an index entry whenever
+/// the `SET` list names one of its columns, changed or not (measured: `SET a = a` dirties the
+/// index page of `a`): the columns no index holds are written every time, the ones the
+/// installations' indexes and their partial-index and provider `CHECK`s read
+/// (`application_id`, `person_id`, `push_service_type`, `provider`, `push_service_token`,
+/// `is_primary`, `created_at`) only when one of them changed. A `PATCH` or a `lastSeenAt`
+/// refresh so dirties the row's page, not a page of each of its five indexes.
+pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> StoreResult<()> {
+    let [changed, _] = write_installation(conn, [UPDATE_INSTALLATION_UNINDEXED, UPDATE_INSTALLATION_INDEXED], inst)?;
     expect_one(changed)?;
     // The audience index, in the same transaction.
     crate::audience::index_installation(conn, inst, crate::audience::Fresh::Existing)
+}
+
+/// [`update_installation`] from `before`, the installation as stored (`Tx::update_installation_from`):
+/// the indexed columns are written only if one of them differs, the search row only if it
+/// differs, and the value rows are diffed against those of `before`, with nothing read.
+pub(crate) fn update_installation_from(
+    conn: &Connection,
+    before: &Installation,
+    after: &Installation,
+) -> StoreResult<()> {
+    #[cfg(debug_assertions)]
+    crate::audience::assert_stored_installation(conn, before);
+    if before.push_reg_id != after.push_reg_id || before.account_id != after.account_id {
+        return Err(StoreError::Other(
+            "an update cannot change an installation's identity".into(),
+        ));
+    }
+    let indexed_changed = (
+        before.application_id,
+        before.person_id,
+        before.push_service_type,
+        &before.push_service_token,
+        before.is_primary,
+        before.created_at,
+    ) != (
+        after.application_id,
+        after.person_id,
+        after.push_service_type,
+        &after.push_service_token,
+        after.is_primary,
+        after.created_at,
+    );
+    if indexed_changed {
+        let [changed, _] = write_installation(
+            conn,
+            [UPDATE_INSTALLATION_UNINDEXED, UPDATE_INSTALLATION_INDEXED],
+            after,
+        )?;
+        expect_one(changed)?;
+    } else {
+        let [changed] = write_installation(conn, [UPDATE_INSTALLATION_UNINDEXED], after)?;
+        expect_one(changed)?;
+    }
+    crate::audience::index_installation_from(conn, before, after)
 }
 
 pub(crate) fn delete_installation(conn: &Connection, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
@@ -728,6 +772,15 @@ pub(crate) fn insert_person(conn: &Connection, person: &Person) -> StoreResult<(
 /// indexed column of `persons` that can change) is set by its own statement when it differs, and
 /// the keys and tags are compared with the stored ones ([`replace_person_keys`]).
 pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<()> {
+    write_person_row(conn, person)?;
+    write_external_user_id(conn, person)?;
+    replace_person_keys(conn, person)?;
+    // The audience index, in the same transaction.
+    crate::audience::index_person(conn, person, crate::audience::Fresh::Existing)
+}
+
+/// The person's row but `external_user_id` (the one indexed column an update can change).
+fn write_person_row(conn: &Connection, person: &Person) -> StoreResult<()> {
     let changed = execute(
         conn,
         "UPDATE persons SET first_name = ?3, middle_name = ?4, \
@@ -749,16 +802,39 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
             person.updated_at,
         ],
     )?;
-    expect_one(changed)?;
+    expect_one(changed)
+}
+
+/// The person's `external_user_id`, where it differs.
+fn write_external_user_id(conn: &Connection, person: &Person) -> StoreResult<()> {
     execute(
         conn,
         "UPDATE persons SET external_user_id = ?3 \
          WHERE account_id = ?1 AND id = ?2 AND external_user_id IS NOT ?3",
         params![id(person.account_id), id(person.id), person.external_user_id],
+    )
+    .map(drop)
+}
+
+/// [`update_person`] from `before`, the person as stored (`Tx::update_person_from`): its keys and
+/// value rows are diffed against those of `before`, and `external_user_id` written only if it
+/// differs, with nothing read.
+pub(crate) fn update_person_from(conn: &Connection, before: &Person, after: &Person) -> StoreResult<()> {
+    #[cfg(debug_assertions)]
+    crate::audience::assert_stored_person(conn, before);
+    if before.id != after.id || before.account_id != after.account_id {
+        return Err(StoreError::Other("an update cannot change a person's identity".into()));
+    }
+    write_person_row(conn, after)?;
+    if before.external_user_id != after.external_user_id {
+        write_external_user_id(conn, after)?;
+    }
+    write_person_keys(
+        conn,
+        after,
+        (before.phones.clone(), before.emails.clone(), before.tags.clone()),
     )?;
-    replace_person_keys(conn, person)?;
-    // The audience index, in the same transaction.
-    crate::audience::index_person(conn, person, crate::audience::Fresh::Existing)
+    crate::audience::index_person_from(conn, before, after)
 }
 
 /// Makes a person's stored phones, emails and tags those of `person`. Every key to go is deleted
@@ -766,7 +842,15 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
 /// later in the same transaction, and one this person moves between positions is free when it
 /// is written again; a key that stays where it was is not touched.
 fn replace_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
-    let (stored_phones, stored_emails, stored_tags) = stored_person_keys(conn, person.account_id, person.id)?;
+    write_person_keys(conn, person, stored_person_keys(conn, person.account_id, person.id)?)
+}
+
+/// [`replace_person_keys`] given the stored phones, emails and tags.
+fn write_person_keys(
+    conn: &Connection,
+    person: &Person,
+    (stored_phones, stored_emails, stored_tags): (Vec<String>, Vec<String>, BTreeSet<String>),
+) -> StoreResult<()> {
     let person_id = id(person.id);
     // The positions whose key differs (or exists on one side only).
     let moved = |old: &[String], new: &[String]| -> Vec<usize> {

@@ -262,6 +262,10 @@ impl Tx for SqliteTx {
         sql::update_installation(self.conn()?, inst)
     }
 
+    async fn update_installation_from(&mut self, before: &Installation, after: &Installation) -> StoreResult<()> {
+        sql::update_installation_from(self.conn()?, before, after)
+    }
+
     async fn delete_installation(&mut self, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool> {
         sql::delete_installation(self.conn()?, account_id, push_reg_id)
     }
@@ -329,6 +333,10 @@ impl Tx for SqliteTx {
 
     async fn update_person(&mut self, person: &Person) -> StoreResult<()> {
         sql::update_person(self.conn()?, person)
+    }
+
+    async fn update_person_from(&mut self, before: &Person, after: &Person) -> StoreResult<()> {
+        sql::update_person_from(self.conn()?, before, after)
     }
 
     async fn delete_person(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<bool> {

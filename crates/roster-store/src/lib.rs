@@ -396,6 +396,14 @@ pub trait Tx: AdminTx + AudienceTx + PeopleTx + PortalTx + PushTx + RetentionTx 
     }
     /// Writes every field of an existing installation (including its person).
     async fn update_installation(&mut self, inst: &Installation) -> StoreResult<()>;
+    /// [`Tx::update_installation`] given `before`, the installation exactly as it is stored now
+    /// (as this transaction read it, with no write to it since): a backend may then write only
+    /// the difference without reading the stored row and index rows again. The outcome is the
+    /// same; the default ignores `before`.
+    async fn update_installation_from(&mut self, before: &Installation, after: &Installation) -> StoreResult<()> {
+        let _ = before;
+        self.update_installation(after).await
+    }
     /// Deletes an installation; whether it existed.
     async fn delete_installation(&mut self, account_id: Uuid, push_reg_id: &str) -> StoreResult<bool>;
     /// Token hygiene (people.md §2.3): clears `token` from every installation of the application
@@ -449,6 +457,14 @@ pub trait Tx: AdminTx + AudienceTx + PeopleTx + PortalTx + PushTx + RetentionTx 
     /// Writes every field of an existing person, replacing its identity keys and tags.
     /// Identity keys released by this write are free for others after commit.
     async fn update_person(&mut self, person: &Person) -> StoreResult<()>;
+    /// [`Tx::update_person`] given `before`, the person exactly as it is stored now (as this
+    /// transaction read it, keys included, with no write to it since): a backend may then write
+    /// only the difference without reading the stored keys and index rows again. The outcome is
+    /// the same; the default ignores `before`.
+    async fn update_person_from(&mut self, before: &Person, after: &Person) -> StoreResult<()> {
+        let _ = before;
+        self.update_person(after).await
+    }
     /// Deletes a person and its identity keys; whether it existed. Its installations must have
     /// been moved or deleted first.
     async fn delete_person(&mut self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
