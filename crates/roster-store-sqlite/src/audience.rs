@@ -320,7 +320,8 @@ pub(crate) fn assert_stored_installation(conn: &Connection, before: &Installatio
     );
 }
 
-#[cfg(debug_assertions)]
+/// An owner's stored value rows in key order (name, item, field).
+#[cfg(any(test, debug_assertions))]
 fn stored_value_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
     by_value_key(
         query_all(
@@ -336,7 +337,8 @@ fn stored_value_rows(conn: &Connection, table: &str, owner_column: &str, owner: 
     )
 }
 
-#[cfg(debug_assertions)]
+/// Value rows in key order (name, item, field).
+#[cfg(any(test, debug_assertions))]
 fn by_value_key(mut rows: Vec<ValueRow>) -> Vec<ValueRow> {
     rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
     rows
@@ -977,33 +979,11 @@ mod tests {
             person.tags = (0..tags).map(|k| format!("Tag{k}")).collect();
             person.custom_attributes.insert("n".into(), serde_json::json!(tags));
             sql::insert_person(&conn, &person).unwrap();
-            let stored = stored_rows(&conn, "person_attribute_values", "person_id", &id(person.id));
-            let expected = sorted(index::person_rows(&person));
+            let stored = stored_value_rows(&conn, "person_attribute_values", "person_id", &id(person.id));
+            let expected = by_value_key(index::person_rows(&person));
             assert_eq!(expected.len(), 2 + tags, "{tags} tags");
             assert_eq!(stored, expected, "{tags} tags");
         }
-    }
-
-    /// A person's or installation's stored value rows, sorted by key.
-    fn stored_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
-        sorted(
-            query_all(
-                conn,
-                &format!(
-                    "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
-                     FROM {table} WHERE {owner_column} = ?1"
-                ),
-                params![owner],
-                value_row,
-            )
-            .unwrap(),
-        )
-    }
-
-    /// Value rows in key order (name, item, field).
-    fn sorted(mut rows: Vec<ValueRow>) -> Vec<ValueRow> {
-        rows.sort_by(|a, b| (&a.name, a.item, &a.field).cmp(&(&b.name, b.item, &b.field)));
-        rows
     }
 
     /// Updates write only the rows that changed (SQLite rewrites every index entry of a column
@@ -1047,12 +1027,12 @@ mod tests {
             );
             let owner = id(person.id);
             assert_eq!(
-                stored_rows(&conn, "person_attribute_values", "person_id", &owner),
-                sorted(index::person_rows(person))
+                stored_value_rows(&conn, "person_attribute_values", "person_id", &owner),
+                by_value_key(index::person_rows(person))
             );
             assert_eq!(
-                stored_rows(&conn, "installation_attribute_values", "push_reg_id", &inst.push_reg_id),
-                sorted(index::installation_rows(inst))
+                stored_value_rows(&conn, "installation_attribute_values", "push_reg_id", &inst.push_reg_id),
+                by_value_key(index::installation_rows(inst))
             );
         };
 
