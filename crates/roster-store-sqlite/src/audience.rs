@@ -28,13 +28,6 @@ use crate::tx::SqliteTx;
 /// The schema version that creates the index; [`backfill`] runs right after it.
 pub(crate) const INDEX_MIGRATION: i64 = 3;
 
-/// Which rows to write: the owner is new (nothing to delete) or may have rows already.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fresh {
-    New,
-    Existing,
-}
-
 /// The most value rows per multi-row `INSERT` of [`insert_value_rows`] (a power of two): a
 /// person's rows (its reserved rows, tags and scalar attributes) are usually 6 to 12.
 const VALUE_ROWS_PER_INSERT: usize = 8;
@@ -130,17 +123,7 @@ fn write_value_rows(
 ) -> StoreResult<()> {
     let stored = match stored {
         Stored::Nothing => return insert_value_rows(conn, table, owner_column, account, owner, rows),
-        // `+account_id`: by the primary key (owner, name, item, field), not a value index led
-        // by the account.
-        Stored::Unknown => query_all(
-            conn,
-            &format!(
-                "SELECT name, item, field, value_text, value_lower, value_num, value_bool FROM {table} \
-                 WHERE +account_id = ?1 AND {owner_column} = ?2"
-            ),
-            params![account, owner],
-            value_row,
-        )?,
+        Stored::Unknown => stored_value_rows(conn, table, owner_column, owner)?,
         Stored::Known(rows) => rows,
     };
     fn key(r: &ValueRow) -> (&str, i64, &str) {
@@ -192,8 +175,22 @@ fn write_value_rows(
     insert_value_rows(conn, table, owner_column, account, owner, &missing)
 }
 
+/// An owner's stored value rows, read by the primary key (owner, name, item, field): owner ids
+/// are unique across accounts, and the value indexes are led by the account.
+fn stored_value_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> StoreResult<Vec<ValueRow>> {
+    query_all(
+        conn,
+        &format!(
+            "SELECT name, item, field, value_text, value_lower, value_num, value_bool FROM {table} \
+             WHERE {owner_column} = ?1"
+        ),
+        params![owner],
+        value_row,
+    )
+}
+
 /// The value rows an owner has before a write.
-enum Stored {
+pub(crate) enum Stored {
     /// None (a new owner).
     Nothing,
     /// Whatever is stored: read it.
@@ -202,18 +199,9 @@ enum Stored {
     Known(Vec<ValueRow>),
 }
 
-impl From<Fresh> for Stored {
-    fn from(fresh: Fresh) -> Stored {
-        match fresh {
-            Fresh::New => Stored::Nothing,
-            Fresh::Existing => Stored::Unknown,
-        }
-    }
-}
-
 /// Writes a person's index rows (people.md person write paths).
-pub(crate) fn index_person(conn: &Connection, person: &Person, fresh: Fresh) -> StoreResult<()> {
-    write_person_rows(conn, person, fresh.into())
+pub(crate) fn index_person(conn: &Connection, person: &Person, stored: Stored) -> StoreResult<()> {
+    write_person_rows(conn, person, stored)
 }
 
 /// [`index_person`] for `after`, the person stored as `before` until now: its rows are those
@@ -236,9 +224,9 @@ fn write_person_rows(conn: &Connection, person: &Person, stored: Stored) -> Stor
 }
 
 /// Writes an installation's index rows (installation write paths).
-pub(crate) fn index_installation(conn: &Connection, inst: &Installation, fresh: Fresh) -> StoreResult<()> {
+pub(crate) fn index_installation(conn: &Connection, inst: &Installation, stored: Stored) -> StoreResult<()> {
     write_search_row(conn, inst)?;
-    write_installation_rows(conn, inst, fresh.into())
+    write_installation_rows(conn, inst, stored)
 }
 
 /// [`index_installation`] for `after`, the installation stored as `before` until now: its search
@@ -277,7 +265,7 @@ pub(crate) fn assert_stored_person(conn: &Connection, before: &Person) {
         .expect("the person of an update is stored");
     assert_eq!(&stored, before, "update_person_from: `before` is not the stored person");
     assert_eq!(
-        stored_value_rows(conn, "person_attribute_values", "person_id", &id(before.id)),
+        stored_rows_in_key_order(conn, "person_attribute_values", "person_id", &id(before.id)),
         by_value_key(index::person_rows(before)),
         "update_person_from: the stored value rows are not those of `before`"
     );
@@ -294,7 +282,7 @@ pub(crate) fn assert_stored_installation(conn: &Connection, before: &Installatio
         "update_installation_from: `before` is not the stored installation"
     );
     assert_eq!(
-        stored_value_rows(
+        stored_rows_in_key_order(
             conn,
             "installation_attribute_values",
             "push_reg_id",
@@ -320,21 +308,10 @@ pub(crate) fn assert_stored_installation(conn: &Connection, before: &Installatio
     );
 }
 
-/// An owner's stored value rows in key order (name, item, field).
+/// [`stored_value_rows`] in key order (name, item, field).
 #[cfg(any(test, debug_assertions))]
-fn stored_value_rows(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
-    by_value_key(
-        query_all(
-            conn,
-            &format!(
-                "SELECT name, item, field, value_text, value_lower, value_num, value_bool \
-                 FROM {table} WHERE {owner_column} = ?1"
-            ),
-            params![owner],
-            value_row,
-        )
-        .expect("reading the stored value rows"),
-    )
+fn stored_rows_in_key_order(conn: &Connection, table: &str, owner_column: &str, owner: &str) -> Vec<ValueRow> {
+    by_value_key(stored_value_rows(conn, table, owner_column, owner).expect("reading the stored value rows"))
 }
 
 /// Value rows in key order (name, item, field).
@@ -390,7 +367,7 @@ pub(crate) fn backfill(conn: &Connection) -> StoreResult<()> {
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for person in &page {
-                index_person(conn, person, Fresh::New)?;
+                index_person(conn, person, Stored::Nothing)?;
             }
         }
         let mut after: Option<String> = None;
@@ -399,7 +376,7 @@ pub(crate) fn backfill(conn: &Connection) -> StoreResult<()> {
             let Some(last) = page.last() else { break };
             after = Some(last.push_reg_id.clone());
             for inst in &page {
-                index_installation(conn, inst, Fresh::New)?;
+                index_installation(conn, inst, Stored::Nothing)?;
             }
         }
     }
@@ -979,7 +956,7 @@ mod tests {
             person.tags = (0..tags).map(|k| format!("Tag{k}")).collect();
             person.custom_attributes.insert("n".into(), serde_json::json!(tags));
             sql::insert_person(&conn, &person).unwrap();
-            let stored = stored_value_rows(&conn, "person_attribute_values", "person_id", &id(person.id));
+            let stored = stored_rows_in_key_order(&conn, "person_attribute_values", "person_id", &id(person.id));
             let expected = by_value_key(index::person_rows(&person));
             assert_eq!(expected.len(), 2 + tags, "{tags} tags");
             assert_eq!(stored, expected, "{tags} tags");
@@ -1027,11 +1004,11 @@ mod tests {
             );
             let owner = id(person.id);
             assert_eq!(
-                stored_value_rows(&conn, "person_attribute_values", "person_id", &owner),
+                stored_rows_in_key_order(&conn, "person_attribute_values", "person_id", &owner),
                 by_value_key(index::person_rows(person))
             );
             assert_eq!(
-                stored_value_rows(&conn, "installation_attribute_values", "push_reg_id", &inst.push_reg_id),
+                stored_rows_in_key_order(&conn, "installation_attribute_values", "push_reg_id", &inst.push_reg_id),
                 by_value_key(index::installation_rows(inst))
             );
         };

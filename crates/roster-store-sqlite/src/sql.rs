@@ -436,7 +436,7 @@ pub(crate) fn insert_installation(conn: &Connection, inst: &Installation) -> Sto
         inst,
     )?;
     // The audience index, in the same transaction.
-    crate::audience::index_installation(conn, inst, crate::audience::Fresh::New)
+    crate::audience::index_installation(conn, inst, crate::audience::Stored::Nothing)
 }
 
 /// The columns of an installation no index reads (written on every update).
@@ -476,7 +476,7 @@ pub(crate) fn update_installation(conn: &Connection, inst: &Installation) -> Sto
     let [changed, _] = write_installation(conn, [UPDATE_INSTALLATION_UNINDEXED, UPDATE_INSTALLATION_INDEXED], inst)?;
     expect_one(changed)?;
     // The audience index, in the same transaction.
-    crate::audience::index_installation(conn, inst, crate::audience::Fresh::Existing)
+    crate::audience::index_installation(conn, inst, crate::audience::Stored::Unknown)
 }
 
 /// [`update_installation`] from `before`, the installation as stored (`Tx::update_installation_from`):
@@ -764,7 +764,7 @@ pub(crate) fn insert_person(conn: &Connection, person: &Person) -> StoreResult<(
     )?;
     insert_person_keys(conn, person)?;
     // The audience index, in the same transaction.
-    crate::audience::index_person(conn, person, crate::audience::Fresh::New)
+    crate::audience::index_person(conn, person, crate::audience::Stored::Nothing)
 }
 
 /// Replaces every field and key of a person, writing only what changed: SQLite rewrites an
@@ -776,7 +776,7 @@ pub(crate) fn update_person(conn: &Connection, person: &Person) -> StoreResult<(
     write_external_user_id(conn, person)?;
     replace_person_keys(conn, person)?;
     // The audience index, in the same transaction.
-    crate::audience::index_person(conn, person, crate::audience::Fresh::Existing)
+    crate::audience::index_person(conn, person, crate::audience::Stored::Unknown)
 }
 
 /// The person's row but `external_user_id` (the one indexed column an update can change).

@@ -20,7 +20,7 @@ use roster_model::{
     Person, PersonType, PushServiceType, SchemaField, SystemData,
 };
 use roster_store::audience::{SEGMENT_NAME_CONSTRAINT, Scope, Segment};
-use roster_store::{Constraint, Snapshot, Store, StoreError};
+use roster_store::{Constraint, Snapshot, Store, StoreError, Tx};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -37,6 +37,7 @@ macro_rules! audience_store_suite {
         $crate::audience_store_suite! { @expand $what;
             random_filters_agree_with_the_reference,
             filters_agree_after_updates_moves_and_deletes,
+            filters_agree_after_updates_from_the_stored_state,
             deleted_attribute_values_match_no_filter,
             segments_round_trip_with_a_unique_name_per_account,
         }
@@ -1005,6 +1006,17 @@ pub async fn random_filters_agree_with_the_reference(store: Arc<dyn Store>) {
 /// The index follows every write: persons updated (names, tags, attributes), installations
 /// updated and moved to other persons, installations and persons deleted; filters still agree.
 pub async fn filters_agree_after_updates_moves_and_deletes(store: Arc<dyn Store>) {
+    updates_moves_and_deletes(store, false).await
+}
+
+/// [`filters_agree_after_updates_moves_and_deletes`] with the updates given the stored state
+/// (`Tx::update_person_from`, `update_installation_from`: SQLite then diffs keys and index rows
+/// against it instead of reading them).
+pub async fn filters_agree_after_updates_from_the_stored_state(store: Arc<dyn Store>) {
+    updates_moves_and_deletes(store, true).await
+}
+
+async fn updates_moves_and_deletes(store: Arc<dyn Store>, from_stored: bool) {
     let seed = 0x5EED_0002;
     let pop = seed_population(&*store, seed, 60).await;
     let mut rng = Rng::new(seed ^ 0xFFFF);
@@ -1017,14 +1029,14 @@ pub async fn filters_agree_after_updates_moves_and_deletes(store: Arc<dyn Store>
                 let mut q = random_person(&mut rng, p.account_id, 1000 + i);
                 q.id = p.id;
                 q.version = p.version + 1;
-                tx.update_person(&q).await.unwrap();
+                update_person(&mut *tx, p, &q, from_stored).await;
             }
             1 => {
                 let mut q = p.clone();
                 q.tags.clear();
                 q.custom_attributes.clear();
                 q.first_name = None;
-                tx.update_person(&q).await.unwrap();
+                update_person(&mut *tx, p, &q, from_stored).await;
             }
             _ => {}
         }
@@ -1038,14 +1050,14 @@ pub async fn filters_agree_after_updates_moves_and_deletes(store: Arc<dyn Store>
                 changed.push_service_token = inst.push_service_token.clone();
                 changed.push_service_type = inst.push_service_type;
                 changed.is_primary = inst.is_primary;
-                tx.update_installation(&changed).await.unwrap();
+                update_installation(&mut *tx, inst, &changed, from_stored).await;
             }
             1 => {
                 let mut moved = inst.clone();
                 moved.person_id = rng.pick(&persons).id;
                 moved.is_primary = false;
                 moved.custom_attributes.clear();
-                tx.update_installation(&moved).await.unwrap();
+                update_installation(&mut *tx, inst, &moved, from_stored).await;
             }
             2 => {
                 assert!(
@@ -1071,6 +1083,22 @@ pub async fn filters_agree_after_updates_moves_and_deletes(store: Arc<dyn Store>
         non_empty > 40,
         "only {non_empty} (filter, scope) pairs matched anything"
     );
+}
+
+async fn update_person(tx: &mut dyn Tx, stored: &Person, after: &Person, from_stored: bool) {
+    if from_stored {
+        tx.update_person_from(stored, after).await.unwrap();
+    } else {
+        tx.update_person(after).await.unwrap();
+    }
+}
+
+async fn update_installation(tx: &mut dyn Tx, stored: &Installation, after: &Installation, from_stored: bool) {
+    if from_stored {
+        tx.update_installation_from(stored, after).await.unwrap();
+    } else {
+        tx.update_installation(after).await.unwrap();
+    }
 }
 
 /// Deleting an attribute's values (people.md §8.2 via management-api.md §7.3) removes every
