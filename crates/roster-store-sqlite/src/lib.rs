@@ -306,6 +306,16 @@ fn configure(conn: &Connection) -> StoreResult<()> {
     // are part of the invariants; SQLite ignores them unless this is on, per connection.
     conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // One plan per statement text, whatever its parameters (the query planner stability
+    // guarantee). Without it SQLite plans some statements for the values bound at the time and
+    // marks them to be planned again whenever those parameters are bound anew: a `LIMIT ?`, or
+    // `field = ?` where a partial index says `field = ''`. A cached statement then costs a
+    // full prepare on every run; under `mobile-mix` the value-row updates did that on the
+    // writer's serial path (5.6% of the server's samples), and every fan-out claim did too.
+    // No statement of this store depends on a bound value for its plan (docs/decisions.md,
+    // "SQLite: one plan per statement"; `cached_statements_are_not_prepared_again`).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(map_err)?;
     // SQLite's default page cache is 2 MB per connection; beyond it every page is read again
     // with pread (13-20% of the server's time in `register` and `fanout` was the kernel copying
     // pages back in). Reading the file through a memory map serves those pages from the OS page
@@ -657,6 +667,8 @@ mod tests {
         assert_eq!(pragma(writer, "cache_size"), WRITER_CACHE_KIB);
         assert_eq!(pragma(writer, "temp_store"), 2); // MEMORY
         assert_eq!(pragma(writer, "mmap_size"), MMAP_SIZE);
+        let qpsg = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
+        assert!(writer.db_config(qpsg).unwrap());
         drop(guard);
         let reader = store.readers.acquire().await.unwrap();
         assert_eq!(pragma(&reader, "synchronous"), 2);
@@ -664,6 +676,7 @@ mod tests {
         assert_eq!(pragma(&reader, "busy_timeout"), 5000);
         assert_eq!(pragma(&reader, "query_only"), 1);
         assert_eq!(pragma(&reader, "mmap_size"), MMAP_SIZE);
+        assert!(reader.db_config(qpsg).unwrap());
     }
 
     /// A write transaction holds the one writer until it ends, so it writes alone
@@ -687,6 +700,127 @@ mod tests {
         first.rollback().await.unwrap();
         second.await.unwrap();
         assert!(!store.begin_read().await.unwrap().writes_alone());
+    }
+
+    /// The statements of `conn` (every one still prepared: the statement cache keeps them)
+    /// that SQLite prepared again since the last call, with their counts.
+    fn prepared_again(conn: &Connection) -> Vec<(String, i32)> {
+        use rusqlite::ffi;
+        let mut found = Vec::new();
+        // SAFETY: `conn` is borrowed for the whole walk, so its statements stay alive; the walk
+        // only reads their text and a counter.
+        unsafe {
+            let db = conn.handle();
+            let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !stmt.is_null() {
+                let count = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_REPREPARE, 1);
+                if count > 0 {
+                    let sql = std::ffi::CStr::from_ptr(ffi::sqlite3_sql(stmt));
+                    found.push((sql.to_string_lossy().into_owned(), count));
+                }
+                stmt = ffi::sqlite3_next_stmt(db, stmt);
+            }
+        }
+        found
+    }
+
+    /// A cached statement is planned once (the query planner stability guarantee, `configure`):
+    /// run again with other parameters, it is not prepared again. Before it, the value-row
+    /// `UPDATE`/`DELETE` (`field = ?` against the list-header index's `field = ''`) and every
+    /// `LIMIT ?` (the queue claim, the retention sweeps, the pages) were prepared again on
+    /// every run. Each statement here runs at least twice with different parameters.
+    #[tokio::test]
+    async fn cached_statements_are_not_prepared_again() {
+        use roster_store::push::{AttemptResult, Bulk, DeliveryStatus};
+        use roster_store_tests::fixtures::{account, application, delivery, full_person, installation, message};
+        use serde_json::json;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).await.unwrap();
+        let acc = account(1);
+        let app = application(acc.id);
+        let person = full_person(acc.id);
+        let inst = installation(&app, person.id, 3_000);
+        let m = message(&app, "bulk-1", "msg-1", 0);
+        // One record per installation of the message: the others need not exist.
+        let records: Vec<_> = (0..6)
+            .map(|k| delivery(&m, &uuid::Uuid::new_v4().to_string(), person.id, 1_000 + k))
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_account(&acc).await.unwrap();
+        tx.insert_application(&app).await.unwrap();
+        tx.insert_person(&person).await.unwrap();
+        tx.insert_installation(&inst).await.unwrap();
+        tx.insert_bulk(&Bulk {
+            account_id: acc.id,
+            bulk_id: "bulk-1".into(),
+            created_at: 5_000,
+        })
+        .await
+        .unwrap();
+        tx.insert_message(&m).await.unwrap();
+        tx.insert_deliveries(&records).await.unwrap();
+        tx.commit().await.unwrap();
+
+        // Statements run before the migrations ended were prepared again for the new schema,
+        // as they must be: count from here.
+        prepared_again(&store.writer.lock().await.conn);
+        prepared_again(&store.readers.acquire().await.unwrap());
+        let (mut p, mut i) = (person.clone(), inst.clone());
+        for round in 0..3_i64 {
+            let mut tx = store.begin().await.unwrap();
+            // Value rows changed in place, removed and added; an installation's too.
+            let (before_p, before_i) = (p.clone(), i.clone());
+            p.custom_attributes.insert("score".into(), json!(2.5 + round as f64));
+            p.custom_attributes
+                .insert("since".into(), json!(format!("2025-01-0{}", round + 1)));
+            p.custom_attributes
+                .insert("orders".into(), json!([{"sku": format!("s{round}"), "qty": round}]));
+            if round == 1 {
+                p.custom_attributes.remove("count");
+            }
+            p.version += 1;
+            tx.update_person_from(&before_p, &p).await.unwrap();
+            i.custom_attributes
+                .insert("plan".into(), json!(format!("plan-{round}")));
+            i.last_seen_at += 1;
+            tx.update_installation_from(&before_i, &i).await.unwrap();
+            // The queue: claims of different sizes, answers, a sweep.
+            let claim = uuid::Uuid::new_v4();
+            let claimed = tx
+                .claim_deliveries(10_000, 70_000, claim, (round + 1) as u32)
+                .await
+                .unwrap();
+            assert!(!claimed.is_empty());
+            for d in &claimed {
+                let done = AttemptResult {
+                    account_id: d.account_id,
+                    delivery_id: d.delivery_id,
+                    claim_id: claim,
+                    status: DeliveryStatus::Accepted,
+                    provider: d.provider,
+                    attempts: 1,
+                    provider_http_status: Some(200),
+                    provider_reason: None,
+                    last_attempt_at: Some(10_000),
+                    next_attempt_at: 10_000,
+                    now: 10_000 + round,
+                };
+                assert!(tx.finish_attempt(&done).await.unwrap());
+            }
+            tx.purge_deliveries(1 + round, 10 + round as u32).await.unwrap();
+            tx.commit().await.unwrap();
+            // Pages read with other limits.
+            let mut read = store.begin_read().await.unwrap();
+            read.deliveries_page(acc.id, None, 2 + round as u32).await.unwrap();
+            read.rollback().await.unwrap();
+        }
+
+        let guard = store.writer.lock().await;
+        assert_eq!(prepared_again(&guard.conn), Vec::new(), "on the writer");
+        drop(guard);
+        let reader = store.readers.acquire().await.unwrap();
+        assert_eq!(prepared_again(&reader), Vec::new(), "on a reader");
     }
 
     #[test]
