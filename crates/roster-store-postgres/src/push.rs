@@ -492,6 +492,18 @@ impl PushTx for PgTx {
         if results.is_empty() {
             return Ok(Vec::new());
         }
+        // A batch that names one record twice is applied one result at a time, in order, as
+        // the trait says: in one `UPDATE ... FROM` a record joined to two rows is updated by
+        // one of them, and PostgreSQL does not say which. (Two answers for one record come only
+        // from two claims of it, and at most one of those claims is still its own.)
+        let mut records = std::collections::HashSet::with_capacity(results.len());
+        if results.len() > 1 && !results.iter().all(|r| records.insert((r.account_id, r.delivery_id))) {
+            let mut applied = Vec::with_capacity(results.len());
+            for r in results {
+                applied.push(self.finish_attempt(r).await?);
+            }
+            return Ok(applied);
+        }
         // One statement for the batch: a row per result (its position `n`), joined to the record
         // only while it is still QUEUED under that claim; the positions that applied come back.
         // The record is found by its key alone: `status || ''` keeps the status test out of

@@ -91,6 +91,7 @@ macro_rules! store_behaviour_suite {
             push_records_round_trip,
             claims_are_exclusive,
             attempts_need_their_claim_and_terminal_statuses_stay,
+            attempt_results_in_one_batch_apply_as_one_by_one,
             audience_jobs_resume_at_their_cursor,
             compare_and_clear_takes_only_the_held_token,
             erase_anonymises_deliveries,

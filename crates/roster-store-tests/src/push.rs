@@ -286,6 +286,134 @@ pub async fn claims_are_exclusive(store: Arc<dyn Store>) {
     assert_eq!(rest.len(), 40);
 }
 
+/// Results recorded together (`finish_attempts`: one statement on PostgreSQL, the trait's loop
+/// on SQLite) apply exactly as one by one, in order: under its claim while `QUEUED` only, a
+/// retry releasing the claim, and each result's own values. The first batch names no record
+/// twice; the second names one record twice (the first result applies; the second finds it
+/// finished).
+pub async fn attempt_results_in_one_batch_apply_as_one_by_one(store: Arc<dyn Store>) {
+    let (_, m) = bulk_with_message(store.as_ref()).await;
+    let records = queued(store.as_ref(), &m, 45, 1_000).await;
+    let claim = Uuid::new_v4();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.claim_deliveries(2_000, 62_000, claim, 100).await.unwrap().len(), 45);
+    tx.commit().await.unwrap();
+    let result = |d: &Delivery, status, claim_id, k: i64| AttemptResult {
+        account_id: d.account_id,
+        delivery_id: d.delivery_id,
+        claim_id,
+        status,
+        provider: if k % 2 == 0 { Provider::Fcm } else { Provider::Apns },
+        attempts: 1,
+        provider_http_status: Some(200 + k),
+        provider_reason: Some(format!("reason-{k}")),
+        last_attempt_at: Some(2_100 + k),
+        next_attempt_at: if status == DeliveryStatus::Queued {
+            9_000 + k
+        } else {
+            2_100 + k
+        },
+        now: 3_000 + k,
+    };
+    // Record 3 is finished before the batch.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.finish_attempt(&result(&records[3], DeliveryStatus::Accepted, claim, 3))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    let stranger = Delivery {
+        delivery_id: Uuid::new_v4(),
+        ..records[0].clone()
+    };
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for (k, d) in records.iter().enumerate() {
+        let k = k as i64;
+        let (r, applies) = match k {
+            1 => (result(d, DeliveryStatus::Accepted, Uuid::new_v4(), k), false), // another claim
+            2 => (result(d, DeliveryStatus::Queued, claim, k), true),             // a retry
+            3 => (result(d, DeliveryStatus::Rejected, claim, k), false),          // finished before
+            4 => continue,                                                        // the second batch
+            _ if k % 3 == 0 => (result(d, DeliveryStatus::Unregistered, claim, k), true),
+            _ => (result(d, DeliveryStatus::Accepted, claim, k), true),
+        };
+        batch.push(r);
+        expected.push(applies);
+    }
+    batch.insert(5, result(&stranger, DeliveryStatus::Accepted, claim, 99));
+    expected.insert(5, false);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.finish_attempts(&batch).await.unwrap(), expected);
+    tx.commit().await.unwrap();
+    for (r, applied) in batch.iter().zip(&expected) {
+        if r.delivery_id == stranger.delivery_id {
+            continue;
+        }
+        let d = records.iter().find(|d| d.delivery_id == r.delivery_id).unwrap();
+        let got = read_delivery(store.as_ref(), d).await;
+        if *applied {
+            assert_eq!(
+                (
+                    got.status,
+                    got.provider,
+                    got.attempts,
+                    got.provider_http_status,
+                    got.provider_reason.as_deref(),
+                    got.last_attempt_at,
+                    got.next_attempt_at,
+                    got.updated_at,
+                ),
+                (
+                    r.status,
+                    r.provider,
+                    1,
+                    r.provider_http_status,
+                    r.provider_reason.as_deref(),
+                    r.last_attempt_at,
+                    r.next_attempt_at,
+                    r.now,
+                ),
+                "record {}",
+                r.delivery_id
+            );
+            let kept = if r.status == DeliveryStatus::Queued {
+                None
+            } else {
+                Some(claim)
+            };
+            assert_eq!(
+                got.claim_id, kept,
+                "a retry releases the claim, a terminal status keeps it"
+            );
+        } else if r.delivery_id == records[3].delivery_id {
+            assert_eq!((got.status, got.updated_at), (DeliveryStatus::Accepted, 3_003));
+        } else {
+            assert_eq!(
+                (got.status, got.attempts, got.claim_id),
+                (DeliveryStatus::Queued, 0, Some(claim))
+            );
+        }
+    }
+
+    // One record twice: the first result applies, the second finds it finished.
+    let twice = [
+        result(&records[4], DeliveryStatus::Rejected, claim, 4),
+        result(&records[0], DeliveryStatus::Accepted, claim, 0),
+        result(&records[4], DeliveryStatus::Accepted, claim, 5),
+    ];
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.finish_attempts(&twice).await.unwrap(), vec![true, false, false]);
+    tx.commit().await.unwrap();
+    let got = read_delivery(store.as_ref(), &records[4]).await;
+    assert_eq!(
+        (got.status, got.provider_http_status, got.updated_at),
+        (DeliveryStatus::Rejected, Some(204), 3_004)
+    );
+}
+
 /// An attempt's result applies only under the claim it was made with and only while the record
 /// is `QUEUED`; a retry releases the claim; terminal statuses never change, and device reports
 /// add their times without touching the status.
