@@ -731,36 +731,20 @@ mod tests {
     /// every run. Each statement here runs at least twice with different parameters.
     #[tokio::test]
     async fn cached_statements_are_not_prepared_again() {
-        use roster_store::push::{AttemptResult, Bulk, DeliveryStatus};
-        use roster_store_tests::fixtures::{account, application, delivery, full_person, installation, message};
+        use roster_store::push::{AttemptResult, DeliveryStatus};
+        use roster_store_tests::fixtures::{bulk_with_message, full_person, installation, queued};
         use serde_json::json;
 
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("r.db")).await.unwrap();
-        let acc = account(1);
-        let app = application(acc.id);
-        let person = full_person(acc.id);
+        let (app, m) = bulk_with_message(&store).await;
+        let person = full_person(app.account_id);
         let inst = installation(&app, person.id, 3_000);
-        let m = message(&app, "bulk-1", "msg-1", 0);
-        // One record per installation of the message: the others need not exist.
-        let records: Vec<_> = (0..6)
-            .map(|k| delivery(&m, &uuid::Uuid::new_v4().to_string(), person.id, 1_000 + k))
-            .collect();
         let mut tx = store.begin().await.unwrap();
-        tx.insert_account(&acc).await.unwrap();
-        tx.insert_application(&app).await.unwrap();
         tx.insert_person(&person).await.unwrap();
         tx.insert_installation(&inst).await.unwrap();
-        tx.insert_bulk(&Bulk {
-            account_id: acc.id,
-            bulk_id: "bulk-1".into(),
-            created_at: 5_000,
-        })
-        .await
-        .unwrap();
-        tx.insert_message(&m).await.unwrap();
-        tx.insert_deliveries(&records).await.unwrap();
         tx.commit().await.unwrap();
+        queued(&store, &m, 6, 1_000).await;
 
         // Statements run before the migrations ended were prepared again for the new schema,
         // as they must be: count from here.
@@ -812,7 +796,9 @@ mod tests {
             tx.commit().await.unwrap();
             // Pages read with other limits.
             let mut read = store.begin_read().await.unwrap();
-            read.deliveries_page(acc.id, None, 2 + round as u32).await.unwrap();
+            read.deliveries_page(app.account_id, None, 2 + round as u32)
+                .await
+                .unwrap();
             read.rollback().await.unwrap();
         }
 
