@@ -201,16 +201,6 @@ pub(crate) enum Stored {
 
 /// Writes a person's index rows (people.md person write paths).
 pub(crate) fn index_person(conn: &Connection, person: &Person, stored: Stored) -> StoreResult<()> {
-    write_person_rows(conn, person, stored)
-}
-
-/// [`index_person`] for `after`, the person stored as `before` until now: its rows are those
-/// of `before`, not read again.
-pub(crate) fn index_person_from(conn: &Connection, before: &Person, after: &Person) -> StoreResult<()> {
-    write_person_rows(conn, after, Stored::Known(index::person_rows(before)))
-}
-
-fn write_person_rows(conn: &Connection, person: &Person, stored: Stored) -> StoreResult<()> {
     let (account, owner) = (id(person.account_id), id(person.id));
     write_value_rows(
         conn,
@@ -221,6 +211,12 @@ fn write_person_rows(conn: &Connection, person: &Person, stored: Stored) -> Stor
         &index::person_rows(person),
         stored,
     )
+}
+
+/// [`index_person`] for `after`, the person stored as `before` until now: its rows are those
+/// of `before`, not read again.
+pub(crate) fn index_person_from(conn: &Connection, before: &Person, after: &Person) -> StoreResult<()> {
+    index_person(conn, after, Stored::Known(index::person_rows(before)))
 }
 
 /// Writes an installation's index rows (installation write paths).

@@ -829,11 +829,7 @@ pub(crate) fn update_person_from(conn: &Connection, before: &Person, after: &Per
     if before.external_user_id != after.external_user_id {
         write_external_user_id(conn, after)?;
     }
-    write_person_keys(
-        conn,
-        after,
-        (before.phones.clone(), before.emails.clone(), before.tags.clone()),
-    )?;
+    write_person_keys(conn, after, (&before.phones, &before.emails, &before.tags))?;
     crate::audience::index_person_from(conn, before, after)
 }
 
@@ -842,14 +838,15 @@ pub(crate) fn update_person_from(conn: &Connection, before: &Person, after: &Per
 /// later in the same transaction, and one this person moves between positions is free when it
 /// is written again; a key that stays where it was is not touched.
 fn replace_person_keys(conn: &Connection, person: &Person) -> StoreResult<()> {
-    write_person_keys(conn, person, stored_person_keys(conn, person.account_id, person.id)?)
+    let (phones, emails, tags) = stored_person_keys(conn, person.account_id, person.id)?;
+    write_person_keys(conn, person, (&phones, &emails, &tags))
 }
 
 /// [`replace_person_keys`] given the stored phones, emails and tags.
 fn write_person_keys(
     conn: &Connection,
     person: &Person,
-    (stored_phones, stored_emails, stored_tags): (Vec<String>, Vec<String>, BTreeSet<String>),
+    (stored_phones, stored_emails, stored_tags): (&[String], &[String], &BTreeSet<String>),
 ) -> StoreResult<()> {
     let person_id = id(person.id);
     // The positions whose key differs (or exists on one side only).
@@ -858,8 +855,8 @@ fn write_person_keys(
             .filter(|&i| old.get(i) != new.get(i))
             .collect()
     };
-    let phones = moved(&stored_phones, &person.phones);
-    let emails = moved(&stored_emails, &person.emails);
+    let phones = moved(stored_phones, &person.phones);
+    let emails = moved(stored_emails, &person.emails);
     for &position in &phones {
         execute(
             conn,
@@ -881,7 +878,7 @@ fn write_person_keys(
             params![person_id, tag],
         )?;
     }
-    insert_keys(conn, person, phones, emails, person.tags.difference(&stored_tags))
+    insert_keys(conn, person, phones, emails, person.tags.difference(stored_tags))
 }
 
 /// Deletes a person; its keys and tags go with it (ON DELETE CASCADE). An installation still
