@@ -17,6 +17,7 @@
 mod admin;
 mod audience;
 mod checkpoint;
+mod checks;
 mod error;
 mod group;
 mod memindex;
@@ -60,6 +61,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_installation_indexes.sql")),
     (8, include_str!("../migrations/0008_delivery_report_indexes.sql")),
     (9, include_str!("../migrations/0009_value_indexes.sql")),
+    (10, include_str!("../migrations/0010_check_comparisons.sql")),
 ];
 
 /// How many read-only connections `begin_read` can use at once.
@@ -458,6 +460,9 @@ fn apply_migrations(conn: &Connection) -> StoreResult<()> {
                 conn.execute_batch(script).map_err(map_err)?;
                 if *version == audience::INDEX_MIGRATION {
                     audience::backfill(conn)?;
+                }
+                if *version == checks::CHECKS_MIGRATION {
+                    checks::rewrite(conn)?;
                 }
                 conn.prepare_cached("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)")
                     .and_then(|mut s| s.execute((version, roster_model::now_millis())))

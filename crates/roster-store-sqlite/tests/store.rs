@@ -195,6 +195,229 @@ async fn delivery_counts_read_indexes_only() {
     assert!(!plan.iter().any(|l| l.starts_with("SCAN deliveries")), "{plan:?}");
 }
 
+// --- CHECK constraints as comparisons (migration 10) ----------------------------------------------
+
+/// The columns whose constraints migration 10 rewrote.
+const CHECKED: &[(&str, &str)] = &[
+    ("installations", "push_service_type"),
+    ("installations", "provider"),
+    ("installations", "token_cleared_reason"),
+    ("deliveries", "provider"),
+    ("deliveries", "status"),
+];
+
+/// The opcodes of `sql` on `conn` (`EXPLAIN`).
+fn opcodes(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+    // Parameters left unbound: EXPLAIN does not run the statement.
+    let mut rows = stmt.raw_query();
+    let mut opcodes = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        opcodes.push(row.get::<_, String>(1).unwrap());
+    }
+    opcodes
+}
+
+/// A delivery record written behind the store's back, foreign keys off: only the CHECK
+/// constraints are in the way.
+fn insert_delivery(conn: &rusqlite::Connection, id: &str, status: &str, provider: &str) -> rusqlite::Result<usize> {
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    conn.execute(
+        "INSERT INTO deliveries (account_id, delivery_id, message_id, application_id, push_reg_id, \
+         person_id, provider, status, attempts, created_at, updated_at, next_attempt_at) \
+         VALUES ('a', ?1, 'm', 'app', ?1, 'p', ?3, ?2, 0, 0, 0, 0)",
+        rusqlite::params![id, status, provider],
+    )
+}
+
+/// The writes of the send queue and of installations test their enumerated columns with
+/// comparisons: SQLite builds a temporary B-tree for a constant `IN` list of three or more
+/// values on every run of a statement that checks one (shown on a table of the old shape).
+#[tokio::test]
+async fn hot_writes_check_their_columns_without_temporary_trees() {
+    let old_shape = rusqlite::Connection::open_in_memory().unwrap();
+    old_shape
+        .execute_batch("CREATE TABLE t (x TEXT CHECK (x IN ('A', 'B', 'C')))")
+        .unwrap();
+    assert!(opcodes(&old_shape, "INSERT INTO t VALUES ('A')").contains(&"OpenEphemeral".to_string()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for (table, column) in CHECKED {
+        let sql = format!("UPDATE {table} SET {column} = ?1 WHERE rowid = ?2");
+        assert!(!opcodes(&conn, &sql).contains(&"OpenEphemeral".to_string()), "{sql}");
+        let schema: String = conn
+            .query_row("SELECT sql FROM sqlite_schema WHERE name = ?1", [table], |r| r.get(0))
+            .unwrap();
+        assert!(!schema.contains(&format!("{column} IN (")), "{schema}");
+    }
+    let insert = "INSERT INTO deliveries (account_id, delivery_id, message_id, application_id, \
+                  provider, status, attempts, created_at, updated_at, next_attempt_at) \
+                  VALUES ('a', 'd', 'm', 'app', 'FCM', 'QUEUED', 0, 0, 0, 0)";
+    assert!(!opcodes(&conn, insert).contains(&"OpenEphemeral".to_string()));
+}
+
+/// Migration 10 on a database with rows: every constraint refuses what it refused before and
+/// accepts what it accepted, the rows are intact, and a second open changes nothing.
+#[tokio::test]
+async fn migration_10_keeps_rows_and_refuses_what_the_in_lists_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m10.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (acc, app) = seeded(&store).await;
+    let p = person(acc.id);
+    let inst = installation(&app, p.id, 1);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_person(&p).await.unwrap();
+    tx.insert_installation(&inst).await.unwrap();
+    tx.commit().await.unwrap();
+    drop(store);
+
+    // Back to version 9, as a database written by an earlier build: the old constraint texts
+    // and no record of migration 10.
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        insert_delivery(&raw, "d1", "QUEUED", "APNS").unwrap();
+        let old: Vec<(String, String)> = [
+            ("installations", include_str!("../migrations/0001_initial.sql")),
+            ("deliveries", include_str!("../migrations/0002_push.sql")),
+        ]
+        .iter()
+        .map(|(table, file)| {
+            let start = file.find(&format!("CREATE TABLE {table} (")).unwrap();
+            let end = start + file[start..].find(") STRICT").unwrap() + ") STRICT".len();
+            (table.to_string(), file[start..end].to_string())
+        })
+        .collect();
+        let cookie: i64 = raw.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap();
+        raw.execute_batch("BEGIN; PRAGMA writable_schema = ON").unwrap();
+        for (table, sql) in &old {
+            let n = raw
+                .execute(
+                    "UPDATE sqlite_schema SET sql = ?2 WHERE type = 'table' AND name = ?1",
+                    [table, sql],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+        raw.execute_batch(&format!(
+            "PRAGMA schema_version = {}; PRAGMA writable_schema = OFF; \
+             DELETE FROM schema_migrations WHERE version = 10; COMMIT",
+            cookie + 1
+        ))
+        .unwrap();
+        assert!(opcodes(&raw, "UPDATE deliveries SET status = 'ACCEPTED'").contains(&"OpenEphemeral".to_string()));
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut r = store.begin_read().await.unwrap();
+    assert_eq!(r.installation(&inst.push_reg_id).await.unwrap(), Some(inst.clone()));
+    drop(r);
+    drop(store);
+    drop(SqliteStore::open(&path).await.unwrap());
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let integrity: String = raw.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let applied: i64 = raw
+        .query_row("SELECT count(*) FROM schema_migrations WHERE version = 10", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(applied, 1);
+    // What each constraint accepts and refuses.
+    let check_failed = |result: rusqlite::Result<usize>| match result {
+        Err(e) => e.to_string().contains("CHECK constraint failed"),
+        Ok(_) => false,
+    };
+    for (status, ok) in [
+        ("ACCEPTED", true),
+        ("FAILED", true),
+        ("accepted", false),
+        ("DONE", false),
+    ] {
+        let result = raw.execute("UPDATE deliveries SET status = ?1 WHERE delivery_id = 'd1'", [status]);
+        assert_eq!(!check_failed(result), ok, "status {status}");
+    }
+    for (provider, ok) in [
+        ("FCM", true),
+        ("HMS", true),
+        ("APNS", true),
+        ("apns", false),
+        ("", false),
+    ] {
+        let result = raw.execute(
+            "UPDATE deliveries SET provider = ?1 WHERE delivery_id = 'd1'",
+            [provider],
+        );
+        assert_eq!(!check_failed(result), ok, "provider {provider}");
+    }
+    assert!(check_failed(insert_delivery(&raw, "d2", "SENT", "FCM")));
+    assert!(check_failed(insert_delivery(&raw, "d3", "QUEUED", "WNS")));
+    let inst_update = |column: &str, value: Option<&str>| {
+        raw.execute(
+            &format!("UPDATE installations SET {column} = ?1 WHERE push_reg_id = ?2"),
+            rusqlite::params![value, inst.push_reg_id],
+        )
+    };
+    for reason in ["TAKEN_OVER", "UNREGISTERED", "DEVICE"] {
+        inst_update("token_cleared_reason", Some(reason)).unwrap();
+    }
+    inst_update("token_cleared_reason", None).unwrap();
+    assert!(check_failed(inst_update("token_cleared_reason", Some("EXPIRED"))));
+    // The type and the provider are checked together as well (installations_provider_check):
+    // both must be refused on their own constraint for a value outside the list.
+    raw.execute(
+        "UPDATE installations SET push_service_type = NULL, provider = NULL WHERE push_reg_id = ?1",
+        [&inst.push_reg_id],
+    )
+    .unwrap();
+    assert!(check_failed(inst_update("push_service_type", Some("WNS"))));
+    assert!(check_failed(raw.execute(
+        "UPDATE installations SET push_service_type = 'GCM', provider = 'GCM' WHERE push_reg_id = ?1",
+        [&inst.push_reg_id],
+    )));
+    raw.execute(
+        "UPDATE installations SET push_service_type = 'GCM', provider = 'FCM' WHERE push_reg_id = ?1",
+        [&inst.push_reg_id],
+    )
+    .unwrap();
+}
+
+/// A migration 10 that does not find the constraints it rewrites fails and changes nothing.
+#[tokio::test]
+async fn migration_10_refuses_a_schema_changed_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m10x.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute("DELETE FROM schema_migrations WHERE version = 10", [])
+        .unwrap();
+    let before: String = raw
+        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'deliveries'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    match SqliteStore::open(&path).await {
+        Err(StoreError::Other(message)) => assert!(message.contains("migration 10"), "{message}"),
+        other => panic!("expected migration 10 to fail, got {:?}", other.map(|_| ())),
+    }
+    let after: String = raw
+        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'deliveries'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(before, after);
+    let applied: i64 = raw
+        .query_row("SELECT count(*) FROM schema_migrations WHERE version = 10", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(applied, 0);
+}
+
 // --- WAL checkpoints ------------------------------------------------------------------------------
 
 /// A store's writes are checkpointed by its checkpoint thread (checkpoint.rs), and the log
