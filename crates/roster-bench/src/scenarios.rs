@@ -738,7 +738,23 @@ pub async fn fanout(common: &Common, o: &FanoutOptions) -> anyhow::Result<Report
         if started.elapsed() > Duration::from_secs(3600) {
             bail!("the fan-out did not finish within an hour: {m}");
         }
-        tokio::time::sleep(poll_interval(started)).await;
+        // Between polls, watch the stand-ins' count of calls (in this process, no request):
+        // once every installation has had its call, poll every 20 ms until the answers are
+        // recorded. Otherwise the end of a send longer than 2 s would be timed to the half
+        // second of the slow polls (±5% at 100,000 installations).
+        let all_called = || providers.sent() - sent_before >= seeded.installations;
+        let interval = if all_called() {
+            Duration::from_millis(20)
+        } else {
+            poll_interval(started)
+        };
+        let wake = Instant::now() + interval;
+        while Instant::now() < wake {
+            tokio::time::sleep(Duration::from_millis(5).min(interval)).await;
+            if interval > Duration::from_millis(20) && all_called() {
+                break;
+            }
+        }
     };
     let elapsed = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -750,7 +766,7 @@ pub async fn fanout(common: &Common, o: &FanoutOptions) -> anyhow::Result<Report
     let mut method = run.method();
     method.data_size = Some(seeded.installations);
     method.notes.push(format!(
-        "{} installations, one per person, {}% APNs, the rest FCM; one MULTIPLE broadcast; timed from the POST /push/3/messages to the message being done (every delivery answered); the stand-ins run in the load generator's process; APNs over {}",
+        "{} installations, one per person, {}% APNs, the rest FCM; one MULTIPLE broadcast; timed from the POST /push/3/messages to the message being done (every delivery answered; polled every 20 ms from the stand-ins' last call); the stand-ins run in the load generator's process; APNs over {}",
         seeded.installations,
         o.apns_percent,
         if apns_base.is_some() { "TLS (a TLS front relaying to the h2c stand-in)" } else { "h2c" }
