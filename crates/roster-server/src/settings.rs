@@ -119,8 +119,16 @@ pub struct DeliverySettings {
     pub enabled: bool,
     /// Provider calls in flight at once in this process; up to twice as many records are
     /// claimed at once (the next batch is claimed while calls are in flight).
+    ///
+    /// 256 by default, and 128 for `per_application`: the calls are streams multiplexed on
+    /// one HTTP/2 connection per provider client, and a send's rate is at most the calls in
+    /// flight divided by the provider's answer time (Little's law), so the defaults are sized
+    /// for a provider's round trip rather than for the CPU. Measured with `roster-bench
+    /// fanout` (docs/benchmarks.md): 64 and 32, the earlier defaults, bounded a fan-out even
+    /// through loopback stand-ins (SQLite +20%, PostgreSQL +16% at 256 and 128).
     pub workers: usize,
-    /// Provider calls in flight at once per application and provider.
+    /// Provider calls in flight at once per application and provider: one application cannot
+    /// take every call of the process.
     pub per_application: usize,
     /// How often idle workers look for new work, in milliseconds (a send accepted by this
     /// process wakes them at once).
@@ -269,8 +277,8 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         DeliverySettings {
             enabled: true,
-            workers: 64,
-            per_application: 32,
+            workers: 256,
+            per_application: 128,
             poll_interval_ms: 1000,
             chunk_size: 1000,
             lease_seconds: 120,
@@ -458,9 +466,10 @@ burst = 200.0
 # several processes on one PostgreSQL, any number of them may deliver.
 enabled = true
 # Provider calls in flight at once in this process, and per application and provider (up to
-# twice `workers` records are claimed at once: the next batch while calls are in flight).
-workers = 64
-per_application = 32
+# twice `workers` records are claimed at once: the next batch while calls are in flight). A
+# send's rate is at most the calls in flight divided by the provider's answer time.
+workers = 256
+per_application = 128
 # How often idle workers look for new work, in milliseconds (a send accepted by this process
 # wakes them at once).
 poll_interval_ms = 1000
