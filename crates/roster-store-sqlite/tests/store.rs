@@ -115,11 +115,9 @@ async fn migrations_apply_once() {
     assert!(matches!(SqliteStore::open(&path).await, Err(StoreError::Other(_))));
 }
 
-#[tokio::test]
-async fn a_corrupt_row_is_an_error_not_a_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+/// A new store at `path` with one person and its installation.
+async fn store_with_installation(path: &std::path::Path) -> (SqliteStore, roster_model::Installation) {
+    let store = SqliteStore::open(path).await.unwrap();
     let (acc, app) = seeded(&store).await;
     let p = person(acc.id);
     let inst = installation(&app, p.id, 1);
@@ -127,6 +125,14 @@ async fn a_corrupt_row_is_an_error_not_a_default() {
     tx.insert_person(&p).await.unwrap();
     tx.insert_installation(&inst).await.unwrap();
     tx.commit().await.unwrap();
+    (store, inst)
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let (store, inst) = store_with_installation(&path).await;
 
     // Another writer with foreign keys off stores an id that is no UUID: valid for the column,
     // not for the domain type.
@@ -265,14 +271,7 @@ async fn hot_writes_check_their_columns_without_temporary_trees() {
 async fn migration_10_keeps_rows_and_refuses_what_the_in_lists_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m10.db");
-    let store = SqliteStore::open(&path).await.unwrap();
-    let (acc, app) = seeded(&store).await;
-    let p = person(acc.id);
-    let inst = installation(&app, p.id, 1);
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_person(&p).await.unwrap();
-    tx.insert_installation(&inst).await.unwrap();
-    tx.commit().await.unwrap();
+    let (store, inst) = store_with_installation(&path).await;
     drop(store);
 
     // Back to version 9, as a database written by an earlier build: the old constraint texts
