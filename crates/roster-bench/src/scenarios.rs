@@ -750,7 +750,7 @@ pub async fn fanout(common: &Common, o: &FanoutOptions) -> anyhow::Result<Report
         };
         let wake = Instant::now() + interval;
         while Instant::now() < wake {
-            tokio::time::sleep(Duration::from_millis(5).min(interval)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
             if interval > Duration::from_millis(20) && all_called() {
                 break;
             }

@@ -74,29 +74,24 @@ fn comparisons(listed: &Listed) -> String {
 /// constraint exactly once.
 pub(crate) fn rewrite(conn: &Connection) -> StoreResult<()> {
     let mut texts: Vec<(&str, String)> = Vec::new();
-    for listed in LISTED {
-        let position = texts.iter().position(|(t, _)| *t == listed.table);
-        let sql = match position {
-            Some(i) => &mut texts[i].1,
-            None => {
-                let sql: String = query_opt(
-                    conn,
-                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                    [listed.table],
-                    |r| r.get(0),
-                )?
-                .ok_or_else(|| StoreError::Other(format!("migration 10: no table {}", listed.table)))?;
-                texts.push((listed.table, sql));
-                &mut texts.last_mut().expect("just pushed").1
+    for table in ["installations", "deliveries"] {
+        let mut sql: String = query_opt(
+            conn,
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| StoreError::Other(format!("migration 10: no table {table}")))?;
+        for listed in LISTED.iter().filter(|l| l.table == table) {
+            if sql.matches(listed.old).count() != 1 {
+                return Err(StoreError::Other(format!(
+                    "migration 10: the schema of {table} does not hold `{}` once; it was changed by hand?",
+                    listed.old
+                )));
             }
-        };
-        if sql.matches(listed.old).count() != 1 {
-            return Err(StoreError::Other(format!(
-                "migration 10: the schema of {} does not hold `{}` once; it was changed by hand?",
-                listed.table, listed.old
-            )));
+            sql = sql.replace(listed.old, &comparisons(listed));
         }
-        *sql = sql.replace(listed.old, &comparisons(listed));
+        texts.push((table, sql));
     }
     let cookie: i64 = conn
         .query_row("PRAGMA schema_version", [], |r| r.get(0))
@@ -134,6 +129,20 @@ mod tests {
             comparisons(&LISTED[1]),
             "CHECK (provider = 'FCM' OR provider = 'APNS' OR provider = 'HMS')"
         );
+    }
+
+    /// Each old text is the `IN` list of its column and values (whitespace aside), so that
+    /// the comparisons written in its place allow exactly what it allowed; every table is one
+    /// that `rewrite` reads.
+    #[test]
+    fn each_old_text_lists_its_values() {
+        for listed in LISTED {
+            let quoted: Vec<String> = listed.values.iter().map(|v| format!("'{v}'")).collect();
+            let expected = format!("CHECK ({} IN ({}))", listed.column, quoted.join(", "));
+            let old = listed.old.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(old, expected);
+            assert!(["installations", "deliveries"].contains(&listed.table));
+        }
     }
 
     #[test]

@@ -341,7 +341,7 @@ fn configure(conn: &Connection) -> StoreResult<()> {
 ///
 /// `sqlite3_config` works only before SQLite initializes: in a process that opened a
 /// connection first (a test with a connection of its own), the call fails and changes nothing,
-/// which is only slower (`library_statistics_are_off`).
+/// which is only slower (test `sqlite_keeps_no_memory_statistics`, tests/library.rs).
 fn configure_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -356,23 +356,6 @@ fn configure_library() {
             );
         }
     });
-}
-
-/// Whether SQLite keeps its memory statistics in this process (tests): the high-water mark of
-/// its allocations stays 0 when they are off.
-#[doc(hidden)]
-pub fn library_memory_statistics_on() -> bool {
-    // SAFETY: plain reads of SQLite's status counters.
-    let (mut current, mut highwater) = (0, 0);
-    let rc = unsafe {
-        rusqlite::ffi::sqlite3_status64(
-            rusqlite::ffi::SQLITE_STATUS_MEMORY_USED,
-            &mut current,
-            &mut highwater,
-            0,
-        )
-    };
-    rc == rusqlite::ffi::SQLITE_OK && highwater > 0
 }
 
 /// Opens the writer connection and puts the database in WAL mode.

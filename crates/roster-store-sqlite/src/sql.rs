@@ -18,7 +18,7 @@ use roster_store::{
     RowKind, Snapshot, StoreError, StoreResult, account_columns, api_key_columns, application_columns,
     definition_columns, installation_columns, jwt_key_columns, merge_columns, page_limit, person_columns,
 };
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, named_params, params};
 use uuid::Uuid;
 
 use crate::error::map_err;
@@ -362,44 +362,9 @@ pub(crate) fn installations_of_person(
     }
 }
 
-/// The parameters of the installation statements ([`InstallationSql`]), in the order of the
-/// values [`write_installation`] computes.
-const INSTALLATION_PARAMS: [&str; 30] = [
-    ":account_id",
-    ":application_id",
-    ":push_reg_id",
-    ":person_id",
-    ":push_service_type",
-    ":provider",
-    ":push_service_token",
-    ":reg_enabled",
-    ":is_primary",
-    ":application_user_id",
-    ":custom_attributes",
-    ":notifications_enabled",
-    ":sdk_version",
-    ":app_version",
-    ":os",
-    ":os_version",
-    ":device_manufacturer",
-    ":device_model",
-    ":device_name",
-    ":device_secure",
-    ":language",
-    ":device_timezone_offset",
-    ":inappchat",
-    ":inbox",
-    ":webrtcui",
-    ":created_at",
-    ":updated_at",
-    ":last_seen_at",
-    ":token_cleared_at",
-    ":token_cleared_reason",
-];
-
 /// A statement writing an installation's columns, whose parameters are the column names
-/// (`:account_id`, ...: [`INSTALLATION_PARAMS`]), so that the INSERT and the UPDATEs cannot
-/// disagree on an order. It may name any subset of them.
+/// (`:account_id`, ...: the names of [`write_installation`]'s values), so that the INSERT and
+/// the UPDATEs cannot disagree on an order. It may name any subset of them.
 ///
 /// The values are bound by position: which value each of the statement's parameters takes is
 /// worked out once per process, from the prepared statement's parameter names. Bound by name
@@ -408,7 +373,8 @@ const INSTALLATION_PARAMS: [&str; 30] = [
 /// serial path).
 pub(crate) struct InstallationSql {
     sql: &'static str,
-    /// For each parameter of the statement (`?1` first), its index in [`INSTALLATION_PARAMS`].
+    /// For each parameter of the statement (`?1` first), the index of its value in
+    /// [`write_installation`]'s list (the same list, in the same order, on every call).
     order: OnceLock<Vec<usize>>,
 }
 
@@ -420,18 +386,18 @@ impl InstallationSql {
         }
     }
 
-    /// The order of the statement's parameters in [`INSTALLATION_PARAMS`], from `stmt` (this
-    /// statement prepared) the first time.
-    fn order(&self, stmt: &rusqlite::Statement<'_>) -> StoreResult<&[usize]> {
+    /// The order of the statement's parameters in `values`, from `stmt` (this statement
+    /// prepared) the first time.
+    fn order(&self, stmt: &rusqlite::Statement<'_>, values: &[(&str, &dyn ToSql)]) -> StoreResult<&[usize]> {
         if let Some(order) = self.order.get() {
             return Ok(order);
         }
         let order = (1..=stmt.parameter_count())
             .map(|i| {
                 let name = stmt.parameter_name(i).unwrap_or("?");
-                INSTALLATION_PARAMS
+                values
                     .iter()
-                    .position(|p| *p == name)
+                    .position(|(n, _)| *n == name)
                     .ok_or_else(|| StoreError::Other(format!("installation statement parameter {name} has no value")))
             })
             .collect::<StoreResult<Vec<usize>>>()?;
@@ -447,49 +413,44 @@ fn write_installation<const N: usize>(
     inst: &Installation,
 ) -> StoreResult<[usize; N]> {
     let s = &inst.system;
-    let custom_attributes = json(&inst.custom_attributes)?;
-    let account_id = id(inst.account_id);
-    let application_id = id(inst.application_id);
-    let person_id = id(inst.person_id);
-    // In the order of INSTALLATION_PARAMS.
-    let values: [&dyn ToSql; 30] = [
-        &account_id,
-        &application_id,
-        &inst.push_reg_id,
-        &person_id,
-        &inst.push_service_type.map(|t| t.as_str()),
-        &inst.provider().map(Provider::as_str),
-        &inst.push_service_token,
-        &inst.reg_enabled,
-        &inst.is_primary,
-        &inst.application_user_id,
-        &custom_attributes,
-        &s.notifications_enabled,
-        &s.sdk_version,
-        &s.app_version,
-        &s.os,
-        &s.os_version,
-        &s.device_manufacturer,
-        &s.device_model,
-        &s.device_name,
-        &s.device_secure,
-        &s.language,
-        &s.device_timezone_offset,
-        &s.inappchat,
-        &s.inbox,
-        &s.webrtcui,
-        &inst.created_at,
-        &inst.updated_at,
-        &inst.last_seen_at,
-        &inst.token_cleared_at,
-        &inst.token_cleared_reason.map(TokenClearedReason::as_str),
-    ];
+    let values: &[(&str, &dyn ToSql)] = named_params! {
+            ":account_id": id(inst.account_id),
+            ":application_id": id(inst.application_id),
+            ":push_reg_id": inst.push_reg_id,
+            ":person_id": id(inst.person_id),
+            ":push_service_type": inst.push_service_type.map(|t| t.as_str()),
+            ":provider": inst.provider().map(Provider::as_str),
+            ":push_service_token": inst.push_service_token,
+            ":reg_enabled": inst.reg_enabled,
+            ":is_primary": inst.is_primary,
+            ":application_user_id": inst.application_user_id,
+            ":custom_attributes": json(&inst.custom_attributes)?,
+            ":notifications_enabled": s.notifications_enabled,
+            ":sdk_version": s.sdk_version,
+            ":app_version": s.app_version,
+            ":os": s.os,
+            ":os_version": s.os_version,
+            ":device_manufacturer": s.device_manufacturer,
+            ":device_model": s.device_model,
+            ":device_name": s.device_name,
+            ":device_secure": s.device_secure,
+            ":language": s.language,
+            ":device_timezone_offset": s.device_timezone_offset,
+            ":inappchat": s.inappchat,
+            ":inbox": s.inbox,
+            ":webrtcui": s.webrtcui,
+            ":created_at": inst.created_at,
+            ":updated_at": inst.updated_at,
+            ":last_seen_at": inst.last_seen_at,
+            ":token_cleared_at": inst.token_cleared_at,
+            ":token_cleared_reason": inst.token_cleared_reason.map(TokenClearedReason::as_str),
+    };
     let mut changed = [0; N];
     for (statement, changed) in statements.into_iter().zip(&mut changed) {
         let mut stmt = conn.prepare_cached(statement.sql).map_err(map_err)?;
-        let order = statement.order(&stmt)?;
+        let order = statement.order(&stmt, values)?;
         for (i, &value) in order.iter().enumerate() {
-            stmt.raw_bind_parameter(i + 1, values[value]).map_err(map_err)?;
+            stmt.raw_bind_parameter(i + 1, values[value].1).map_err(map_err)?;
         }
         *changed = stmt.raw_execute().map_err(map_err)?;
     }

@@ -3,7 +3,7 @@
 //! plain connections first, they could not).
 
 use roster_store::Store;
-use roster_store_sqlite::{SqliteStore, library_memory_statistics_on};
+use roster_store_sqlite::SqliteStore;
 use roster_store_tests::fixtures::{installation, person, seeded};
 
 /// The store turns SQLite's memory statistics off before SQLite starts: its allocations then
@@ -20,5 +20,17 @@ async fn sqlite_keeps_no_memory_statistics() {
         tx.insert_installation(&installation(&app, p.id, n)).await.unwrap();
     }
     tx.commit().await.unwrap();
-    assert!(!library_memory_statistics_on());
+    // With the statistics on, the high-water mark of SQLite's allocations is above zero.
+    let (mut current, mut highwater) = (0, 0);
+    // SAFETY: plain reads of SQLite's status counters into two locals.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_status64(
+            rusqlite::ffi::SQLITE_STATUS_MEMORY_USED,
+            &mut current,
+            &mut highwater,
+            0,
+        )
+    };
+    assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+    assert_eq!(highwater, 0, "SQLite counted its memory: the statistics are on");
 }
