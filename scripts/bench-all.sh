@@ -89,6 +89,18 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
         line = f"{fig(r, 'requests/s'):,.0f}/s, {latency(fig(r, 'all latency'))}{extra(r, 'request')}"
     elif s == "fanout":
         line = f"{fig(r, 'notifications/s end to end'):,.0f} notifications/s{extra(r, 'notification')}"
+    elif s == "audience":
+        parts = []
+        for f in r["figures"]:
+            v = f["value"]
+            if isinstance(v, dict) and "previewMs" in v:
+                res = v.get("resolutionMs")
+                parts.append(f"{f['name']}: {v['installations']:,} installations, preview {v['previewMs']['median']:.1f} ms"
+                             + (f", resolved {res / 1000:.1f} s" if isinstance(res, (int, float)) else ""))
+        line = "; ".join(parts)
+    elif s == "footprint":
+        line = (f"idle RSS {fig(r, 'idle RSS'):.1f} MiB, {fig(r, 'bytes on disk per person (one installation)'):,.0f} bytes"
+                f" on disk per person")
     else:
         line = "; ".join(f"{f['name']} {f['value']}{(' ' + f['unit']) if f.get('unit') else ''}"
                          for f in r["figures"] if not isinstance(f["value"], (dict, list)))[:300]

@@ -17,14 +17,14 @@
 //!   committed meanwhile), the writer copies the last frames (at most [`TAIL`]) in its hook, as
 //!   the automatic checkpoint would have copied all of them.
 //! - Commits of [`START`] frames or more each (a bulk load) would begin a new cycle every time
-//!   and the log would never be copied whole: past [`LIMIT`] frames the writer checkpoints after
-//!   each commit, as SQLite's automatic checkpoint does. The same holds a log that a reader kept
+//!   and the log would never be copied whole: past `LIMIT_FACTOR` × [`START`] frames the
+//!   writer checkpoints after each commit, as SQLite's automatic checkpoint does. The same holds a log that a reader kept
 //!   from starting again to what the automatic checkpoint would do (the first version, without
 //!   this, let a 1M-installation bulk load grow the log until the server's index rebuilds
 //!   multiplied: 7–12 instead of 2).
 //! - No checkpoint here waits for a reader (all are `PASSIVE`): a `RESTART` checkpoint that did
 //!   held the writer in SQLite's busy handler for 70-100 ms at a time.
-//! - With no thread (it could not open its connection) the writer checkpoints every [`START`]
+//! - With no thread (it could not open its connection) the writer checkpoints every [`ALONE`]
 //!   frames, as SQLite would.
 //!
 //! Durability is unchanged: a commit is durable when the log is fsynced, which the writer still
@@ -38,17 +38,46 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, ffi};
 
-/// Log frames not yet copied into the database that make the writer wake the thread (SQLite's
-/// automatic checkpoint default): fewer passes would write the same hot pages back more often.
-const START: i64 = 1000;
+/// Log frames not yet copied into the database that make the writer wake the thread: a cycle
+/// every 10,000 frames (~40 MiB of log at 4 KiB pages), ten times SQLite's automatic checkpoint
+/// default. Each cycle ends with the writer's tail checkpoint in its hook, which fsyncs the
+/// database file while every write transaction waits (~4.5 ms on average, up to 19 ms, 18 times
+/// a second under `roster-bench register` at 1,000: `perf trace -e fsync`), and each pass of
+/// the thread writes the hot pages (the trees' upper levels) back again. Measured against 1,000
+/// and 4,000 in alternated runs: register +6–10% and mobile-mix +6–12% at 4,000, and 4–8% more
+/// at 10,000 (docs/benchmarks.md, "The WAL checkpoint cycle"). The price is a longer log for
+/// readers to look pages up in (SQLite's WAL index hashes them, a table per 4,096 frames) and
+/// more disk for it.
+const START: i64 = 10_000;
+
+/// Without the thread, the writer checkpoints every this many frames: SQLite's own automatic
+/// checkpoint default.
+const ALONE: i64 = 1000;
 
 /// Passes of the thread per cycle at most: after the first, shorter ones copy what was committed
 /// while it ran, until at most [`TAIL`] frames are left.
 const CHASES: u32 = 3;
 
-/// A log this long (16 MiB at 4 KiB pages) is checkpointed by the writer after each commit, as
-/// SQLite's automatic checkpoint would: see the hook.
-const LIMIT: i64 = 4 * START;
+/// A log this long (4 × [`START`] frames, 160 MiB at 4 KiB pages) is checkpointed by the writer
+/// after each commit, as SQLite's automatic checkpoint would: see the hook.
+const LIMIT_FACTOR: i64 = 4;
+
+/// When a cycle begins and when the writer takes over ([`START`], `LIMIT_FACTOR` × it): fixed
+/// for a store, smaller in the unit tests so that they write little.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    start: i64,
+    limit: i64,
+}
+
+impl Sizes {
+    const fn cycle_of(start: i64) -> Sizes {
+        Sizes {
+            start,
+            limit: LIMIT_FACTOR * start,
+        }
+    }
+}
 
 /// Frames left after the thread's passes that the writer copies itself, in the hook, so that the
 /// log is copied whole at a moment no commit can land and SQLite can start it again (a pass of
@@ -82,6 +111,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    sizes: Sizes,
 }
 
 impl Shared {
@@ -104,7 +134,7 @@ pub struct CheckpointStats {
     /// Passes of the checkpoint thread.
     pub passes: u64,
     /// Checkpoints the writer ran in its own commit (the last frames of a cycle, each commit of
-    /// a log past [`LIMIT`], or every [`START`] frames without a thread).
+    /// a log past `LIMIT_FACTOR` × [`START`], or every [`ALONE`] frames without a thread).
     pub inline: u64,
     /// Frames in the log after the last commit.
     pub log_frames: i64,
@@ -115,9 +145,14 @@ pub struct CheckpointStats {
 impl Checkpointer {
     /// Starts the thread for the database at `path` and hooks `writer`'s commits to it.
     pub(crate) fn start(writer: &Connection, path: &Path) -> Checkpointer {
+        Checkpointer::start_sized(writer, path, Sizes::cycle_of(START))
+    }
+
+    fn start_sized(writer: &Connection, path: &Path, sizes: Sizes) -> Checkpointer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            sizes,
         });
         let thread_shared = shared.clone();
         let path = path.to_path_buf();
@@ -174,15 +209,15 @@ unsafe extern "C" fn hook(data: *mut c_void, db: *mut ffi::sqlite3, name: *const
     let here = if pending <= 0 || s.running || s.wanted {
         false
     } else if s.broken {
-        pending >= START
-    } else if frames >= LIMIT {
+        pending >= ALONE
+    } else if frames >= shared.sizes.limit {
         // Commits of START frames or more each (a bulk load), or a log that did not start again
         // (a reader was in it): every commit would begin a new cycle and the log would never be
         // copied whole. Do what the automatic checkpoint would have done; a passive checkpoint
         // copies what the readers allow and never waits for them.
         true
     } else if s.passes_in_cycle == 0 {
-        if pending >= START {
+        if pending >= shared.sizes.start {
             s.wanted = true;
         }
         false
@@ -287,6 +322,10 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 mod tests {
     use super::*;
 
+    /// The tests' cycle: the logic of a store's, on a tenth of the writes.
+    const TEST_START: i64 = 1000;
+    const TEST_LIMIT: i64 = LIMIT_FACTOR * TEST_START;
+
     /// A database in WAL mode with a table `t` of blobs, its writer, and a checkpointer on it.
     fn wal_db(dir: &Path) -> (std::path::PathBuf, Connection, Checkpointer) {
         let path = dir.join("c.db");
@@ -298,7 +337,7 @@ mod tests {
                  INSERT INTO t (id, body) VALUES (-1, zeroblob(10));",
             )
             .unwrap();
-        let checkpointer = Checkpointer::start(&writer, &path);
+        let checkpointer = Checkpointer::start_sized(&writer, &path, Sizes::cycle_of(TEST_START));
         (path, writer, checkpointer)
     }
 
@@ -328,7 +367,7 @@ mod tests {
         // About ten pages per transaction: 4,000 frames written in all.
         assert!(stats.passes >= 1, "{stats:?}");
         assert!(stats.restarts >= 1, "{stats:?}");
-        assert!(stats.log_frames < 2 * START, "{stats:?}");
+        assert!(stats.log_frames < 2 * TEST_START, "{stats:?}");
         let rows: i64 = writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, transactions * 10 + 1);
         drop(writer);
@@ -339,8 +378,8 @@ mod tests {
         assert_eq!(rows, transactions * 10 + 1);
     }
 
-    /// A bulk load, each commit more than [`START`] frames: the log still starts again and
-    /// stays within [`LIMIT`] and one commit.
+    /// A bulk load, each commit more than the cycle's start: the log still starts again and
+    /// stays within the limit and one commit.
     #[test]
     fn a_bulk_load_keeps_the_log_bounded() {
         let dir = tempfile::tempdir().unwrap();
@@ -352,7 +391,10 @@ mod tests {
         }
         let stats = checkpointer.stats();
         assert!(stats.restarts >= 5, "{stats:?}");
-        assert!(most < LIMIT + 2 * 1500, "the longest log: {most} frames; {stats:?}");
+        assert!(
+            most < TEST_LIMIT + 2 * 1500,
+            "the longest log: {most} frames; {stats:?}"
+        );
     }
 
     /// A long read (an index build, an export) holds its snapshot: the log cannot start again
@@ -370,7 +412,7 @@ mod tests {
         }
         let held = checkpointer.stats();
         assert_eq!(held.restarts, 0, "{held:?}");
-        assert!(held.log_frames > 3 * START, "{held:?}");
+        assert!(held.log_frames > 3 * TEST_START, "{held:?}");
         let still: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(still, seen, "the reader's snapshot");
         reader.execute_batch("COMMIT").unwrap();
