@@ -85,7 +85,11 @@ impl Sizes {
 /// Frames left after the thread's passes that the writer copies itself, in the hook, so that the
 /// log is copied whole at a moment no commit can land and SQLite can start it again (a pass of
 /// the thread rarely ends between two commits under load: the log would grow without end).
-const TAIL: i64 = 256;
+/// Every write transaction waits while the writer copies them and fsyncs the database file:
+/// 64 rather than 256 frames (one more short pass of the thread, synced, instead) gave
+/// `register` +3–14% and a p99.9 of 25–29 ms instead of 26–38 ms in 4 alternated pairs, and
+/// `mobile-mix` +3–12% in 3 (docs/benchmarks.md, "The WAL checkpoint cycle").
+const TAIL: i64 = 64;
 
 /// What the writer's hook and the thread share.
 #[derive(Default)]
