@@ -18,13 +18,13 @@
 //!   the automatic checkpoint would have copied all of them.
 //! - Commits of [`START`] frames or more each (a bulk load) would begin a new cycle every time
 //!   and the log would never be copied whole: past `LIMIT_FACTOR` × [`START`] frames the
-//!   writer checkpoints after each commit, as SQLite's automatic checkpoint does. The same holds a log that a reader kept
-//!   from starting again to what the automatic checkpoint would do (the first version, without
-//!   this, let a 1M-installation bulk load grow the log until the server's index rebuilds
-//!   multiplied: 7–12 instead of 2).
+//!   writer checkpoints after each commit, as SQLite's automatic checkpoint does. The same
+//!   holds a log that a reader kept from starting again to what the automatic checkpoint would
+//!   do (the first version, without this, let a 1M-installation bulk load grow the log until
+//!   the server's index rebuilds multiplied: 7–12 instead of 2).
 //! - No checkpoint here waits for a reader (all are `PASSIVE`): a `RESTART` checkpoint that did
 //!   held the writer in SQLite's busy handler for 70-100 ms at a time.
-//! - After a pass that copied frames, the thread fsyncs the database file ([`sync_database`]):
+//! - After each pass, the thread fsyncs the database file ([`sync_database`]):
 //!   SQLite fsyncs it only in the checkpoint that copies the log whole, the writer's, which
 //!   would otherwise wait for every page of the cycle to reach the disk.
 //! - With no thread (it could not open its connection) the writer checkpoints every [`ALONE`]
@@ -61,26 +61,10 @@ const ALONE: i64 = 1000;
 /// while it ran, until at most [`TAIL`] frames are left.
 const CHASES: u32 = 3;
 
-/// A log this long (4 × [`START`] frames, 160 MiB at 4 KiB pages) is checkpointed by the writer
-/// after each commit, as SQLite's automatic checkpoint would: see the hook.
+/// A log this many times a cycle's start (160 MiB at 4 KiB pages with [`START`]) is
+/// checkpointed by the writer after each commit, as SQLite's automatic checkpoint would: see
+/// the hook.
 const LIMIT_FACTOR: i64 = 4;
-
-/// When a cycle begins and when the writer takes over ([`START`], `LIMIT_FACTOR` × it): fixed
-/// for a store, smaller in the unit tests so that they write little.
-#[derive(Debug, Clone, Copy)]
-struct Sizes {
-    start: i64,
-    limit: i64,
-}
-
-impl Sizes {
-    const fn cycle_of(start: i64) -> Sizes {
-        Sizes {
-            start,
-            limit: LIMIT_FACTOR * start,
-        }
-    }
-}
 
 /// Frames left after the thread's passes that the writer copies itself, in the hook, so that the
 /// log is copied whole at a moment no commit can land and SQLite can start it again (a pass of
@@ -120,7 +104,9 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
-    sizes: Sizes,
+    /// Frames pending that begin a cycle: [`START`], smaller in the unit tests so that they
+    /// write little. The writer takes over at `LIMIT_FACTOR` times it.
+    start: i64,
 }
 
 impl Shared {
@@ -142,7 +128,8 @@ pub(crate) struct Checkpointer {
 pub struct CheckpointStats {
     /// Passes of the checkpoint thread.
     pub passes: u64,
-    /// Passes after which the thread synced the database file (those that copied frames).
+    /// Passes after which the thread synced the database file (every pass once frames were
+    /// copied).
     pub synced: u64,
     /// Checkpoints the writer ran in its own commit (the last frames of a cycle, each commit of
     /// a log past `LIMIT_FACTOR` × [`START`], or every [`ALONE`] frames without a thread).
@@ -156,14 +143,14 @@ pub struct CheckpointStats {
 impl Checkpointer {
     /// Starts the thread for the database at `path` and hooks `writer`'s commits to it.
     pub(crate) fn start(writer: &Connection, path: &Path) -> Checkpointer {
-        Checkpointer::start_sized(writer, path, Sizes::cycle_of(START))
+        Checkpointer::start_sized(writer, path, START)
     }
 
-    fn start_sized(writer: &Connection, path: &Path, sizes: Sizes) -> Checkpointer {
+    fn start_sized(writer: &Connection, path: &Path, start: i64) -> Checkpointer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
-            sizes,
+            start,
         });
         let thread_shared = shared.clone();
         let path = path.to_path_buf();
@@ -222,14 +209,14 @@ unsafe extern "C" fn hook(data: *mut c_void, db: *mut ffi::sqlite3, name: *const
         false
     } else if s.broken {
         pending >= ALONE
-    } else if frames >= shared.sizes.limit {
+    } else if frames >= LIMIT_FACTOR * shared.start {
         // Commits of START frames or more each (a bulk load), or a log that did not start again
         // (a reader was in it): every commit would begin a new cycle and the log would never be
         // copied whole. Do what the automatic checkpoint would have done; a passive checkpoint
         // copies what the readers allow and never waits for them.
         true
     } else if s.passes_in_cycle == 0 {
-        if pending >= shared.sizes.start {
+        if pending >= shared.start {
             s.wanted = true;
         }
         false
@@ -306,27 +293,26 @@ fn run(shared: &Shared, path: &Path) {
             s.running = true;
             s.generation
         };
-        let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2));
+        // The frames of the log copied so far (SQLite's count is the log's, not the pass's: a
+        // pass that found nothing new still syncs, which writes nothing and waits only here).
+        let copied = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2))
+            .inspect_err(|e| tracing::warn!(error = %e, "a WAL checkpoint pass failed"))
+            .ok();
         // Still `running`: the writer's hook leaves the cycle's last frames until this is done.
-        let synced = match pass {
-            Ok(copied) if copied > 0 => match sync_database(&conn) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "syncing the database file after a WAL checkpoint pass failed");
-                    false
-                }
-            },
-            _ => false,
-        };
+        let synced = copied.is_some_and(|c| c > 0)
+            && sync_database(&conn)
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "syncing the database file after a WAL checkpoint pass failed"),
+                )
+                .is_ok();
         let mut s = shared.lock();
         s.running = false;
         s.passes += 1;
         s.synced += u64::from(synced);
         s.passes_in_cycle = s.passes_in_cycle.saturating_add(1);
-        match pass {
-            Ok(copied) if s.generation == generation => s.done = s.done.max(copied),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "a WAL checkpoint pass failed"),
+        if let Some(copied) = copied.filter(|_| s.generation == generation) {
+            s.done = s.done.max(copied);
         }
     }
 }
@@ -406,7 +392,7 @@ mod tests {
                  INSERT INTO t (id, body) VALUES (-1, zeroblob(10));",
             )
             .unwrap();
-        let checkpointer = Checkpointer::start_sized(&writer, &path, Sizes::cycle_of(TEST_START));
+        let checkpointer = Checkpointer::start_sized(&writer, &path, TEST_START);
         (path, writer, checkpointer)
     }
 
